@@ -3,7 +3,9 @@
  * driftmirror.c
  *	  Library entry point.  _PG_init defines the settings and, when the
  *	  library is listed in shared_preload_libraries, registers the
- *	  background worker.  Loaded any other way (CREATE EXTENSION in a
+ *	  background worker, and installs the write fence (fence.c).  The
+ *	  library is also the "driftmirror" logical decoding output plugin
+ *	  (output_plugin.c).  Loaded any other way (CREATE EXTENSION in a
  *	  session) the SQL functions work but no worker runs; dm_status says so.
  *
  *-------------------------------------------------------------------------
@@ -14,6 +16,7 @@
 #include "miscadmin.h"
 
 #include "driftmirror.h"
+#include "fence.h"
 
 PG_MODULE_MAGIC;
 
@@ -26,6 +29,8 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	DmFenceInit();
 
 	DmRegisterWorker();
 }

@@ -22,6 +22,8 @@
 extern char *DmDatabase;
 extern bool DmEnabled;
 extern int	DmNaptimeMs;
+extern int	DmConnectTimeoutMs;
+extern int	DmRemoteTimeoutMs;
 
 extern void DmDefineSettings(void);
 

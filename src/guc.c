@@ -18,6 +18,8 @@
 char	   *DmDatabase = NULL;
 bool		DmEnabled = true;
 int			DmNaptimeMs = 1000;
+int			DmConnectTimeoutMs = 10000;
+int			DmRemoteTimeoutMs = 60000;
 
 /*
  * DmDefineSettings
@@ -52,6 +54,28 @@ DmDefineSettings(void)
 							10,
 							60 * 1000,
 							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.connect_timeout",
+							"How long driftmirror waits for a connection to a node.",
+							NULL,
+							&DmConnectTimeoutMs,
+							10000,
+							100,
+							10 * 60 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.remote_timeout",
+							"How long driftmirror waits for one statement on a node.",
+							"The statement is cancelled on the node when the time is up.",
+							&DmRemoteTimeoutMs,
+							60000,
+							100,
+							60 * 60 * 1000,
+							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -1,0 +1,777 @@
+/*-------------------------------------------------------------------------
+ *
+ * fence.c
+ *	  The write fence: per-database refusal of client writes.
+ *
+ * A fenced database refuses every write from client sessions, whatever the
+ * client sets: default_transaction_read_only, transaction_read_only and
+ * session_replication_role make no difference.  Logical replication
+ * workers (background workers) keep applying, and driftmirror's own
+ * sessions pass: they call driftmirror_node.session_bypass(), which sets a
+ * backend-local flag that only that function (superuser or
+ * driftmirror_admin) sets.  Other databases of the node, the control
+ * database in particular, are not affected.
+ *
+ * Enforcement, for client backends and WAL senders connected to a fenced
+ * database:
+ *	 - ExecutorStart_hook refuses plans that write (INSERT, UPDATE, DELETE,
+ *	   MERGE, SELECT FOR UPDATE/SHARE, data-modifying CTEs) on anything but
+ *	   temporary tables, and marks the transaction read-only, so that
+ *	   functions called by the plan (nextval, setval, lo_*, ...) hit
+ *	   PostgreSQL's own read-only checks;
+ *	 - ProcessUtility_hook refuses LOCK stronger than ROW EXCLUSIVE (it
+ *	   would stall the apply worker) and marks the transaction read-only
+ *	   before every utility statement, so COPY FROM, TRUNCATE, DDL,
+ *	   CALL/DO bodies, etc. are refused by PostgreSQL's read-only checks; a
+ *	   client's SET transaction_read_only = off is undone by the next
+ *	   statement;
+ *	 - a pre-commit transaction callback refuses to commit any transaction
+ *	   that has a transaction id, i.e. that wrote anything at all: this
+ *	   catches what PostgreSQL's read-only checks let through (large object
+ *	   writes, which PostgreSQL 15 does not check, also through libpq's
+ *	   fast-path lo_* calls that go through neither hook).  Side effect:
+ *	   like on a hot standby, temporary tables cannot be written, and a
+ *	   function that only assigns an xid (txid_current()) fails at commit.
+ *	 Errors use ERRCODE_READ_ONLY_SQL_TRANSACTION.
+ *
+ * State: a small array of (database oid, mode) in shared memory, protected
+ * by one LWLock, with a generation counter so that backends check a
+ * backend-local cache on every statement and take the lock only after a
+ * change.  Every change is first written to the file DM_FENCE_FILE in the
+ * data directory (written to a temporary file, fsynced, renamed durably),
+ * then applied to shared memory; the file is read back at server start
+ * (shmem_startup_hook, also after a crash restart), so a restarted node
+ * stays fenced.  Changes are NOT transactional: fence_set takes effect at
+ * once and stays even if the calling transaction rolls back.
+ *
+ * New sessions of a fenced database also see default_transaction_read_only
+ * = on (fence_set runs ALTER DATABASE ... SET, fence_clear resets it), so
+ * that libpq's target_session_attrs=read-write skips the node.  That part
+ * is transactional and is only advice to clients; the hooks are the fence.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "driftmirror.h"
+#include "fence.h"
+
+#define DM_FENCE_TRANCHE	"driftmirror_fence"
+
+typedef struct DmFenceEntry
+{
+	Oid			dboid;
+	DmFenceMode mode;
+	TimestampTz since;
+	NameData	dbname;			/* for display; the oid is the key */
+} DmFenceEntry;
+
+typedef struct DmFenceShared
+{
+	LWLock	   *lock;
+	pg_atomic_uint64 generation;
+	int			count;
+	DmFenceEntry entries[DM_FENCE_MAX_DATABASES];
+} DmFenceShared;
+
+bool		DmFenceBypass = false;
+
+static DmFenceShared *FenceShared = NULL;
+static bool FenceHooksInstalled = false;
+
+/* backend-local cache of this database's mode */
+static uint64 CachedGeneration = PG_UINT64_MAX;
+static DmFenceMode CachedMode = DM_FENCE_NONE;
+
+/* > 0 while driftmirror's fence functions run their own statements */
+static int	FenceInternal = 0;
+
+/* the current transaction changed the fence itself (fence_set/clear) */
+static bool FenceAdminXact = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void DmFenceShmemRequest(void);
+static void DmFenceShmemStartup(void);
+static void DmFenceExecutorStart(QueryDesc *queryDesc, int eflags);
+static void DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								  bool readOnlyTree,
+								  ProcessUtilityContext context,
+								  ParamListInfo params,
+								  QueryEnvironment *queryEnv,
+								  DestReceiver *dest, QueryCompletion *qc);
+static void DmFenceXactCallback(XactEvent event, void *arg);
+static void DmFenceErrorContext(void *arg);
+static DmFenceMode DmFenceCurrent(void);
+static void LoadFenceFile(void);
+static void WriteFenceFile(DmFenceEntry *entries, int count);
+
+/*
+ * DmFenceInit
+ *		Install the hooks and request shared memory.  Call from _PG_init
+ *		while shared_preload_libraries is processed; does nothing otherwise
+ *		(the fence then does not exist and the SQL functions say so).
+ */
+void
+DmFenceInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = DmFenceShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = DmFenceShmemStartup;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = DmFenceExecutorStart;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = DmFenceProcessUtility;
+	RegisterXactCallback(DmFenceXactCallback, NULL);
+	FenceHooksInstalled = true;
+}
+
+/*
+ * DmFenceAvailable
+ *		Whether the fence works in this server (library preloaded).
+ */
+bool
+DmFenceAvailable(void)
+{
+	return FenceHooksInstalled && FenceShared != NULL;
+}
+
+static void
+DmFenceShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(DmFenceShared)));
+	RequestNamedLWLockTranche(DM_FENCE_TRANCHE, 1);
+}
+
+/*
+ * DmFenceShmemStartup
+ *		Create (or attach to) the shared state; the first time, load the
+ *		fence file.  Runs in the postmaster at start and after a crash.
+ */
+static void
+DmFenceShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	FenceShared = ShmemInitStruct("driftmirror fence",
+								  sizeof(DmFenceShared), &found);
+	if (!found)
+	{
+		memset(FenceShared, 0, sizeof(DmFenceShared));
+		FenceShared->lock = &(GetNamedLWLockTranche(DM_FENCE_TRANCHE))->lock;
+		pg_atomic_init_u64(&FenceShared->generation, 1);
+		LoadFenceFile();
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * LoadFenceFile
+ *		Fill the shared array from DM_FENCE_FILE.  A missing file means no
+ *		fence; a malformed line is logged and skipped (a WARNING, not an
+ *		error: the server must start).
+ */
+static void
+LoadFenceFile(void)
+{
+	FILE	   *f;
+	char		line[256];
+	int			lineno = 0;
+
+	f = fopen(DM_FENCE_FILE, "r");
+	if (f == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not read driftmirror fence file \"%s\": %m",
+							DM_FENCE_FILE)));
+		return;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		unsigned int oid;
+		char		mode[32];
+		long long	since;
+		int			namepos = 0;
+		DmFenceMode m;
+		DmFenceEntry *e;
+		size_t		len;
+
+		lineno++;
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		len = strlen(line);
+		if (len > 0 && line[len - 1] == '\n')
+			line[len - 1] = '\0';
+		if (sscanf(line, "%u %31s %lld %n", &oid, mode, &since, &namepos) < 3 ||
+			namepos == 0 ||
+			(m = DmFenceModeFromName(mode)) == DM_FENCE_NONE ||
+			FenceShared->count >= DM_FENCE_MAX_DATABASES)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("ignoring line %d of driftmirror fence file \"%s\"",
+							lineno, DM_FENCE_FILE)));
+			continue;
+		}
+		e = &FenceShared->entries[FenceShared->count++];
+		e->dboid = (Oid) oid;
+		e->mode = m;
+		e->since = (TimestampTz) since;
+		namestrcpy(&e->dbname, line + namepos);
+		ereport(LOG,
+				(errmsg("driftmirror: database \"%s\" is fenced (mode %s)",
+						NameStr(e->dbname), mode)));
+	}
+	fclose(f);
+}
+
+/*
+ * WriteFenceFile
+ *		Persist a fence array durably: temporary file, fsync, rename.
+ *		Raises an error on failure (the caller has not changed shared
+ *		memory yet).  Caller holds the fence lock exclusively.
+ */
+static void
+WriteFenceFile(DmFenceEntry *entries, int count)
+{
+	char		tmp[MAXPGPATH];
+	StringInfoData buf;
+	int			fd;
+	int			i;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", DM_FENCE_FILE);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf,
+						   "# driftmirror write fence: database oid, mode, since (us), database name\n"
+						   "# written by driftmirror_node.fence_set/fence_clear; do not edit\n");
+	for (i = 0; i < count; i++)
+		appendStringInfo(&buf, "%u %s " INT64_FORMAT " %s\n",
+						 entries[i].dboid, DmFenceModeName(entries[i].mode),
+						 (int64) entries[i].since, NameStr(entries[i].dbname));
+
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", tmp)));
+	errno = 0;
+	if (write(fd, buf.data, buf.len) != buf.len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", tmp)));
+	}
+	if (pg_fsync(fd) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", tmp)));
+	}
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", tmp)));
+	(void) durable_rename(tmp, DM_FENCE_FILE, ERROR);
+	pfree(buf.data);
+}
+
+/*
+ * DmFenceModeName / DmFenceModeFromName
+ *		Mode <-> its SQL name; an unknown name gives DM_FENCE_NONE.
+ */
+const char *
+DmFenceModeName(DmFenceMode mode)
+{
+	switch (mode)
+	{
+		case DM_FENCE_MIRROR:
+			return "mirror";
+		case DM_FENCE_SWITCHOVER:
+			return "switchover";
+		case DM_FENCE_NONE:
+			break;
+	}
+	return "none";
+}
+
+DmFenceMode
+DmFenceModeFromName(const char *name)
+{
+	if (strcmp(name, "mirror") == 0)
+		return DM_FENCE_MIRROR;
+	if (strcmp(name, "switchover") == 0)
+		return DM_FENCE_SWITCHOVER;
+	return DM_FENCE_NONE;
+}
+
+static void
+RequireFence(void)
+{
+	if (!DmFenceAvailable())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the driftmirror write fence is not available"),
+				 errhint("Add driftmirror to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * DmFenceModeOf
+ *		The fence mode of a database of this node (DM_FENCE_NONE if the
+ *		fence is not available).
+ */
+DmFenceMode
+DmFenceModeOf(Oid dboid)
+{
+	DmFenceMode mode = DM_FENCE_NONE;
+	int			i;
+
+	if (FenceShared == NULL)
+		return DM_FENCE_NONE;
+	LWLockAcquire(FenceShared->lock, LW_SHARED);
+	for (i = 0; i < FenceShared->count; i++)
+	{
+		if (FenceShared->entries[i].dboid == dboid)
+		{
+			mode = FenceShared->entries[i].mode;
+			break;
+		}
+	}
+	LWLockRelease(FenceShared->lock);
+	return mode;
+}
+
+/*
+ * ChangeFence
+ *		Set (mode != NONE) or clear the fence of a database: persist the new
+ *		array, then publish it.  Returns the previous mode.  Raises an error
+ *		(changing nothing) if the file cannot be written or the array is
+ *		full.
+ */
+static DmFenceMode
+ChangeFence(Oid dboid, DmFenceMode mode)
+{
+	DmFenceEntry entries[DM_FENCE_MAX_DATABASES];
+	int			count;
+	int			i;
+	int			found = -1;
+	DmFenceMode old = DM_FENCE_NONE;
+
+	RequireFence();
+	LWLockAcquire(FenceShared->lock, LW_EXCLUSIVE);
+	count = FenceShared->count;
+	memcpy(entries, FenceShared->entries, sizeof(DmFenceEntry) * count);
+	for (i = 0; i < count; i++)
+		if (entries[i].dboid == dboid)
+			found = i;
+	if (found >= 0)
+		old = entries[found].mode;
+
+	if (old == mode)
+	{
+		LWLockRelease(FenceShared->lock);
+		return old;
+	}
+
+	if (mode == DM_FENCE_NONE)
+	{
+		entries[found] = entries[count - 1];
+		count--;
+	}
+	else
+	{
+		char	   *name;
+
+		if (found < 0)
+		{
+			if (count >= DM_FENCE_MAX_DATABASES)
+			{
+				LWLockRelease(FenceShared->lock);
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("too many fenced databases on this node"),
+						 errdetail("At most %d databases can be fenced at once.",
+								   DM_FENCE_MAX_DATABASES)));
+			}
+			found = count++;
+			entries[found].dboid = dboid;
+		}
+		entries[found].mode = mode;
+		entries[found].since = GetCurrentTimestamp();
+		name = get_database_name(dboid);
+		namestrcpy(&entries[found].dbname, name ? name : "?");
+	}
+
+	/* an error here releases the lock through error cleanup */
+	WriteFenceFile(entries, count);
+
+	memcpy(FenceShared->entries, entries, sizeof(DmFenceEntry) * count);
+	FenceShared->count = count;
+	pg_atomic_fetch_add_u64(&FenceShared->generation, 1);
+	LWLockRelease(FenceShared->lock);
+
+	ereport(LOG,
+			(errmsg("driftmirror: fence of database %u changed from %s to %s",
+					dboid, DmFenceModeName(old), DmFenceModeName(mode))));
+	return old;
+}
+
+DmFenceMode
+DmFenceSet(Oid dboid, DmFenceMode mode)
+{
+	Assert(mode != DM_FENCE_NONE);
+	return ChangeFence(dboid, mode);
+}
+
+DmFenceMode
+DmFenceClear(Oid dboid)
+{
+	return ChangeFence(dboid, DM_FENCE_NONE);
+}
+
+/*
+ * DmFenceCurrent
+ *		The fence that applies to this session's statements: NONE unless
+ *		this is a client backend or WAL sender connected to a fenced
+ *		database and not one of driftmirror's own sessions.
+ */
+static DmFenceMode
+DmFenceCurrent(void)
+{
+	uint64		gen;
+
+	if (FenceShared == NULL || DmFenceBypass || FenceInternal > 0)
+		return DM_FENCE_NONE;
+	if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
+		return DM_FENCE_NONE;
+	if (!OidIsValid(MyDatabaseId))
+		return DM_FENCE_NONE;
+
+	pg_memory_barrier();
+	gen = pg_atomic_read_u64(&FenceShared->generation);
+	if (gen != CachedGeneration)
+	{
+		CachedMode = DmFenceModeOf(MyDatabaseId);
+		CachedGeneration = gen;
+	}
+	return CachedMode;
+}
+
+/*
+ * PlanWrites
+ *		Whether a plan writes or locks rows of a non-temporary relation (the
+ *		same test as PostgreSQL's ExecCheckXactReadOnly).
+ */
+static bool
+PlanWrites(PlannedStmt *plannedstmt)
+{
+	ListCell   *l;
+
+	foreach(l, plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) lfirst(l);
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		if ((rte->requiredPerms & (~ACL_SELECT)) == 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static void
+FenceError(DmFenceMode mode, const char *what)
+{
+	char	   *db = get_database_name(MyDatabaseId);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot execute %s in database \"%s\": it is fenced by driftmirror",
+					what, db ? db : "?"),
+			 errdetail("The database is fenced in %s mode; only logical replication and driftmirror may write.",
+					   DmFenceModeName(mode)),
+			 errhint("Write to the primary of this database.")));
+}
+
+static void
+DmFenceExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	DmFenceMode mode = DmFenceCurrent();
+
+	if (mode != DM_FENCE_NONE && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+	{
+		if (PlanWrites(queryDesc->plannedstmt))
+			FenceError(mode, GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt)));
+		XactReadOnly = true;
+	}
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	DmFenceMode mode = DmFenceCurrent();
+	ErrorContextCallback errcallback;
+
+	if (mode != DM_FENCE_NONE)
+	{
+		/*
+		 * PostgreSQL allows LOCK in read-only transactions, but a strong lock
+		 * on a mirror stalls the apply worker: refuse what a hot standby
+		 * refuses.
+		 */
+		if (IsA(pstmt->utilityStmt, LockStmt) &&
+			((LockStmt *) pstmt->utilityStmt)->mode > RowExclusiveLock)
+			FenceError(mode, "LOCK TABLE in this mode");
+		XactReadOnly = true;
+		errcallback.callback = DmFenceErrorContext;
+		errcallback.arg = (void *) DmFenceModeName(mode);
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (mode != DM_FENCE_NONE)
+		error_context_stack = errcallback.previous;
+}
+
+/*
+ * DmFenceErrorContext
+ *		Explain read-only errors raised inside a fenced utility statement.
+ */
+static void
+DmFenceErrorContext(void *arg)
+{
+	if (geterrcode() == ERRCODE_READ_ONLY_SQL_TRANSACTION)
+		errcontext("database is fenced by driftmirror (mode %s)",
+				   (const char *) arg);
+}
+
+/*
+ * DmFenceXactCallback
+ *		Backstop: refuse to commit a transaction of a fenced database that
+ *		wrote without going through the hooks (fast-path function calls).
+ */
+static void
+DmFenceXactCallback(XactEvent event, void *arg)
+{
+	DmFenceMode mode;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (FenceAdminXact)
+				break;
+			if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+				break;
+			mode = DmFenceCurrent();
+			if (mode != DM_FENCE_NONE)
+				FenceError(mode, "a writing transaction");
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			FenceAdminXact = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* ---- SQL interface (extension driftmirror_node) ---- */
+
+PG_FUNCTION_INFO_V1(driftmirror_fence_set);
+PG_FUNCTION_INFO_V1(driftmirror_fence_clear);
+PG_FUNCTION_INFO_V1(driftmirror_fence_status);
+PG_FUNCTION_INFO_V1(driftmirror_session_bypass);
+
+/*
+ * SetReadOnlyDefault
+ *		ALTER DATABASE <current> SET/RESET default_transaction_read_only, run
+ *		past the fence.  Transactional.
+ */
+static void
+SetReadOnlyDefault(bool on)
+{
+	char	   *db = get_database_name(MyDatabaseId);
+	StringInfoData sql;
+	volatile bool save_read_only;
+
+	initStringInfo(&sql);
+	if (on)
+		appendStringInfo(&sql, "ALTER DATABASE %s SET default_transaction_read_only = on",
+						 quote_identifier(db));
+	else
+		appendStringInfo(&sql, "ALTER DATABASE %s RESET default_transaction_read_only",
+						 quote_identifier(db));
+
+	/*
+	 * The calling transaction may be read-only (new sessions of a fenced
+	 * database are, by this very setting): the fence functions are
+	 * administrative and run their one statement read-write regardless.
+	 */
+	save_read_only = XactReadOnly;
+	FenceInternal++;
+	XactReadOnly = false;
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not run \"%s\"", sql.data);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		FenceInternal--;
+		XactReadOnly = save_read_only;
+	}
+	PG_END_TRY();
+	FenceAdminXact = true;
+}
+
+/*
+ * driftmirror_node.fence_set(mode text) returns text
+ *		Fence the current database; returns the previous mode ('none' if it
+ *		was not fenced).  Immediate and not transactional.
+ */
+Datum
+driftmirror_fence_set(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	DmFenceMode mode = DmFenceModeFromName(name);
+	DmFenceMode old;
+
+	if (mode == DM_FENCE_NONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid fence mode \"%s\"", name),
+				 errhint("Valid modes are \"mirror\" and \"switchover\"; use fence_clear() to lift the fence.")));
+	RequireFence();
+	old = DmFenceSet(MyDatabaseId, mode);
+	SetReadOnlyDefault(true);
+	PG_RETURN_TEXT_P(cstring_to_text(DmFenceModeName(old)));
+}
+
+/*
+ * driftmirror_node.fence_clear() returns text
+ *		Lift the fence of the current database; returns the previous mode.
+ *		Idempotent.
+ */
+Datum
+driftmirror_fence_clear(PG_FUNCTION_ARGS)
+{
+	DmFenceMode old;
+
+	RequireFence();
+	old = DmFenceClear(MyDatabaseId);
+	SetReadOnlyDefault(false);
+	PG_RETURN_TEXT_P(cstring_to_text(DmFenceModeName(old)));
+}
+
+/*
+ * driftmirror_node.fence_status() returns setof (dboid oid, database name,
+ *		mode text, since timestamptz): every fenced database of the node.
+ */
+Datum
+driftmirror_fence_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DmFenceEntry entries[DM_FENCE_MAX_DATABASES];
+	int			count;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (FenceShared == NULL)
+		PG_RETURN_VOID();
+
+	LWLockAcquire(FenceShared->lock, LW_SHARED);
+	count = FenceShared->count;
+	memcpy(entries, FenceShared->entries, sizeof(DmFenceEntry) * count);
+	LWLockRelease(FenceShared->lock);
+
+	for (i = 0; i < count; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = ObjectIdGetDatum(entries[i].dboid);
+		values[1] = NameGetDatum(&entries[i].dbname);
+		values[2] = CStringGetTextDatum(DmFenceModeName(entries[i].mode));
+		values[3] = TimestampTzGetDatum(entries[i].since);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * driftmirror_node.session_bypass() returns void
+ *		Mark this session as one of driftmirror's own: the fence lets it
+ *		write until it ends, and its later transactions are read-write by
+ *		default (the current one keeps its mode).  EXECUTE is granted to nobody but superusers
+ *		and driftmirror_admin.
+ */
+Datum
+driftmirror_session_bypass(PG_FUNCTION_ARGS)
+{
+	DmFenceBypass = true;
+	/* the database default says read-only: this session writes */
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_USERSET, PGC_S_SESSION);
+	PG_RETURN_VOID();
+}
