@@ -97,7 +97,11 @@ SELECT g.name AS group_name,
            WHEN s.last_heartbeat < now() - 3 * iv - interval '5 seconds' THEN
                format('no heartbeat since %s (interval %s)', s.last_heartbeat, iv)
            ELSE coalesce(s.activity_reason, format('monitoring every %s', iv))
-       END AS reason,
+       END
+       || CASE WHEN cl.n > 0
+               THEN format('; %s replication object(s) of dropped mirrors still to drop (last error: %s)',
+                           cl.n, coalesce(cl.last_error, 'none yet'))
+               ELSE '' END AS reason,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
        iv AS "interval",
        s.last_heartbeat,
@@ -107,11 +111,25 @@ SELECT g.name AS group_name,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
        s.last_error,
        s.last_error_sqlstate,
-       s.last_error_at
+       s.last_error_at,
+       cl.n AS pending_cleanups
   FROM driftmirror.resource_group g
   CROSS JOIN LATERAL driftmirror._effective_options('group', g.options) AS eff
   CROSS JOIN LATERAL driftmirror._opt_interval(eff -> 'interval') AS iv
+  CROSS JOIN LATERAL (SELECT count(*) AS n,
+                             (array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1] AS last_error
+                        FROM driftmirror.mirror_cleanup c
+                       WHERE c.group_name = g.name) AS cl
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
-  LEFT JOIN driftmirror.dm_worker w ON true;
+  LEFT JOIN driftmirror.dm_worker w ON true
+UNION ALL
+-- a dropped group whose mirrors' replication objects are not all dropped yet
+SELECT c.group_name, NULL, 'cleanup_pending',
+       format('group dropped; %s replication object(s) of its mirrors still to drop (last error: %s)',
+              count(*), coalesce((array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1], 'none yet')),
+       0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, count(*)
+  FROM driftmirror.mirror_cleanup c
+ WHERE NOT EXISTS (SELECT FROM driftmirror.resource_group g WHERE g.name = c.group_name)
+ GROUP BY c.group_name;
 COMMENT ON VIEW driftmirror.dm_status IS
     'One row per group: what it is doing now and why';
