@@ -1,0 +1,62 @@
+-- mirrors.sql: bad input of the mirror API.  Nothing here reaches a
+-- replication-capable node: every call fails before or at the connection,
+-- and leaves nothing behind.
+SET search_path = driftmirror, public;
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+
+SELECT dm_create_group('mg', '{}');
+SELECT dm_add_resource('mg', 'db', 'postgres', 'host=127.0.0.1 port=1 dbname=app');
+SELECT dm_add_resource('mg', 'cache', 'cache', 'http://127.0.0.1:1/cache');
+
+-- unknown names and NULLs
+SELECT dm_create_mirror('nope', 'db', 'host=127.0.0.1 port=2 dbname=app');
+SELECT dm_create_mirror('mg', 'nope', 'host=127.0.0.1 port=2 dbname=app');
+SELECT dm_create_mirror(NULL, 'db', 'host=127.0.0.1 port=2 dbname=app');
+SELECT dm_create_mirror('mg', NULL, 'host=127.0.0.1 port=2 dbname=app');
+SELECT dm_create_mirror('mg', 'db', NULL);
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', NULL);
+
+-- bad options
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', '{"twoway": true}');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', '{"two_way": "yes"}');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', '[]');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', '{"max_attempts": 0}');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app', '{"publisher_endpoint": "host=x password=secret"}');
+
+-- bad endpoints
+SELECT dm_create_mirror('mg', 'db', '');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app password=secret');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app x');
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=1 dbname=app');
+
+-- non-postgres resources need an HTTP actuator
+SELECT dm_create_mirror('mg', 'cache', 'http://127.0.0.1:2/cache');
+
+-- unreachable nodes: a clean error naming the node, not the conninfo
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app');
+
+-- nothing was created
+SELECT count(*) AS mirrors FROM dm_mirror_status;
+SELECT count(*) AS cleanups FROM dm_mirror_cleanups;
+
+-- drop and sequences of a resource without a mirror
+SELECT dm_drop_mirror('mg', 'db');
+SELECT dm_drop_mirror('mg', 'nope');
+SELECT dm_drop_mirror('nope', 'db');
+SELECT dm_sync_sequences('mg', 'db');
+
+-- only driftmirror_admin may call the API; the monitor reads the views
+CREATE ROLE dm_regress_monitor IN ROLE driftmirror_monitor;
+SET ROLE dm_regress_monitor;
+SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app');
+SELECT dm_drop_mirror('mg', 'db');
+SELECT count(*) FROM dm_mirror_status;
+SELECT count(*) FROM driftmirror.mirror;
+RESET ROLE;
+DROP ROLE dm_regress_monitor;
+
+-- mirror options are listed with the others
+SELECT key, type, default_value FROM dm_options WHERE scope = 'mirror' ORDER BY key;
+
+SELECT dm_drop_group('mg', true);
