@@ -1,0 +1,2 @@
+#include "dmf_internal.h"
+void dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc) { dmf_method_mstl(ctx, in, fc); }
