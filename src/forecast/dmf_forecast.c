@@ -124,11 +124,43 @@ fill_missing(double *y, int n)
 	return 0;
 }
 
-/* run one method; falls back to naive if it produced non-finite numbers */
+/*
+ * run_method
+ *		Run one method; falls back to naive if it produced non-finite
+ *		numbers.  Methods without regressors get events as an adjustment:
+ *		their effects, estimated by the Prophet-style regression, are taken
+ *		out of the history and added to the forecast.
+ */
 static void
 run_method(DmfCtx *ctx, DmfMethod method, const DmfInput *in, DmfFc *fc)
 {
 	int			k;
+
+	if (in->nevents > 0 && method != DMF_PROPHET)
+	{
+		double	   *hist = dmf_dalloc(ctx, in->n);
+		double	   *fut = dmf_dalloc(ctx, in->h);
+		double	   *y2 = dmf_dalloc(ctx, in->n);
+		DmfInput	in2 = *in;
+		size_t		dl;
+
+		if (dmf_event_effects(ctx, in, hist, fut) > 0)
+		{
+			for (k = 0; k < in->n; k++)
+				y2[k] = in->y[k] - hist[k];
+			in2.y = y2;
+			in2.events = NULL;
+			in2.nevents = 0;
+			run_method(ctx, method, &in2, fc);
+			for (k = 0; k < in->h; k++)
+				fc->mean[k] += fut[k];
+			dl = strlen(fc->desc);
+			snprintf(fc->desc + dl, sizeof(fc->desc) - dl, " + events");
+			return;
+		}
+		dmf_notice(ctx, "no event falls inside the series: "
+				   "events are ignored");
+	}
 
 	switch (method)
 	{
@@ -395,13 +427,13 @@ dmf_forecast(const double *y, int n, const int *seasons, int nseasons,
 						   "invalid event", detail);
 		}
 		if (e->window_before < 0 || e->window_after < 0 ||
-			e->window_before > DMF_MAX_SEASON ||
-			e->window_after > DMF_MAX_SEASON ||
+			e->window_before > DMF_MAX_EVENT_WINDOW ||
+			e->window_after > DMF_MAX_EVENT_WINDOW ||
 			(long) e->end - e->start > DMF_MAX_INPUT)
 		{
 			snprintf(detail, sizeof(detail),
-					 "Event %d (\"%.64s\") has a window or a length out of range.",
-					 i + 1, e->name);
+					 "Event %d (\"%.64s\") has a window outside 0 to %d or is too long.",
+					 i + 1, e->name, DMF_MAX_EVENT_WINDOW);
 			return invalid(out, errbuf, errlen, DMF_EINVAL,
 						   "invalid event", detail);
 		}

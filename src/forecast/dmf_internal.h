@@ -123,4 +123,8 @@ extern void dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_prophet(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 
+/* dmf_prophet.c */
+extern int	dmf_event_effects(DmfCtx *ctx, const DmfInput *in, double *hist,
+							  double *fut);
+
 #endif							/* DMF_INTERNAL_H */

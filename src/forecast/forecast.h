@@ -30,6 +30,7 @@
 #define DMF_MAX_SEASON		100000	/* longest seasonal period */
 #define DMF_MAX_SEASONS		8	/* number of seasonal periods */
 #define DMF_MAX_EVENTS		1000	/* number of event occurrences */
+#define DMF_MAX_EVENT_WINDOW 1000	/* positions before / after an event */
 #define DMF_MAX_MEMORY		((size_t) 512 * 1024 * 1024)	/* working memory */
 
 #define DMF_MAX_NOTICES		8
