@@ -374,7 +374,7 @@ arima_fit(ArimaWork *w, const double *w0, double *zbuf, int nw,
 	memset(mod->raw, 0, sizeof(mod->raw));
 	if (mod->np > 0)
 		dmf_nelder_mead(w->ctx, arima_css, w, mod->raw, mod->np, 0.5,
-						60 + 60 * mod->np, 1e-7);
+						60 + 60 * mod->np, 1e-4);
 	arima_expand(w, mod->raw);
 	ll = arima_kalman(w, &sig2);
 	mod->ok = isfinite(ll);
@@ -637,7 +637,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		np = mod->np;
 		if (np > 0 && rr <= MAX_ML_STATE)
 			dmf_nelder_mead(ctx, arima_negll, &w, mod->raw, np, 0.1,
-							40 * np, 1e-8);
+							40 * np, 1e-4);
 		arima_expand(&w, mod->raw);
 		ll = arima_kalman(&w, &sig2);
 		if (!isfinite(ll))

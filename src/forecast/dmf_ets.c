@@ -45,15 +45,23 @@ typedef struct EtsWork
 	double		slope;
 } EtsWork;
 
+/*
+ * logistic, kept inside [1e-4, 1 - 1e-4]: parameters never come so close to
+ * 0 that products become denormal (which makes the filter ten times
+ * slower), and the objective is flat beyond, so Nelder-Mead stops there.
+ */
 static double
 logistic(double x)
 {
-	return 1.0 / (1.0 + exp(-x));
+	double		p = 1.0 / (1.0 + exp(-x));
+
+	return p < 1e-4 ? 1e-4 : (p > 1 - 1e-4 ? 1 - 1e-4 : p);
 }
 
 static double
 logit(double p)
 {
+	p = p < 1e-4 ? 1e-4 : (p > 1 - 1e-4 ? 1 - 1e-4 : p);
 	return log(p / (1.0 - p));
 }
 
@@ -85,45 +93,99 @@ ets_params(EtsWork *w, const double *x)
  *		states in w->level, w->slope and w->s; returns the sum of squared
  *		one-step errors.
  */
+/*
+ * One step of the filter.  The textbook recursion (e = y - lb - s; l = lb +
+ * alpha e; b = phi b + beta e; lb = l + phi b) is written so that the
+ * loop-carried dependency on lb is one multiply and one add: lb' = (1 - k)
+ * lb + (k c + phi^2 b) with c = y - s and k = alpha + phi beta.  The loop
+ * is instantiated for each combination of trend and number of seasons so
+ * that unused states cost nothing (a dummy seasonal state would put a
+ * store-to-load round trip on the critical path).
+ */
+#define ETS_LOOP(USE_B, NS) \
+	for (t = 0; t < n; t++) \
+	{ \
+		double		c = y[t]; \
+		double		e, \
+					x; \
+		if (NS >= 1) \
+			c -= s1[i1]; \
+		if (NS >= 2) \
+			c -= s2[i2]; \
+		e = c - lb; \
+		x = k * c; \
+		if (USE_B) \
+			x += phi2 * b; \
+		sse += e * e; \
+		if (USE_B) \
+			b = phi * b + beta * e; \
+		lb = omk * lb + x; \
+		if (NS >= 1) \
+		{ \
+			s1[i1] += g1 * e; \
+			if (++i1 == m1) \
+				i1 = 0; \
+		} \
+		if (NS >= 2) \
+		{ \
+			s2[i2] += g2 * e; \
+			if (++i2 == m2) \
+				i2 = 0; \
+		} \
+	}
+
+/*
+ * ets_run
+ *		Filter the series with the parameters stored in w, leaving the final
+ *		states in w->level, w->slope and w->s; returns the sum of squared
+ *		one-step errors.
+ */
 static double
 ets_run(EtsWork *w)
 {
 	const double *y = w->y;
-	double		l = w->l0,
-				b = w->b0,
-				sse = 0;
-	double		alpha = w->alpha,
-				beta = w->beta,
+	double		beta = w->beta,
 				phi = w->phi,
 				g1 = w->gamma[0],
 				g2 = w->gamma[1];
+	double		lb = w->l0 + phi * w->b0,
+				b = w->b0,
+				sse = 0;
+	double		k = w->alpha + phi * beta,
+				omk = 1.0 - k,
+				phi2 = phi * phi;
 	double	   *s1 = w->s[0],
 			   *s2 = w->s[1];
 	int			m1 = w->m[0],
-				m2 = w->m[1];
+				m2 = w->m[1],
+				n = w->n;
 	int			i1 = 0,
 				i2 = 0,
 				t;
 
 	memcpy(s1, w->s0[0], m1 * sizeof(double));
 	memcpy(s2, w->s0[1], m2 * sizeof(double));
-	for (t = 0; t < w->n; t++)
+	if (w->trend == 0)
 	{
-		double		lb = l + phi * b;
-		double		e = y[t] - (lb + s1[i1] + s2[i2]);
-
-		sse += e * e;
-		l = lb + alpha * e;
-		b = phi * b + beta * e;
-		s1[i1] += g1 * e;
-		s2[i2] += g2 * e;
-		if (++i1 == m1)
-			i1 = 0;
-		if (++i2 == m2)
-			i2 = 0;
+		b = 0;
+		if (w->nseas == 0)
+			ETS_LOOP(0, 0)
+		else if (w->nseas == 1)
+			ETS_LOOP(0, 1)
+		else
+			ETS_LOOP(0, 2)
 	}
-	w->level = l;
+	else
+	{
+		if (w->nseas == 0)
+			ETS_LOOP(1, 0)
+		else if (w->nseas == 1)
+			ETS_LOOP(1, 1)
+		else
+			ETS_LOOP(1, 2)
+	}
 	w->slope = b;
+	w->level = lb - phi * b;
 	return sse;
 }
 
@@ -210,11 +272,13 @@ ets_init_states(EtsWork *w)
  *		Fit an additive ETS model with the given trend (0 none, 1 additive,
  *		2 damped) and seasonal periods m[0..nseas) (ascending, nseas <= 2,
  *		each at most n / 2) to y[0..n).  The fit, with final states
- *		allocated in ctx, goes to *fit.
+ *		allocated in ctx, goes to *fit.  from, if not NULL, is a fit of
+ *		another trend on the same data whose parameters start the search
+ *		(a shorter one, from a better place).
  */
 void
 dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-			const int *m, int nseas, DmfEts *fit)
+			const int *m, int nseas, const DmfEts *from, DmfEts *fit)
 {
 	EtsWork		w;
 	double		x[5];
@@ -238,16 +302,27 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	}
 	ets_init_states(&w);
 
-	x[dim++] = logit((0.2 - 0.0001) / 0.9998);
-	if (trend > 0)
-		x[dim++] = logit(0.1);
-	for (k = 0; k < nseas; k++)
-		x[dim++] = logit(0.05);
-	if (trend == 2)
-		x[dim++] = logit((0.95 - 0.8) / 0.18);
+	{
+		double		a0 = from ? from->alpha : 0.2;
+		double		b0 = (from && from->trend > 0) ? from->beta / a0 : 0.1;
+		double		p0 = (from && from->trend == 2) ? from->phi : 0.95;
 
-	best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
-						   40 + 40 * dim, 1e-6);
+		x[dim++] = logit((a0 - 0.0001) / 0.9998);
+		if (trend > 0)
+			x[dim++] = logit(b0);
+		for (k = 0; k < nseas; k++)
+			x[dim++] = logit(from ? from->gamma[k] / (1 - a0) : 0.05);
+		if (trend == 2)
+			x[dim++] = logit((p0 - 0.8) / 0.18);
+	}
+
+	/* the objective is -2 log-likelihood up to a constant: 1e-3 is nothing */
+	if (from)
+		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 0.5,
+							   10 + 10 * dim, 1e-3);
+	else
+		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
+							   20 + 20 * dim, 1e-3);
 	(void) best;
 	ets_params(&w, x);
 	sse = ets_run(&w);
@@ -282,7 +357,8 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 
 /*
  * dmf_ets_select
- *		Fit the trend variants the data support and keep the best by AICc.
+ *		Fit the trend variants the data support and keep the best by AICc;
+ *		each variant starts from the previous one's parameters.
  */
 void
 dmf_ets_select(DmfCtx *ctx, const double *y, int n, const int *m, int nseas,
@@ -290,14 +366,16 @@ dmf_ets_select(DmfCtx *ctx, const double *y, int n, const int *m, int nseas,
 {
 	int			trend;
 	int			maxtrend = (n >= 8) ? 2 : 0;
+	DmfEts		prev;
 
 	for (trend = 0; trend <= maxtrend; trend++)
 	{
 		DmfEts		fit;
 
-		dmf_ets_fit(ctx, y, n, trend, m, nseas, &fit);
+		dmf_ets_fit(ctx, y, n, trend, m, nseas, trend ? &prev : NULL, &fit);
 		if (trend == 0 || fit.aicc < best->aicc)
 			*best = fit;
+		prev = fit;
 	}
 }
 

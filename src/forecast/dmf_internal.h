@@ -78,7 +78,7 @@ extern int	dmf_solve_spd(double *a, double *b, int p);
 typedef double (*DmfObjFn) (const double *x, void *arg);
 extern double dmf_nelder_mead(DmfCtx *ctx, DmfObjFn fn, void *arg,
 							  double *x, int dim, double step,
-							  int maxeval, double reltol);
+							  int maxeval, double abstol);
 
 /* dmf_decomp.c */
 extern void dmf_mstl(DmfCtx *ctx, const double *y, int n,
@@ -107,7 +107,8 @@ typedef struct DmfEts
 } DmfEts;
 
 extern void dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-						const int *m, int nseas, DmfEts *fit);
+						const int *m, int nseas, const DmfEts *from,
+						DmfEts *fit);
 extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
 						   const int *m, int nseas, DmfEts *best);
 extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,

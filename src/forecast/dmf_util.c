@@ -241,12 +241,12 @@ dmf_solve_spd(double *a, double *b, int p)
  * dmf_nelder_mead
  *		Minimise fn over R^dim from x (overwritten by the best point found)
  *		with an initial simplex of the given step, at most maxeval
- *		evaluations, stopping when the simplex values agree to reltol.
+ *		evaluations, stopping when the simplex values agree to abstol.
  *		Returns the minimum.  Non-finite values count as +inf.
  */
 double
 dmf_nelder_mead(DmfCtx *ctx, DmfObjFn fn, void *arg, double *x, int dim,
-				double step, int maxeval, double reltol)
+				double step, int maxeval, double abstol)
 {
 	int			np = dim + 1;
 	double	   *pts = dmf_dalloc(ctx, (size_t) np * dim);
@@ -288,7 +288,7 @@ dmf_nelder_mead(DmfCtx *ctx, DmfObjFn fn, void *arg, double *x, int dim,
 		for (i = 0; i < np; i++)
 			if (i != hi && val[i] > val[nh])
 				nh = i;
-		if (val[hi] - val[lo] <= reltol * (fabs(val[lo]) + 1e-12))
+		if (val[hi] - val[lo] <= abstol)
 			break;
 		for (j = 0; j < dim; j++)
 		{

@@ -97,6 +97,7 @@ typedef struct DmfResult
 	int			nnotices;
 	char		notices[DMF_MAX_NOTICES][DMF_MSG_LEN];
 	char		detail[DMF_MSG_LEN];	/* detail sentence of an error */
+	size_t		work_bytes;		/* working memory the call used */
 } DmfResult;
 
 /*
