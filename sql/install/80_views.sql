@@ -1,0 +1,117 @@
+-- 80_views.sql: the public views.
+--
+-- Views run with their owner's rights, so driftmirror_monitor reads them
+-- without any right on the tables.  Endpoints (connection strings, URLs)
+-- are shown only to members of driftmirror_admin: current_user inside a
+-- view is the role that queries it.
+
+CREATE VIEW driftmirror.dm_groups AS
+SELECT g.id,
+       g.name,
+       g.options,
+       driftmirror._effective_options('group', g.options) AS effective_options,
+       (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
+       g.created_at,
+       g.updated_at
+  FROM driftmirror.resource_group g;
+COMMENT ON VIEW driftmirror.dm_groups IS
+    'Resource groups with the options set and in effect';
+
+CREATE VIEW driftmirror.dm_resources AS
+SELECT g.name AS group_name,
+       r.name,
+       r.kind,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN r.endpoint END AS endpoint,
+       r.role,
+       r.capacity,
+       coalesce((SELECT array_agg(dr.name ORDER BY dr.name)
+                   FROM driftmirror.resource_dependency d
+                   JOIN driftmirror.resource dr ON dr.id = d.depends_on_id
+                  WHERE d.resource_id = r.id), '{}') AS depends_on,
+       r.options,
+       r.id,
+       r.created_at,
+       r.updated_at
+  FROM driftmirror.resource r
+  JOIN driftmirror.resource_group g ON g.id = r.group_id;
+COMMENT ON VIEW driftmirror.dm_resources IS
+    'Resources of every group; endpoint is null unless the reader is a driftmirror_admin';
+
+CREATE VIEW driftmirror.dm_events AS
+SELECT g.name AS group_name, e.name, e.starts, e.ends, e.options, e.id
+  FROM driftmirror.event e
+  JOIN driftmirror.resource_group g ON g.id = e.group_id;
+
+CREATE VIEW driftmirror.dm_actions AS
+SELECT a.id, a.group_name, a.resource_name, a.kind, a.reason, a.inputs, a.outcome,
+       a.actor, a.started_at, a.finished_at
+  FROM driftmirror.action a;
+COMMENT ON VIEW driftmirror.dm_actions IS
+    'Every change made through the API and every decision of the worker';
+
+CREATE VIEW driftmirror.dm_worker AS
+SELECT w.pid,
+       w.started_at,
+       w.last_pass_at,
+       w.passes,
+       w.enabled,
+       w.naptime_ms,
+       w.reloaded_at,
+       w.last_pass_at > now() - greatest(interval '30 seconds',
+                                         make_interval(secs => 10 * w.naptime_ms / 1000.0))
+           AS alive
+  FROM driftmirror.worker_state w;
+COMMENT ON VIEW driftmirror.dm_worker IS
+    'The background worker: process, last pass, settings in effect';
+
+CREATE VIEW driftmirror.dm_options AS
+SELECT o.scope, o.key, o.type, o.default_value, o.min_value, o.max_value, o.allowed,
+       o.description
+  FROM driftmirror.option_def o;
+COMMENT ON VIEW driftmirror.dm_options IS
+    'Every option of groups, resources, events and mirrors, with defaults and bounds';
+
+-- dm_status: one row per group, what it is doing now and why
+CREATE VIEW driftmirror.dm_status AS
+SELECT g.name AS group_name,
+       eff ->> 'mode' AS mode,
+       CASE
+           WHEN w.pid IS NULL OR NOT w.alive THEN 'no_worker'
+           WHEN NOT w.enabled THEN 'disabled'
+           WHEN s.group_id IS NULL THEN 'pending'
+           WHEN s.consecutive_failures > 0 THEN 'failing'
+           WHEN s.last_heartbeat < now() - 3 * iv - interval '5 seconds' THEN 'stale'
+           ELSE s.activity
+       END AS state,
+       CASE
+           WHEN w.pid IS NULL THEN
+               'the driftmirror worker has never run here: is driftmirror in shared_preload_libraries and driftmirror.database set to this database?'
+           WHEN NOT w.alive THEN
+               format('the driftmirror worker has not run since %s', w.last_pass_at)
+           WHEN NOT w.enabled THEN 'driftmirror.enabled is off'
+           WHEN s.group_id IS NULL THEN 'waiting for the first monitoring step'
+           WHEN s.consecutive_failures > 0 THEN
+               format('%s consecutive failed step(s); last error: %s',
+                      s.consecutive_failures, s.last_error)
+           WHEN s.last_heartbeat < now() - 3 * iv - interval '5 seconds' THEN
+               format('no heartbeat since %s (interval %s)', s.last_heartbeat, iv)
+           ELSE coalesce(s.activity_reason, format('monitoring every %s', iv))
+       END AS reason,
+       (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
+       iv AS "interval",
+       s.last_heartbeat,
+       s.next_step_at,
+       coalesce(s.steps_ok, 0) AS steps_ok,
+       coalesce(s.steps_failed, 0) AS steps_failed,
+       coalesce(s.consecutive_failures, 0) AS consecutive_failures,
+       s.last_error,
+       s.last_error_sqlstate,
+       s.last_error_at
+  FROM driftmirror.resource_group g
+  CROSS JOIN LATERAL driftmirror._effective_options('group', g.options) AS eff
+  CROSS JOIN LATERAL driftmirror._opt_interval(eff -> 'interval') AS iv
+  LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
+  LEFT JOIN driftmirror.dm_worker w ON true;
+COMMENT ON VIEW driftmirror.dm_status IS
+    'One row per group: what it is doing now and why';

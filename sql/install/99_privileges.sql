@@ -1,0 +1,45 @@
+-- 99_privileges.sql: who may do what.  Runs last, so it covers every object
+-- the install script created.
+--
+--   PUBLIC               nothing
+--   driftmirror_monitor  the dm_* views (endpoints redacted) and the pure
+--                        functions listed below
+--   driftmirror_admin    every dm_* function, plus what the monitor has
+--
+-- Internal functions (_*) and tables stay with the owner.
+
+REVOKE ALL ON SCHEMA driftmirror FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA driftmirror FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA driftmirror FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA driftmirror FROM PUBLIC;
+GRANT USAGE ON SCHEMA driftmirror TO driftmirror_monitor, driftmirror_admin;
+
+DO $privileges$
+DECLARE
+    obj record;
+    -- pure functions that reveal nothing: the monitor may call them too
+    monitor_functions CONSTANT text[] := ARRAY['dm_forecast'];
+BEGIN
+    FOR obj IN
+        SELECT p.oid::regprocedure AS sig, p.proname
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'driftmirror'::regnamespace
+           AND p.proname OPERATOR(pg_catalog.~) '^dm_'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO driftmirror_admin', obj.sig);
+        IF obj.proname OPERATOR(pg_catalog.=) ANY (monitor_functions) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO driftmirror_monitor', obj.sig);
+        END IF;
+    END LOOP;
+
+    FOR obj IN
+        SELECT c.oid::regclass AS rel
+          FROM pg_catalog.pg_class c
+         WHERE c.relnamespace OPERATOR(pg_catalog.=) 'driftmirror'::regnamespace
+           AND c.relkind OPERATOR(pg_catalog.=) 'v'
+           AND c.relname OPERATOR(pg_catalog.~) '^dm_'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO driftmirror_monitor', obj.rel);
+    END LOOP;
+END
+$privileges$;

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * driftmirror.h
+ *	  Declarations shared by the driftmirror library: settings (GUCs), the
+ *	  background worker entry point and the per-group monitoring step.
+ *
+ * Every exported symbol carries a Dm/dm_ prefix: all loaded libraries share
+ * one symbol namespace.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DRIFTMIRROR_H
+#define DRIFTMIRROR_H
+
+#include "fmgr.h"
+
+#define DM_EXTENSION_NAME	"driftmirror"
+#define DM_SCHEMA_NAME		"driftmirror"
+#define DM_WORKER_TYPE		"driftmirror"
+
+/* settings (guc.c) */
+extern char *DmDatabase;
+extern bool DmEnabled;
+extern int	DmNaptimeMs;
+
+extern void DmDefineSettings(void);
+
+/* background worker (worker.c) */
+extern void DmRegisterWorker(void);
+extern PGDLLEXPORT void DmWorkerMain(Datum main_arg);
+
+/* monitoring step of one group (group_step.c); may raise an error */
+extern void DmRunGroupStep(int64 group_id, const char *group_name);
+
+#endif							/* DRIFTMIRROR_H */

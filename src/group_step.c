@@ -1,0 +1,60 @@
+/*-------------------------------------------------------------------------
+ *
+ * group_step.c
+ *	  The monitoring step of one resource group, run by the worker on the
+ *	  group's interval.
+ *
+ * A step is a sequence of phases.  Each phase that reads or writes the
+ * catalog runs in its own short transaction; phases that talk to other
+ * systems (libpq, HTTP) run outside any transaction and record their
+ * results in the next one.  Today's step is the heartbeat that dm_status
+ * shows; collection, forecasting and actions plug in as further phases.
+ *
+ * Any phase may raise an error: the worker catches it, aborts, records it
+ * against the group and goes on with the next group.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+
+#include "driftmirror.h"
+#include "spi_util.h"
+
+/*
+ * RunInTransaction
+ *		Run one parameterised statement about a group in its own
+ *		transaction.  Raises an error on failure.
+ */
+static void
+RunInTransaction(const char *sql, int64 group_id)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	DmSpiExec(sql, 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * DmRunGroupStep
+ *		Run every phase of one group's monitoring step.  May raise an error.
+ */
+void
+DmRunGroupStep(int64 group_id, const char *group_name)
+{
+	char		activity[NAMEDATALEN + 64];
+
+	snprintf(activity, sizeof(activity),
+			 "driftmirror: monitoring step of group \"%s\"", group_name);
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	/* phase: heartbeat and status (always last: it marks the step done) */
+	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);
+}

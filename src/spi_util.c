@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_util.c
+ *	  Small SPI helpers: connect and run one parameterised statement,
+ *	  raising an error on failure.  Statements are always parameterised;
+ *	  nothing here pastes values into SQL text.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+#include "spi_util.h"
+
+/*
+ * DmSpiConnect
+ *		SPI_connect, raising an error if it fails.
+ */
+void
+DmSpiConnect(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * DmSpiExec
+ *		Execute one statement with parameters (none NULL).  Returns the SPI
+ *		result code; raises an error if the statement failed.  Results are
+ *		in SPI_tuptable / SPI_processed.
+ */
+int
+DmSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed for \"%s\": %s",
+			 sql, SPI_result_code_string(rc));
+	return rc;
+}

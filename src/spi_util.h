@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_util.h
+ *	  Small SPI helpers used by the worker and the C parts of the SQL API.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DM_SPI_UTIL_H
+#define DM_SPI_UTIL_H
+
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+
+extern void DmSpiConnect(void);
+extern int	DmSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values);
+
+#endif							/* DM_SPI_UTIL_H */

@@ -1,0 +1,352 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The driftmirror background worker.
+ *
+ * One worker per cluster, registered when the library is preloaded.  It
+ * connects to driftmirror.database and loops: each pass reads the groups
+ * whose monitoring step is due (one short transaction), then runs each
+ * group's step on its own (DmRunGroupStep manages its transactions, so no
+ * transaction is held across a network wait).  While the extension does not
+ * exist in that database the worker waits quietly.
+ *
+ * Fault isolation: an error in one group's step is caught here, logged,
+ * recorded in driftmirror.group_state, and the pass goes on with the next
+ * group.  If even recording fails, the group is skipped in memory until its
+ * interval has passed, so a broken group cannot make the worker spin.
+ *
+ * Memory: LoopContext is reset at the start of every pass; everything a pass
+ * allocates outside transactions lives there.  Transaction commit switches
+ * to TopMemoryContext, so code that commits switches back explicitly.
+ *
+ * Signals: SIGHUP reloads settings (and restarts the worker if
+ * driftmirror.database changed), SIGTERM ends it through the standard die()
+ * path.  A crash restarts it through the postmaster.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "driftmirror.h"
+#include "spi_util.h"
+
+/* one group whose step is due in this pass */
+typedef struct DueGroup
+{
+	int64		id;
+	char	   *name;
+} DueGroup;
+
+/* in-memory back-off for a group whose failure could not be recorded */
+typedef struct GroupBackoff
+{
+	int64		group_id;		/* hash key */
+	TimestampTz retry_at;
+} GroupBackoff;
+
+static MemoryContext LoopContext = NULL;
+static HTAB *Backoff = NULL;
+static char *ConnectedDatabase = NULL;
+
+static List *ReadDueGroups(bool reloaded);
+static void RunOneGroup(DueGroup *group);
+static void RecordStepFailure(DueGroup *group, ErrorData *edata);
+static void AbortAfterError(const char *what);
+
+/*
+ * DmRegisterWorker
+ *		Register the worker with the postmaster.  Only valid while
+ *		shared_preload_libraries is being processed.
+ */
+void
+DmRegisterWorker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "driftmirror");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "DmWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "driftmirror worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, DM_WORKER_TYPE);
+	worker.bgw_notify_pid = 0;
+
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * DmWorkerMain
+ *		Entry point of the background worker.  Never returns.
+ */
+void
+DmWorkerMain(Datum main_arg)
+{
+	HASHCTL		ctl;
+	bool		reloaded = true;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
+	ConnectedDatabase = MemoryContextStrdup(TopMemoryContext, DmDatabase);
+
+	/*
+	 * The worker's own session: a fixed search_path (every name it uses is
+	 * qualified anyway) and bounded waits, so that a lock held by a long
+	 * admin transaction delays one group, not the whole loop.
+	 */
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "60s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "driftmirror worker", PGC_USERSET,
+					PGC_S_SESSION);
+
+	LoopContext = AllocSetContextCreate(TopMemoryContext,
+										"driftmirror worker loop",
+										ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(GroupBackoff);
+	ctl.hcxt = TopMemoryContext;
+	Backoff = hash_create("driftmirror group back-off", 64, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	ereport(LOG,
+			(errmsg("driftmirror worker started in database \"%s\"",
+					ConnectedDatabase)));
+
+	for (;;)
+	{
+		List	   *due;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(DmDatabase, ConnectedDatabase) != 0)
+			{
+				ereport(LOG,
+						(errmsg("driftmirror worker restarting: driftmirror.database changed from \"%s\" to \"%s\"",
+								ConnectedDatabase, DmDatabase)));
+				proc_exit(1);
+			}
+			reloaded = true;
+		}
+
+		MemoryContextReset(LoopContext);
+		MemoryContextSwitchTo(LoopContext);
+
+		due = ReadDueGroups(reloaded);
+		reloaded = false;
+
+		foreach(lc, due)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+				break;			/* apply new settings before going on */
+			RunOneGroup((DueGroup *) lfirst(lc));
+		}
+		pgstat_report_activity(STATE_IDLE, NULL);
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 DmNaptimeMs,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * ReadDueGroups
+ *		In one transaction: check that the extension exists, record the
+ *		worker's own state, and list the groups whose step is due and not
+ *		backed off.  Returns a list in LoopContext; NIL when the extension
+ *		is absent, the worker is disabled, or reading failed (logged).
+ */
+static List *
+ReadDueGroups(bool reloaded)
+{
+	List	   *volatile due = NIL;
+
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING,
+							   "driftmirror: looking for due groups");
+
+		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
+		{
+			DmSpiConnect();
+			DmSpiExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
+					  4, (Oid[]) {INT4OID, BOOLOID, INT4OID, BOOLOID},
+					  (Datum[]) {Int32GetDatum(MyProcPid),
+						  BoolGetDatum(DmEnabled),
+						  Int32GetDatum(DmNaptimeMs),
+					  BoolGetDatum(reloaded)});
+
+			if (DmEnabled)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+				uint64		i;
+
+				DmSpiExec("SELECT id, name FROM driftmirror._due_groups()",
+						  0, NULL, NULL);
+				for (i = 0; i < SPI_processed; i++)
+				{
+					bool		isnull;
+					int64		id;
+					GroupBackoff *b;
+					DueGroup   *g;
+
+					id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc,
+													 1, &isnull));
+					b = hash_search(Backoff, &id, HASH_FIND, NULL);
+					if (b != NULL && b->retry_at > now)
+						continue;
+					if (b != NULL)
+						hash_search(Backoff, &id, HASH_REMOVE, NULL);
+
+					g = MemoryContextAlloc(LoopContext, sizeof(DueGroup));
+					g->id = id;
+					g->name = MemoryContextStrdup(LoopContext,
+												  SPI_getvalue(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 2));
+					{
+						MemoryContext old = MemoryContextSwitchTo(LoopContext);
+
+						due = lappend(due, g);
+						MemoryContextSwitchTo(old);
+					}
+				}
+			}
+			SPI_finish();
+		}
+
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		AbortAfterError("reading the groups to monitor");
+		due = NIL;
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(LoopContext);
+	return due;
+}
+
+/*
+ * RunOneGroup
+ *		Run one group's step; an error is logged and recorded, never
+ *		propagated.
+ */
+static void
+RunOneGroup(DueGroup *group)
+{
+	PG_TRY();
+	{
+		DmRunGroupStep(group->id, group->name);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(LoopContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: monitoring step of group \"%s\" failed: %s",
+						group->name, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+
+		RecordStepFailure(group, edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(LoopContext);
+}
+
+/*
+ * RecordStepFailure
+ *		Record a failed step in group_state (and the action log on the first
+ *		failure of a run).  If that fails too, back the group off in memory.
+ */
+static void
+RecordStepFailure(DueGroup *group, ErrorData *edata)
+{
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		DmSpiConnect();
+		DmSpiExec("SELECT driftmirror._step_failed($1, $2, $3)",
+				  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+				  (Datum[]) {Int64GetDatum(group->id),
+					  CStringGetTextDatum(edata->message),
+				  CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))});
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		GroupBackoff *b;
+		bool		found;
+
+		AbortAfterError("recording a failed monitoring step");
+		b = hash_search(Backoff, &group->id, HASH_ENTER, &found);
+		b->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  Max(DmNaptimeMs, 10000));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(LoopContext);
+}
+
+/*
+ * AbortAfterError
+ *		Called in a PG_CATCH block: log the error as a WARNING naming what
+ *		the worker was doing, and abort the transaction.
+ */
+static void
+AbortAfterError(const char *what)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(LoopContext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("driftmirror: error while %s: %s", what, edata->message)));
+	FreeErrorData(edata);
+}

@@ -1,0 +1,109 @@
+# test/lib/common.sh: shell helpers shared by test/run, demo/run and bench/*.
+#
+# Sourced, not executed.  Provides:
+#   dm_install_deps     apt-get the packages the build and tests need (root)
+#   dm_build            build with warnings as errors into a private copy of
+#                       the PostgreSQL installation under .build/pg, so that
+#                       nothing is installed system-wide and several
+#                       checkouts never share an installed library
+#   dm_ensure_user      the unprivileged OS user that runs the servers
+#   dm_as_user CMD...   run a command as that user with the private PATH
+#
+# PostgreSQL refuses to run as root, so servers always run as $DM_USER.
+
+DM_ROOT=${DM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+DM_PGVER=${DM_PGVER:-15}
+DM_USER=${DM_USER:-dmtest}
+DM_BUILD=$DM_ROOT/.build
+DM_PGROOT=$DM_BUILD/pg
+DM_PGBIN=$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/bin
+DM_PGXSDIR=$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/pgxs
+
+# Debian packages: build tools, server and headers, libraries we link,
+# pg_cron, and the TAP test modules' dependencies.
+DM_PACKAGES=(
+    build-essential make gcc pkg-config ca-certificates
+    postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
+    postgresql-$DM_PGVER-cron
+    libpq-dev libcurl4-openssl-dev
+    libipc-run-perl perl
+    python3
+)
+DM_EXTRA_PACKAGES=${DM_EXTRA_PACKAGES:-}
+
+dm_log() { printf '==> %s\n' "$*" >&2; }
+
+dm_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+dm_install_deps() {
+    local missing=() p
+    # shellcheck disable=SC2206
+    local all=("${DM_PACKAGES[@]}" $DM_EXTRA_PACKAGES)
+    for p in "${all[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || dm_die "missing packages (${missing[*]}); run as root to install them"
+    dm_log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # do not let the packaged cluster start on its own: the tests start their own
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        DM_REMOVE_POLICY=1
+    fi
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    [ -n "${DM_REMOVE_POLICY:-}" ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+# dm_private_install: refresh .build/pg from the system installation.
+# PostgreSQL finds its share and lib directories relative to its binaries, so
+# the copy is a complete, relocated installation.
+dm_private_install() {
+    local sysbin=/usr/lib/postgresql/$DM_PGVER
+    local sysshare=/usr/share/postgresql/$DM_PGVER
+    [ -x "$sysbin/bin/postgres" ] || dm_die "PostgreSQL $DM_PGVER is not installed"
+    rm -rf "$DM_PGROOT"
+    mkdir -p "$DM_PGROOT/usr/lib/postgresql" "$DM_PGROOT/usr/share/postgresql" \
+        "$DM_PGROOT/usr/include"
+    cp -a "$sysbin" "$DM_PGROOT/usr/lib/postgresql/"
+    cp -a "$sysshare" "$DM_PGROOT/usr/share/postgresql/"
+    cp -a /usr/include/postgresql "$DM_PGROOT/usr/include/"
+}
+
+dm_build() {
+    dm_private_install
+    dm_log "building driftmirror (warnings are errors)"
+    make -C "$DM_ROOT" -s clean PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null
+    make -C "$DM_ROOT" -s PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
+        || dm_die "build failed"
+    make -C "$DM_ROOT" -s install PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null \
+        || dm_die "install into $DM_PGROOT failed"
+}
+
+dm_ensure_user() {
+    if [ "$(id -u)" -ne 0 ]; then
+        DM_USER=$(id -un)
+        return 0
+    fi
+    id "$DM_USER" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$DM_USER"
+}
+
+# dm_user_dir DIR: create DIR writable by the server user
+dm_user_dir() {
+    mkdir -p "$1"
+    [ "$(id -u)" -eq 0 ] && chown -R "$DM_USER" "$1"
+    return 0
+}
+
+dm_as_user() {
+    local path="$DM_PGBIN:$PATH"
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u "$DM_USER" -- env PATH="$path" HOME="$(getent passwd "$DM_USER" | cut -d: -f6)" "$@"
+    else
+        env PATH="$path" "$@"
+    fi
+}
