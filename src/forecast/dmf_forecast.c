@@ -248,7 +248,8 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 		{
 			if (fill_missing(work, nfit) != 0)
 				dmf_fail(ctx, DMF_ENONFINITE, "series has no finite value");
-			dmf_notice(ctx, "%d non-finite values interpolated", nbad);
+			dmf_notice(ctx, "%d missing value%s interpolated", nbad,
+					   nbad == 1 ? "" : "s");
 		}
 	}
 
@@ -422,8 +423,8 @@ dmf_forecast(const double *y, int n, const int *seasons, int nseasons,
 		if (e->end < e->start)
 		{
 			snprintf(detail, sizeof(detail),
-					 "Event %d (\"%.64s\") ends at %d, before its start %d.",
-					 i + 1, e->name, e->end, e->start);
+					 "Event %d (\"%.64s\") ends before it starts.",
+					 i + 1, e->name);
 			return invalid(out, errbuf, errlen, DMF_EINVAL,
 						   "invalid event", detail);
 		}

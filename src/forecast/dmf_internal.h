@@ -24,6 +24,14 @@
 
 #include "forecast.h"
 
+#if defined(__GNUC__)
+#define DMF_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define DMF_NORETURN __attribute__((noreturn))
+#else
+#define DMF_PRINTF(f, a)
+#define DMF_NORETURN
+#endif
+
 #define DMF_Z80		1.2815515655446004
 #define DMF_Z95		1.9599639845400540
 
@@ -65,9 +73,10 @@ typedef struct DmfInput
 /* dmf_util.c */
 extern void *dmf_alloc(DmfCtx *ctx, size_t nbytes);
 extern double *dmf_dalloc(DmfCtx *ctx, size_t n);
-extern void dmf_fail(DmfCtx *ctx, int status, const char *fmt,...);
+extern void dmf_fail(DmfCtx *ctx, int status, const char *fmt,...)
+			DMF_PRINTF(3, 4) DMF_NORETURN;
 extern void dmf_ctx_release(DmfCtx *ctx);
-extern void dmf_notice(DmfCtx *ctx, const char *fmt,...);
+extern void dmf_notice(DmfCtx *ctx, const char *fmt,...) DMF_PRINTF(2, 3);
 extern void dmf_tick(DmfCtx *ctx);
 extern void dmf_fc_init(DmfCtx *ctx, DmfFc *fc, int h);
 extern double dmf_mean(const double *x, int n);
