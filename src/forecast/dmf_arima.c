@@ -6,8 +6,8 @@
  * Following Hyndman and Khandakar's auto.arima:
  *	- D (0 or 1): seasonal differencing when the seasonal strength of an
  *	  STL-like decomposition exceeds 0.64 (R's default "seas" test);
- *	- d (0 to 2): KPSS level-stationarity test at 5 percent, repeated on
- *	  the differenced series;
+ *	- d (0 to 2): KPSS level-stationarity test at 5 percent (critical value
+ *	  0.463), repeated on the differenced series;
  *	- a stepwise search over (p, q, P, Q) and the constant, starting from
  *	  (2,2)(1,1), (0,0)(0,0), (1,0)(1,0), (0,1)(0,1), moving to the best
  *	  neighbour by AICc until none improves (p, q <= 5, P, Q <= 2, order sum
@@ -390,7 +390,10 @@ arima_fit(ArimaWork *w, const double *w0, double *zbuf, int nw,
 		mod->aicc = HUGE_VAL;
 }
 
-/* KPSS level-stationarity statistic of x[0..n), short lag truncation */
+/*
+ * KPSS level-stationarity statistic of x[0..n), with the lag truncation
+ * trunc(3 sqrt(n) / 13) that R's forecast::ndiffs() uses (Hobijn et al.)
+ */
 static double
 kpss_stat(const double *x, int n)
 {
@@ -398,7 +401,7 @@ kpss_stat(const double *x, int n)
 				s = 0,
 				eta = 0,
 				lrv = 0;
-	int			l = (int) (4.0 * pow(n / 100.0, 0.25)),
+	int			l = (int) (3.0 * sqrt((double) n) / 13.0),
 				t,
 				j;
 
@@ -650,6 +653,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 
 		/* forecasts of the differenced series from the final state */
 		dmf_fc_init(ctx, fc, h);
+		fc->sigma = sqrt(sig2);
 		ext = dmf_dalloc(ctx, (size_t) n + h);
 		memcpy(ext, x, n * sizeof(double));
 		{

@@ -197,6 +197,7 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 			fc->mean[k] += parts[c].mean[k] / nbestset;
 			fc->sd[k] += parts[c].sd[k] / nbestset;
 		}
+		fc->sigma += parts[c].sigma / nbestset;
 		dl = strlen(desc);
 		snprintf(desc + dl, sizeof(desc) - dl, " %s", parts[c].desc);
 	}

@@ -344,6 +344,7 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	out->method = method;
 	snprintf(out->model, sizeof(out->model), "%s", fc.desc);
 	out->work_bytes = ctx->allocated;
+	out->sigma = fc.sigma;
 }
 
 DmfStatus

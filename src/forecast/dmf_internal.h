@@ -55,6 +55,7 @@ typedef struct DmfFc
 	int			h;
 	double	   *mean;
 	double	   *sd;
+	double		sigma;			/* one-step residual standard deviation */
 	char		desc[DMF_MSG_LEN];
 } DmfFc;
 

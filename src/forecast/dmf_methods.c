@@ -40,6 +40,7 @@ dmf_method_naive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		fc->mean[k] = y[n - 1];
 		fc->sd[k] = ss * sqrt(k + 1.0);
 	}
+	fc->sigma = ss;
 	snprintf(fc->desc, sizeof(fc->desc), "naive");
 }
 
@@ -75,6 +76,7 @@ dmf_method_snaive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		fc->mean[k] = y[n - m + (k % m)];
 		fc->sd[k] = ss * sqrt((double) (k / m + 1));
 	}
+	fc->sigma = ss;
 	snprintf(fc->desc, sizeof(fc->desc), "snaive m=%d", m);
 }
 
@@ -100,6 +102,7 @@ dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	dmf_ets_select(ctx, in->y, in->n, m, nseas, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
+	fc->sigma = sqrt(fit.sigma2);
 	snprintf(fc->desc, sizeof(fc->desc), "hw %s",
 			 dmf_ets_name(&fit, name, sizeof(name)));
 }
@@ -136,6 +139,7 @@ dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	dmf_ets_select(ctx, adj, n, NULL, 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
+	fc->sigma = sqrt(fit.sigma2);
 	for (i = 0; i < ns; i++)
 	{
 		int			m = in->seasons[i];

@@ -358,6 +358,7 @@ dmf_method_prophet(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	rate = d.ncp;				/* changepoints per unit of history time */
 
 	dmf_fc_init(ctx, fc, in->h);
+	fc->sigma = scale * sqrt(sigma2);
 	for (k = 0; k < in->h; k++)
 	{
 		double		f = 0,

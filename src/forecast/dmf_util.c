@@ -132,6 +132,7 @@ dmf_fc_init(DmfCtx *ctx, DmfFc *fc, int h)
 	fc->h = h;
 	fc->mean = dmf_dalloc(ctx, h);
 	fc->sd = dmf_dalloc(ctx, h);
+	fc->sigma = 0;
 	fc->desc[0] = '\0';
 }
 

@@ -98,6 +98,7 @@ typedef struct DmfResult
 	char		notices[DMF_MAX_NOTICES][DMF_MSG_LEN];
 	char		detail[DMF_MSG_LEN];	/* detail sentence of an error */
 	size_t		work_bytes;		/* working memory the call used */
+	double		sigma;			/* residual standard deviation of the fit */
 } DmfResult;
 
 /*
