@@ -319,10 +319,10 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	/* the objective is -2 log-likelihood up to a constant: 1e-3 is nothing */
 	if (from)
 		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 0.5,
-							   10 + 10 * dim, 1e-3);
+							   6 + 8 * dim, 1e-3);
 	else
 		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
-							   20 + 20 * dim, 1e-3);
+							   15 + 15 * dim, 1e-3);
 	(void) best;
 	ets_params(&w, x);
 	sse = ets_run(&w);
