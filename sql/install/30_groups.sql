@@ -106,6 +106,8 @@ BEGIN
                   HINT = 'Remove the resources first, or call dm_drop_group(name, force => true).';
     END IF;
 
+    -- edges first: the depends_on side of an edge does not cascade
+    DELETE FROM driftmirror.resource_dependency d WHERE d.group_id = gid;
     DELETE FROM driftmirror.resource_group g WHERE g.id = gid;
     PERFORM driftmirror._log_action(p_name, NULL, 'drop_group', 'dm_drop_group',
                                     jsonb_build_object('force', force, 'resources', nres));

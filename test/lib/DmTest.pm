@@ -1,0 +1,64 @@
+# DmTest.pm: helpers shared by driftmirror's TAP tests (test/t/*.pl).
+#
+# dm_node(NAME, %opts) starts a PostgreSQL::Test::Cluster node with the
+# driftmirror library preloaded and the extension created in the postgres
+# database (its control database), unless told otherwise:
+#   logical      => 1   wal_level = logical, WAL senders and slots, and
+#                       output_plugin_libraries listing driftmirror
+#   cron         => 1   also preload pg_cron (cron.database_name = postgres)
+#   no_extension => 1   do not CREATE EXTENSION
+#   conf         => '...' extra postgresql.conf lines
+package DmTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(dm_node dm_wait_for);
+
+sub dm_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init(allows_streaming => $opts{logical} ? 'logical' : 0);
+
+	my $preload = $opts{cron} ? 'driftmirror, pg_cron' : 'driftmirror';
+	my $conf = qq{
+shared_preload_libraries = '$preload'
+driftmirror.database = 'postgres'
+driftmirror.naptime = 200ms
+log_min_messages = info
+};
+	$conf .= qq{
+wal_level = logical
+max_wal_senders = 20
+max_replication_slots = 20
+max_logical_replication_workers = 10
+max_worker_processes = 30
+output_plugin_libraries = 'pgoutput, driftmirror'
+} if $opts{logical};
+	$conf .= "cron.database_name = 'postgres'\n" if $opts{cron};
+	$conf .= $opts{conf} . "\n" if $opts{conf};
+	$node->append_conf('postgresql.conf', $conf);
+	$node->start;
+
+	$node->safe_psql('postgres', 'CREATE EXTENSION driftmirror')
+	  unless $opts{no_extension};
+	return $node;
+}
+
+# dm_wait_for(NODE, SQL, EXPECTED, WHAT): poll until SQL returns EXPECTED
+# (default 't'); fails the test with WHAT after the standard timeout.
+sub dm_wait_for
+{
+	my ($node, $sql, $expected, $what) = @_;
+	$expected = 't' unless defined $expected;
+	ok($node->poll_query_until('postgres', $sql, $expected), $what);
+}
+
+1;
