@@ -111,6 +111,8 @@ BEGIN
     -- queues the drop of their replication objects on every node (see
     -- 60_mirrors.sql): the worker keeps retrying those after the group is gone
     SELECT count(*) INTO nmir FROM driftmirror.mirror m WHERE m.group_id = gid;
+    -- edges first: the depends_on side of an edge does not cascade
+    DELETE FROM driftmirror.resource_dependency d WHERE d.group_id = gid;
     DELETE FROM driftmirror.resource_group g WHERE g.id = gid;
     PERFORM driftmirror._log_action(p_name, NULL, 'drop_group', 'dm_drop_group',
                                     jsonb_build_object('force', force, 'resources', nres,

@@ -1,0 +1,439 @@
+/*-------------------------------------------------------------------------
+ *
+ * dmf_ets.c
+ *	  Additive exponential smoothing (ETS / Holt-Winters) with no, additive
+ *	  or damped trend and up to two additive seasonal components (Taylor's
+ *	  double seasonal Holt-Winters when two periods are given).
+ *
+ * Fitting: the initial states come from a classical decomposition of the
+ * first two cycles of the longest period; the smoothing parameters (alpha,
+ * beta, gamma per season, phi) maximise the Gaussian likelihood, i.e.
+ * minimise n log(SSE / n), by Nelder-Mead in a logistic parametrisation
+ * that keeps them inside the usual admissible box (0 < beta <= alpha,
+ * 0 < gamma <= 1 - alpha, 0.8 <= phi <= 0.98).  Only these few parameters
+ * are optimised, so a fit costs a few hundred linear passes over the data,
+ * whatever the seasonal periods.  Models are compared by AICc, counting
+ * the initial states as parameters like R's ets() does.
+ *
+ * src/forecast/dmf_ets.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dmf_internal.h"
+
+typedef struct EtsWork
+{
+	const double *y;
+	int			n;
+	int			trend;
+	int			nseas;
+	int			m[2];			/* 1 for an unused component */
+	double		l0;
+	double		b0;
+	double	   *s0[2];
+	double	   *s[2];
+	/* parameters of the last run */
+	double		alpha;
+	double		beta;
+	double		gamma[2];
+	double		phi;
+	double		level;
+	double		slope;
+} EtsWork;
+
+/*
+ * logistic, kept inside [1e-4, 1 - 1e-4]: parameters never come so close to
+ * 0 that products become denormal (which makes the filter ten times
+ * slower), and the objective is flat beyond, so Nelder-Mead stops there.
+ */
+static double
+logistic(double x)
+{
+	double		p = 1.0 / (1.0 + exp(-x));
+
+	return p < 1e-4 ? 1e-4 : (p > 1 - 1e-4 ? 1 - 1e-4 : p);
+}
+
+static double
+logit(double p)
+{
+	p = p < 1e-4 ? 1e-4 : (p > 1 - 1e-4 ? 1 - 1e-4 : p);
+	return log(p / (1.0 - p));
+}
+
+/* map the unconstrained vector x to the smoothing parameters of w */
+static void
+ets_params(EtsWork *w, const double *x)
+{
+	int			k = 0,
+				j;
+
+	w->alpha = 0.0001 + 0.9998 * logistic(x[k++]);
+	w->beta = 0;
+	w->phi = 0;
+	if (w->trend > 0)
+	{
+		w->beta = w->alpha * logistic(x[k++]);
+		w->phi = 1.0;
+	}
+	w->gamma[0] = w->gamma[1] = 0;
+	for (j = 0; j < w->nseas; j++)
+		w->gamma[j] = (1.0 - w->alpha) * logistic(x[k++]);
+	if (w->trend == 2)
+		w->phi = 0.8 + 0.18 * logistic(x[k++]);
+}
+
+/*
+ * ets_run
+ *		Filter the series with the parameters stored in w, leaving the final
+ *		states in w->level, w->slope and w->s; returns the sum of squared
+ *		one-step errors.
+ */
+/*
+ * One step of the filter.  The textbook recursion (e = y - lb - s; l = lb +
+ * alpha e; b = phi b + beta e; lb = l + phi b) is written so that the
+ * loop-carried dependency on lb is one multiply and one add: lb' = (1 - k)
+ * lb + (k c + phi^2 b) with c = y - s and k = alpha + phi beta.  The loop
+ * is instantiated for each combination of trend and number of seasons so
+ * that unused states cost nothing (a dummy seasonal state would put a
+ * store-to-load round trip on the critical path).
+ */
+#define ETS_LOOP(USE_B, NS) \
+	for (t = 0; t < n; t++) \
+	{ \
+		double		c = y[t]; \
+		double		e, \
+					x; \
+		if (NS >= 1) \
+			c -= s1[i1]; \
+		if (NS >= 2) \
+			c -= s2[i2]; \
+		e = c - lb; \
+		x = k * c; \
+		if (USE_B) \
+			x += phi2 * b; \
+		sse += e * e; \
+		if (USE_B) \
+			b = phi * b + beta * e; \
+		lb = omk * lb + x; \
+		if (NS >= 1) \
+		{ \
+			s1[i1] += g1 * e; \
+			if (++i1 == m1) \
+				i1 = 0; \
+		} \
+		if (NS >= 2) \
+		{ \
+			s2[i2] += g2 * e; \
+			if (++i2 == m2) \
+				i2 = 0; \
+		} \
+	}
+
+/*
+ * ets_run
+ *		Filter the series with the parameters stored in w, leaving the final
+ *		states in w->level, w->slope and w->s; returns the sum of squared
+ *		one-step errors.
+ */
+static double
+ets_run(EtsWork *w)
+{
+	const double *y = w->y;
+	double		beta = w->beta,
+				phi = w->phi,
+				g1 = w->gamma[0],
+				g2 = w->gamma[1];
+	double		lb = w->l0 + phi * w->b0,
+				b = w->b0,
+				sse = 0;
+	double		k = w->alpha + phi * beta,
+				omk = 1.0 - k,
+				phi2 = phi * phi;
+	double	   *s1 = w->s[0],
+			   *s2 = w->s[1];
+	int			m1 = w->m[0],
+				m2 = w->m[1],
+				n = w->n;
+	int			i1 = 0,
+				i2 = 0,
+				t;
+
+	memcpy(s1, w->s0[0], m1 * sizeof(double));
+	memcpy(s2, w->s0[1], m2 * sizeof(double));
+	if (w->trend == 0)
+	{
+		b = 0;
+		if (w->nseas == 0)
+			ETS_LOOP(0, 0)
+		else if (w->nseas == 1)
+			ETS_LOOP(0, 1)
+		else
+			ETS_LOOP(0, 2)
+	}
+	else
+	{
+		if (w->nseas == 0)
+			ETS_LOOP(1, 0)
+		else if (w->nseas == 1)
+			ETS_LOOP(1, 1)
+		else
+			ETS_LOOP(1, 2)
+	}
+	w->slope = b;
+	w->level = lb - phi * b;
+	return sse;
+}
+
+static double
+ets_objective(const double *x, void *arg)
+{
+	EtsWork    *w = (EtsWork *) arg;
+	double		sse;
+
+	ets_params(w, x);
+	sse = ets_run(w);
+	if (!(sse > 0))
+		return isfinite(sse) ? -1e300 : HUGE_VAL;
+	return w->n * log(sse / w->n);
+}
+
+/*
+ * ets_init_states
+ *		Heuristic initial level, slope and seasonal states from the first two
+ *		cycles of the longest period (or the first ten values without
+ *		season).
+ */
+static void
+ets_init_states(EtsWork *w)
+{
+	const double *y = w->y;
+	int			n = w->n;
+	int			k,
+				j,
+				t;
+
+	if (w->nseas == 0)
+	{
+		int			c = n < 20 ? n / 2 : 10;
+
+		if (c < 1)
+			c = 1;
+		w->l0 = dmf_mean(y, c);
+		w->b0 = 0;
+		if (w->trend > 0 && n >= 2 * c && c > 0)
+			w->b0 = (dmf_mean(y + c, c) - dmf_mean(y, c)) / c;
+		w->l0 -= w->b0 * (c + 1) / 2.0;
+		return;
+	}
+	else
+	{
+		int			M = w->m[w->nseas - 1];
+		int			L = 2 * M;
+		double		m1 = dmf_mean(y, M),
+					m2 = dmf_mean(y + M, M);
+		double		b0 = (w->trend > 0) ? (m2 - m1) / M : 0;
+
+		/* seasonal states: mean deviation from the line, per phase */
+		for (k = 0; k < w->nseas; k++)
+		{
+			int			m = w->m[k];
+			double	   *s = w->s0[k];
+			double		mean;
+
+			for (j = 0; j < m; j++)
+				s[j] = 0;
+			for (t = 0; t < L; t++)
+			{
+				double		d = y[t] - (m1 + b0 * (t - (M - 1) / 2.0));
+				int			q;
+
+				for (q = 0; q < k; q++)
+					d -= w->s0[q][t % w->m[q]];
+				s[t % m] += d;
+			}
+			for (j = 0; j < m; j++)
+				s[j] /= (double) (L / m + (j < L % m ? 1 : 0));
+			mean = dmf_mean(s, m);
+			for (j = 0; j < m; j++)
+				s[j] -= mean;
+		}
+		w->b0 = b0;
+		w->l0 = m1 - b0 * (M + 1) / 2.0;
+	}
+}
+
+/*
+ * dmf_ets_fit
+ *		Fit an additive ETS model with the given trend (0 none, 1 additive,
+ *		2 damped) and seasonal periods m[0..nseas) (ascending, nseas <= 2,
+ *		each at most n / 2) to y[0..n).  The fit, with final states
+ *		allocated in ctx, goes to *fit.  from, if not NULL, is a fit of
+ *		another trend on the same data whose parameters start the search
+ *		(a shorter one, from a better place).
+ */
+void
+dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
+			const int *m, int nseas, const DmfEts *from, DmfEts *fit)
+{
+	EtsWork		w;
+	double		x[5];
+	int			dim = 0,
+				k,
+				nstates,
+				npar;
+	double		sse,
+				best;
+
+	memset(&w, 0, sizeof(w));
+	w.y = y;
+	w.n = n;
+	w.trend = trend;
+	w.nseas = nseas;
+	for (k = 0; k < 2; k++)
+	{
+		w.m[k] = (k < nseas) ? m[k] : 1;
+		w.s0[k] = dmf_dalloc(ctx, w.m[k]);
+		w.s[k] = dmf_dalloc(ctx, w.m[k]);
+	}
+	ets_init_states(&w);
+
+	{
+		double		a0 = from ? from->alpha : 0.2;
+		double		b0 = (from && from->trend > 0) ? from->beta / a0 : 0.1;
+		double		p0 = (from && from->trend == 2) ? from->phi : 0.95;
+
+		x[dim++] = logit((a0 - 0.0001) / 0.9998);
+		if (trend > 0)
+			x[dim++] = logit(b0);
+		for (k = 0; k < nseas; k++)
+			x[dim++] = logit(from ? from->gamma[k] / (1 - a0) : 0.05);
+		if (trend == 2)
+			x[dim++] = logit((p0 - 0.8) / 0.18);
+	}
+
+	/* the objective is -2 log-likelihood up to a constant: 1e-3 is nothing */
+	if (from)
+		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 0.5,
+							   6 + 8 * dim, 1e-3);
+	else
+		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
+							   15 + 15 * dim, 1e-3);
+	(void) best;
+	ets_params(&w, x);
+	sse = ets_run(&w);
+
+	memset(fit, 0, sizeof(*fit));
+	fit->trend = trend;
+	fit->nseas = nseas;
+	fit->alpha = w.alpha;
+	fit->beta = w.beta;
+	fit->phi = w.phi;
+	fit->level = w.level;
+	fit->slope = w.slope;
+	fit->n = n;
+	nstates = 1 + (trend > 0 ? 1 : 0);
+	for (k = 0; k < 2; k++)
+	{
+		fit->m[k] = w.m[k];
+		fit->gamma[k] = w.gamma[k];
+		fit->s[k] = w.s[k];
+		fit->phase[k] = n % w.m[k];
+		if (k < nseas)
+			nstates += m[k] - 1;
+	}
+	npar = dim + nstates + 1;
+	if (!(sse > 1e-300 * n))
+		sse = 1e-300 * n;
+	fit->sigma2 = sse / (n > dim + 1 ? n - dim : 1);
+	fit->aicc = n * log(sse / n) + 2.0 * npar;
+	if (n - npar - 1 > 0)
+		fit->aicc += 2.0 * npar * (npar + 1) / (n - npar - 1);
+}
+
+/*
+ * dmf_ets_select
+ *		Fit the trend variants the data support and keep the best by AICc;
+ *		each variant starts from the previous one's parameters.
+ */
+void
+dmf_ets_select(DmfCtx *ctx, const double *y, int n, const int *m, int nseas,
+			   DmfEts *best)
+{
+	int			trend;
+	int			maxtrend = (n >= 8) ? 2 : 0;
+	DmfEts		prev;
+
+	for (trend = 0; trend <= maxtrend; trend++)
+	{
+		DmfEts		fit;
+
+		dmf_ets_fit(ctx, y, n, trend, m, nseas, trend ? &prev : NULL, &fit);
+		if (trend == 0 || fit.aicc < best->aicc)
+			*best = fit;
+		prev = fit;
+	}
+}
+
+/*
+ * dmf_ets_forecast
+ *		Point forecasts and forecast standard deviations for h steps of a
+ *		fitted model (the analytic variance of the additive ETS class).
+ */
+void
+dmf_ets_forecast(const DmfEts *fit, int h, double *mean, double *sd)
+{
+	double		phisum = 0,
+				phik = 1,
+				cvar = 0;
+	int			i1 = fit->phase[0],
+				i2 = fit->phase[1];
+	int			k;
+
+	for (k = 1; k <= h; k++)
+	{
+		double		c;
+
+		if (fit->trend == 1)
+			phisum = k;
+		else if (fit->trend == 2)
+		{
+			phik *= fit->phi;
+			phisum += phik;
+		}
+		mean[k - 1] = fit->level + phisum * fit->slope +
+			fit->s[0][i1] + fit->s[1][i2];
+		sd[k - 1] = sqrt(fit->sigma2 * (1.0 + cvar));
+		/* c_k, used for the variance of step k + 1 */
+		c = fit->alpha + fit->beta * phisum;
+		if (fit->nseas > 0 && k % fit->m[0] == 0)
+			c += fit->gamma[0];
+		if (fit->nseas > 1 && k % fit->m[1] == 0)
+			c += fit->gamma[1];
+		cvar += c * c;
+		if (++i1 == fit->m[0])
+			i1 = 0;
+		if (++i2 == fit->m[1])
+			i2 = 0;
+	}
+}
+
+/* dmf_ets_name: "ETS(A,Ad,A)"-style name of a fit, written to buf */
+const char *
+dmf_ets_name(const DmfEts *fit, char *buf, size_t len)
+{
+	static const char *const tn[] = {"N", "A", "Ad"};
+
+	if (fit->nseas == 0)
+		snprintf(buf, len, "ETS(A,%s,N)", tn[fit->trend]);
+	else if (fit->nseas == 1)
+		snprintf(buf, len, "ETS(A,%s,A) m=%d", tn[fit->trend], fit->m[0]);
+	else
+		snprintf(buf, len, "ETS(A,%s,A,A) m=%d,%d", tn[fit->trend],
+				 fit->m[0], fit->m[1]);
+	return buf;
+}
