@@ -5,9 +5,9 @@ SET search_path = driftmirror, public;
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
 
-SELECT dm_create_group('mg', '{}');
-SELECT dm_add_resource('mg', 'db', 'postgres', 'host=127.0.0.1 port=1 dbname=app');
-SELECT dm_add_resource('mg', 'cache', 'cache', 'http://127.0.0.1:1/cache');
+SELECT dm_create_group('mg', '{}') > 0 AS created;
+SELECT dm_add_resource('mg', 'db', 'postgres', 'host=127.0.0.1 port=1 dbname=app') > 0 AS added;
+SELECT dm_add_resource('mg', 'cache', 'cache', 'http://127.0.0.1:1/cache') > 0 AS added;
 
 -- unknown names and NULLs
 SELECT dm_create_mirror('nope', 'db', 'host=127.0.0.1 port=2 dbname=app');
