@@ -56,7 +56,8 @@ typedef struct RemoteOutcome
 	bool		ok;
 	char	   *result;
 	char	   *sqlstate;
-	char	   *error;
+	char	   *error;			/* the message: names nodes by label only */
+	char	   *detail;			/* may hold host names (libpq): admins only */
 } RemoteOutcome;
 
 /* copy column n of row 0 into context cxt (NULL stays NULL) */
@@ -106,7 +107,7 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 static RemoteOutcome
 RunAction(RemoteAction *a)
 {
-	RemoteOutcome out = {false, NULL, NULL, NULL};
+	RemoteOutcome out = {false, NULL, NULL, NULL, NULL};
 	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
@@ -123,9 +124,8 @@ RunAction(RemoteAction *a)
 		FlushErrorState();
 		out.ok = false;
 		out.sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-		out.error = edata->detail ?
-			psprintf("%s (%s)", edata->message, edata->detail) :
-			pstrdup(edata->message);
+		out.error = pstrdup(edata->message);
+		out.detail = edata->detail ? pstrdup(edata->detail) : NULL;
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -179,8 +179,8 @@ static void
 RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int			i;
 
@@ -199,8 +199,11 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	values[5] = TextOrNull(o->error, &isnull);
 	if (isnull)
 		nulls[5] = 'n';
-	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6)",
-							  6, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID},
+	values[6] = TextOrNull(o->detail, &isnull);
+	if (isnull)
+		nulls[6] = 'n';
+	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7)",
+							  7, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 							  values, nulls, false, 0);
 	if (i < 0)
 		elog(ERROR, "could not record the outcome of mirror action %s", a->action);
@@ -344,8 +347,8 @@ DmRunMirrorCleanups(void)
 
 		PG_TRY();
 		{
-			Datum		values[4];
-			char		nulls[4] = {' ', ' ', ' ', ' '};
+			Datum		values[5];
+			char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 			bool		isnull;
 
 			StartTransactionCommand();
@@ -359,8 +362,11 @@ DmRunMirrorCleanups(void)
 			values[3] = TextOrNull(o.error, &isnull);
 			if (isnull)
 				nulls[3] = 'n';
-			if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4)",
-									  4, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID},
+			values[4] = TextOrNull(o.detail, &isnull);
+			if (isnull)
+				nulls[4] = 'n';
+			if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5)",
+									  5, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID},
 									  values, nulls, false, 0) < 0)
 				elog(ERROR, "could not record a mirror cleanup");
 			SPI_finish();

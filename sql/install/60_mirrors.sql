@@ -99,6 +99,7 @@ CREATE TABLE driftmirror.mirror (
     primary_checked_at  timestamptz,
     mirror_checked_at   timestamptz,
     last_error          text,
+    last_error_detail   text,
     last_error_sqlstate text,
     last_error_at       timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -132,6 +133,7 @@ CREATE TABLE driftmirror.mirror_cleanup (
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text,
+    last_error_detail text,
     last_error_at   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -610,7 +612,7 @@ BEGIN
            sync_error_count = coalesce((r ->> 'sync_errors')::bigint, 0),
            conflicts = conflicts + new_conflicts,
            last_conflict_at = CASE WHEN new_conflicts > 0 THEN clock_timestamp() ELSE last_conflict_at END,
-           last_error = NULL, last_error_sqlstate = NULL
+           last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
      WHERE id = m.id;
     IF new_conflicts > 0 THEN
         PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
@@ -642,7 +644,8 @@ $$;
 
 -- _mirror_done: record the outcome of the action _mirror_next returned
 CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
-                                         p_result text, p_sqlstate text, p_error text)
+                                         p_result text, p_sqlstate text, p_error text,
+                                         p_detail text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -663,7 +666,8 @@ BEGIN
             UPDATE driftmirror.mirror
                SET primary_checked_at = CASE WHEN p_action = 'status_primary' THEN clock_timestamp() ELSE primary_checked_at END,
                    mirror_checked_at = CASE WHEN p_action = 'status_mirror' THEN clock_timestamp() ELSE mirror_checked_at END,
-                   last_error = p_error, last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
+                   last_error = p_error, last_error_detail = p_detail,
+                   last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
              WHERE id = m.id;
         END IF;
         RETURN;
@@ -672,7 +676,7 @@ BEGIN
     IF p_ok THEN
         UPDATE driftmirror.mirror
            SET step = p_action, pending_action = NULL, pending_since = NULL, attempts = 0,
-               last_error = NULL, last_error_sqlstate = NULL
+               last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
          WHERE id = m.id;
         PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_step',
                                         format('created %s', p_action),
@@ -682,8 +686,8 @@ BEGIN
 
     maxa := (driftmirror._effective_options('mirror', m.options) ->> 'max_attempts')::integer;
     UPDATE driftmirror.mirror
-       SET attempts = attempts + 1, last_error = p_error, last_error_sqlstate = p_sqlstate,
-           last_error_at = clock_timestamp()
+       SET attempts = attempts + 1, last_error = p_error, last_error_detail = p_detail,
+           last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
      WHERE id = m.id;
     IF m.attempts + 1 >= maxa THEN
         PERFORM driftmirror._mirror_set_state(m, 'failed',
@@ -791,7 +795,8 @@ AS $$
 $$;
 
 -- _cleanup_done: a cleanup succeeded (row removed) or failed (back-off)
-CREATE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text)
+CREATE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text,
+                                          p_detail text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -812,7 +817,7 @@ BEGIN
        SET attempts = attempts + 1,
            next_attempt_at = clock_timestamp()
                              + least(make_interval(secs => power(2, least(attempts, 6))), interval '60 seconds'),
-           last_error = p_error, last_error_at = clock_timestamp()
+           last_error = p_error, last_error_detail = p_detail, last_error_at = clock_timestamp()
      WHERE id = p_id
     RETURNING * INTO c;
     IF FOUND AND c.attempts = 1 THEN
@@ -1111,6 +1116,8 @@ SELECT m.group_name,
        m.conflicts,
        m.last_conflict_at,
        m.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN m.last_error_detail END AS last_error_detail,
        m.last_error_sqlstate,
        m.last_error_at,
        greatest(m.primary_checked_at, m.mirror_checked_at) AS checked_at,
@@ -1131,11 +1138,14 @@ SELECT m.group_name,
        m.id
   FROM driftmirror.mirror m;
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
-    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts';
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts; endpoint and error details (which may name hosts) only for driftmirror_admin';
 
 CREATE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
-       c.next_attempt_at, c.last_error, c.last_error_at, c.created_at, c.id
+       c.next_attempt_at, c.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN c.last_error_detail END AS last_error_detail,
+       c.last_error_at, c.created_at, c.id
   FROM driftmirror.mirror_cleanup c;
 COMMENT ON VIEW driftmirror.dm_mirror_cleanups IS
     'Replication objects of dropped mirrors still to be removed from their nodes';
