@@ -13,7 +13,12 @@
 --     primary:  subscription <base>_rev  copy_data = false
 --     Both application databases get the extension driftmirror_node (the
 --     fence controls, no tables); the mirror's database is fenced in mode
---     'mirror' (option fence, default true for one-way, false for two-way).
+--     'mirror' (option fence, default true for one-way, false for two-way)
+--     before anything else is created.
+--   Creation actions, in order (mirror.step = the last one done):
+--     fence (if fenced), publication, slot, subscription; then, once every
+--     table is ready, two-way only: rev_publication, rev_slot,
+--     rev_subscription.
 --
 --   Table driftmirror.mirror (one row per mirrored resource):
 --     id, group_id, resource_id, group_name, resource_name, kind,
@@ -448,11 +453,13 @@ BEGIN
     mlabel := format('%s/%s mirror', m.group_name, m.resource_name);
 
     IF m.state = 'creating' THEN
+        -- the fence comes first, so that no client writes into the mirror
+        -- from the moment it starts receiving data
         action := CASE m.step
-                  WHEN 'start' THEN 'publication'
+                  WHEN 'start' THEN CASE WHEN m.fence THEN 'fence' ELSE 'publication' END
+                  WHEN 'fence' THEN 'publication'
                   WHEN 'publication' THEN 'slot'
                   WHEN 'slot' THEN 'subscription'
-                  WHEN 'subscription' THEN CASE WHEN m.fence THEN 'fence' END
                   END;
         IF action IS NULL THEN
             PERFORM driftmirror._mirror_set_state(m, 'syncing', 'initial copy running');
@@ -499,7 +506,6 @@ BEGIN
     IF m.state = 'syncing' AND m.two_way AND m.tables_ready = m.tables_total THEN
         action := CASE m.step
                   WHEN 'subscription' THEN 'rev_publication'
-                  WHEN 'fence' THEN 'rev_publication'
                   WHEN 'rev_publication' THEN 'rev_slot'
                   WHEN 'rev_slot' THEN 'rev_subscription'
                   END;
