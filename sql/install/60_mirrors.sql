@@ -894,6 +894,14 @@ BEGIN
                   HINT = 'Drop it first with dm_drop_mirror.';
     END IF;
 
+    IF EXISTS (SELECT FROM driftmirror.mirror_cleanup c
+                WHERE c.group_name = p_group AND c.resource_name = p_resource) THEN
+        RAISE EXCEPTION 'the previous mirror of resource "%" of group "%" is still being dropped',
+                        p_resource, p_group
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait until dm_mirror_cleanups shows nothing for it.';
+    END IF;
+
     -- preflight: read-only queries on both nodes, no lock held meanwhile
     probs := driftmirror._mirror_preflight(res.endpoint, format('%s/%s primary', p_group, p_resource),
                                            p_endpoint, format('%s/%s mirror', p_group, p_resource),
