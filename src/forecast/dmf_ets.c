@@ -88,49 +88,73 @@ ets_params(EtsWork *w, const double *x)
 }
 
 /*
- * ets_run
- *		Filter the series with the parameters stored in w, leaving the final
- *		states in w->level, w->slope and w->s; returns the sum of squared
- *		one-step errors.
- */
-/*
- * One step of the filter.  The textbook recursion (e = y - lb - s; l = lb +
- * alpha e; b = phi b + beta e; lb = l + phi b) is written so that the
- * loop-carried dependency on lb is one multiply and one add: lb' = (1 - k)
- * lb + (k c + phi^2 b) with c = y - s and k = alpha + phi beta.  The loop
- * is instantiated for each combination of trend and number of seasons so
- * that unused states cost nothing (a dummy seasonal state would put a
- * store-to-load round trip on the critical path).
+ * The filter.  The textbook recursion (e = y - lb - s; l = lb + alpha e;
+ * b = phi b + beta e; lb = l + phi b, with lb the one-step prediction of the
+ * level) is linear in the state (lb, b): with c = y - s and k = alpha + phi
+ * beta,
+ *		lb' = (1 - k) lb + k c + phi^2 b,	b' = phi b + beta (c - lb).
+ * The loop takes two steps at a time and computes the state two steps
+ * ahead directly from the current one (the square of that 2 x 2 map), so
+ * the loop-carried dependency is one multiply and one or two adds per two
+ * observations instead of per observation; the intermediate state, needed
+ * only for the second error, is off that path.  The sum of squares uses
+ * one accumulator per step parity for the same reason.  The seasonal state
+ * read at the second step is never the one updated at the first (periods
+ * are at least 2).  The loop is instantiated for each combination of trend
+ * and number of seasons so that unused states cost nothing.
  */
 #define ETS_LOOP(USE_B, NS) \
-	for (t = 0; t < n; t++) \
+	for (t = 0; t + 1 < n; t += 2) \
 	{ \
-		double		c = y[t]; \
-		double		e, \
-					x; \
-		if (NS >= 1) \
-			c -= s1[i1]; \
-		if (NS >= 2) \
-			c -= s2[i2]; \
-		e = c - lb; \
-		x = k * c; \
-		if (USE_B) \
-			x += phi2 * b; \
-		sse += e * e; \
-		if (USE_B) \
-			b = phi * b + beta * e; \
-		lb = omk * lb + x; \
+		double		c0 = y[t], \
+					c1 = y[t + 1], \
+					e0, \
+					e1, \
+					lb1; \
+		int			j1 = 0, \
+					j2 = 0; \
 		if (NS >= 1) \
 		{ \
-			s1[i1] += g1 * e; \
-			if (++i1 == m1) \
-				i1 = 0; \
+			j1 = (i1 + 1 == m1) ? 0 : i1 + 1; \
+			c0 -= s1[i1]; \
+			c1 -= s1[j1]; \
 		} \
 		if (NS >= 2) \
 		{ \
-			s2[i2] += g2 * e; \
-			if (++i2 == m2) \
-				i2 = 0; \
+			j2 = (i2 + 1 == m2) ? 0 : i2 + 1; \
+			c0 -= s2[i2]; \
+			c1 -= s2[j2]; \
+		} \
+		e0 = c0 - lb; \
+		if (USE_B) \
+		{ \
+			double		u = u0 * c0 + k * c1, \
+						v = v0 * c0 + beta * c1, \
+						nb = a21 * lb + (a22 * b + v); \
+			lb1 = omk * lb + (k * c0 + phi2 * b); \
+			lb = a11 * lb + (a12 * b + u); \
+			b = nb; \
+		} \
+		else \
+		{ \
+			double		u = omkk * c0 + k * c1; \
+			lb1 = omk * lb + k * c0; \
+			lb = omk2 * lb + u; \
+		} \
+		e1 = c1 - lb1; \
+		sse += e0 * e0; \
+		sse1 += e1 * e1; \
+		if (NS >= 1) \
+		{ \
+			s1[i1] += g1 * e0; \
+			s1[j1] += g1 * e1; \
+			i1 = (j1 + 1 == m1) ? 0 : j1 + 1; \
+		} \
+		if (NS >= 2) \
+		{ \
+			s2[i2] += g2 * e0; \
+			s2[j2] += g2 * e1; \
+			i2 = (j2 + 1 == m2) ? 0 : j2 + 1; \
 		} \
 	}
 
@@ -150,10 +174,20 @@ ets_run(EtsWork *w)
 				g2 = w->gamma[1];
 	double		lb = w->l0 + phi * w->b0,
 				b = w->b0,
-				sse = 0;
+				sse = 0,
+				sse1 = 0;
 	double		k = w->alpha + phi * beta,
 				omk = 1.0 - k,
 				phi2 = phi * phi;
+	/* the two-step map */
+	double		omk2 = omk * omk,
+				omkk = omk * k,
+				a11 = omk * omk - phi2 * beta,
+				a12 = phi2 * (omk + phi),
+				a21 = -beta * (phi + omk),
+				a22 = phi * phi - beta * phi2,
+				u0 = omk * k + phi2 * beta,
+				v0 = beta * (phi - k);
 	double	   *s1 = w->s[0],
 			   *s2 = w->s[1];
 	int			m1 = w->m[0],
@@ -184,9 +218,28 @@ ets_run(EtsWork *w)
 		else
 			ETS_LOOP(1, 2)
 	}
+	/* the last observation of an odd length, one plain step */
+	if (t < n)
+	{
+		double		c = y[t],
+					e;
+
+		if (w->nseas >= 1)
+			c -= s1[i1];
+		if (w->nseas >= 2)
+			c -= s2[i2];
+		e = c - lb;
+		sse += e * e;
+		lb = omk * lb + (k * c + phi2 * b);
+		b = phi * b + beta * e;
+		if (w->nseas >= 1)
+			s1[i1] += g1 * e;
+		if (w->nseas >= 2)
+			s2[i2] += g2 * e;
+	}
 	w->slope = b;
 	w->level = lb - phi * b;
-	return sse;
+	return sse + sse1;
 }
 
 static double
@@ -273,12 +326,14 @@ ets_init_states(EtsWork *w)
  *		2 damped) and seasonal periods m[0..nseas) (ascending, nseas <= 2,
  *		each at most n / 2) to y[0..n).  The fit, with final states
  *		allocated in ctx, goes to *fit.  from, if not NULL, is a fit of
- *		another trend on the same data whose parameters start the search
- *		(a shorter one, from a better place).
+ *		the same or another trend on the same data whose parameters start
+ *		the search (with a smaller simplex: from a better place).  The
+ *		search stops after maxeval passes over the data.
  */
 void
 dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-			const int *m, int nseas, const DmfEts *from, DmfEts *fit)
+			const int *m, int nseas, const DmfEts *from, int maxeval,
+			DmfEts *fit)
 {
 	EtsWork		w;
 	double		x[5];
@@ -317,12 +372,8 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	}
 
 	/* the objective is -2 log-likelihood up to a constant: 1e-3 is nothing */
-	if (from)
-		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 0.5,
-							   6 + 8 * dim, 1e-3);
-	else
-		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
-							   15 + 15 * dim, 1e-3);
+	best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim,
+						   from ? 0.5 : 1.0, maxeval, 1e-3);
 	(void) best;
 	ets_params(&w, x);
 	sse = ets_run(&w);
@@ -360,22 +411,53 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
  *		Fit the trend variants the data support and keep the best by AICc;
  *		each variant starts from the previous one's parameters.
  */
+/*
+ * dmf_ets_select
+ *		Choose the trend (none, additive, damped) by AICc.  The model without
+ *		trend is fitted fully; the two trend variants get a short search
+ *		each, started from the previous fit's parameters, which is enough to
+ *		tell whether a trend pays for its extra parameters.  Only when one
+ *		of them beats the trendless model are both refined (from where their
+ *		short search stopped) before the final comparison, so a trend model
+ *		never loses or wins only because its search was cut short.  Seasonal
+ *		load usually has no trend worth its parameters, and then the cost is
+ *		about two thirds of three full fits.
+ */
+#define ETS_FULL_EVALS(dim)		(15 + 15 * (dim))
+#define ETS_SHORT_EVALS(dim)	(4 + 3 * (dim))
+#define ETS_REFINE_EVALS(dim)	(4 + 6 * (dim))
+
 void
 dmf_ets_select(DmfCtx *ctx, const double *y, int n, const int *m, int nseas,
 			   DmfEts *best)
 {
 	int			trend;
 	int			maxtrend = (n >= 8) ? 2 : 0;
-	DmfEts		prev;
+	DmfEts		fits[3];
 
 	for (trend = 0; trend <= maxtrend; trend++)
 	{
-		DmfEts		fit;
+		int			dim = 1 + nseas + (trend > 0) + (trend == 2);
 
-		dmf_ets_fit(ctx, y, n, trend, m, nseas, trend ? &prev : NULL, &fit);
-		if (trend == 0 || fit.aicc < best->aicc)
-			*best = fit;
-		prev = fit;
+		dmf_ets_fit(ctx, y, n, trend, m, nseas,
+					trend ? &fits[trend - 1] : NULL,
+					trend ? ETS_SHORT_EVALS(dim) : ETS_FULL_EVALS(dim),
+					&fits[trend]);
+		if (trend == 0 || fits[trend].aicc < best->aicc)
+			*best = fits[trend];
+	}
+	if (best->trend > 0)
+	{
+		for (trend = 1; trend <= maxtrend; trend++)
+		{
+			int			dim = 2 + nseas + (trend == 2);
+			DmfEts		fit;
+
+			dmf_ets_fit(ctx, y, n, trend, m, nseas, &fits[trend],
+						ETS_REFINE_EVALS(dim), &fit);
+			if (fit.aicc < best->aicc)
+				*best = fit;
+		}
 	}
 }
 
