@@ -103,7 +103,53 @@ ets_params(EtsWork *w, const double *x)
  * are at least 2).  The loop is instantiated for each combination of trend
  * and number of seasons so that unused states cost nothing.
  */
-#define ETS_LOOP(USE_B, NS) \
+typedef struct EtsCoef
+{
+	double		k,
+				omk,
+				phi2,
+				beta,
+				g1,
+				g2,
+				omk2,
+				omkk,
+				a11,
+				a12,
+				a21,
+				a22,
+				u0,
+				v0;
+} EtsCoef;
+
+#define ETS_LOOP(NAME, USE_B, NS) \
+static double \
+NAME(const EtsCoef *cf, const double *y, int n, double *s1, int m1, \
+	 double *s2, int m2, double *lbp, double *bp) \
+{ \
+	const double k = cf->k, \
+				omk = cf->omk, \
+				phi2 = cf->phi2, \
+				beta = cf->beta, \
+				g1 = cf->g1, \
+				g2 = cf->g2, \
+				omk2 = cf->omk2, \
+				omkk = cf->omkk, \
+				a11 = cf->a11, \
+				a12 = cf->a12, \
+				a21 = cf->a21, \
+				a22 = cf->a22, \
+				u0 = cf->u0, \
+				v0 = cf->v0; \
+	double		lb = *lbp, \
+				b = *bp, \
+				sse = 0, \
+				sse1 = 0; \
+	int			i1 = 0, \
+				i2 = 0, \
+				t; \
+	(void) phi2; (void) beta; (void) g1; (void) g2; (void) omk2; \
+	(void) omkk; (void) a11; (void) a12; (void) a21; (void) a22; \
+	(void) u0; (void) v0; (void) s1; (void) s2; (void) m1; (void) m2; \
 	for (t = 0; t + 1 < n; t += 2) \
 	{ \
 		double		c0 = y[t], \
@@ -156,7 +202,18 @@ ets_params(EtsWork *w, const double *x)
 			s2[j2] += g2 * e1; \
 			i2 = (j2 + 1 == m2) ? 0 : j2 + 1; \
 		} \
-	}
+	} \
+	*lbp = lb; \
+	*bp = b; \
+	return sse + sse1; \
+}
+
+ETS_LOOP(ets_loop_n0, 0, 0)
+ETS_LOOP(ets_loop_n1, 0, 1)
+ETS_LOOP(ets_loop_n2, 0, 2)
+ETS_LOOP(ets_loop_b0, 1, 0)
+ETS_LOOP(ets_loop_b1, 1, 1)
+ETS_LOOP(ets_loop_b2, 1, 2)
 
 /*
  * ets_run
@@ -169,58 +226,59 @@ ets_run(EtsWork *w)
 {
 	const double *y = w->y;
 	double		beta = w->beta,
-				phi = w->phi,
-				g1 = w->gamma[0],
-				g2 = w->gamma[1];
+				phi = w->phi;
 	double		lb = w->l0 + phi * w->b0,
-				b = w->b0,
-				sse = 0,
-				sse1 = 0;
-	double		k = w->alpha + phi * beta,
-				omk = 1.0 - k,
-				phi2 = phi * phi;
-	/* the two-step map */
-	double		omk2 = omk * omk,
-				omkk = omk * k,
-				a11 = omk * omk - phi2 * beta,
-				a12 = phi2 * (omk + phi),
-				a21 = -beta * (phi + omk),
-				a22 = phi * phi - beta * phi2,
-				u0 = omk * k + phi2 * beta,
-				v0 = beta * (phi - k);
+				b = w->trend ? w->b0 : 0,
+				sse;
 	double	   *s1 = w->s[0],
 			   *s2 = w->s[1];
 	int			m1 = w->m[0],
 				m2 = w->m[1],
 				n = w->n;
-	int			i1 = 0,
-				i2 = 0,
-				t;
+	EtsCoef		cf;
+
+	cf.k = w->alpha + phi * beta;
+	cf.omk = 1.0 - cf.k;
+	cf.phi2 = phi * phi;
+	cf.beta = beta;
+	cf.g1 = w->gamma[0];
+	cf.g2 = w->gamma[1];
+	/* the two-step map */
+	cf.omk2 = cf.omk * cf.omk;
+	cf.omkk = cf.omk * cf.k;
+	cf.a11 = cf.omk * cf.omk - cf.phi2 * beta;
+	cf.a12 = cf.phi2 * (cf.omk + phi);
+	cf.a21 = -beta * (phi + cf.omk);
+	cf.a22 = phi * phi - beta * cf.phi2;
+	cf.u0 = cf.omk * cf.k + cf.phi2 * beta;
+	cf.v0 = beta * (phi - cf.k);
 
 	memcpy(s1, w->s0[0], m1 * sizeof(double));
 	memcpy(s2, w->s0[1], m2 * sizeof(double));
 	if (w->trend == 0)
 	{
-		b = 0;
 		if (w->nseas == 0)
-			ETS_LOOP(0, 0)
+			sse = ets_loop_n0(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else if (w->nseas == 1)
-			ETS_LOOP(0, 1)
+			sse = ets_loop_n1(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else
-			ETS_LOOP(0, 2)
+			sse = ets_loop_n2(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 	}
 	else
 	{
 		if (w->nseas == 0)
-			ETS_LOOP(1, 0)
+			sse = ets_loop_b0(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else if (w->nseas == 1)
-			ETS_LOOP(1, 1)
+			sse = ets_loop_b1(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else
-			ETS_LOOP(1, 2)
+			sse = ets_loop_b2(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 	}
 	/* the last observation of an odd length, one plain step */
-	if (t < n)
+	if (n % 2)
 	{
+		int			t = n - 1,
+					i1 = t % m1,
+					i2 = t % m2;
 		double		c = y[t],
 					e;
 
@@ -230,16 +288,16 @@ ets_run(EtsWork *w)
 			c -= s2[i2];
 		e = c - lb;
 		sse += e * e;
-		lb = omk * lb + (k * c + phi2 * b);
+		lb = cf.omk * lb + (cf.k * c + cf.phi2 * b);
 		b = phi * b + beta * e;
 		if (w->nseas >= 1)
-			s1[i1] += g1 * e;
+			s1[i1] += cf.g1 * e;
 		if (w->nseas >= 2)
-			s2[i2] += g2 * e;
+			s2[i2] += cf.g2 * e;
 	}
 	w->slope = b;
 	w->level = lb - phi * b;
-	return sse + sse1;
+	return sse;
 }
 
 static double
@@ -268,6 +326,7 @@ ets_init_states(EtsWork *w)
 	int			n = w->n;
 	int			k,
 				j,
+				p0,
 				t;
 
 	if (w->nseas == 0)
@@ -300,14 +359,20 @@ ets_init_states(EtsWork *w)
 
 			for (j = 0; j < m; j++)
 				s[j] = 0;
-			for (t = 0; t < L; t++)
+			/* phases kept by counters: no division per point */
+			for (t = 0, j = 0, p0 = 0; t < L; t++)
 			{
 				double		d = y[t] - (m1 + b0 * (t - (M - 1) / 2.0));
-				int			q;
 
-				for (q = 0; q < k; q++)
-					d -= w->s0[q][t % w->m[q]];
-				s[t % m] += d;
+				if (k == 1)
+				{
+					d -= w->s0[0][p0];
+					if (++p0 == w->m[0])
+						p0 = 0;
+				}
+				s[j] += d;
+				if (++j == m)
+					j = 0;
 			}
 			for (j = 0; j < m; j++)
 				s[j] /= (double) (L / m + (j < L % m ? 1 : 0));
