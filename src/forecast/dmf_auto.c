@@ -5,7 +5,11 @@
  *
  * The last part of the training series is held out at up to two origins
  * (n - h and n - 2h, horizon h capped at n / 4, where the rest still holds
- * two cycles of the longest usable period); each candidate (seasonal
+ * two cycles of the shortest usable period; the candidates then use the
+ * periods that fit twice before the origin, so two weeks of five-minute
+ * data, {288, 2016} at 4,032 points, are backtested with the daily period
+ * only, and the chosen methods are then refitted on the whole series with
+ * both); each candidate (seasonal
  * naive, Holt-Winters, MSTL + ETS, and seasonal ARIMA for series of at most
  * ARIMA_MAX_N points, its cost being superlinear) forecasts it from the data
  * before the origin, and its error is scaled like MASE.  The forecast is
@@ -20,7 +24,10 @@
  * mean of its members' (their errors are strongly correlated), which keeps
  * the intervals' coverage close to the members'.
  *
- * Series too short to backtest use MSTL + ETS alone (with a notice).
+ * Series too short to backtest (fewer than two cycles of the shortest
+ * period, or 8 points, before the first origin) use MSTL + ETS alone (with
+ * a notice).  The candidates are called directly, so their intervals are
+ * the analytic ones, without dmf_forecast's held-out calibration.
  *
  * src/forecast/dmf_auto.c
  *
@@ -116,13 +123,18 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	}
 	mmain = in->nseasons > 0 ? in->seasons[in->nseasons - 1] : 1;
 
-	/* backtest origins: each leaves two cycles of the main period */
+	/*
+	 * backtest origins: each leaves two cycles of the shortest period (the
+	 * candidates then see only the periods that fit twice before the
+	 * origin, see the header comment)
+	 */
 	hb = h;
 	if (hb > n / 4)
 		hb = n / 4;
 	if (hb >= 1)
 	{
-		int			need = 2 * mmain > 8 ? 2 * mmain : 8;
+		int			mshort = in->nseasons > 0 ? in->seasons[0] : 1;
+		int			need = 2 * mshort > 8 ? 2 * mshort : 8;
 
 		for (k = 1; k <= 2; k++)
 			if (n - k * hb >= need)

@@ -88,51 +88,132 @@ ets_params(EtsWork *w, const double *x)
 }
 
 /*
- * ets_run
- *		Filter the series with the parameters stored in w, leaving the final
- *		states in w->level, w->slope and w->s; returns the sum of squared
- *		one-step errors.
+ * The filter.  The textbook recursion (e = y - lb - s; l = lb + alpha e;
+ * b = phi b + beta e; lb = l + phi b, with lb the one-step prediction of the
+ * level) is linear in the state (lb, b): with c = y - s and k = alpha + phi
+ * beta,
+ *		lb' = (1 - k) lb + k c + phi^2 b,	b' = phi b + beta (c - lb).
+ * The loop takes two steps at a time and computes the state two steps
+ * ahead directly from the current one (the square of that 2 x 2 map), so
+ * the loop-carried dependency is one multiply and one or two adds per two
+ * observations instead of per observation; the intermediate state, needed
+ * only for the second error, is off that path.  The sum of squares uses
+ * one accumulator per step parity for the same reason.  The seasonal state
+ * read at the second step is never the one updated at the first (periods
+ * are at least 2).  The loop is instantiated for each combination of trend
+ * and number of seasons so that unused states cost nothing.
  */
-/*
- * One step of the filter.  The textbook recursion (e = y - lb - s; l = lb +
- * alpha e; b = phi b + beta e; lb = l + phi b) is written so that the
- * loop-carried dependency on lb is one multiply and one add: lb' = (1 - k)
- * lb + (k c + phi^2 b) with c = y - s and k = alpha + phi beta.  The loop
- * is instantiated for each combination of trend and number of seasons so
- * that unused states cost nothing (a dummy seasonal state would put a
- * store-to-load round trip on the critical path).
- */
-#define ETS_LOOP(USE_B, NS) \
-	for (t = 0; t < n; t++) \
+typedef struct EtsCoef
+{
+	double		k,
+				omk,
+				phi2,
+				beta,
+				g1,
+				g2,
+				omk2,
+				omkk,
+				a11,
+				a12,
+				a21,
+				a22,
+				u0,
+				v0;
+} EtsCoef;
+
+#define ETS_LOOP(NAME, USE_B, NS) \
+static double \
+NAME(const EtsCoef *cf, const double *y, int n, double *s1, int m1, \
+	 double *s2, int m2, double *lbp, double *bp) \
+{ \
+	const double k = cf->k, \
+				omk = cf->omk, \
+				phi2 = cf->phi2, \
+				beta = cf->beta, \
+				g1 = cf->g1, \
+				g2 = cf->g2, \
+				omk2 = cf->omk2, \
+				omkk = cf->omkk, \
+				a11 = cf->a11, \
+				a12 = cf->a12, \
+				a21 = cf->a21, \
+				a22 = cf->a22, \
+				u0 = cf->u0, \
+				v0 = cf->v0; \
+	double		lb = *lbp, \
+				b = *bp, \
+				sse = 0, \
+				sse1 = 0; \
+	int			i1 = 0, \
+				i2 = 0, \
+				t; \
+	(void) phi2; (void) beta; (void) g1; (void) g2; (void) omk2; \
+	(void) omkk; (void) a11; (void) a12; (void) a21; (void) a22; \
+	(void) u0; (void) v0; (void) s1; (void) s2; (void) m1; (void) m2; \
+	for (t = 0; t + 1 < n; t += 2) \
 	{ \
-		double		c = y[t]; \
-		double		e, \
-					x; \
-		if (NS >= 1) \
-			c -= s1[i1]; \
-		if (NS >= 2) \
-			c -= s2[i2]; \
-		e = c - lb; \
-		x = k * c; \
-		if (USE_B) \
-			x += phi2 * b; \
-		sse += e * e; \
-		if (USE_B) \
-			b = phi * b + beta * e; \
-		lb = omk * lb + x; \
+		double		c0 = y[t], \
+					c1 = y[t + 1], \
+					e0, \
+					e1, \
+					lb1; \
+		int			j1 = 0, \
+					j2 = 0; \
 		if (NS >= 1) \
 		{ \
-			s1[i1] += g1 * e; \
-			if (++i1 == m1) \
-				i1 = 0; \
+			j1 = (i1 + 1 == m1) ? 0 : i1 + 1; \
+			c0 -= s1[i1]; \
+			c1 -= s1[j1]; \
 		} \
 		if (NS >= 2) \
 		{ \
-			s2[i2] += g2 * e; \
-			if (++i2 == m2) \
-				i2 = 0; \
+			j2 = (i2 + 1 == m2) ? 0 : i2 + 1; \
+			c0 -= s2[i2]; \
+			c1 -= s2[j2]; \
 		} \
-	}
+		e0 = c0 - lb; \
+		if (USE_B) \
+		{ \
+			double		u = u0 * c0 + k * c1, \
+						v = v0 * c0 + beta * c1, \
+						nb = a21 * lb + (a22 * b + v); \
+			lb1 = omk * lb + (k * c0 + phi2 * b); \
+			lb = a11 * lb + (a12 * b + u); \
+			b = nb; \
+		} \
+		else \
+		{ \
+			double		u = omkk * c0 + k * c1; \
+			lb1 = omk * lb + k * c0; \
+			lb = omk2 * lb + u; \
+		} \
+		e1 = c1 - lb1; \
+		sse += e0 * e0; \
+		sse1 += e1 * e1; \
+		if (NS >= 1) \
+		{ \
+			s1[i1] += g1 * e0; \
+			s1[j1] += g1 * e1; \
+			i1 = (j1 + 1 == m1) ? 0 : j1 + 1; \
+		} \
+		if (NS >= 2) \
+		{ \
+			s2[i2] += g2 * e0; \
+			s2[j2] += g2 * e1; \
+			i2 = (j2 + 1 == m2) ? 0 : j2 + 1; \
+		} \
+	} \
+	*lbp = lb; \
+	*bp = b; \
+	return sse + sse1; \
+}
+
+ETS_LOOP(ets_loop_n0, 0, 0)
+ETS_LOOP(ets_loop_n1, 0, 1)
+ETS_LOOP(ets_loop_n2, 0, 2)
+ETS_LOOP(ets_loop_b0, 1, 0)
+ETS_LOOP(ets_loop_b1, 1, 1)
+ETS_LOOP(ets_loop_b2, 1, 2)
 
 /*
  * ets_run
@@ -145,44 +226,74 @@ ets_run(EtsWork *w)
 {
 	const double *y = w->y;
 	double		beta = w->beta,
-				phi = w->phi,
-				g1 = w->gamma[0],
-				g2 = w->gamma[1];
+				phi = w->phi;
 	double		lb = w->l0 + phi * w->b0,
-				b = w->b0,
-				sse = 0;
-	double		k = w->alpha + phi * beta,
-				omk = 1.0 - k,
-				phi2 = phi * phi;
+				b = w->trend ? w->b0 : 0,
+				sse;
 	double	   *s1 = w->s[0],
 			   *s2 = w->s[1];
 	int			m1 = w->m[0],
 				m2 = w->m[1],
 				n = w->n;
-	int			i1 = 0,
-				i2 = 0,
-				t;
+	EtsCoef		cf;
+
+	cf.k = w->alpha + phi * beta;
+	cf.omk = 1.0 - cf.k;
+	cf.phi2 = phi * phi;
+	cf.beta = beta;
+	cf.g1 = w->gamma[0];
+	cf.g2 = w->gamma[1];
+	/* the two-step map */
+	cf.omk2 = cf.omk * cf.omk;
+	cf.omkk = cf.omk * cf.k;
+	cf.a11 = cf.omk * cf.omk - cf.phi2 * beta;
+	cf.a12 = cf.phi2 * (cf.omk + phi);
+	cf.a21 = -beta * (phi + cf.omk);
+	cf.a22 = phi * phi - beta * cf.phi2;
+	cf.u0 = cf.omk * cf.k + cf.phi2 * beta;
+	cf.v0 = beta * (phi - cf.k);
 
 	memcpy(s1, w->s0[0], m1 * sizeof(double));
 	memcpy(s2, w->s0[1], m2 * sizeof(double));
 	if (w->trend == 0)
 	{
-		b = 0;
 		if (w->nseas == 0)
-			ETS_LOOP(0, 0)
+			sse = ets_loop_n0(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else if (w->nseas == 1)
-			ETS_LOOP(0, 1)
+			sse = ets_loop_n1(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else
-			ETS_LOOP(0, 2)
+			sse = ets_loop_n2(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 	}
 	else
 	{
 		if (w->nseas == 0)
-			ETS_LOOP(1, 0)
+			sse = ets_loop_b0(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else if (w->nseas == 1)
-			ETS_LOOP(1, 1)
+			sse = ets_loop_b1(&cf, y, n, s1, m1, s2, m2, &lb, &b);
 		else
-			ETS_LOOP(1, 2)
+			sse = ets_loop_b2(&cf, y, n, s1, m1, s2, m2, &lb, &b);
+	}
+	/* the last observation of an odd length, one plain step */
+	if (n % 2)
+	{
+		int			t = n - 1,
+					i1 = t % m1,
+					i2 = t % m2;
+		double		c = y[t],
+					e;
+
+		if (w->nseas >= 1)
+			c -= s1[i1];
+		if (w->nseas >= 2)
+			c -= s2[i2];
+		e = c - lb;
+		sse += e * e;
+		lb = cf.omk * lb + (cf.k * c + cf.phi2 * b);
+		b = phi * b + beta * e;
+		if (w->nseas >= 1)
+			s1[i1] += cf.g1 * e;
+		if (w->nseas >= 2)
+			s2[i2] += cf.g2 * e;
 	}
 	w->slope = b;
 	w->level = lb - phi * b;
@@ -215,6 +326,7 @@ ets_init_states(EtsWork *w)
 	int			n = w->n;
 	int			k,
 				j,
+				p0,
 				t;
 
 	if (w->nseas == 0)
@@ -247,14 +359,20 @@ ets_init_states(EtsWork *w)
 
 			for (j = 0; j < m; j++)
 				s[j] = 0;
-			for (t = 0; t < L; t++)
+			/* phases kept by counters: no division per point */
+			for (t = 0, j = 0, p0 = 0; t < L; t++)
 			{
 				double		d = y[t] - (m1 + b0 * (t - (M - 1) / 2.0));
-				int			q;
 
-				for (q = 0; q < k; q++)
-					d -= w->s0[q][t % w->m[q]];
-				s[t % m] += d;
+				if (k == 1)
+				{
+					d -= w->s0[0][p0];
+					if (++p0 == w->m[0])
+						p0 = 0;
+				}
+				s[j] += d;
+				if (++j == m)
+					j = 0;
 			}
 			for (j = 0; j < m; j++)
 				s[j] /= (double) (L / m + (j < L % m ? 1 : 0));
@@ -273,12 +391,14 @@ ets_init_states(EtsWork *w)
  *		2 damped) and seasonal periods m[0..nseas) (ascending, nseas <= 2,
  *		each at most n / 2) to y[0..n).  The fit, with final states
  *		allocated in ctx, goes to *fit.  from, if not NULL, is a fit of
- *		another trend on the same data whose parameters start the search
- *		(a shorter one, from a better place).
+ *		the same or another trend on the same data whose parameters start
+ *		the search (with a smaller simplex: from a better place).  The
+ *		search stops after maxeval passes over the data.
  */
 void
 dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-			const int *m, int nseas, const DmfEts *from, DmfEts *fit)
+			const int *m, int nseas, const DmfEts *from, int maxeval,
+			DmfEts *fit)
 {
 	EtsWork		w;
 	double		x[5];
@@ -317,12 +437,8 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	}
 
 	/* the objective is -2 log-likelihood up to a constant: 1e-3 is nothing */
-	if (from)
-		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 0.5,
-							   6 + 8 * dim, 1e-3);
-	else
-		best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim, 1.0,
-							   15 + 15 * dim, 1e-3);
+	best = dmf_nelder_mead(ctx, ets_objective, &w, x, dim,
+						   from ? 0.5 : 1.0, maxeval, 1e-3);
 	(void) best;
 	ets_params(&w, x);
 	sse = ets_run(&w);
@@ -360,22 +476,53 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
  *		Fit the trend variants the data support and keep the best by AICc;
  *		each variant starts from the previous one's parameters.
  */
+/*
+ * dmf_ets_select
+ *		Choose the trend (none, additive, damped) by AICc.  The model without
+ *		trend is fitted fully; the two trend variants get a short search
+ *		each, started from the previous fit's parameters, which is enough to
+ *		tell whether a trend pays for its extra parameters.  Only when one
+ *		of them beats the trendless model are both refined (from where their
+ *		short search stopped) before the final comparison, so a trend model
+ *		never loses or wins only because its search was cut short.  Seasonal
+ *		load usually has no trend worth its parameters, and then the cost is
+ *		about two thirds of three full fits.
+ */
+#define ETS_FULL_EVALS(dim)		(15 + 15 * (dim))
+#define ETS_SHORT_EVALS(dim)	(4 + 3 * (dim))
+#define ETS_REFINE_EVALS(dim)	(4 + 6 * (dim))
+
 void
 dmf_ets_select(DmfCtx *ctx, const double *y, int n, const int *m, int nseas,
 			   DmfEts *best)
 {
 	int			trend;
 	int			maxtrend = (n >= 8) ? 2 : 0;
-	DmfEts		prev;
+	DmfEts		fits[3];
 
 	for (trend = 0; trend <= maxtrend; trend++)
 	{
-		DmfEts		fit;
+		int			dim = 1 + nseas + (trend > 0) + (trend == 2);
 
-		dmf_ets_fit(ctx, y, n, trend, m, nseas, trend ? &prev : NULL, &fit);
-		if (trend == 0 || fit.aicc < best->aicc)
-			*best = fit;
-		prev = fit;
+		dmf_ets_fit(ctx, y, n, trend, m, nseas,
+					trend ? &fits[trend - 1] : NULL,
+					trend ? ETS_SHORT_EVALS(dim) : ETS_FULL_EVALS(dim),
+					&fits[trend]);
+		if (trend == 0 || fits[trend].aicc < best->aicc)
+			*best = fits[trend];
+	}
+	if (best->trend > 0)
+	{
+		for (trend = 1; trend <= maxtrend; trend++)
+		{
+			int			dim = 2 + nseas + (trend == 2);
+			DmfEts		fit;
+
+			dmf_ets_fit(ctx, y, n, trend, m, nseas, &fits[trend],
+						ETS_REFINE_EVALS(dim), &fit);
+			if (fit.aicc < best->aicc)
+				*best = fit;
+		}
 	}
 }
 

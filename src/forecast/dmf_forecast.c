@@ -125,6 +125,70 @@ fill_missing(double *y, int n)
 }
 
 /*
+ * calibrate
+ *		Widen the forecast standard deviations of fc (made by fn on in) by
+ *		the error of the same method at one held-out origin of the series.
+ *
+ * The analytic intervals of mstl, arima and prophet count only the noise of
+ * their model: not the error of the estimated seasonal pattern, parameters
+ * or changepoints, nor the misfit of a model that is not the right one.
+ * The method is refitted on the series without its last hc = min(h, n / 4)
+ * values (only if what is left holds two cycles of the shortest period, the
+ * same origin auto's backtest uses first) and forecasts them; r^2 is the
+ * mean of the squared errors over the forecast variances.  Every omitted
+ * component adds variance, so the correction only widens: the standard
+ * deviations are multiplied by min(max(r, 1), CALIB_MAX).  The seasonal
+ * periods the shorter series cannot hold are dropped for the refit.
+ */
+#define CALIB_MAX	3.0
+
+static void
+calibrate(DmfCtx *ctx, void (*fn) (DmfCtx *, const DmfInput *, DmfFc *),
+		  const DmfInput *in, DmfFc *fc)
+{
+	DmfInput	sub = *in;
+	DmfFc		bt;
+	int			seas[DMF_MAX_SEASONS];
+	int			hc = in->h < in->n / 4 ? in->h : in->n / 4,
+				mshort = in->nseasons > 0 ? in->seasons[0] : 1,
+				i,
+				k,
+				nk = 0;
+	double		r2 = 0,
+				f;
+
+	if (hc < 1 || in->n - hc < (2 * mshort > 8 ? 2 * mshort : 8))
+		return;
+	sub.n = in->n - hc;
+	sub.h = hc;
+	sub.nseasons = 0;
+	for (i = 0; i < in->nseasons; i++)
+		if (in->seasons[i] <= sub.n / 2)
+			seas[sub.nseasons++] = in->seasons[i];
+	sub.seasons = seas;
+	dmf_tick(ctx);
+	fn(ctx, &sub, &bt);
+	for (k = 0; k < hc; k++)
+	{
+		double		e = in->y[sub.n + k] - bt.mean[k];
+
+		if (!isfinite(e) || !(bt.sd[k] > 0) || !isfinite(bt.sd[k]))
+			continue;
+		r2 += e * e / (bt.sd[k] * bt.sd[k]);
+		nk++;
+	}
+	if (nk == 0)
+		return;
+	f = sqrt(r2 / nk);
+	if (!(f > 1))
+		return;
+	if (f > CALIB_MAX)
+		f = CALIB_MAX;
+	for (k = 0; k < fc->h; k++)
+		fc->sd[k] *= f;
+}
+
+/*
  * run_method
  *		Run one method; falls back to naive if it produced non-finite
  *		numbers.  Methods without regressors get events as an adjustment:
@@ -172,12 +236,15 @@ run_method(DmfCtx *ctx, DmfMethod method, const DmfInput *in, DmfFc *fc)
 			break;
 		case DMF_MSTL:
 			dmf_method_mstl(ctx, in, fc);
+			calibrate(ctx, dmf_method_mstl, in, fc);
 			break;
 		case DMF_ARIMA:
 			dmf_method_arima(ctx, in, fc);
+			calibrate(ctx, dmf_method_arima, in, fc);
 			break;
 		case DMF_PROPHET:
 			dmf_method_prophet(ctx, in, fc);
+			calibrate(ctx, dmf_method_prophet, in, fc);
 			break;
 		case DMF_NAIVE:
 			dmf_method_naive(ctx, in, fc);

@@ -118,7 +118,7 @@ typedef struct DmfEts
 
 extern void dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 						const int *m, int nseas, const DmfEts *from,
-						DmfEts *fit);
+						int maxeval, DmfEts *fit);
 extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
 						   const int *m, int nseas, DmfEts *best);
 extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,

@@ -491,6 +491,41 @@ test_events(void)
 		CHECK(0, "hw with events failed");
 }
 
+/*
+ * auto on two weeks of five-minute data, periods {288, 2016}: the weekly
+ * period does not fit twice before any origin, but auto must still choose
+ * by backtest (with the daily period) instead of falling back to mstl.
+ */
+static void
+test_auto_two_weeks(void)
+{
+	static const int seasons[2] = {288, 2016};
+	const double pi = 3.14159265358979323846;
+	int			n = 4032,
+				t;
+	double	   *y = malloc(n * sizeof(double));
+	DmfResult	res;
+	char		err[256];
+
+	for (t = 0; t < n; t++)
+		y[t] = 500 + 120 * sin(2 * pi * t / 288) +
+			((t / 288) % 7 >= 5 ? -80 : 0) + 5 * sin(t * 0.37);
+	if (dmf_forecast(y, n, seasons, 2, 288, DMF_AUTO, NULL, 0, NULL, &res,
+					 err, sizeof(err)) == DMF_OK)
+	{
+		check_sane(&res, 288, "auto, 4,032 points, {288, 2016}");
+		CHECK(!has_notice(&res, "too short to backtest"),
+			  "auto at 4,032 points did not backtest (model %s)", res.model);
+		CHECK(strstr(res.model, "m=288,2016") || strstr(res.model, "mstl"),
+			  "auto at 4,032 points lost the weekly period (model %s)",
+			  res.model);
+		dmf_result_free(&res);
+	}
+	else
+		CHECK(0, "auto at 4,032 points failed: %s", err);
+	free(y);
+}
+
 int
 main(void)
 {
@@ -502,6 +537,7 @@ main(void)
 	test_fallbacks();
 	test_interrupt_and_bounds();
 	test_events();
+	test_auto_two_weeks();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;
 }
