@@ -1,0 +1,626 @@
+-- 55_metrics.sql: the metric store: the metric-name dictionary, the
+-- time-partitioned raw table, partition maintenance and retention, the
+-- 5-minute and 1-hour rollups, dm_ingest and the views for people.
+--
+-- Layout
+--   driftmirror.metric      (ts, resource_id, metric_id, value), partitioned
+--                           by range of ts; one partition per
+--                           metric_settings.partition_interval (default one
+--                           day, aligned on 2000-01-01 00:00 UTC).  Every
+--                           partition has a btree on (resource_id,
+--                           metric_id, ts) and a BRIN on ts.  No foreign keys:
+--                           they would cost a lookup per row on ingest; ids
+--                           come from the catalog (dm_ingest, the collectors)
+--                           or are checked by a statement trigger (COPY).
+--   driftmirror.metric_def  the dictionary: id, name, unit, description.
+--   metric_5m, metric_1h    rollups: samples, avg, max, p95 per bucket.
+--
+-- Retention: partitions are shared by all groups.  A partition is dropped
+-- once it is entirely older than the longest retention of any group; before
+-- that, the rows of a group whose own (shorter) retention has passed are
+-- deleted from it once, and the partition remembers which groups it has been
+-- purged of.  Rows of resources that no longer exist go with their partition.
+
+-- ---------------------------------------------------------------------
+-- settings of the store (one row; not per group)
+-- ---------------------------------------------------------------------
+CREATE TABLE driftmirror.metric_settings (
+    singleton           boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    partition_interval  interval NOT NULL DEFAULT '1 day'
+                        CHECK (partition_interval BETWEEN '1 hour' AND '31 days'
+                               AND date_part('month', partition_interval) = 0
+                               AND date_part('year', partition_interval) = 0),
+    premake             integer NOT NULL DEFAULT 3 CHECK (premake BETWEEN 1 AND 100),
+    rollup_delay        interval NOT NULL DEFAULT '1 minute'
+                        CHECK (rollup_delay BETWEEN '0' AND '1 day'),
+    rollup_retention    interval NOT NULL DEFAULT '400 days'
+                        CHECK (rollup_retention BETWEEN '1 day' AND '3650 days')
+);
+INSERT INTO driftmirror.metric_settings DEFAULT VALUES;
+COMMENT ON TABLE driftmirror.metric_settings IS
+    'Settings of the metric store: partition interval, partitions made ahead, rollup delay and retention';
+SELECT pg_catalog.pg_extension_config_dump('driftmirror.metric_settings', '');
+
+-- ---------------------------------------------------------------------
+-- metric-name dictionary
+-- ---------------------------------------------------------------------
+CREATE TABLE driftmirror.metric_def (
+    id          smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    unit        text NOT NULL DEFAULT '',
+    description text NOT NULL DEFAULT '',
+    builtin     boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE driftmirror.metric_def IS
+    'Metric names: the raw table stores the id, people and the API use the name';
+
+INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
+    ('pg.xacts_per_s', '1/s', 'committed and rolled-back transactions per second in the polled database', true),
+    ('pg.tup_read_per_s', '1/s', 'tuples returned and fetched per second in the polled database', true),
+    ('pg.tup_written_per_s', '1/s', 'tuples inserted, updated and deleted per second in the polled database', true),
+    ('pg.connections_active', 'connections', 'client backends running a statement', true),
+    ('pg.connections_total', 'connections', 'client backends connected', true),
+    ('pg.cache_hit_ratio', 'ratio', 'shared-buffer hits / (hits + reads) since the previous poll, 0 to 1', true),
+    ('pg.wal_bytes_per_s', 'B/s', 'WAL written per second (replayed, on a standby)', true),
+    ('pg.database_size', 'B', 'size of the polled database', true),
+    ('pg.replication_lag_bytes', 'B', 'primary: largest replay lag of its standbys; standby: received minus replayed', true),
+    ('pg.replication_lag_seconds', 's', 'standby: time since the last replayed transaction was committed on the primary', true);
+
+SELECT pg_catalog.pg_extension_config_dump('driftmirror.metric_def', 'WHERE NOT builtin');
+
+-- ---------------------------------------------------------------------
+-- raw metrics
+-- ---------------------------------------------------------------------
+CREATE TABLE driftmirror.metric (
+    ts          timestamptz NOT NULL,
+    resource_id bigint NOT NULL,
+    metric_id   smallint NOT NULL,
+    value       float8 NOT NULL
+                CONSTRAINT metric_value_finite
+                CHECK (value > '-Infinity'::float8 AND value < 'Infinity'::float8)
+) PARTITION BY RANGE (ts);
+COMMENT ON TABLE driftmirror.metric IS
+    'Raw metric samples, range-partitioned by ts; write with dm_ingest or COPY (ids from dm_metric_names and dm_resources)';
+-- "last N hours of one metric of one resource": an index range scan in the
+-- partitions the ts condition keeps
+CREATE INDEX metric_series_idx ON driftmirror.metric (resource_id, metric_id, ts);
+-- time-range scans over all series (rollups, retention)
+CREATE INDEX metric_ts_brin ON driftmirror.metric USING brin (ts);
+
+-- the partitions the store made, with the groups already purged from each
+CREATE TABLE driftmirror.metric_partition (
+    name          text PRIMARY KEY,
+    lo            timestamptz NOT NULL,
+    hi            timestamptz NOT NULL,
+    purged_groups bigint[] NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK (hi > lo),
+    UNIQUE (lo)
+);
+COMMENT ON TABLE driftmirror.metric_partition IS
+    'Partitions of driftmirror.metric: bounds and the groups whose expired rows were deleted';
+
+-- COPY into driftmirror.metric: refuse ids that name no resource or metric.
+-- One anti-join per statement over the new rows, not a lookup per row.
+CREATE FUNCTION driftmirror._metric_check_ids()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.resource_id, n.metric_id INTO bad
+      FROM (SELECT DISTINCT resource_id, metric_id FROM new_rows) n
+     WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = n.resource_id)
+        OR NOT EXISTS (SELECT FROM driftmirror.metric_def m WHERE m.id = n.metric_id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'metric row names an unknown resource or metric (resource_id %, metric_id %)',
+            bad.resource_id, bad.metric_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Take resource ids from driftmirror.dm_resources and metric ids from driftmirror.dm_metric_names.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER metric_check_ids AFTER INSERT ON driftmirror.metric
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION driftmirror._metric_check_ids();
+
+-- ---------------------------------------------------------------------
+-- rollups
+-- ---------------------------------------------------------------------
+CREATE TABLE driftmirror.metric_5m (
+    resource_id bigint NOT NULL,
+    metric_id   smallint NOT NULL,
+    bucket      timestamptz NOT NULL,
+    samples     integer NOT NULL,
+    avg         float8 NOT NULL,
+    max         float8 NOT NULL,
+    p95         float8 NOT NULL,
+    PRIMARY KEY (resource_id, metric_id, bucket)
+);
+CREATE TABLE driftmirror.metric_1h (LIKE driftmirror.metric_5m INCLUDING ALL);
+COMMENT ON TABLE driftmirror.metric_5m IS
+    '5-minute rollups of driftmirror.metric: sample count, average, maximum, 95th percentile';
+COMMENT ON TABLE driftmirror.metric_1h IS
+    '1-hour rollups of driftmirror.metric: sample count, average, maximum, 95th percentile';
+
+-- how far each rollup is complete: every bucket ending at or before the
+-- watermark has been computed from the raw rows
+CREATE TABLE driftmirror.metric_rollup_state (
+    level       text PRIMARY KEY CHECK (level IN ('5m', '1h')),
+    width       interval NOT NULL,
+    tbl         name NOT NULL,
+    max_span    interval NOT NULL,
+    watermark   timestamptz,
+    updated_at  timestamptz
+);
+INSERT INTO driftmirror.metric_rollup_state (level, width, tbl, max_span) VALUES
+    ('5m', '5 minutes', 'metric_5m', '1 day'),
+    ('1h', '1 hour', 'metric_1h', '7 days');
+
+-- ---------------------------------------------------------------------
+-- partitions
+-- ---------------------------------------------------------------------
+
+-- _ensure_partitions: make sure partitions cover [p_from, p_to]; returns how
+-- many it created.  Bounds are aligned on the partition interval; a range
+-- next to an existing partition made with another interval is clipped to
+-- fit.  Creations are serialised by an advisory lock; the common case (all
+-- covered) takes no lock.
+CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    iv  interval;
+    t   timestamptz;
+    lo  timestamptz;
+    hi  timestamptz;
+    nm  text;
+    n   integer := 0;
+    cov timestamptz;
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
+        RETURN 0;
+    END IF;
+    IF NOT EXISTS (
+        WITH RECURSIVE walk (upto) AS (
+            SELECT p.hi FROM driftmirror.metric_partition p
+             WHERE p.lo <= p_from AND p.hi > p_from
+            UNION ALL
+            SELECT p.hi FROM walk w JOIN driftmirror.metric_partition p ON p.lo = w.upto
+             WHERE w.upto <= p_to
+        )
+        SELECT FROM walk HAVING max(upto) > p_to) THEN
+        NULL;                   -- something is missing: fall through
+    ELSE
+        RETURN 0;
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
+    SELECT s.partition_interval INTO iv FROM driftmirror.metric_settings s;
+    t := p_from;
+    WHILE t <= p_to LOOP
+        SELECT p.hi INTO cov FROM driftmirror.metric_partition p
+         WHERE p.lo <= t AND p.hi > t;
+        IF FOUND THEN
+            t := cov;
+            CONTINUE;
+        END IF;
+        lo := date_bin(iv, t, timestamptz '2000-01-01 00:00:00+00');
+        hi := lo + iv;
+        lo := greatest(lo, (SELECT max(p.hi) FROM driftmirror.metric_partition p WHERE p.hi <= t));
+        hi := least(hi, (SELECT min(p.lo) FROM driftmirror.metric_partition p WHERE p.lo > t));
+        nm := 'metric_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');
+        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.metric FOR VALUES FROM (%L) TO (%L)',
+                       nm, lo, hi);
+        EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', nm);
+        INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
+        n := n + 1;
+        t := hi;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- _group_retention: the retention of every group, as intervals
+CREATE FUNCTION driftmirror._group_retention()
+RETURNS TABLE (group_id bigint, retention interval)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.id,
+           driftmirror._opt_interval(driftmirror._effective_options('group', g.options) -> 'retention')
+      FROM driftmirror.resource_group g
+$$;
+
+-- _metric_retention: drop partitions no group needs, purge expired rows of
+-- groups with a shorter retention.  Returns (dropped, purged rows).
+CREATE FUNCTION driftmirror._metric_retention(p_now timestamptz,
+                                              OUT dropped integer, OUT purged bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keep   interval;
+    p      driftmirror.metric_partition;
+    g      record;
+    n      bigint;
+BEGIN
+    dropped := 0;
+    purged := 0;
+    PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
+
+    -- forget partitions dropped by hand
+    DELETE FROM driftmirror.metric_partition mp
+     WHERE to_regclass(format('driftmirror.%I', mp.name)) IS NULL;
+
+    SELECT coalesce(max(r.retention),
+                    driftmirror._opt_interval((SELECT o.default_value FROM driftmirror.option_def o
+                                                WHERE o.scope = 'group' AND o.key = 'retention')))
+      INTO keep FROM driftmirror._group_retention() r;
+
+    FOR p IN SELECT * FROM driftmirror.metric_partition mp
+              WHERE mp.hi <= p_now - keep ORDER BY mp.lo
+    LOOP
+        EXECUTE format('DROP TABLE driftmirror.%I', p.name);
+        DELETE FROM driftmirror.metric_partition mp WHERE mp.name = p.name;
+        dropped := dropped + 1;
+    END LOOP;
+
+    FOR g IN
+        SELECT mp.name, r.group_id
+          FROM driftmirror.metric_partition mp
+          JOIN driftmirror._group_retention() r ON mp.hi <= p_now - r.retention
+         WHERE NOT r.group_id = ANY (mp.purged_groups)
+         ORDER BY mp.lo, r.group_id
+    LOOP
+        EXECUTE format('DELETE FROM driftmirror.%I m USING driftmirror.resource r
+                         WHERE r.group_id = $1 AND m.resource_id = r.id', g.name)
+          USING g.group_id;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        purged := purged + n;
+        UPDATE driftmirror.metric_partition mp
+           SET purged_groups = mp.purged_groups || g.group_id
+         WHERE mp.name = g.name;
+    END LOOP;
+END
+$$;
+
+-- _metric_rollup: compute the closed buckets of one rollup level after its
+-- watermark, at most max_span of raw data per call; returns the number of
+-- bucket rows written.  Rows arriving later for buckets already rolled up
+-- are not seen: call dm_rollup(from, to) after a backfill.
+CREATE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st     driftmirror.metric_rollup_state;
+    delay  interval;
+    w      timestamptz;
+    upto   timestamptz;
+    n      bigint;
+BEGIN
+    SELECT * INTO st FROM driftmirror.metric_rollup_state s WHERE s.level = p_level FOR UPDATE;
+    SELECT s.rollup_delay INTO delay FROM driftmirror.metric_settings s;
+    w := coalesce(st.watermark,
+                  date_bin(st.width, (SELECT min(mp.lo) FROM driftmirror.metric_partition mp),
+                           timestamptz '2000-01-01 00:00:00+00'));
+    IF w IS NULL THEN
+        RETURN 0;               -- no partitions yet
+    END IF;
+    upto := date_bin(st.width, p_now - delay, timestamptz '2000-01-01 00:00:00+00');
+    upto := least(upto, w + st.max_span);
+    IF upto <= w THEN
+        RETURN 0;
+    END IF;
+    n := driftmirror._rollup_range(st, w, upto);
+    UPDATE driftmirror.metric_rollup_state s
+       SET watermark = upto, updated_at = clock_timestamp()
+     WHERE s.level = p_level;
+    RETURN n;
+END
+$$;
+
+-- _rollup_range: (re)compute the buckets of one level in [p_from, p_to)
+CREATE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
+                                          p_from timestamptz, p_to timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format($q$
+        INSERT INTO driftmirror.%1$I AS r (resource_id, metric_id, bucket, samples, avg, max, p95)
+        SELECT m.resource_id, m.metric_id,
+               date_bin($1, m.ts, timestamptz '2000-01-01 00:00:00+00'),
+               count(*), avg(m.value), max(m.value),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY m.value)
+          FROM driftmirror.metric m
+         WHERE m.ts >= $2 AND m.ts < $3
+         GROUP BY 1, 2, 3
+        ON CONFLICT (resource_id, metric_id, bucket) DO UPDATE
+           SET samples = excluded.samples, avg = excluded.avg,
+               max = excluded.max, p95 = excluded.p95$q$, st.tbl)
+      USING st.width, p_from, p_to;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- _metric_maintenance: everything the worker does on the store, in one
+-- transaction: partitions ahead, retention, rollups.  Returns a summary.
+CREATE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s        driftmirror.metric_settings;
+    created  integer;
+    ret      record;
+    r5       bigint;
+    r1       bigint;
+    rdel     bigint := 0;
+    n        bigint;
+BEGIN
+    SELECT * INTO s FROM driftmirror.metric_settings;
+    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
+    SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
+    r5 := driftmirror._metric_rollup('5m', p_now);
+    r1 := driftmirror._metric_rollup('1h', p_now);
+    DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    rdel := rdel + n;
+    DELETE FROM driftmirror.metric_1h WHERE bucket < p_now - s.rollup_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    rdel := rdel + n;
+    RETURN jsonb_build_object('partitions_created', created,
+                              'partitions_dropped', ret.dropped,
+                              'rows_purged', ret.purged,
+                              'rollup_5m_rows', r5,
+                              'rollup_1h_rows', r1,
+                              'rollup_rows_deleted', rdel);
+END
+$$;
+
+CREATE FUNCTION driftmirror.dm_run_maintenance()
+RETURNS jsonb
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT driftmirror._metric_maintenance(now())
+$$;
+COMMENT ON FUNCTION driftmirror.dm_run_maintenance() IS
+    'Run the metric store maintenance now (the worker also runs it): partitions ahead, retention, rollups';
+
+CREATE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF starts IS NULL OR ends IS NULL THEN
+        RAISE EXCEPTION 'partition range bounds must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT isfinite(starts) OR NOT isfinite(ends) OR ends < starts
+       OR starts < now() - interval '3650 days' OR ends > now() + interval '400 days' THEN
+        RAISE EXCEPTION 'invalid partition range from % to %', starts, ends
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The range must be finite, ordered, and within 3650 days before and 400 days after now.';
+    END IF;
+    RETURN driftmirror._ensure_partitions(starts, ends);
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
+    'Create the metric partitions covering a time range (before a COPY of old data); returns how many were created';
+
+CREATE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st driftmirror.metric_rollup_state;
+    n  bigint := 0;
+BEGIN
+    IF starts IS NULL OR ends IS NULL OR NOT isfinite(starts) OR NOT isfinite(ends) OR ends < starts THEN
+        RAISE EXCEPTION 'invalid rollup range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Both bounds must be finite and not null, and ends must not be before starts.';
+    END IF;
+    FOR st IN SELECT * FROM driftmirror.metric_rollup_state ORDER BY width LOOP
+        n := n + driftmirror._rollup_range(st,
+                    date_bin(st.width, starts, timestamptz '2000-01-01 00:00:00+00'),
+                    date_bin(st.width, ends, timestamptz '2000-01-01 00:00:00+00') + st.width);
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_rollup(timestamptz, timestamptz) IS
+    'Recompute the 5-minute and 1-hour rollups of the buckets touching a time range (after a backfill)';
+
+CREATE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+BEGIN
+    IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
+        RAISE EXCEPTION 'metric settings must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(settings) LOOP
+        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention') THEN
+            RAISE EXCEPTION 'unknown metric setting "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention.';
+        END IF;
+    END LOOP;
+    BEGIN
+        UPDATE driftmirror.metric_settings s
+           SET partition_interval = coalesce(driftmirror._opt_interval(settings -> 'partition_interval'),
+                                             s.partition_interval),
+               premake = coalesce((settings ->> 'premake')::integer, s.premake),
+               rollup_delay = coalesce(driftmirror._opt_interval(settings -> 'rollup_delay'),
+                                       s.rollup_delay),
+               rollup_retention = coalesce(driftmirror._opt_interval(settings -> 'rollup_retention'),
+                                           s.rollup_retention);
+    EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
+        RAISE EXCEPTION 'invalid metric settings %', settings
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days.';
+    END;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_set_metric_settings(jsonb) IS
+    'Change metric store settings; a new partition_interval applies to partitions created from now on';
+
+-- ---------------------------------------------------------------------
+-- names and ingest
+-- ---------------------------------------------------------------------
+CREATE FUNCTION driftmirror._check_metric_name(p_name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_name IS NULL THEN
+        RAISE EXCEPTION 'metric name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_name !~ '^[a-z_][a-z0-9_.:]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid metric name "%"', p_name
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A metric name has 1 to 63 characters: lower-case letters, digits, "_", "." and ":", and starts with a letter or "_".';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION driftmirror.dm_register_metric(name text, unit text DEFAULT '',
+                                               description text DEFAULT '')
+RETURNS smallint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_name ALIAS FOR $1;
+    mid    smallint;
+BEGIN
+    PERFORM driftmirror._check_metric_name(p_name);
+    PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric:' || p_name));
+    IF EXISTS (SELECT FROM driftmirror.metric_def m WHERE m.name = p_name) THEN
+        RAISE EXCEPTION 'metric "%" is already registered', p_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO driftmirror.metric_def (name, unit, description)
+    VALUES (p_name, coalesce(unit, ''), coalesce(description, ''))
+    RETURNING id INTO mid;
+    RETURN mid;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_register_metric(text, text, text) IS
+    'Register a metric name (with unit and description) so that it can be ingested; returns its id';
+
+-- _ingest_target: resolve the names of a dm_ingest call; raises an error
+-- naming the unknown one.  Also returns the accepted time range.
+CREATE FUNCTION driftmirror._ingest_target(p_group text, p_resource text, p_metric text,
+                                           OUT resource_id bigint, OUT metric_id smallint,
+                                           OUT ts_min timestamptz, OUT ts_max timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gid bigint;
+    ret interval;
+BEGIN
+    gid := driftmirror._group_id(p_group, false);
+    resource_id := driftmirror._resource_id(gid, p_group, p_resource);
+    IF p_metric IS NULL THEN
+        RAISE EXCEPTION 'metric name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT m.id INTO metric_id FROM driftmirror.metric_def m WHERE m.name = p_metric;
+    IF metric_id IS NULL THEN
+        RAISE EXCEPTION 'metric "%" is not registered', p_metric
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Register it first with dm_register_metric(name, unit, description); dm_metric_names lists the known names.';
+    END IF;
+    SELECT r.retention INTO ret FROM driftmirror._group_retention() r WHERE r.group_id = gid;
+    ts_min := now() - ret;
+    ts_max := now() + interval '1 day';
+END
+$$;
+
+CREATE FUNCTION driftmirror.dm_ingest("group" text, resource text, metric text,
+                                      ts timestamptz[], val float8[])
+RETURNS bigint
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'driftmirror_dm_ingest';
+COMMENT ON FUNCTION driftmirror.dm_ingest(text, text, text, timestamptz[], float8[]) IS
+    'Store samples of one metric of one resource; checks every element first and writes all or nothing; returns rows written';
+
+-- ---------------------------------------------------------------------
+-- views
+-- ---------------------------------------------------------------------
+CREATE VIEW driftmirror.dm_metric_names AS
+SELECT m.id, m.name, m.unit, m.description, m.builtin
+  FROM driftmirror.metric_def m;
+COMMENT ON VIEW driftmirror.dm_metric_names IS
+    'Registered metric names with their ids (for COPY into driftmirror.metric) and units';
+
+CREATE VIEW driftmirror.dm_metrics AS
+SELECT g.name AS group_name,
+       r.name AS resource_name,
+       d.name AS metric,
+       m.ts,
+       m.value,
+       d.unit
+  FROM driftmirror.metric m
+  JOIN driftmirror.resource r ON r.id = m.resource_id
+  JOIN driftmirror.resource_group g ON g.id = r.group_id
+  JOIN driftmirror.metric_def d ON d.id = m.metric_id;
+COMMENT ON VIEW driftmirror.dm_metrics IS
+    'Raw metric samples by group, resource and metric name';
+
+CREATE VIEW driftmirror.dm_metric_rollups AS
+SELECT x.level, g.name AS group_name, r.name AS resource_name, d.name AS metric,
+       x.bucket, x.samples, x.avg, x.max, x.p95
+  FROM (SELECT '5m'::text AS level, * FROM driftmirror.metric_5m
+        UNION ALL
+        SELECT '1h'::text, * FROM driftmirror.metric_1h) x
+  JOIN driftmirror.resource r ON r.id = x.resource_id
+  JOIN driftmirror.resource_group g ON g.id = r.group_id
+  JOIN driftmirror.metric_def d ON d.id = x.metric_id;
+COMMENT ON VIEW driftmirror.dm_metric_rollups IS
+    '5-minute and 1-hour rollups (samples, avg, max, p95) for model training';
+
+CREATE VIEW driftmirror.dm_metric_partitions AS
+SELECT p.name, p.lo, p.hi,
+       pg_catalog.pg_total_relation_size(format('driftmirror.%I', p.name)::regclass) AS bytes,
+       p.purged_groups, p.created_at
+  FROM driftmirror.metric_partition p
+ WHERE to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL;
+COMMENT ON VIEW driftmirror.dm_metric_partitions IS
+    'Partitions of the raw metric table with their bounds and size';
+
+GRANT INSERT ON driftmirror.metric TO driftmirror_admin;
