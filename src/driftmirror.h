@@ -22,6 +22,8 @@
 extern char *DmDatabase;
 extern bool DmEnabled;
 extern int	DmNaptimeMs;
+extern int	DmHttpMaxResponseKb;
+extern int	DmMetricMaintenanceS;
 
 extern void DmDefineSettings(void);
 

@@ -624,3 +624,13 @@ COMMENT ON VIEW driftmirror.dm_metric_partitions IS
     'Partitions of the raw metric table with their bounds and size';
 
 GRANT INSERT ON driftmirror.metric TO driftmirror_admin;
+
+-- _http_request: the HTTP layer from SQL (owner-only; tests and diagnosis)
+CREATE FUNCTION driftmirror._http_request(method text, url text, req_body text DEFAULT NULL,
+                                          timeout_ms integer DEFAULT 10000,
+                                          max_retries integer DEFAULT 0,
+                                          bearer_token text DEFAULT NULL,
+                                          OUT ok boolean, OUT status integer,
+                                          OUT body text, OUT error text)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'driftmirror_http_request';
