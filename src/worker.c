@@ -64,6 +64,7 @@ typedef struct GroupBackoff
 static MemoryContext LoopContext = NULL;
 static HTAB *Backoff = NULL;
 static char *ConnectedDatabase = NULL;
+static bool ExtensionPresent = false;
 
 static List *ReadDueGroups(bool reloaded);
 static void RunOneGroup(DueGroup *group);
@@ -163,6 +164,23 @@ DmWorkerMain(Datum main_arg)
 		due = ReadDueGroups(reloaded);
 		reloaded = false;
 
+		/*
+		 * Pass-level phase: record the metric polls that finished, start
+		 * those of the due groups.  Polls run concurrently and outlive the
+		 * pass: the nap below drives them, so a slow node delays nothing.
+		 */
+		if (ExtensionPresent && DmEnabled)
+		{
+			int64	   *ids = palloc(sizeof(int64) * Max(list_length(due), 1));
+			int			n = 0;
+
+			foreach(lc, due)
+				ids[n++] = ((DueGroup *) lfirst(lc))->id;
+			DmCollectMetrics(ids, n);
+		}
+		else
+			DmCollectorDiscard();
+
 		foreach(lc, due)
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -170,12 +188,11 @@ DmWorkerMain(Datum main_arg)
 				break;			/* apply new settings before going on */
 			RunOneGroup((DueGroup *) lfirst(lc));
 		}
+		if (ExtensionPresent && DmEnabled)
+			DmMaybeRunMetricMaintenance(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 DmNaptimeMs,
-						 PG_WAIT_EXTENSION);
+		DmCollectorWait(DmNaptimeMs);
 		ResetLatch(MyLatch);
 	}
 }
@@ -199,7 +216,8 @@ ReadDueGroups(bool reloaded)
 		pgstat_report_activity(STATE_RUNNING,
 							   "driftmirror: looking for due groups");
 
-		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
+		ExtensionPresent = OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true));
+		if (ExtensionPresent)
 		{
 			DmSpiConnect();
 			DmSpiExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
@@ -254,6 +272,7 @@ ReadDueGroups(bool reloaded)
 	PG_CATCH();
 	{
 		AbortAfterError("reading the groups to monitor");
+		ExtensionPresent = false;
 		due = NIL;
 	}
 	PG_END_TRY();
