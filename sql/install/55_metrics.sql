@@ -7,11 +7,17 @@
 --                           by range of ts; one partition per
 --                           metric_settings.partition_interval (default one
 --                           day, aligned on 2000-01-01 00:00 UTC).  Every
---                           partition has a btree on (resource_id,
---                           metric_id, ts) and a BRIN on ts.  No foreign keys:
---                           they would cost a lookup per row on ingest; ids
---                           come from the catalog (dm_ingest, the collectors)
---                           or are checked by a statement trigger (COPY).
+--                           partition gets a btree on (resource_id,
+--                           metric_id, ts) and a BRIN on ts: when it is
+--                           created (index_mode 'immediate', the default) or
+--                           once it is closed (index_mode 'deferred', for
+--                           the highest ingest rates).  No foreign keys and
+--                           no row or transition-table triggers: either would
+--                           disable COPY's multi-row inserts.  Ids come from
+--                           the catalog (dm_ingest, the collectors); rows
+--                           COPYed with ids that name nothing are never shown
+--                           (the views join the catalog) and are deleted when
+--                           their partition closes.
 --   driftmirror.metric_def  the dictionary: id, name, unit, description.
 --   metric_5m, metric_1h    rollups: samples, avg, max, p95 per bucket.
 --
@@ -34,7 +40,9 @@ CREATE TABLE driftmirror.metric_settings (
     rollup_delay        interval NOT NULL DEFAULT '1 minute'
                         CHECK (rollup_delay BETWEEN '0' AND '1 day'),
     rollup_retention    interval NOT NULL DEFAULT '400 days'
-                        CHECK (rollup_retention BETWEEN '1 day' AND '3650 days')
+                        CHECK (rollup_retention BETWEEN '1 day' AND '3650 days'),
+    index_mode          text NOT NULL DEFAULT 'immediate'
+                        CHECK (index_mode IN ('immediate', 'deferred'))
 );
 INSERT INTO driftmirror.metric_settings DEFAULT VALUES;
 COMMENT ON TABLE driftmirror.metric_settings IS
@@ -77,15 +85,16 @@ CREATE TABLE driftmirror.metric (
     metric_id   smallint NOT NULL,
     value       float8 NOT NULL
                 CONSTRAINT metric_value_finite
-                CHECK (value > '-Infinity'::float8 AND value < 'Infinity'::float8)
+                CHECK (value > '-Infinity'::float8 AND value < 'Infinity'::float8),
+    CONSTRAINT metric_ids_positive CHECK (resource_id > 0 AND metric_id > 0)
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE driftmirror.metric IS
     'Raw metric samples, range-partitioned by ts; write with dm_ingest or COPY (ids from dm_metric_names and dm_resources)';
--- "last N hours of one metric of one resource": an index range scan in the
--- partitions the ts condition keeps
-CREATE INDEX metric_series_idx ON driftmirror.metric (resource_id, metric_id, ts);
--- time-range scans over all series (rollups, retention)
-CREATE INDEX metric_ts_brin ON driftmirror.metric USING brin (ts);
+-- Indexes are made per partition by _index_partition (see index_mode):
+--   <partition>_series  btree (resource_id, metric_id, ts): "the last N hours
+--                       of one metric of one resource" is an index range scan
+--                       in the partitions the ts condition keeps
+--   <partition>_ts      BRIN (ts): time-range scans over all series (rollups)
 
 -- the partitions the store made, with the groups already purged from each
 CREATE TABLE driftmirror.metric_partition (
@@ -93,41 +102,14 @@ CREATE TABLE driftmirror.metric_partition (
     lo            timestamptz NOT NULL,
     hi            timestamptz NOT NULL,
     purged_groups bigint[] NOT NULL DEFAULT '{}',
+    indexed       boolean NOT NULL DEFAULT false,
+    checked       boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
     CHECK (hi > lo),
     UNIQUE (lo)
 );
 COMMENT ON TABLE driftmirror.metric_partition IS
     'Partitions of driftmirror.metric: bounds and the groups whose expired rows were deleted';
-
--- COPY into driftmirror.metric: refuse ids that name no resource or metric.
--- One anti-join per statement over the new rows, not a lookup per row.
-CREATE FUNCTION driftmirror._metric_check_ids()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    bad record;
-BEGIN
-    SELECT n.resource_id, n.metric_id INTO bad
-      FROM (SELECT DISTINCT resource_id, metric_id FROM new_rows) n
-     WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = n.resource_id)
-        OR NOT EXISTS (SELECT FROM driftmirror.metric_def m WHERE m.id = n.metric_id)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'metric row names an unknown resource or metric (resource_id %, metric_id %)',
-            bad.resource_id, bad.metric_id
-            USING ERRCODE = 'foreign_key_violation',
-                  HINT = 'Take resource ids from driftmirror.dm_resources and metric ids from driftmirror.dm_metric_names.';
-    END IF;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER metric_check_ids AFTER INSERT ON driftmirror.metric
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION driftmirror._metric_check_ids();
 
 -- ---------------------------------------------------------------------
 -- rollups
@@ -166,6 +148,21 @@ INSERT INTO driftmirror.metric_rollup_state (level, width, tbl, max_span) VALUES
 -- partitions
 -- ---------------------------------------------------------------------
 
+-- _index_partition: the indexes of one partition (idempotent)
+CREATE FUNCTION driftmirror._index_partition(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts)',
+                   p_name || '_series', p_name);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
+                   p_name || '_ts', p_name);
+    UPDATE driftmirror.metric_partition SET indexed = true WHERE name = p_name;
+END
+$$;
+
 -- _ensure_partitions: make sure partitions cover [p_from, p_to]; returns how
 -- many it created.  Bounds are aligned on the partition interval; a range
 -- next to an existing partition made with another interval is clipped to
@@ -184,6 +181,7 @@ DECLARE
     nm  text;
     n   integer := 0;
     cov timestamptz;
+    mode text;
 BEGIN
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
         RETURN 0;
@@ -203,7 +201,7 @@ BEGIN
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
-    SELECT s.partition_interval INTO iv FROM driftmirror.metric_settings s;
+    SELECT s.partition_interval, s.index_mode INTO iv, mode FROM driftmirror.metric_settings s;
     t := p_from;
     WHILE t <= p_to LOOP
         SELECT p.hi INTO cov FROM driftmirror.metric_partition p
@@ -221,6 +219,9 @@ BEGIN
                        nm, lo, hi);
         EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', nm);
         INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
+        IF mode = 'immediate' THEN
+            PERFORM driftmirror._index_partition(nm);
+        END IF;
         n := n + 1;
         t := hi;
     END LOOP;
@@ -372,10 +373,29 @@ DECLARE
     r1       bigint;
     rdel     bigint := 0;
     n        bigint;
+    nm       text;
+    orphans  bigint := 0;
+    indexed  integer := 0;
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
     created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
     SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
+    -- closed partitions: drop rows naming no resource or metric (COPY does
+    -- not check ids), then index them if that was deferred
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE mp.hi <= p_now AND NOT mp.checked ORDER BY mp.lo LOOP
+        EXECUTE format('DELETE FROM driftmirror.%I m
+                         WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)
+                            OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)', nm);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        orphans := orphans + n;
+        UPDATE driftmirror.metric_partition mp SET checked = true WHERE mp.name = nm;
+    END LOOP;
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE mp.hi <= p_now AND NOT mp.indexed ORDER BY mp.lo LOOP
+        PERFORM driftmirror._index_partition(nm);
+        indexed := indexed + 1;
+    END LOOP;
     r5 := driftmirror._metric_rollup('5m', p_now);
     r1 := driftmirror._metric_rollup('1h', p_now);
     DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
@@ -387,6 +407,8 @@ BEGIN
     RETURN jsonb_build_object('partitions_created', created,
                               'partitions_dropped', ret.dropped,
                               'rows_purged', ret.purged,
+                              'orphan_rows_deleted', orphans,
+                              'partitions_indexed', indexed,
                               'rollup_5m_rows', r5,
                               'rollup_1h_rows', r1,
                               'rollup_rows_deleted', rdel);
@@ -467,10 +489,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR k IN SELECT jsonb_object_keys(settings) LOOP
-        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention') THEN
+        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention', 'index_mode') THEN
             RAISE EXCEPTION 'unknown metric setting "%"', k
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention.';
+                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention, index_mode.';
         END IF;
     END LOOP;
     BEGIN
@@ -481,16 +503,17 @@ BEGIN
                rollup_delay = coalesce(driftmirror._opt_interval(settings -> 'rollup_delay'),
                                        s.rollup_delay),
                rollup_retention = coalesce(driftmirror._opt_interval(settings -> 'rollup_retention'),
-                                           s.rollup_retention);
+                                           s.rollup_retention),
+               index_mode = coalesce(settings ->> 'index_mode', s.index_mode);
     EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
         RAISE EXCEPTION 'invalid metric settings %', settings
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days.';
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
     END;
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_set_metric_settings(jsonb) IS
-    'Change metric store settings; a new partition_interval applies to partitions created from now on';
+    'Change metric store settings; partition_interval and index_mode apply to partitions created from now on';
 
 -- ---------------------------------------------------------------------
 -- names and ingest
