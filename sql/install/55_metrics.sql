@@ -110,6 +110,9 @@ CREATE TABLE driftmirror.metric_partition (
 );
 COMMENT ON TABLE driftmirror.metric_partition IS
     'Partitions of driftmirror.metric: bounds and the groups whose expired rows were deleted';
+-- dumped with the partitions (which pg_dump dumps as ordinary tables: they
+-- are created at run time, not by the extension script)
+SELECT pg_catalog.pg_extension_config_dump('driftmirror.metric_partition', '');
 
 -- ---------------------------------------------------------------------
 -- rollups

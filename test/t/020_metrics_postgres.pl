@@ -16,11 +16,17 @@ use DmTest;
 
 my $ctl = dm_node('ctl');
 my $remote = PostgreSQL::Test::Cluster->new('remote');
-$remote->init;
+$remote->init(allows_streaming => 1);
 $remote->start;
+# a streaming standby of the remote node: replication lag on both sides
+$remote->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($remote, 'b', has_streaming => 1);
+$standby->start;
 
 my $rconn = sprintf('host=%s port=%d dbname=postgres', $remote->host, $remote->port);
 my $cconn = sprintf('host=%s port=%d dbname=postgres', $ctl->host, $ctl->port);
+my $sconn = sprintf('host=%s port=%d dbname=postgres', $standby->host, $standby->port);
 
 $ctl->safe_psql('postgres', qq{
 	SELECT driftmirror.dm_create_group('pg', '{"interval": "1s"}');
@@ -30,6 +36,9 @@ $ctl->safe_psql('postgres', qq{
 	SELECT driftmirror.dm_add_resource('self', 'ctl', 'postgres', '$cconn');
 	SELECT driftmirror.dm_add_metric_source('self', 'ctl', 'postgres');
 	SELECT driftmirror.dm_create_group('plain', '{"interval": "1s"}');
+	SELECT driftmirror.dm_create_group('replica', '{"interval": "1s"}');
+	SELECT driftmirror.dm_add_resource('replica', 'standby', 'postgres', '$sconn');
+	SELECT driftmirror.dm_add_metric_source('replica', 'standby', 'postgres');
 });
 
 # bad configurations are refused
@@ -60,6 +69,24 @@ is($ctl->safe_psql('postgres', q{
 	SELECT bool_and(value BETWEEN 0 AND 1) FROM driftmirror.dm_metrics
 	 WHERE metric = 'pg.cache_hit_ratio'}),
 	't', 'cache hit ratio between 0 and 1');
+
+# --- replication lag: bytes on the primary (it has a standby), bytes and
+# seconds on the standby
+$remote->wait_for_catchup($standby);
+dm_wait_for($ctl, q{
+	SELECT count(*) > 0 AND bool_and(value >= 0) FROM driftmirror.dm_metrics
+	 WHERE group_name = 'pg' AND metric = 'pg.replication_lag_bytes'},
+	't', 'the primary reports the replay lag of its standby');
+dm_wait_for($ctl, q{
+	SELECT count(DISTINCT metric) = 2 FROM driftmirror.dm_metrics
+	 WHERE group_name = 'replica' AND metric LIKE 'pg.replication_lag_%'},
+	't', 'the standby reports lag in bytes and seconds');
+is($ctl->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_metrics
+	 WHERE group_name = 'self' AND metric LIKE 'pg.replication_lag_%'}),
+	'0', 'a node without standbys reports no lag');
+$ctl->safe_psql('postgres', "SELECT driftmirror.dm_remove_metric_source('replica', 'standby', 'postgres')");
+$standby->stop;
 
 # --- a counter reset: no negative rate
 $remote->safe_psql('postgres', 'SELECT pg_stat_reset()');

@@ -11,6 +11,7 @@ use strict;
 use warnings;
 
 use File::Path qw(make_path);
+use IO::Socket::INET;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -53,6 +54,42 @@ sub start_prometheus
 		't', 'Prometheus is ready');
 }
 start_prometheus();
+
+# --- the HTTP layer (src/http.c) on its own, through _http_request
+is($ctl->safe_psql('postgres', q{
+	SELECT ok::text || ' ' || error FROM driftmirror._http_request('GET', 'file:///etc/passwd')}),
+	'false URL scheme not allowed: only http and https', 'only http and https');
+is($ctl->safe_psql('postgres', q{
+	SELECT error FROM driftmirror._http_request('GET', 'http://user:pw@127.0.0.1:1/')}),
+	'URL must not contain credentials', 'no credentials in URLs');
+is($ctl->safe_psql('postgres', qq{
+	SELECT ok AND status = 200 AND body LIKE '%prometheus_build_info%'
+	  FROM driftmirror._http_request('GET', 'http://127.0.0.1:$prom_port/metrics')}),
+	't', 'a GET returns status and body');
+$ctl->safe_psql('postgres', q{
+	ALTER SYSTEM SET driftmirror.http_max_response_size = '16kB'; SELECT pg_reload_conf();});
+dm_wait_for($ctl, "SELECT current_setting('driftmirror.http_max_response_size') = '16kB'", 't',
+	'size cap reloaded');
+is($ctl->safe_psql('postgres', qq{
+	SELECT ok::text || ' ' || error FROM driftmirror._http_request('GET', 'http://127.0.0.1:$prom_port/metrics')}),
+	'false response larger than 16384 bytes', 'answers above the size cap are refused');
+$ctl->safe_psql('postgres', q{
+	ALTER SYSTEM RESET driftmirror.http_max_response_size; SELECT pg_reload_conf();});
+# a listening socket nobody accepts from: the request is sent, never answered
+my $mute = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
+  or die "cannot listen: $!";
+my $mute_port = $mute->sockport;
+like($ctl->safe_psql('postgres', qq{
+	SELECT ok::text || ' ' || error FROM driftmirror._http_request('GET', 'http://127.0.0.1:$mute_port/', NULL, 300)}),
+	qr/^false .*timed out/i, 'a request without an answer ends at its timeout');
+my ($rc, $out, $err) = $ctl->psql('postgres', qq{
+	SET statement_timeout = '300ms';
+	SELECT * FROM driftmirror._http_request('GET', 'http://127.0.0.1:$mute_port/', NULL, 60000)});
+like($err, qr/canceling statement due to statement timeout/, 'a waiting request is interruptible');
+like($ctl->safe_psql('postgres', qq{
+	SELECT ok::text || ' ' || error FROM driftmirror._http_request('GET', 'http://127.0.0.1:$mute_port/', NULL, 300, 2)}),
+	qr/^false .*timed out/i, 'retries end with the last error');
+close($mute);
 
 # --- a plain HTTP server answering garbage at the API path
 make_path("$base/junk/api/v1");
