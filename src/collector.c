@@ -1,33 +1,41 @@
 /*-------------------------------------------------------------------------
  *
  * collector.c
- *	  The metric collection phase of a worker pass: poll every due metric
- *	  source of the due groups concurrently, then record the samples and
- *	  the outcome of each poll.
+ *	  Metric collection by the worker: poll every due metric source
+ *	  concurrently, record the samples and the outcome of each poll.
  *
- * The phase has three steps:
- *	 1. one short transaction reads the due sources (_due_sources) and the
- *		metric-name dictionary;
- *	 2. outside any transaction, one event loop drives every libpq
- *		connection (PQconnectStartParams/PQconnectPoll, PQsendQuery,
- *		PQconsumeInput) and every Prometheus request (DmHttpMulti) over a
- *		single WaitEventSet with the latch; each poll has its own deadline
- *		(the source's timeout, default 5 s) and the loop an overall one, so
- *		a slow or dead node delays nothing but its own samples;
- *	 3. one short transaction stores the samples (_store_samples) and the
- *		poll outcomes (_record_polls: backoff, errors, watermarks).
+ * Polls outlive the worker pass that starts them:
+ *	 1. DmCollectMetrics (each pass) first records, in one short
+ *		transaction, every poll that finished since the last pass
+ *		(_store_samples, then _record_polls: errors, backoff, watermarks);
+ *		then reads the due sources of the due groups (_due_sources) in
+ *		another and starts their polls: PQconnectStartParams / PQsendQuery
+ *		for postgres targets, DmHttpMultiAdd for Prometheus queries;
+ *	 2. DmCollectorWait (the worker's nap) drives every poll in flight
+ *		outside any transaction: one WaitEventSet over the latch, every
+ *		libpq socket (PQconnectPoll, PQflush, PQconsumeInput) and libcurl's
+ *		sockets, with each poll's deadline (the source's timeout, default
+ *		5 s).  It returns when the nap is over or the latch is set.
+ * So a slow or dead node delays nothing but its own samples: the groups'
+ * steps and the other polls go on, and a poll still running when its
+ * group is due again is not started twice.
  *
  * PostgreSQL targets are shared by conninfo: sources whose resources have
- * the same connection string share one connection and one query per pass.
- * Connections stay open between passes (TopMemoryContext); a failed one is
+ * the same connection string share one connection and one query per poll.
+ * Connections stay open between polls (TopMemoryContext); a failed one is
  * closed and reopened at the source's next attempt, which _record_polls
- * backs off exponentially.  Rates come from counter deltas between two
- * polls of the same connection target; a counter going backwards or a new
- * stats_reset time means a reset: no rate for that poll.
+ * backs off exponentially; one idle for ten minutes is closed.  Rates come
+ * from counter deltas between two polls of the same target; a counter going
+ * backwards or a new stats_reset time means a reset: no rate for that poll.
  *
- * DmCollectMetrics never raises: an error is logged as a WARNING and the
- * pass goes on with the groups' steps.  Per-pass memory is the caller's
- * CurrentMemoryContext (the worker's loop context).
+ * Memory: each source in flight has its own small context (TopMemoryContext
+ * child) holding its configuration and its HTTP responses, deleted once the
+ * poll is recorded; targets and their errors live in TopMemoryContext; the
+ * rest is per pass (the worker's loop context).  libcurl and libpq never
+ * see palloc'd memory they would free.
+ *
+ * Neither entry point raises: an error is logged as a WARNING, the polls in
+ * flight are dropped, and the worker goes on.
  *
  *-------------------------------------------------------------------------
  */

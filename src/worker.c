@@ -10,6 +10,12 @@
  * transaction is held across a network wait).  While the extension does not
  * exist in that database the worker waits quietly.
  *
+ * Metric collection (collector.c) is a pass-level phase before the group
+ * steps: it records the polls that finished and starts those of the due
+ * groups; the nap between passes (DmCollectorWait) drives the polls in
+ * flight on their sockets.  The metric store maintenance runs after the
+ * steps, at most every driftmirror.metric_maintenance_interval.
+ *
  * Fault isolation: an error in one group's step is caught here, logged,
  * recorded in driftmirror.group_state, and the pass goes on with the next
  * group.  If even recording fails, the group is skipped in memory until its
