@@ -38,7 +38,17 @@ scrape_configs:
       - targets: ['127.0.0.1:$prom_port']
 });
 
-my $prom;
+my ($prom, $junk);
+# never leave the helper servers behind, even when the test dies midway
+END
+{
+	for my $h ($prom, $junk)
+	{
+		next unless $h;
+		eval { $h->kill_kill(grace => 5); };
+	}
+}
+
 sub start_prometheus
 {
 	$prom = IPC::Run::start(
@@ -95,7 +105,7 @@ close($mute);
 make_path("$base/junk/api/v1");
 PostgreSQL::Test::Utils::append_to_file("$base/junk/api/v1/query_range",
 	"<html>this is not the Prometheus API</html>\n");
-my $junk = IPC::Run::start(
+$junk = IPC::Run::start(
 	[ 'python3', '-m', 'http.server', $junk_port, '--bind', '127.0.0.1', '--directory', "$base/junk" ],
 	'>', "$base/junk.log", '2>&1');
 
