@@ -22,6 +22,12 @@ SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
   FROM generate_series(1, 60) i;
 SELECT count(*), min(value), max(value), sum(value)
   FROM dm_metrics WHERE group_name = 'm_long' AND metric = 'app.requests_per_s';
+-- incremental rollups: the maintenance computes the closed buckets after its
+-- watermark (here as if it ran ten minutes from now)
+SELECT (_metric_maintenance(now() + interval '10 minutes') ->> 'rollup_5m_rows')::int > 0 AS rolled_up;
+SELECT sum(samples) AS samples_in_5m_buckets, max(max) AS max
+  FROM dm_metric_rollups WHERE group_name = 'm_long' AND level = '5m';
+SELECT watermark > now() AS watermark_moved FROM metric_rollup_state WHERE level = '5m';
 -- empty arrays write nothing
 SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', '{}', '{}');
 
@@ -195,6 +201,30 @@ SELECT count(*) AS indexes FROM pg_indexes
  WHERE schemaname = 'driftmirror'
    AND tablename = (SELECT name FROM metric_partition WHERE lo <= now() + interval '20 days' AND hi > now() + interval '20 days');
 SELECT dm_set_metric_settings('{"index_mode": "immediate"}');
+
+-- metric sources: configuration checks (the collectors themselves are
+-- tested with real servers in test/t/020 and 021)
+SELECT dm_add_metric_source('m_long', 'db', 'snmp');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"interval": "1s"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"timeout": "5 minutes"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '[]');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"queries": {"a.b": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://u:p@h/", "queries": {"a.b": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"pg.up": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"a.b": 5}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"a.b": "up"}, "bearer_token_file": "/etc/passwd"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"timeout": "3s"}') > 0 AS added;
+SELECT dm_add_metric_source('m_long', 'db', 'postgres');
+SELECT dm_add_resource('m_long', 'web', 'web', 'http://127.0.0.1:9/') > 0 AS ok;
+SELECT dm_add_metric_source('m_long', 'web', 'postgres');
+SELECT dm_add_metric_source('m_long', 'web', 'prometheus',
+    '{"url": "http://127.0.0.1:9/", "queries": {"web.rps": "sum(rate(x[1m]))"}, "units": {"web.rps": "1/s"}, "bearer_token": "s3cret"}') > 0 AS added;
+SELECT name, unit FROM dm_metric_names WHERE name = 'web.rps';
+SELECT resource_name, kind, state, config FROM dm_metric_sources WHERE group_name = 'm_long' ORDER BY 1, 2;
+SELECT count(*) AS secrets_in_action_log FROM dm_actions WHERE inputs::text LIKE '%s3cret%';
+SELECT dm_remove_metric_source('m_long', 'web', 'postgres');
+SELECT dm_remove_metric_source('m_long', 'web', 'prometheus');
+SELECT dm_remove_resource('m_long', 'web');
 
 SELECT dm_drop_group('m_short', true);
 SELECT dm_drop_group('m_long', true);
