@@ -91,7 +91,8 @@ CREATE TABLE driftmirror.metric (
 COMMENT ON TABLE driftmirror.metric IS
     'Raw metric samples, range-partitioned by ts; write with dm_ingest or COPY (ids from dm_metric_names and dm_resources)';
 -- Indexes are made per partition by _index_partition (see index_mode):
---   <partition>_series  btree (resource_id, metric_id, ts): "the last N hours
+--   <partition>_series  btree (resource_id, metric_id, ts), no deduplication
+--                       (keys are unique): "the last N hours
 --                       of one metric of one resource" is an index range scan
 --                       in the partitions the ts condition keeps
 --   <partition>_ts      BRIN (ts): time-range scans over all series (rollups)
@@ -158,7 +159,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts)',
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
                    p_name || '_series', p_name);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
                    p_name || '_ts', p_name);
