@@ -1522,13 +1522,28 @@ DmCollectorWait(long timeout_ms)
 
 /*
  * DmCollectorDiscard
- *		Drop the polls in flight (the extension went away).
+ *		The extension is absent or the worker disabled: drop the polls in
+ *		flight and close every connection.
  */
 void
 DmCollectorDiscard(void)
 {
 	if (InFlight != NIL)
 		DiscardAll();
+	while (Targets)
+	{
+		PgTarget   *t = Targets;
+
+		Targets = t->next;
+		if (t->conn)
+			PQfinish(t->conn);
+		if (t->error)
+			pfree(t->error);
+		if (t->query_error)
+			pfree(t->query_error);
+		pfree(t->conninfo);
+		pfree(t);
+	}
 }
 
 /*
