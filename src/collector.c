@@ -1273,6 +1273,10 @@ CloseIdleTargets(void)
 			*pp = t->next;
 			if (t->conn)
 				PQfinish(t->conn);
+			if (t->error)
+				pfree(t->error);
+			if (t->query_error)
+				pfree(t->query_error);
 			pfree(t->conninfo);
 			pfree(t);
 		}
