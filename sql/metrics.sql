@@ -122,6 +122,11 @@ SELECT count(*) AS orphans_stored FROM metric WHERE metric_id = 32000;
 SELECT count(*) AS orphans_shown FROM dm_metrics WHERE group_name = 'm_long' AND ts < now() - interval '2 days';
 SELECT (dm_run_maintenance() ->> 'orphan_rows_deleted')::int AS orphans_deleted;
 SELECT count(*) AS orphans_left FROM metric WHERE metric_id = 32000;
+DO $$
+BEGIN
+    EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+                   format('rm -f /tmp/dm_regress_metrics_%s.copy', pg_backend_pid()));
+END $$;
 SELECT count(*) FROM dm_metrics WHERE group_name = 'm_short';
 
 -- partitions: made ahead by maintenance, named by their start
