@@ -24,6 +24,8 @@ extern bool DmEnabled;
 extern int	DmNaptimeMs;
 extern int	DmConnectTimeoutMs;
 extern int	DmRemoteTimeoutMs;
+extern int	DmHttpMaxResponseKb;
+extern int	DmMetricMaintenanceS;
 
 extern void DmDefineSettings(void);
 
@@ -33,5 +35,11 @@ extern PGDLLEXPORT void DmWorkerMain(Datum main_arg);
 
 /* monitoring step of one group (group_step.c); may raise an error */
 extern void DmRunGroupStep(int64 group_id, const char *group_name);
+
+/* metric collection and store maintenance (collector.c); never raise */
+extern void DmCollectMetrics(int64 *group_ids, int ngroups);
+extern void DmMaybeRunMetricMaintenance(bool force);
+extern void DmCollectorWait(long timeout_ms);
+extern void DmCollectorDiscard(void);
 
 #endif							/* DRIFTMIRROR_H */

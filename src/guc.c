@@ -20,6 +20,8 @@ bool		DmEnabled = true;
 int			DmNaptimeMs = 1000;
 int			DmConnectTimeoutMs = 10000;
 int			DmRemoteTimeoutMs = 60000;
+int			DmHttpMaxResponseKb = 16 * 1024;
+int			DmMetricMaintenanceS = 60;
 
 /*
  * DmDefineSettings
@@ -77,6 +79,28 @@ DmDefineSettings(void)
 							60 * 60 * 1000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.http_max_response_size",
+							"Largest HTTP response driftmirror accepts (Prometheus answers, actuator replies).",
+							"A larger response ends the request with an error.",
+							&DmHttpMaxResponseKb,
+							16 * 1024,
+							16,
+							1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.metric_maintenance_interval",
+							"How often the worker runs the metric store maintenance.",
+							"Partitions ahead, retention and rollups; also callable as dm_run_maintenance().",
+							&DmMetricMaintenanceS,
+							60,
+							1,
+							24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");

@@ -10,6 +10,12 @@
  * transaction is held across a network wait).  While the extension does not
  * exist in that database the worker waits quietly.
  *
+ * Metric collection (collector.c) is a pass-level phase before the group
+ * steps: it records the polls that finished and starts those of the due
+ * groups; the nap between passes (DmCollectorWait) drives the polls in
+ * flight on their sockets.  The metric store maintenance runs after the
+ * steps, at most every driftmirror.metric_maintenance_interval.
+ *
  * Fault isolation: an error in one group's step is caught here, logged,
  * recorded in driftmirror.group_state, and the pass goes on with the next
  * group.  If even recording fails, the group is skipped in memory until its
@@ -65,6 +71,7 @@ typedef struct GroupBackoff
 static MemoryContext LoopContext = NULL;
 static HTAB *Backoff = NULL;
 static char *ConnectedDatabase = NULL;
+static bool ExtensionPresent = false;
 
 static List *ReadDueGroups(bool reloaded);
 static void RunOneGroup(DueGroup *group);
@@ -164,6 +171,23 @@ DmWorkerMain(Datum main_arg)
 		due = ReadDueGroups(reloaded);
 		reloaded = false;
 
+		/*
+		 * Pass-level phase: record the metric polls that finished, start
+		 * those of the due groups.  Polls run concurrently and outlive the
+		 * pass: the nap below drives them, so a slow node delays nothing.
+		 */
+		if (ExtensionPresent && DmEnabled)
+		{
+			int64	   *ids = palloc(sizeof(int64) * Max(list_length(due), 1));
+			int			n = 0;
+
+			foreach(lc, due)
+				ids[n++] = ((DueGroup *) lfirst(lc))->id;
+			DmCollectMetrics(ids, n);
+		}
+		else
+			DmCollectorDiscard();
+
 		foreach(lc, due)
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -173,14 +197,13 @@ DmWorkerMain(Datum main_arg)
 		}
 
 		/* drops of dropped mirrors' objects, retried until done */
-		if (DmEnabled && !ConfigReloadPending)
+		if (ExtensionPresent && DmEnabled && !ConfigReloadPending)
 			DmRunMirrorCleanups();
+		if (ExtensionPresent && DmEnabled)
+			DmMaybeRunMetricMaintenance(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 DmNaptimeMs,
-						 PG_WAIT_EXTENSION);
+		DmCollectorWait(DmNaptimeMs);
 		ResetLatch(MyLatch);
 	}
 }
@@ -204,7 +227,8 @@ ReadDueGroups(bool reloaded)
 		pgstat_report_activity(STATE_RUNNING,
 							   "driftmirror: looking for due groups");
 
-		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
+		ExtensionPresent = OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true));
+		if (ExtensionPresent)
 		{
 			DmSpiConnect();
 			DmSpiExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
@@ -259,6 +283,7 @@ ReadDueGroups(bool reloaded)
 	PG_CATCH();
 	{
 		AbortAfterError("reading the groups to monitor");
+		ExtensionPresent = false;
 		due = NIL;
 	}
 	PG_END_TRY();

@@ -95,6 +95,7 @@ SELECT g.name AS group_name,
            WHEN s.group_id IS NULL THEN 'pending'
            WHEN s.consecutive_failures > 0 THEN 'failing'
            WHEN s.last_heartbeat < now() - 3 * i.iv - interval '5 seconds' THEN 'stale'
+           WHEN ms.failing > 0 THEN 'degraded'
            ELSE s.activity
        END AS state,
        CASE
@@ -109,6 +110,8 @@ SELECT g.name AS group_name,
                       s.consecutive_failures, s.last_error)
            WHEN s.last_heartbeat < now() - 3 * i.iv - interval '5 seconds' THEN
                format('no heartbeat since %s (interval %s)', s.last_heartbeat, i.iv)
+           WHEN ms.failing > 0 THEN
+               format('%s of %s metric source(s) failing; %s', ms.failing, ms.sources, ms.first_error)
            ELSE coalesce(s.activity_reason, format('monitoring every %s', i.iv))
        END
        || CASE WHEN cl.n > 0
@@ -139,6 +142,17 @@ SELECT g.name AS group_name,
                        WHERE c.group_name = g.name) AS cl
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
   LEFT JOIN driftmirror.dm_worker w ON true
+  -- metric sources (55_metrics.sql): a failing one degrades the group
+  LEFT JOIN LATERAL (
+      SELECT count(*) AS sources,
+             count(*) FILTER (WHERE mst.consecutive_failures > 0) AS failing,
+             (array_agg(format('%s source of resource "%s": %s', src.kind, res.name, mst.last_error)
+                        ORDER BY res.name, src.kind)
+                  FILTER (WHERE mst.consecutive_failures > 0))[1] AS first_error
+        FROM driftmirror.metric_source src
+        JOIN driftmirror.resource res ON res.id = src.resource_id
+        LEFT JOIN driftmirror.metric_source_state mst ON mst.source_id = src.id
+       WHERE src.group_id = g.id) ms ON true
 UNION ALL
 -- a dropped group whose mirrors' replication objects are not all dropped yet
 SELECT c.group_name, NULL, 'cleanup_pending',

@@ -25,6 +25,7 @@ DM_PACKAGES=(
     build-essential make gcc pkg-config ca-certificates
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
+    prometheus
     libpq-dev libcurl4-openssl-dev
     libipc-run-perl perl
     python3

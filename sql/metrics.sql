@@ -1,0 +1,235 @@
+-- metrics.sql: the metric store: ingest, bad input, partitions, retention,
+-- rollups, the COPY path.
+SET search_path = driftmirror, public;
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+
+SELECT dm_create_group('m_short', '{"retention": "2 days"}') > 0 AS ok;
+SELECT dm_create_group('m_long', '{"retention": "3650 days"}') > 0 AS ok;
+SELECT dm_add_resource('m_short', 'db', 'postgres', 'host=/tmp dbname=x') > 0 AS ok;
+SELECT dm_add_resource('m_long', 'db', 'postgres', 'host=/tmp dbname=y') > 0 AS ok;
+SELECT dm_register_metric('app.requests_per_s', '1/s', 'requests served per second') > 0 AS ok;
+
+-- metric names: registered or refused
+SELECT dm_register_metric('app.requests_per_s');
+SELECT dm_register_metric('Bad Name');
+SELECT name, unit, builtin FROM dm_metric_names WHERE name LIKE 'pg.%' OR name LIKE 'app.%' ORDER BY name;
+
+-- good ingest: 60 samples, one a minute, ending 2 minutes ago
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 array_agg(date_trunc('minute', now()) - make_interval(mins => 61 - i) ORDER BY i),
+                 array_agg(i::float8 ORDER BY i))
+  FROM generate_series(1, 60) i;
+SELECT count(*), min(value), max(value), sum(value)
+  FROM dm_metrics WHERE group_name = 'm_long' AND metric = 'app.requests_per_s';
+-- incremental rollups: the maintenance computes the closed buckets after its
+-- watermark (here as if it ran ten minutes from now)
+SELECT (_metric_maintenance(now() + interval '10 minutes') ->> 'rollup_5m_rows')::int > 0 AS rolled_up;
+SELECT sum(samples) AS samples_in_5m_buckets, max(max) AS max
+  FROM dm_metric_rollups WHERE group_name = 'm_long' AND level = '5m';
+SELECT watermark > now() AS watermark_moved FROM metric_rollup_state WHERE level = '5m';
+-- empty arrays write nothing
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', '{}', '{}');
+
+-- bad input: each kind names the first bad element, and writes nothing
+CREATE TEMP TABLE before AS SELECT count(*) AS n FROM metric;
+\set VERBOSITY default
+SELECT dm_ingest('nope', 'db', 'app.requests_per_s', ARRAY[now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'nope', 'app.requests_per_s', ARRAY[now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.request_per_s', ARRAY[now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest(NULL, 'db', 'app.requests_per_s', ARRAY[now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', NULL, ARRAY[now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', NULL, ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', ARRAY[now()], NULL);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', ARRAY[now(), now()], ARRAY[1.0]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', '{{2020-01-01,2020-01-02}}'::timestamptz[], '{{1,2}}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now() - interval '1 minute', now(), now()], ARRAY[1, 'NaN', 'Infinity']::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now() - interval '1 minute', now(), now()], ARRAY[1, '-Infinity', 'NaN']::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now(), NULL, now()], ARRAY[1, 2, NULL]::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now(), now()], ARRAY[1, NULL]::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+-- timestamps out of bounds (the error shows the value: check the code only)
+DO $$
+BEGIN
+    PERFORM driftmirror.dm_ingest('m_long', 'db', 'app.requests_per_s',
+        ARRAY[now(), now() + interval '2 days'], ARRAY[1.0, 2.0]);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING '% %', SQLSTATE, regexp_replace(SQLERRM, ': .*', ': ...');
+END $$;
+DO $$
+BEGIN
+    PERFORM driftmirror.dm_ingest('m_short', 'db', 'app.requests_per_s',
+        ARRAY[now(), now() - interval '3 days'], ARRAY[1.0, 2.0]);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING '% %', SQLSTATE, regexp_replace(SQLERRM, ': .*', ': ...');
+END $$;
+DO $$
+BEGIN
+    PERFORM driftmirror.dm_ingest('m_long', 'db', 'app.requests_per_s',
+        ARRAY['-infinity'::timestamptz], ARRAY[1.0]);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING '% %', SQLSTATE, regexp_replace(SQLERRM, ': .*', ': ...');
+END $$;
+-- a bad element after good ones leaves nothing behind
+SELECT (SELECT count(*) FROM metric) = n AS nothing_written FROM before;
+
+-- the COPY path: ids from the views; bad rows refused by the table
+SELECT dm_run_maintenance() ? 'partitions_created' AS maintained;
+CREATE TEMP TABLE ids AS
+SELECT (SELECT id FROM dm_resources WHERE group_name = 'm_short' AND name = 'db') AS rid,
+       (SELECT id FROM dm_resources WHERE group_name = 'm_long' AND name = 'db') AS lrid,
+       (SELECT id FROM dm_metric_names WHERE name = 'app.requests_per_s') AS mid;
+-- COPY through a server-side file (as the superuser running this test)
+CREATE FUNCTION pg_temp.copy_rows(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    f text := format('/tmp/dm_regress_metrics_%s.copy', pg_backend_pid());
+BEGIN
+    EXECUTE format('COPY (%s) TO %L', q, f);
+    EXECUTE format('COPY driftmirror.metric (ts, resource_id, metric_id, value) FROM %L', f);
+    RETURN 'copied';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, 'metric_p[0-9]+_[0-9]+', 'metric_p...');
+END $$;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, 7.5', rid, mid)) FROM ids;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, ''NaN''::float8', rid, mid)) FROM ids;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, ''-Infinity''::float8', rid, mid)) FROM ids;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, NULL::float8', rid, mid)) FROM ids;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', -1, %s, 1.0', mid)) FROM ids;
+SELECT pg_temp.copy_rows(format('SELECT now() + interval ''300 days'', %s, %s, 1.0', rid, mid)) FROM ids;
+-- ids are not looked up at COPY time (that would cost COPY its multi-row
+-- inserts): a row naming no metric is stored, never shown, and deleted when
+-- its partition closes
+SELECT dm_create_partitions(now() - interval '3 days', now()) >= 0 AS made;
+SELECT pg_temp.copy_rows(format('SELECT now() - interval ''3 days'', %s, 32000, 1.0', lrid)) FROM ids;
+SELECT count(*) AS orphans_stored FROM metric WHERE metric_id = 32000;
+SELECT count(*) AS orphans_shown FROM dm_metrics WHERE group_name = 'm_long' AND ts < now() - interval '2 days';
+SELECT (dm_run_maintenance() ->> 'orphan_rows_deleted')::int AS orphans_deleted;
+SELECT count(*) AS orphans_left FROM metric WHERE metric_id = 32000;
+DO $$
+BEGIN
+    EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+                   format('rm -f /tmp/dm_regress_metrics_%s.copy', pg_backend_pid()));
+END $$;
+SELECT count(*) FROM dm_metrics WHERE group_name = 'm_short';
+
+-- partitions: made ahead by maintenance, named by their start
+SELECT dm_run_maintenance() ? 'partitions_created';
+SELECT count(*) >= 4 AS ahead FROM dm_metric_partitions WHERE hi > now();
+SELECT bool_and(hi - lo = interval '1 day') AS daily,
+       bool_and(to_char(lo AT TIME ZONE 'UTC', 'HH24:MI') = '00:00') AS aligned
+  FROM dm_metric_partitions;
+SELECT count(*) AS indexes FROM pg_indexes
+ WHERE schemaname = 'driftmirror'
+   AND tablename = (SELECT name FROM dm_metric_partitions WHERE lo <= now() AND hi > now());
+-- "last hour of one metric of one resource" uses the series index
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+    t text := '';
+BEGIN
+    FOR r IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        t := t || r || E'\n';
+    END LOOP;
+    RETURN t;
+END $$;
+SET enable_seqscan = off;
+SELECT rid, mid FROM ids \gset
+SELECT pg_temp.plan_of(format('SELECT * FROM driftmirror.metric WHERE resource_id = %s AND metric_id = %s AND ts > now() - interval ''1 hour''', :rid, :mid))
+       ~ '(using|Scan on) metric_p\S*_series' AS uses_series_index;
+RESET enable_seqscan;
+
+-- retention: rows of the 2-day group are purged from a 5-day-old partition
+-- the 3650-day group still needs; the partition goes once no group needs it
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now() - interval '5 days', now() - interval '5 days' + interval '1 minute'],
+                 ARRAY[1.0, 2.0]);
+SELECT rid, mid FROM ids \gset
+INSERT INTO metric VALUES (now() - interval '5 days', :rid, :mid, 3.0);
+SELECT group_name, count(*) FROM dm_metrics WHERE ts < now() - interval '4 days' GROUP BY 1 ORDER BY 1;
+SELECT (dm_run_maintenance() ->> 'rows_purged')::int AS purged;
+SELECT group_name, count(*) FROM dm_metrics WHERE ts < now() - interval '4 days' GROUP BY 1 ORDER BY 1;
+SELECT (dm_run_maintenance() ->> 'rows_purged')::int AS purged_again;
+SELECT count(*) AS old_partitions FROM dm_metric_partitions WHERE hi < now() - interval '4 days';
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', ARRAY[now() - interval '40 days'], ARRAY[4.0]);
+SELECT count(*) AS partitions_40_days_old FROM dm_metric_partitions WHERE hi < now() - interval '35 days';
+SELECT (dm_run_maintenance() ->> 'partitions_dropped')::int AS dropped;
+SELECT dm_alter_group('m_long', '{"retention": "2 days"}');
+-- other groups of this database keep at most the default 30 days
+SELECT max(retention) <= interval '30 days' AS at_most_30_days FROM _group_retention();
+SELECT (dm_run_maintenance() ->> 'partitions_dropped')::int >= 1 AS dropped;
+SELECT count(*) AS partitions_40_days_old FROM dm_metric_partitions WHERE hi < now() - interval '35 days';
+SELECT count(*) AS rows_40_days_old FROM metric WHERE ts < now() - interval '35 days';
+
+-- rollups: 5-minute and 1-hour buckets with avg, max and p95
+SELECT dm_rollup(now() - interval '2 hours', now()) > 0 AS rolled;
+SELECT level, sum(samples) AS samples, max(max) AS max
+  FROM dm_metric_rollups WHERE group_name = 'm_long' AND bucket > now() - interval '3 hours'
+ GROUP BY level ORDER BY level;
+SELECT avg, max, p95 FROM dm_metric_rollups
+ WHERE group_name = 'm_long' AND level = '5m' AND samples = 5 ORDER BY bucket LIMIT 1 \gset r_
+SELECT :r_max - :r_avg = 2 AS avg_ok, round((:r_max - :r_p95)::numeric, 6) = 0.2 AS p95_ok;
+
+-- settings
+SELECT dm_set_metric_settings('{"partition_interval": "1 month"}');
+SELECT dm_set_metric_settings('{"premake": 0}');
+SELECT dm_set_metric_settings('{"chunk": 1}');
+SELECT dm_set_metric_settings('{"index_mode": "later"}');
+SELECT dm_set_metric_settings('{"premake": 4}');
+SELECT premake FROM metric_settings;
+SELECT dm_set_metric_settings('{"premake": 3}');
+-- deferred indexes: a new partition has none until it is closed
+SELECT dm_set_metric_settings('{"index_mode": "deferred"}');
+SELECT dm_create_partitions(now() + interval '20 days', now() + interval '20 days') AS made;
+SELECT indexed FROM metric_partition WHERE lo <= now() + interval '20 days' AND hi > now() + interval '20 days';
+SELECT count(*) AS indexes FROM pg_indexes
+ WHERE schemaname = 'driftmirror'
+   AND tablename = (SELECT name FROM metric_partition WHERE lo <= now() + interval '20 days' AND hi > now() + interval '20 days');
+SELECT (_metric_maintenance(now() + interval '22 days') ->> 'partitions_indexed')::int >= 1 AS indexed_when_closed;
+SELECT count(*) AS indexes FROM pg_indexes
+ WHERE schemaname = 'driftmirror'
+   AND tablename = (SELECT name FROM metric_partition WHERE lo <= now() + interval '20 days' AND hi > now() + interval '20 days');
+SELECT dm_set_metric_settings('{"index_mode": "immediate"}');
+
+-- metric sources: configuration checks (the collectors themselves are
+-- tested with real servers in test/t/020 and 021)
+SELECT dm_add_metric_source('m_long', 'db', 'snmp');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"interval": "1s"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"timeout": "5 minutes"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '[]');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"queries": {"a.b": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://u:p@h/", "queries": {"a.b": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"pg.up": "up"}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"a.b": 5}}');
+SELECT dm_add_metric_source('m_long', 'db', 'prometheus', '{"url": "http://h/", "queries": {"a.b": "up"}, "bearer_token_file": "/etc/passwd"}');
+SELECT dm_add_metric_source('m_long', 'db', 'postgres', '{"timeout": "3s"}') > 0 AS added;
+SELECT dm_add_metric_source('m_long', 'db', 'postgres');
+SELECT dm_add_resource('m_long', 'web', 'web', 'http://127.0.0.1:9/') > 0 AS ok;
+SELECT dm_add_metric_source('m_long', 'web', 'postgres');
+SELECT dm_add_metric_source('m_long', 'web', 'prometheus',
+    '{"url": "http://127.0.0.1:9/", "queries": {"web.rps": "sum(rate(x[1m]))"}, "units": {"web.rps": "1/s"}, "bearer_token": "s3cret"}') > 0 AS added;
+SELECT name, unit FROM dm_metric_names WHERE name = 'web.rps';
+SELECT resource_name, kind, state, config FROM dm_metric_sources WHERE group_name = 'm_long' ORDER BY 1, 2;
+SELECT count(*) AS secrets_in_action_log FROM dm_actions WHERE inputs::text LIKE '%s3cret%';
+SELECT dm_remove_metric_source('m_long', 'web', 'postgres');
+SELECT dm_remove_metric_source('m_long', 'web', 'prometheus');
+SELECT dm_remove_resource('m_long', 'web');
+
+SELECT dm_drop_group('m_short', true);
+SELECT dm_drop_group('m_long', true);

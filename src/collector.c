@@ -1,0 +1,1596 @@
+/*-------------------------------------------------------------------------
+ *
+ * collector.c
+ *	  Metric collection by the worker: poll every due metric source
+ *	  concurrently, record the samples and the outcome of each poll.
+ *
+ * Polls outlive the worker pass that starts them:
+ *	 1. DmCollectMetrics (each pass) first records, in one short
+ *		transaction, every poll that finished since the last pass
+ *		(_store_samples, then _record_polls: errors, backoff, watermarks);
+ *		then reads the due sources of the due groups (_due_sources) in
+ *		another and starts their polls: PQconnectStartParams / PQsendQuery
+ *		for postgres targets, DmHttpMultiAdd for Prometheus queries;
+ *	 2. DmCollectorWait (the worker's nap) drives every poll in flight
+ *		outside any transaction: one WaitEventSet over the latch, every
+ *		libpq socket (PQconnectPoll, PQflush, PQconsumeInput) and libcurl's
+ *		sockets, with each poll's deadline (the source's timeout, default
+ *		5 s).  It returns when the nap is over or the latch is set.
+ * So a slow or dead node delays nothing but its own samples: the groups'
+ * steps and the other polls go on, and a poll still running when its
+ * group is due again is not started twice.
+ *
+ * PostgreSQL targets are shared by conninfo: sources whose resources have
+ * the same connection string share one connection and one query per poll.
+ * Connections stay open between polls (TopMemoryContext); a failed one is
+ * closed and reopened at the source's next attempt, which _record_polls
+ * backs off exponentially; one idle for ten minutes is closed.  Rates come
+ * from counter deltas between two polls of the same target; a counter going
+ * backwards or a new stats_reset time means a reset: no rate for that poll.
+ *
+ * Memory: each source in flight has its own small context (TopMemoryContext
+ * child) holding its configuration and its HTTP responses, deleted once the
+ * poll is recorded; targets and their errors live in TopMemoryContext; the
+ * rest is per pass (the worker's loop context).  libcurl and libpq never
+ * see palloc'd memory they would free.
+ *
+ * Neither entry point raises: an error is logged as a WARNING, the polls in
+ * flight are dropped, and the worker goes on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <sys/stat.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "driftmirror.h"
+#include "http.h"
+#include "spi_util.h"
+
+#define DM_DEFAULT_TIMEOUT_MS	5000
+#define DM_TARGET_IDLE_MS		(10 * 60 * 1000)
+#define DM_MAX_ERROR_LEN		500
+
+/* the postgres collector's metrics, in the order of the query's columns */
+enum
+{
+	PGM_XACTS,
+	PGM_TUP_READ,
+	PGM_TUP_WRITTEN,
+	PGM_CONN_ACTIVE,
+	PGM_CONN_TOTAL,
+	PGM_CACHE_HIT,
+	PGM_WAL,
+	PGM_DB_SIZE,
+	PGM_LAG_BYTES,
+	PGM_LAG_SECONDS,
+	PGM_COUNT
+};
+
+static const char *const PgMetricNames[PGM_COUNT] = {
+	"pg.xacts_per_s",
+	"pg.tup_read_per_s",
+	"pg.tup_written_per_s",
+	"pg.connections_active",
+	"pg.connections_total",
+	"pg.cache_hit_ratio",
+	"pg.wal_bytes_per_s",
+	"pg.database_size",
+	"pg.replication_lag_bytes",
+	"pg.replication_lag_seconds",
+};
+
+/*
+ * One round trip for everything; works on a primary and on a standby.
+ * Columns: 0 in_recovery, 1 xacts, 2 tup_read, 3 tup_written, 4 blks_hit,
+ * 5 blks_read, 6 stats_reset (epoch), 7 active, 8 total, 9 db size,
+ * 10 wal position, 11 lag bytes, 12 lag seconds
+ */
+static const char *const PgPollQuery =
+"SELECT pg_catalog.pg_is_in_recovery(),"
+" d.xact_commit + d.xact_rollback,"
+" d.tup_returned + d.tup_fetched,"
+" d.tup_inserted + d.tup_updated + d.tup_deleted,"
+" d.blks_hit, d.blks_read,"
+" coalesce(extract(epoch FROM d.stats_reset), 0),"
+" (SELECT count(*) FILTER (WHERE a.state = 'active') FROM pg_catalog.pg_stat_activity a"
+"   WHERE a.backend_type = 'client backend' AND a.pid <> pg_catalog.pg_backend_pid()),"
+" (SELECT count(*) FROM pg_catalog.pg_stat_activity a"
+"   WHERE a.backend_type = 'client backend' AND a.pid <> pg_catalog.pg_backend_pid()),"
+" pg_catalog.pg_database_size(d.datid),"
+" pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery()"
+"   THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END, '0/0'),"
+" CASE WHEN pg_catalog.pg_is_in_recovery()"
+"   THEN pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())"
+"   ELSE (SELECT max(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn))"
+"         FROM pg_catalog.pg_stat_replication r) END,"
+" CASE WHEN pg_catalog.pg_is_in_recovery()"
+"   THEN extract(epoch FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp()) END"
+" FROM pg_catalog.pg_stat_database d WHERE d.datname = pg_catalog.current_database()";
+
+typedef enum TargetState
+{
+	TS_IDLE,					/* not polled in this pass */
+	TS_CONNECTING,
+	TS_SEND,					/* connected, query to send */
+	TS_BUSY,					/* query sent, reading */
+	TS_DONE,					/* result in hand */
+	TS_FAILED
+} TargetState;
+
+/* a PostgreSQL server polled by one or more sources (TopMemoryContext) */
+typedef struct PgTarget
+{
+	char	   *conninfo;
+	PGconn	   *conn;
+	TargetState state;
+	PostgresPollingStatusType pstat;
+	bool		flush_pending;
+	bool		got_result;
+	char	   *query_error;
+	long		timeout_ms;
+	TimestampTz deadline;
+	TimestampTz last_used;
+	/* previous counters, for rates */
+	bool		have_prev;
+	TimestampTz prev_at;
+	double		prev_stats_reset;
+	double		prev_xacts,
+				prev_read,
+				prev_written,
+				prev_hit,
+				prev_blks_read,
+				prev_wal;
+	/* this pass: error (in the pass context) or values */
+	char	   *error;
+	TimestampTz sample_at;
+	double		values[PGM_COUNT];
+	bool		have[PGM_COUNT];
+	struct PgTarget *next;
+} PgTarget;
+
+/* one PromQL query of a prometheus source, for this pass */
+typedef struct PromQuery
+{
+	char	   *metric;			/* metric name */
+	int16		metric_id;
+	double		start;			/* unix seconds */
+	double		end;
+	DmHttpResponse resp;
+} PromQuery;
+
+/* one due source, for this pass */
+typedef struct Source
+{
+	MemoryContext cxt;			/* holds this struct and all it points to */
+	int64		id;
+	int64		resource_id;
+	bool		is_postgres;
+	char	   *endpoint;
+	Jsonb	   *config;
+	long		interval_ms;
+	long		timeout_ms;
+	Jsonb	   *watermarks;
+	PgTarget   *target;			/* postgres */
+	PromQuery  *queries;		/* prometheus */
+	int			nqueries;
+	double		step;
+	/* outcome */
+	bool		ok;
+	char	   *error;
+	int			rows;
+	StringInfoData new_watermarks;	/* JSON object text, prometheus only */
+} Source;
+
+/* samples collected in this pass */
+typedef struct Samples
+{
+	int			n;
+	int			cap;
+	Datum	   *ts;
+	Datum	   *rid;
+	Datum	   *mid;
+	Datum	   *val;
+} Samples;
+
+/* metric name -> id, read each pass */
+typedef struct MetricIds
+{
+	int			n;
+	char	  **names;
+	int16	   *ids;
+} MetricIds;
+
+static PgTarget *Targets = NULL;
+static DmHttpMulti *Http = NULL;
+static List *InFlight = NIL;	/* Source *, in TopMemoryContext */
+static int16 PgIds[PGM_COUNT];	/* ids of the postgres collector's metrics */
+
+/* ---------------------------------------------------------------- */
+/* small helpers                                                      */
+/* ---------------------------------------------------------------- */
+
+static char *
+TrimErrorIn(MemoryContext cxt, const char *msg)
+{
+	char	   *s = MemoryContextStrdup(cxt, msg ? msg : "unknown error");
+	size_t		len = strlen(s);
+
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		s[--len] = '\0';
+	if (len > DM_MAX_ERROR_LEN)
+		s[DM_MAX_ERROR_LEN] = '\0';
+	return s;
+}
+
+static int16
+LookupMetric(MetricIds *ids, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < ids->n; i++)
+		if (strcmp(ids->names[i], name) == 0)
+			return ids->ids[i];
+	return 0;
+}
+
+static void
+AddSample(Samples *s, TimestampTz ts, int64 rid, int16 mid, double v)
+{
+	if (mid == 0 || isnan(v) || isinf(v))
+		return;
+	if (s->n == s->cap)
+	{
+		s->cap = s->cap ? s->cap * 2 : 256;
+		s->ts = s->ts ? repalloc(s->ts, s->cap * sizeof(Datum)) : palloc(s->cap * sizeof(Datum));
+		s->rid = s->rid ? repalloc(s->rid, s->cap * sizeof(Datum)) : palloc(s->cap * sizeof(Datum));
+		s->mid = s->mid ? repalloc(s->mid, s->cap * sizeof(Datum)) : palloc(s->cap * sizeof(Datum));
+		s->val = s->val ? repalloc(s->val, s->cap * sizeof(Datum)) : palloc(s->cap * sizeof(Datum));
+	}
+	s->ts[s->n] = TimestampTzGetDatum(ts);
+	s->rid[s->n] = Int64GetDatum(rid);
+	s->mid[s->n] = Int16GetDatum(mid);
+	s->val[s->n] = Float8GetDatum(v);
+	s->n++;
+}
+
+/* JSON helpers over a Jsonb container */
+static bool
+JsonGet(JsonbContainer *c, const char *key, JsonbValue *out)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(c, key, strlen(key), out);
+
+	return v != NULL;
+}
+
+static char *
+JsonGetString(JsonbContainer *c, const char *key)
+{
+	JsonbValue	v;
+
+	if (!JsonGet(c, key, &v) || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/* interval setting (string or number of seconds) in milliseconds, or dflt */
+static long
+JsonGetIntervalMs(JsonbContainer *c, const char *key, long dflt)
+{
+	JsonbValue	v;
+
+	if (!JsonGet(c, key, &v))
+		return dflt;
+	if (v.type == jbvNumeric)
+		return (long) (DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+														  NumericGetDatum(v.val.numeric))) * 1000);
+	if (v.type == jbvString)
+	{
+		char	   *s = pnstrdup(v.val.string.val, v.val.string.len);
+		Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(s),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+
+		return (long) (iv->time / 1000 + (int64) iv->day * 86400000);
+	}
+	return dflt;
+}
+
+static double
+JsonNumber(JsonbValue *v)
+{
+	if (v->type == jbvNumeric)
+		return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+												  NumericGetDatum(v->val.numeric)));
+	if (v->type == jbvString)
+	{
+		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+		char	   *end;
+		double		d = strtod(s, &end);
+
+		if (*end != '\0' || end == s)
+			return NAN;
+		return d;
+	}
+	return NAN;
+}
+
+static double
+TimestampToUnix(TimestampTz t)
+{
+	return (double) t / 1e6 + (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+}
+
+static TimestampTz
+UnixToTimestamp(double s)
+{
+	return (TimestampTz) ((s - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1e6);
+}
+
+/* ---------------------------------------------------------------- */
+/* step 1: read the due sources                                       */
+/* ---------------------------------------------------------------- */
+
+/*
+ * ReadSources
+ *		One transaction: the due sources of the given groups and the metric
+ *		dictionary.  Results in cxt.  Raises on error.
+ */
+static List *
+ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
+{
+	List	   *sources = NIL;
+	Datum	   *elems;
+	ArrayType  *arr;
+	uint64		i;
+	int			j;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+
+	elems = palloc(sizeof(Datum) * ngroups);
+	for (j = 0; j < ngroups; j++)
+		elems[j] = Int64GetDatum(group_ids[j]);
+	arr = construct_array(elems, ngroups, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+
+	DmSpiExec("SELECT source_id, resource_id, kind, endpoint, config, interval_ms, watermarks "
+			  "FROM driftmirror._due_sources($1)",
+			  1, (Oid[]) {INT8ARRAYOID}, (Datum[]) {PointerGetDatum(arr)});
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		MemoryContext scxt;
+		MemoryContext old;
+		Source	   *s;
+		char	   *kind;
+		ListCell   *lc;
+		bool		busy = false;
+
+		foreach(lc, InFlight)
+			if (((Source *) lfirst(lc))->id == id)
+				busy = true;
+		if (busy)
+			continue;			/* still being polled from an earlier pass */
+
+		scxt = AllocSetContextCreate(TopMemoryContext, "driftmirror metric source",
+									 ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(scxt);
+		s = palloc0(sizeof(Source));
+		s->cxt = scxt;
+		s->id = id;
+		s->resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		kind = SPI_getvalue(tup, desc, 3);
+		s->is_postgres = (strcmp(kind, "postgres") == 0);
+		s->endpoint = SPI_getvalue(tup, desc, 4);
+		s->config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+		s->interval_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+		s->watermarks = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+		s->timeout_ms = JsonGetIntervalMs(&s->config->root, "timeout", DM_DEFAULT_TIMEOUT_MS);
+		MemoryContextSwitchTo(cxt);
+		sources = lappend(sources, s);
+		MemoryContextSwitchTo(old);
+	}
+
+	if (sources != NIL)
+	{
+		DmSpiExec("SELECT name, id FROM driftmirror.metric_def", 0, NULL, NULL);
+		ids->n = (int) SPI_processed;
+		ids->names = MemoryContextAlloc(cxt, sizeof(char *) * Max(ids->n, 1));
+		ids->ids = MemoryContextAlloc(cxt, sizeof(int16) * Max(ids->n, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			ids->names[i] = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 1));
+			ids->ids[i] = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		for (j = 0; j < PGM_COUNT; j++)
+			PgIds[j] = LookupMetric(ids, PgMetricNames[j]);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return sources;
+}
+
+/* ---------------------------------------------------------------- */
+/* step 2: the event loop                                             */
+/* ---------------------------------------------------------------- */
+
+static void
+TargetFail(PgTarget *t, const char *msg)
+{
+	if (t->error)
+		pfree(t->error);
+	t->error = TrimErrorIn(TopMemoryContext, msg);
+	t->state = TS_FAILED;
+	if (t->conn)
+	{
+		PQfinish(t->conn);
+		t->conn = NULL;
+	}
+	t->have_prev = false;
+}
+
+/*
+ * TargetStart
+ *		Begin one poll: connect if needed, else get ready to send.
+ */
+static void
+TargetStart(PgTarget *t, long timeout_ms)
+{
+	static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[3];
+
+	if (t->error)
+		pfree(t->error);
+	if (t->query_error)
+		pfree(t->query_error);
+	t->error = NULL;
+	t->query_error = NULL;
+	t->got_result = false;
+	t->flush_pending = false;
+	memset(t->have, 0, sizeof(t->have));
+	t->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	t->last_used = GetCurrentTimestamp();
+
+	if (t->conn != NULL && PQstatus(t->conn) == CONNECTION_OK &&
+		PQtransactionStatus(t->conn) == PQTRANS_IDLE)
+	{
+		t->state = TS_SEND;
+		return;
+	}
+	if (t->conn != NULL)
+	{
+		PQfinish(t->conn);
+		t->conn = NULL;
+	}
+
+	values[0] = t->conninfo;
+	values[1] = "driftmirror collector";
+	values[2] = NULL;
+	t->conn = PQconnectStartParams(keywords, values, 1);
+	if (t->conn == NULL)
+	{
+		TargetFail(t, "out of memory");
+		return;
+	}
+	if (PQstatus(t->conn) == CONNECTION_BAD)
+	{
+		TargetFail(t, PQerrorMessage(t->conn));
+		return;
+	}
+	t->state = TS_CONNECTING;
+	t->pstat = PGRES_POLLING_WRITING;
+}
+
+/*
+ * TargetResult
+ *		Take the query's row: store raw values, compute rates against the
+ *		previous poll.
+ */
+static void
+TargetResult(PgTarget *t, PGresult *res)
+{
+	double		c[13];
+	bool		isnull[13];
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		reset;
+	double		dt;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 13)
+	{
+		TargetFail(t, PQntuples(res) == 0 ?
+				   "the polled database is missing from pg_stat_database" :
+				   "statistics query returned an unexpected result");
+		return;
+	}
+	for (i = 0; i < 13; i++)
+	{
+		isnull[i] = PQgetisnull(res, 0, i);
+		if (i == 0)
+			c[i] = (!isnull[i] && PQgetvalue(res, 0, 0)[0] == 't') ? 1 : 0;
+		else
+			c[i] = isnull[i] ? 0 : strtod(PQgetvalue(res, 0, i), NULL);
+	}
+
+	t->sample_at = now;
+	t->values[PGM_CONN_ACTIVE] = c[7];
+	t->have[PGM_CONN_ACTIVE] = true;
+	t->values[PGM_CONN_TOTAL] = c[8];
+	t->have[PGM_CONN_TOTAL] = true;
+	t->values[PGM_DB_SIZE] = c[9];
+	t->have[PGM_DB_SIZE] = true;
+	if (!isnull[11])
+	{
+		t->values[PGM_LAG_BYTES] = Max(c[11], 0);
+		t->have[PGM_LAG_BYTES] = true;
+	}
+	if (!isnull[12])
+	{
+		t->values[PGM_LAG_SECONDS] = Max(c[12], 0);
+		t->have[PGM_LAG_SECONDS] = true;
+	}
+
+	dt = t->have_prev ? (double) (now - t->prev_at) / 1e6 : 0;
+	reset = !t->have_prev || dt <= 0.001 || c[6] != t->prev_stats_reset ||
+		c[1] < t->prev_xacts || c[2] < t->prev_read || c[3] < t->prev_written ||
+		c[4] < t->prev_hit || c[5] < t->prev_blks_read;
+	if (!reset)
+	{
+		double		dhit = c[4] - t->prev_hit;
+		double		dread = c[5] - t->prev_blks_read;
+
+		t->values[PGM_XACTS] = (c[1] - t->prev_xacts) / dt;
+		t->values[PGM_TUP_READ] = (c[2] - t->prev_read) / dt;
+		t->values[PGM_TUP_WRITTEN] = (c[3] - t->prev_written) / dt;
+		t->have[PGM_XACTS] = t->have[PGM_TUP_READ] = t->have[PGM_TUP_WRITTEN] = true;
+		if (dhit + dread > 0)
+		{
+			t->values[PGM_CACHE_HIT] = dhit / (dhit + dread);
+			t->have[PGM_CACHE_HIT] = true;
+		}
+		if (!isnull[10] && c[10] >= t->prev_wal)
+		{
+			t->values[PGM_WAL] = (c[10] - t->prev_wal) / dt;
+			t->have[PGM_WAL] = true;
+		}
+	}
+	t->have_prev = true;
+	t->prev_at = now;
+	t->prev_stats_reset = c[6];
+	t->prev_xacts = c[1];
+	t->prev_read = c[2];
+	t->prev_written = c[3];
+	t->prev_hit = c[4];
+	t->prev_blks_read = c[5];
+	t->prev_wal = isnull[10] ? 0 : c[10];
+}
+
+/*
+ * TargetAdvance
+ *		Move one target's state machine forward after its socket fired (or
+ *		when it has something to send).
+ */
+static void
+TargetAdvance(PgTarget *t, uint32 events)
+{
+	if (t->state == TS_CONNECTING)
+	{
+		t->pstat = PQconnectPoll(t->conn);
+		if (t->pstat == PGRES_POLLING_FAILED)
+		{
+			TargetFail(t, PQerrorMessage(t->conn));
+			return;
+		}
+		if (t->pstat != PGRES_POLLING_OK)
+			return;
+		if (PQsetnonblocking(t->conn, 1) != 0)
+		{
+			TargetFail(t, PQerrorMessage(t->conn));
+			return;
+		}
+		t->state = TS_SEND;
+	}
+
+	if (t->state == TS_SEND)
+	{
+		int			rc;
+
+		if (!PQsendQuery(t->conn, PgPollQuery))
+		{
+			TargetFail(t, PQerrorMessage(t->conn));
+			return;
+		}
+		t->state = TS_BUSY;
+		rc = PQflush(t->conn);
+		if (rc < 0)
+		{
+			TargetFail(t, PQerrorMessage(t->conn));
+			return;
+		}
+		t->flush_pending = (rc == 1);
+		return;
+	}
+
+	if (t->state == TS_BUSY)
+	{
+		if (t->flush_pending && (events & WL_SOCKET_WRITEABLE))
+		{
+			int			rc = PQflush(t->conn);
+
+			if (rc < 0)
+			{
+				TargetFail(t, PQerrorMessage(t->conn));
+				return;
+			}
+			t->flush_pending = (rc == 1);
+		}
+		if (events & WL_SOCKET_READABLE)
+		{
+			if (!PQconsumeInput(t->conn))
+			{
+				TargetFail(t, PQerrorMessage(t->conn));
+				return;
+			}
+			/* read every result up to the end of the query */
+			while (!PQisBusy(t->conn))
+			{
+				PGresult   *res = PQgetResult(t->conn);
+
+				if (res == NULL)
+				{
+					if (t->query_error != NULL)
+					{
+						/* the connection is fine, the query was not */
+						if (t->error)
+							pfree(t->error);
+						t->error = t->query_error;
+						t->query_error = NULL;
+						t->state = TS_FAILED;
+						t->have_prev = false;
+					}
+					else if (!t->got_result)
+						TargetFail(t, "no result from the statistics query");
+					else
+						t->state = TS_DONE;
+					return;
+				}
+				if (PQresultStatus(res) == PGRES_TUPLES_OK && !t->got_result)
+				{
+					t->got_result = true;
+					TargetResult(t, res);
+				}
+				else if (PQresultStatus(res) != PGRES_TUPLES_OK && t->query_error == NULL)
+					t->query_error = TrimErrorIn(TopMemoryContext, PQresultErrorMessage(res));
+				PQclear(res);
+				if (t->state == TS_FAILED)
+					return;		/* TargetResult gave up on it */
+			}
+		}
+	}
+}
+
+/*
+ * ReadBearerToken
+ *		The bearer token of a prometheus source: inline, or read from
+ *		$PGDATA/driftmirror_secrets/<name>.  Returns NULL and sets *error
+ *		if the file cannot be read; never puts the token in *error.
+ */
+static char *
+ReadBearerToken(Source *s, char **error)
+{
+	char	   *tok = JsonGetString(&s->config->root, "bearer_token");
+	char	   *file = JsonGetString(&s->config->root, "bearer_token_file");
+	char		path[MAXPGPATH];
+	FILE	   *f;
+	char		buf[4097];
+	size_t		n;
+
+	if (tok != NULL || file == NULL)
+		return tok;
+	/* the name was checked to have no slash when the source was added */
+	if (strchr(file, '/') != NULL || file[0] == '.')
+	{
+		*error = psprintf("invalid bearer_token_file name");
+		return NULL;
+	}
+	snprintf(path, sizeof(path), "%s/driftmirror_secrets/%s", DataDir, file);
+	f = fopen(path, "r");
+	if (f == NULL)
+	{
+		*error = psprintf("could not read bearer_token_file \"%s\": %m", file);
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	tok = pstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return tok;
+}
+
+/*
+ * StartPrometheus
+ *		Add one query_range request per query of a prometheus source.
+ */
+static void
+StartPrometheus(Source *s, MetricIds *ids)
+{
+	JsonbValue	qv;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *url = JsonGetString(&s->config->root, "url");
+	char	   *token;
+	char	   *err = NULL;
+	double		now = TimestampToUnix(GetCurrentTimestamp());
+	long		step_ms = JsonGetIntervalMs(&s->config->root, "step", s->interval_ms);
+	long		lookback_ms = JsonGetIntervalMs(&s->config->root, "lookback",
+												Max(s->interval_ms, step_ms) * 3);
+	size_t		ulen;
+	int			n = 0;
+	int			cap = 8;
+
+	s->step = Max(step_ms, 1000) / 1000.0;
+	s->queries = palloc0(sizeof(PromQuery) * cap);
+	s->nqueries = 0;
+	token = ReadBearerToken(s, &err);
+	if (err != NULL || url == NULL)
+	{
+		s->error = err ? err : pstrdup("no url");
+		return;
+	}
+	ulen = strlen(url);
+	while (ulen > 0 && url[ulen - 1] == '/')
+		url[--ulen] = '\0';
+
+	if (!JsonGet(&s->config->root, "queries", &qv) || qv.type != jbvBinary)
+	{
+		s->error = pstrdup("no queries");
+		return;
+	}
+	it = JsonbIteratorInit(qv.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		PromQuery  *q;
+		char	   *promql;
+		JsonbValue	wm;
+		DmHttpRequest req;
+
+		if (tok != WJB_KEY)
+			continue;
+		if (n == cap)
+		{
+			cap *= 2;
+			s->queries = repalloc(s->queries, sizeof(PromQuery) * cap);
+		}
+		q = &s->queries[n++];
+		s->nqueries = n;
+		memset(q, 0, sizeof(*q));
+		q->metric = pnstrdup(v.val.string.val, v.val.string.len);
+		q->metric_id = LookupMetric(ids, q->metric);
+		tok = JsonbIteratorNext(&it, &v, true);
+		promql = (v.type == jbvString) ? pnstrdup(v.val.string.val, v.val.string.len) : pstrdup("");
+
+		/* from just after the last stored sample, or a lookback window */
+		q->end = floor(now / s->step) * s->step;
+		if (JsonGet(&s->watermarks->root, q->metric, &wm) && !isnan(JsonNumber(&wm)))
+			q->start = JsonNumber(&wm) + s->step;
+		else
+			q->start = q->end - lookback_ms / 1000.0;
+		/* Prometheus refuses more than 11,000 points per series */
+		if ((q->end - q->start) / s->step > 10000)
+			q->start = q->end - 10000 * s->step;
+		if (q->start > q->end)
+		{
+			q->resp.status = -1;	/* nothing new yet */
+			continue;
+		}
+
+		memset(&req, 0, sizeof(req));
+		req.method = "GET";
+		req.url = psprintf("%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=%.3f",
+						   url, DmHttpUrlEncode(promql), q->start, q->end, s->step);
+		req.bearer_token = token;
+		req.timeout_ms = s->timeout_ms;
+		DmHttpMultiAdd(Http, &req, &q->resp);
+	}
+	s->nqueries = n;
+	if (token)
+		explicit_bzero(token, strlen(token));
+}
+
+/*
+ * SourceFinished
+ *		Whether every poll of a source has an outcome.
+ */
+static bool
+SourceFinished(Source *s)
+{
+	int			i;
+
+	if (s->is_postgres)
+		return s->target->state == TS_DONE || s->target->state == TS_FAILED;
+	if (s->error != NULL)
+		return true;
+	for (i = 0; i < s->nqueries; i++)
+	{
+		DmHttpResponse *r = &s->queries[i].resp;
+
+		if (r->status != -1 && r->error == NULL && r->body == NULL)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Pump
+ *		Drive the polls in flight for up to budget_ms (at least one
+ *		non-blocking look at the sockets).  With stop_on_latch, return as
+ *		soon as the latch is set, leaving it set for the caller (the
+ *		worker's nap); otherwise handle interrupts here.  Raises only for
+ *		interrupts or out of memory.
+ */
+static void
+Pump(long budget_ms, bool stop_on_latch)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), budget_ms);
+	int			ntargets = 0;
+	PgTarget   *t;
+	WaitEvent  *events;
+	int			maxevents;
+	bool		first = true;
+
+	for (t = Targets; t; t = t->next)
+		ntargets++;
+	maxevents = ntargets + 64;
+	events = palloc(sizeof(WaitEvent) * maxevents);
+
+	for (;;)
+	{
+		WaitEventSet *set;
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz wake = end;
+		long		http_ms;
+		long		wait_ms;
+		int			pending = 0;
+		bool		latch = false;
+		int			n;
+		int			i;
+
+		/* send what can be sent, enforce deadlines */
+		for (t = Targets; t; t = t->next)
+		{
+			if (t->state == TS_SEND)
+				TargetAdvance(t, 0);
+			if (t->state == TS_CONNECTING || t->state == TS_BUSY)
+			{
+				if (now >= t->deadline)
+				{
+					char	   *msg = psprintf("no answer within %ld ms (%s)", t->timeout_ms,
+											   t->state == TS_CONNECTING ? "connecting" :
+											   "waiting for the statistics query");
+
+					TargetFail(t, msg);
+				}
+				else
+				{
+					pending++;
+					if (t->deadline < wake)
+						wake = t->deadline;
+				}
+			}
+		}
+		if (pending == 0 && (Http == NULL || DmHttpMultiRunning(Http) == 0))
+		{
+			/* nothing in flight: a plain nap */
+			if (stop_on_latch && now < end)
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 (long) ((end - now + 999) / 1000), PG_WAIT_EXTENSION);
+			break;
+		}
+		if (!first && now >= end)
+			break;
+		first = false;
+
+		set = CreateWaitEventSet(CurrentMemoryContext,
+								 2 + ntargets + (Http ? DmHttpMultiSocketCount(Http) : 0));
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (t = Targets; t; t = t->next)
+		{
+			uint32		ev = 0;
+
+			if (t->state == TS_CONNECTING)
+				ev = (t->pstat == PGRES_POLLING_READING) ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+			else if (t->state == TS_BUSY)
+				ev = WL_SOCKET_READABLE | (t->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+			if (ev != 0 && PQsocket(t->conn) != PGINVALID_SOCKET)
+				AddWaitEventToSet(set, ev, PQsocket(t->conn), NULL, t);
+		}
+		if (Http)
+			DmHttpMultiAddWaitEvents(Http, set, (void *) Http);
+
+		wait_ms = (now >= wake) ? 0 : (long) ((wake - now + 999) / 1000);
+		http_ms = Http ? DmHttpMultiTimeoutMs(Http) : -1;
+		if (http_ms >= 0 && http_ms < wait_ms)
+			wait_ms = http_ms;
+
+		n = WaitEventSetWait(set, wait_ms, events, maxevents, PG_WAIT_EXTENSION);
+		for (i = 0; i < n; i++)
+		{
+			WaitEvent  *e = &events[i];
+
+			if (e->events & WL_LATCH_SET)
+			{
+				if (stop_on_latch)
+					latch = true;
+				else
+				{
+					ResetLatch(MyLatch);
+					CHECK_FOR_INTERRUPTS();
+				}
+			}
+			else if (Http && e->user_data == (void *) Http)
+				DmHttpMultiSocketReady(Http, e->fd, e->events);
+			else if (e->user_data != NULL)
+				TargetAdvance((PgTarget *) e->user_data, e->events);
+		}
+		FreeWaitEventSet(set);
+		if (Http)
+			DmHttpMultiCheckTimers(Http);
+		if (latch)
+			break;
+	}
+	pfree(events);
+}
+
+/*
+ * ParseJson
+ *		PostgreSQL's own JSON parser (jsonb input); returns NULL for text
+ *		that is not JSON instead of raising.
+ */
+static Jsonb *
+ParseJson(const char *text)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *volatile jb = NULL;
+
+	if (text == NULL)
+		return NULL;
+	PG_TRY();
+	{
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		jb = NULL;
+	}
+	PG_END_TRY();
+	return jb;
+}
+
+/*
+ * ParsePrometheus
+ *		Turn the answers of one prometheus source into samples.  Any problem
+ *		with any query fails the whole source for this poll and stores
+ *		nothing of it.
+ */
+static void
+ParsePrometheus(Source *s, Samples *samples)
+{
+	int			q;
+	int			first_new = samples->n;
+	TimestampTz max_ts = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 86400 * 1000);
+
+	initStringInfo(&s->new_watermarks);
+	appendStringInfoChar(&s->new_watermarks, '{');
+	for (q = 0; q < s->nqueries && s->error == NULL; q++)
+	{
+		PromQuery  *pq = &s->queries[q];
+		Jsonb	   *jb = NULL;
+		JsonbValue	v;
+		JsonbValue	data;
+		JsonbValue	result;
+		JsonbValue *series;
+		JsonbValue	values;
+		int			nseries;
+		int			npoints;
+		int			i;
+		double		last = NAN;
+		JsonbValue	wm;
+
+		if (JsonGet(&s->watermarks->root, pq->metric, &wm))
+			last = JsonNumber(&wm);
+
+		if (pq->resp.status == -1)
+			goto keep_watermark;	/* nothing to ask yet */
+		if (pq->metric_id == 0)
+		{
+			s->error = psprintf("metric \"%s\" is not registered", pq->metric);
+			break;
+		}
+		if (pq->resp.error)
+		{
+			s->error = psprintf("query \"%s\": %s", pq->metric, pq->resp.error);
+			break;
+		}
+
+		jb = ParseJson(pq->resp.body);
+
+		if (pq->resp.status != 200)
+		{
+			char	   *perr = (jb && JB_ROOT_IS_OBJECT(jb)) ? JsonGetString(&jb->root, "error") : NULL;
+
+			s->error = psprintf("query \"%s\": HTTP status %ld%s%s", pq->metric, pq->resp.status,
+								perr ? ": " : "", perr ? perr : "");
+			break;
+		}
+		if (jb == NULL || !JB_ROOT_IS_OBJECT(jb))
+		{
+			s->error = psprintf("query \"%s\": the answer is not a JSON object", pq->metric);
+			break;
+		}
+		if (!JsonGet(&jb->root, "status", &v) || v.type != jbvString ||
+			v.val.string.len != 7 || strncmp(v.val.string.val, "success", 7) != 0)
+		{
+			char	   *perr = JsonGetString(&jb->root, "error");
+
+			s->error = psprintf("query \"%s\": Prometheus answered without success%s%s",
+								pq->metric, perr ? ": " : "", perr ? perr : "");
+			break;
+		}
+		if (!JsonGet(&jb->root, "data", &data) || data.type != jbvBinary ||
+			!JsonGet(data.val.binary.data, "result", &result) || result.type != jbvBinary ||
+			!JsonContainerIsArray(result.val.binary.data))
+		{
+			s->error = psprintf("query \"%s\": the answer has no data.result array", pq->metric);
+			break;
+		}
+		{
+			char	   *rtype = JsonGetString(data.val.binary.data, "resultType");
+
+			if (rtype == NULL || strcmp(rtype, "matrix") != 0)
+			{
+				s->error = psprintf("query \"%s\": expected a matrix result", pq->metric);
+				break;
+			}
+		}
+		nseries = JsonContainerSize(result.val.binary.data);
+		if (nseries > 1)
+		{
+			s->error = psprintf("query \"%s\" returned %d series; aggregate it to one, e.g. sum(...)",
+								pq->metric, nseries);
+			break;
+		}
+		if (nseries == 0)
+			goto keep_watermark;	/* no data in the window: not an error */
+
+		series = getIthJsonbValueFromContainer(result.val.binary.data, 0);
+		if (series == NULL || series->type != jbvBinary ||
+			!JsonGet(series->val.binary.data, "values", &values) ||
+			values.type != jbvBinary || !JsonContainerIsArray(values.val.binary.data))
+		{
+			s->error = psprintf("query \"%s\": the series has no values array", pq->metric);
+			break;
+		}
+		npoints = JsonContainerSize(values.val.binary.data);
+		for (i = 0; i < npoints; i++)
+		{
+			JsonbValue *pt = getIthJsonbValueFromContainer(values.val.binary.data, i);
+			JsonbValue *tv;
+			JsonbValue *vv;
+			double		ts;
+			double		val;
+
+			if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
+				JsonContainerSize(pt->val.binary.data) != 2 ||
+				(tv = getIthJsonbValueFromContainer(pt->val.binary.data, 0)) == NULL ||
+				(vv = getIthJsonbValueFromContainer(pt->val.binary.data, 1)) == NULL ||
+				tv->type != jbvNumeric || vv->type != jbvString)
+			{
+				s->error = psprintf("query \"%s\": point %d is not [time, \"value\"]", pq->metric, i);
+				break;
+			}
+			ts = JsonNumber(tv);
+			val = JsonNumber(vv);
+			if (isnan(ts) || UnixToTimestamp(ts) > max_ts)
+			{
+				s->error = psprintf("query \"%s\": point %d has a bad timestamp", pq->metric, i);
+				break;
+			}
+			if (!isnan(last) && ts <= last)
+				continue;		/* already stored */
+			/* Prometheus NaN / +Inf / -Inf are not samples: skip them */
+			if (!isnan(val) && !isinf(val))
+				AddSample(samples, UnixToTimestamp(ts), s->resource_id, pq->metric_id, val);
+			if (isnan(last) || ts > last)
+				last = ts;
+		}
+		if (s->error)
+			break;
+keep_watermark:
+		if (!isnan(last))
+			appendStringInfo(&s->new_watermarks, "%s\"%s\": %.3f",
+							 s->new_watermarks.len > 1 ? ", " : "", pq->metric, last);
+	}
+	appendStringInfoChar(&s->new_watermarks, '}');
+
+	if (s->error)
+	{
+		samples->n = first_new; /* nothing of a failed source */
+		s->ok = false;
+		s->rows = 0;
+	}
+	else
+	{
+		s->ok = true;
+		s->rows = samples->n - first_new;
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* step 3: record                                                     */
+/* ---------------------------------------------------------------- */
+
+static ArrayType *
+MakeArray(Datum *d, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	if (n == 0)
+		return construct_empty_array(type);
+	return construct_md_array(d, nulls, 1, dims, lbs, type, typlen, typbyval, typalign);
+}
+
+/*
+ * Record
+ *		One transaction: store the samples and the outcome of every poll.
+ *		Raises on error.
+ */
+static void
+Record(List *sources, Samples *samples)
+{
+	int			n = list_length(sources);
+	Datum	   *sid = palloc(sizeof(Datum) * n);
+	Datum	   *ok = palloc(sizeof(Datum) * n);
+	Datum	   *err = palloc(sizeof(Datum) * n);
+	bool	   *errnull = palloc(sizeof(bool) * n);
+	Datum	   *rows = palloc(sizeof(Datum) * n);
+	Datum	   *wm = palloc(sizeof(Datum) * n);
+	bool	   *wmnull = palloc(sizeof(bool) * n);
+	ListCell   *lc;
+	int			i = 0;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: storing collected metrics");
+
+	foreach(lc, sources)
+	{
+		Source	   *s = lfirst(lc);
+
+		sid[i] = Int64GetDatum(s->id);
+		ok[i] = BoolGetDatum(s->ok);
+		errnull[i] = (s->error == NULL);
+		err[i] = s->error ? CStringGetTextDatum(s->error) : (Datum) 0;
+		rows[i] = Int32GetDatum(s->rows);
+		wmnull[i] = (s->is_postgres || !s->ok);
+		wm[i] = wmnull[i] ? (Datum) 0 :
+			DirectFunctionCall1(jsonb_in, CStringGetDatum(s->new_watermarks.data));
+		i++;
+	}
+
+	DmSpiConnect();
+	if (samples->n > 0)
+		DmSpiExec("SELECT driftmirror._store_samples($1, $2, $3, $4)",
+				  4, (Oid[]) {TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID},
+				  (Datum[]) {PointerGetDatum(MakeArray(samples->ts, NULL, samples->n, TIMESTAMPTZOID)),
+					  PointerGetDatum(MakeArray(samples->rid, NULL, samples->n, INT8OID)),
+					  PointerGetDatum(MakeArray(samples->mid, NULL, samples->n, INT2OID)),
+				  PointerGetDatum(MakeArray(samples->val, NULL, samples->n, FLOAT8OID))});
+	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5)",
+			  5, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID},
+			  (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
+				  PointerGetDatum(MakeArray(ok, NULL, n, BOOLOID)),
+				  PointerGetDatum(MakeArray(err, errnull, n, TEXTOID)),
+				  PointerGetDatum(MakeArray(rows, NULL, n, INT4OID)),
+			  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID))});
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* ---------------------------------------------------------------- */
+/* the phase                                                          */
+/* ---------------------------------------------------------------- */
+
+static PgTarget *
+FindTarget(const char *conninfo)
+{
+	PgTarget   *t;
+
+	for (t = Targets; t; t = t->next)
+		if (strcmp(t->conninfo, conninfo) == 0)
+			return t;
+	t = MemoryContextAllocZero(TopMemoryContext, sizeof(PgTarget));
+	t->conninfo = MemoryContextStrdup(TopMemoryContext, conninfo);
+	t->next = Targets;
+	Targets = t;
+	return t;
+}
+
+/* close connections nobody polled for a while */
+static void
+CloseIdleTargets(void)
+{
+	PgTarget  **pp = &Targets;
+	TimestampTz limit = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -DM_TARGET_IDLE_MS);
+
+	while (*pp)
+	{
+		PgTarget   *t = *pp;
+
+		if (t->last_used < limit)
+		{
+			*pp = t->next;
+			if (t->conn)
+				PQfinish(t->conn);
+			if (t->error)
+				pfree(t->error);
+			if (t->query_error)
+				pfree(t->query_error);
+			pfree(t->conninfo);
+			pfree(t);
+		}
+		else
+			pp = &t->next;
+	}
+}
+
+/*
+ * RecordFinished
+ *		Store the samples and outcomes of every source whose polls are
+ *		finished, in one transaction, then forget those sources.  Raises on
+ *		error (the caller discards everything in flight).
+ */
+static void
+RecordFinished(void)
+{
+	List	   *done = NIL;
+	List	   *still = NIL;
+	ListCell   *lc;
+	Samples		samples = {0};
+	PgTarget   *t;
+	MemoryContext old;
+
+	foreach(lc, InFlight)
+	{
+		Source	   *s = lfirst(lc);
+
+		if (SourceFinished(s))
+			done = lappend(done, s);
+	}
+	if (done == NIL)
+		return;
+
+	foreach(lc, done)
+	{
+		Source	   *s = lfirst(lc);
+
+		if (s->is_postgres)
+		{
+			t = s->target;
+			if (t->state == TS_DONE)
+			{
+				int			before = samples.n;
+				int			i;
+
+				for (i = 0; i < PGM_COUNT; i++)
+					if (t->have[i])
+						AddSample(&samples, t->sample_at, s->resource_id, PgIds[i], t->values[i]);
+				s->ok = true;
+				s->rows = samples.n - before;
+			}
+			else
+			{
+				s->ok = false;
+				s->error = pstrdup(t->error ? t->error : "poll did not finish");
+			}
+		}
+		else if (s->error != NULL)
+			s->ok = false;
+		else
+			ParsePrometheus(s, &samples);
+	}
+
+	Record(done, &samples);
+
+	/* forget the recorded sources; their targets are free again */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	foreach(lc, InFlight)
+	{
+		Source	   *s = lfirst(lc);
+
+		if (list_member_ptr(done, s))
+			MemoryContextDelete(s->cxt);
+		else
+			still = lappend(still, s);
+	}
+	list_free(InFlight);
+	InFlight = still;
+	MemoryContextSwitchTo(old);
+	for (t = Targets; t; t = t->next)
+		if (t->state == TS_DONE || t->state == TS_FAILED)
+			t->state = TS_IDLE;
+}
+
+/*
+ * DiscardAll
+ *		After an error: drop every poll in flight without recording it.
+ */
+static void
+DiscardAll(void)
+{
+	ListCell   *lc;
+	PgTarget   *t;
+
+	if (Http)
+	{
+		DmHttpMultiDestroy(Http);
+		Http = NULL;
+	}
+	for (t = Targets; t; t = t->next)
+	{
+		if (t->state != TS_IDLE && t->state != TS_DONE && t->conn)
+		{
+			PQfinish(t->conn);
+			t->conn = NULL;
+			t->have_prev = false;
+		}
+		t->state = TS_IDLE;
+	}
+	foreach(lc, InFlight)
+		MemoryContextDelete(((Source *) lfirst(lc))->cxt);
+	list_free(InFlight);
+	InFlight = NIL;
+}
+
+/*
+ * CollectInner
+ *		Record what finished, then start the polls of the due sources.  May
+ *		raise.
+ */
+static void
+CollectInner(int64 *group_ids, int ngroups)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	MetricIds	ids = {0};
+	List	   *sources;
+	ListCell   *lc;
+
+	if (InFlight != NIL)
+	{
+		Pump(0, false);
+		RecordFinished();
+		MemoryContextSwitchTo(cxt);
+	}
+	if (ngroups == 0)
+		return;
+
+	sources = ReadSources(group_ids, ngroups, &ids, cxt);
+	if (sources == NIL)
+	{
+		CloseIdleTargets();
+		return;
+	}
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: collecting metrics");
+
+	foreach(lc, sources)
+	{
+		Source	   *s = lfirst(lc);
+		MemoryContext old;
+
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		InFlight = lappend(InFlight, s);
+		MemoryContextSwitchTo(s->cxt);
+		if (s->is_postgres)
+		{
+			PgTarget   *t = FindTarget(s->endpoint);
+
+			s->target = t;
+			/* a target already being polled serves this source too */
+			if (t->state == TS_IDLE)
+			{
+				t->timeout_ms = s->timeout_ms;
+				TargetStart(t, s->timeout_ms);
+			}
+		}
+		else
+		{
+			if (Http == NULL)
+			{
+				MemoryContextSwitchTo(TopMemoryContext);
+				Http = DmHttpMultiCreate();
+				MemoryContextSwitchTo(s->cxt);
+			}
+			StartPrometheus(s, &ids);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	Pump(0, false);
+	CloseIdleTargets();
+}
+
+/*
+ * DmCollectMetrics
+ *		The collection phase of a pass: record the polls that finished
+ *		since the last pass, start those of the sources due now.  Never
+ *		raises: errors are logged and the pass goes on.
+ */
+void
+DmCollectMetrics(int64 *group_ids, int ngroups)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		CollectInner(group_ids, ngroups);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		DiscardAll();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: metric collection failed: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * DmCollectorWait
+ *		The worker's nap: wait up to timeout_ms for the latch while driving
+ *		the polls in flight.  Returns early when the latch is set (left set).
+ *		Never raises.
+ */
+void
+DmCollectorWait(long timeout_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		Pump(timeout_ms, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		DiscardAll();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: metric collection failed: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * DmCollectorDiscard
+ *		The extension is absent or the worker disabled: drop the polls in
+ *		flight and close every connection.
+ */
+void
+DmCollectorDiscard(void)
+{
+	if (InFlight != NIL)
+		DiscardAll();
+	while (Targets)
+	{
+		PgTarget   *t = Targets;
+
+		Targets = t->next;
+		if (t->conn)
+			PQfinish(t->conn);
+		if (t->error)
+			pfree(t->error);
+		if (t->query_error)
+			pfree(t->query_error);
+		pfree(t->conninfo);
+		pfree(t);
+	}
+}
+
+/*
+ * DmMaybeRunMetricMaintenance
+ *		Every driftmirror.metric_maintenance_interval: partitions ahead,
+ *		retention, rollups, in one transaction.  Never raises.
+ */
+void
+DmMaybeRunMetricMaintenance(bool force)
+{
+	static TimestampTz last_run = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!force && last_run != 0 &&
+		now < TimestampTzPlusMilliseconds(last_run, (int64) DmMetricMaintenanceS * 1000))
+		return;
+	last_run = now;
+
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "driftmirror: metric store maintenance");
+		DmSpiConnect();
+		DmSpiExec("SELECT driftmirror._metric_maintenance(pg_catalog.now())", 0, NULL, NULL);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: metric store maintenance failed: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}

@@ -1,0 +1,302 @@
+/*-------------------------------------------------------------------------
+ *
+ * metric_ingest.c
+ *	  dm_ingest(group, resource, metric, ts timestamptz[], val float8[]):
+ *	  bulk insert of the samples of one metric of one resource.
+ *
+ * Every element is checked before anything is written, so a bad element
+ * raises an error naming the first one (its 1-based position and value) and
+ * the table is untouched; the insert itself is one statement, so it is
+ * all-or-nothing as well.  Accepted timestamps lie between now() minus the
+ * group's retention (older rows would be deleted at once) and now() plus one
+ * day.  Names are resolved by driftmirror._ingest_target, which raises for
+ * unknown ones.
+ *
+ * The rows go in through COPY's own machinery (BeginCopyFrom/CopyFrom in
+ * binary format, fed from memory by a callback): partition routing,
+ * multi-row inserts, index maintenance and constraints are exactly those of
+ * a COPY into driftmirror.metric, which is the fastest path PostgreSQL has.
+ * The callback has no argument for its state, hence the static IngestBuf;
+ * COPY does not recurse into dm_ingest, so one buffer is enough.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_relation.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/timestamp.h"
+
+#include "driftmirror.h"
+#include "spi_util.h"
+
+PG_FUNCTION_INFO_V1(driftmirror_dm_ingest);
+
+/* the binary COPY stream being fed to CopyFrom */
+static char *IngestBuf = NULL;
+static size_t IngestLen = 0;
+static size_t IngestPos = 0;
+
+/*
+ * IngestSource
+ *		copy_data_source_cb: hand CopyFrom the next bytes of the stream.
+ */
+static int
+IngestSource(void *outbuf, int minread, int maxread)
+{
+	size_t		n = Min((size_t) maxread, IngestLen - IngestPos);
+
+	memcpy(outbuf, IngestBuf + IngestPos, n);
+	IngestPos += n;
+	return (int) n;
+}
+
+static inline char *
+Put16(char *p, uint16 v)
+{
+	v = pg_hton16(v);
+	memcpy(p, &v, 2);
+	return p + 2;
+}
+
+static inline char *
+Put32(char *p, uint32 v)
+{
+	v = pg_hton32(v);
+	memcpy(p, &v, 4);
+	return p + 4;
+}
+
+static inline char *
+Put64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, 8);
+	return p + 8;
+}
+
+/*
+ * CopyRows
+ *		Insert n rows into driftmirror.metric through COPY FROM in binary
+ *		format.  Returns the number of rows inserted.
+ */
+static uint64
+CopyRows(int64 resource_id, int16 metric_id, Datum *ts, Datum *val, int n)
+{
+	static const char sig[11] = "PGCOPY\n\377\r\n\0";
+	const size_t row_len = 2 + (4 + 8) + (4 + 8) + (4 + 2) + (4 + 8);
+	char	   *p;
+	int			i;
+	Relation	rel;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	CopyFromState cstate;
+	uint64		done;
+
+	IngestLen = sizeof(sig) + 8 + row_len * (size_t) n + 2;
+	IngestBuf = p = palloc(IngestLen);
+	IngestPos = 0;
+	memcpy(p, sig, sizeof(sig));
+	p += sizeof(sig);
+	p = Put32(p, 0);			/* flags */
+	p = Put32(p, 0);			/* header extension */
+	for (i = 0; i < n; i++)
+	{
+		float8		v = DatumGetFloat8(val[i]);
+		uint64		bits;
+
+		memcpy(&bits, &v, 8);
+		p = Put16(p, 4);
+		p = Put32(p, 8);
+		p = Put64(p, (uint64) DatumGetTimestampTz(ts[i]));
+		p = Put32(p, 8);
+		p = Put64(p, (uint64) resource_id);
+		p = Put32(p, 2);
+		p = Put16(p, (uint16) metric_id);
+		p = Put32(p, 8);
+		p = Put64(p, bits);
+	}
+	p = Put16(p, (uint16) -1);	/* trailer */
+	Assert((size_t) (p - IngestBuf) == IngestLen);
+
+	rel = table_openrv(makeRangeVar(DM_SCHEMA_NAME, "metric", -1), RowExclusiveLock);
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = "driftmirror.dm_ingest";
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	nsitem->p_rte->requiredPerms = ACL_INSERT;
+
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, IngestSource, NIL,
+						   list_make1(makeDefElem("format", (Node *) makeString("binary"), -1)));
+	done = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	table_close(rel, NoLock);
+	free_parsestate(pstate);
+
+	pfree(IngestBuf);
+	IngestBuf = NULL;
+	IngestLen = IngestPos = 0;
+	return done;
+}
+
+/*
+ * CheckArray
+ *		Raise an error unless arr is a one-dimensional array (or empty).
+ *		Returns its number of elements.
+ */
+static int
+CheckArray(ArrayType *arr, const char *what)
+{
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s array must be one-dimensional", what)));
+	return ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+}
+
+/*
+ * driftmirror_dm_ingest
+ *		SQL-callable.  Returns the number of rows written.  Raises an error
+ *		for any bad argument or element; writes nothing then.
+ */
+Datum
+driftmirror_dm_ingest(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ts_arr;
+	ArrayType  *val_arr;
+	Datum	   *ts;
+	Datum	   *val;
+	bool	   *ts_null;
+	bool	   *val_null;
+	int			nts;
+	int			nval;
+	int			lb;
+	int			i;
+	int64		resource_id;
+	int16		metric_id;
+	TimestampTz ts_min;
+	TimestampTz ts_max;
+	TimestampTz lo = 0;
+	TimestampTz hi = 0;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	uint64		written;
+
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timestamp array must not be null")));
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("value array must not be null")));
+
+	ts_arr = PG_GETARG_ARRAYTYPE_P(3);
+	val_arr = PG_GETARG_ARRAYTYPE_P(4);
+	nts = CheckArray(ts_arr, "timestamp");
+	nval = CheckArray(val_arr, "value");
+	if (nts != nval)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("timestamp and value arrays have different lengths"),
+				 errdetail("There are %d timestamps and %d values.", nts, nval)));
+	if (nts > 0 && ARR_LBOUND(ts_arr)[0] != ARR_LBOUND(val_arr)[0])
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("timestamp and value arrays have different lower bounds")));
+	lb = nts > 0 ? ARR_LBOUND(ts_arr)[0] : 1;
+
+	/* here, not after SPI_connect: SPI_finish frees its memory */
+	deconstruct_array(ts_arr, TIMESTAMPTZOID, sizeof(TimestampTz), true,
+					  TYPALIGN_DOUBLE, &ts, &ts_null, &nts);
+	deconstruct_array(val_arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &val, &val_null, &nval);
+
+	DmSpiConnect();
+
+	/* names first: an unknown name is reported even for empty arrays */
+	{
+		Datum		args[3];
+		char		nulls[3];
+
+		for (i = 0; i < 3; i++)
+		{
+			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+			args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		}
+		if (SPI_execute_with_args("SELECT resource_id, metric_id, ts_min, ts_max "
+								  "FROM driftmirror._ingest_target($1, $2, $3)",
+								  3, (Oid[]) {TEXTOID, TEXTOID, TEXTOID},
+								  args, nulls, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "resolving the names of dm_ingest failed");
+	}
+	if (SPI_processed != 1)
+		elog(ERROR, "driftmirror._ingest_target returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	metric_id = DatumGetInt16(SPI_getbinval(tup, desc, 2, &isnull));
+	ts_min = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	ts_max = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+
+	if (nts == 0)
+	{
+		SPI_finish();
+		PG_RETURN_INT64(0);
+	}
+
+
+	/* every element before anything is written; the first bad one wins */
+	for (i = 0; i < nts; i++)
+	{
+		TimestampTz t;
+		float8		v;
+
+		if (ts_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("timestamp at index %d is null", lb + i)));
+		t = DatumGetTimestampTz(ts[i]);
+		if (t < ts_min || t > ts_max)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp at index %d is out of range: %s",
+							lb + i, timestamptz_to_str(t)),
+					 errdetail("Accepted timestamps lie between now minus the group's retention (%s) and now plus one day (%s).",
+							   timestamptz_to_str(ts_min), timestamptz_to_str(ts_max))));
+		if (val_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("value at index %d is null", lb + i)));
+		v = DatumGetFloat8(val[i]);
+		if (isnan(v) || isinf(v))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("value at index %d is not a finite number: %s",
+							lb + i, isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"))));
+		if (i == 0 || t < lo)
+			lo = t;
+		if (i == 0 || t > hi)
+			hi = t;
+	}
+
+	DmSpiExec("SELECT driftmirror._ensure_partitions($1, $2)",
+			  2, (Oid[]) {TIMESTAMPTZOID, TIMESTAMPTZOID},
+			  (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)});
+
+	SPI_finish();
+	written = CopyRows(resource_id, metric_id, ts, val, nts);
+	PG_RETURN_INT64((int64) written);
+}
