@@ -22,6 +22,7 @@
 extern char *DmDatabase;
 extern bool DmEnabled;
 extern int	DmNaptimeMs;
+extern int	DmWorkerStatementTimeoutMs;
 extern int	DmConnectTimeoutMs;
 extern int	DmRemoteTimeoutMs;
 extern int	DmHttpMaxResponseKb;

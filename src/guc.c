@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 #include "driftmirror.h"
@@ -18,6 +20,7 @@
 char	   *DmDatabase = NULL;
 bool		DmEnabled = true;
 int			DmNaptimeMs = 1000;
+int			DmWorkerStatementTimeoutMs = 60000;
 int			DmConnectTimeoutMs = 10000;
 int			DmRemoteTimeoutMs = 60000;
 int			DmHttpMaxResponseKb = 16 * 1024;
@@ -101,6 +104,17 @@ DmDefineSettings(void)
 							24 * 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.worker_statement_timeout",
+							"Longest time one statement of the worker may run in the control database.",
+							"A statement that runs longer fails that group's step; 0 means no limit.",
+							&DmWorkerStatementTimeoutMs,
+							60000,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");

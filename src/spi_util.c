@@ -10,6 +10,9 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/timeout.h"
 
 #include "spi_util.h"
 
@@ -33,9 +36,25 @@ DmSpiConnect(void)
 int
 DmSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
-	int			rc;
+	volatile int rc = 0;
+	volatile bool armed = false;
 
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	if (IsBackgroundWorker && StatementTimeout > 0 &&
+		!get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+		armed = true;
+	}
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		if (armed)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed for \"%s\": %s",
 			 sql, SPI_result_code_string(rc));

@@ -79,6 +79,21 @@ static void RecordStepFailure(DueGroup *group, ErrorData *edata);
 static void AbortAfterError(const char *what);
 
 /*
+ * ApplyStatementTimeout
+ *		Bound every statement the worker runs by
+ *		driftmirror.worker_statement_timeout (armed per statement by
+ *		DmSpiExec: PostgreSQL arms statement_timeout only for clients).
+ */
+static void
+ApplyStatementTimeout(void)
+{
+	char		value[32];
+
+	snprintf(value, sizeof(value), "%d", DmWorkerStatementTimeoutMs);
+	SetConfigOption("statement_timeout", value, PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
  * DmRegisterWorker
  *		Register the worker with the postmaster.  Only valid while
  *		shared_preload_libraries is being processed.
@@ -126,9 +141,9 @@ DmWorkerMain(Datum main_arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("statement_timeout", "60s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "driftmirror worker", PGC_USERSET,
 					PGC_S_SESSION);
+	ApplyStatementTimeout();
 
 	LoopContext = AllocSetContextCreate(TopMemoryContext,
 										"driftmirror worker loop",
@@ -155,6 +170,7 @@ DmWorkerMain(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ApplyStatementTimeout();
 			if (strcmp(DmDatabase, ConnectedDatabase) != 0)
 			{
 				ereport(LOG,

@@ -89,6 +89,39 @@ is($node->safe_psql('postgres',
 	"SELECT count(*) FROM driftmirror.dm_actions WHERE group_name = 'bad' AND kind = 'step_recovered'"),
 	'1', 'the recovery is in the action log');
 
+# --- a statement that never ends is cut off by worker_statement_timeout:
+# a trigger that sleeps stands in for a stuck statement in one group's step
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET driftmirror.worker_statement_timeout = '500ms';
+	SELECT pg_reload_conf();
+	CREATE FUNCTION public.stall_bad_group() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.steps_ok > OLD.steps_ok AND
+		   (SELECT name FROM driftmirror.resource_group WHERE id = NEW.group_id) = 'bad' THEN
+			PERFORM pg_sleep(30);
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER stall_bad BEFORE UPDATE ON driftmirror.group_state
+		FOR EACH ROW EXECUTE FUNCTION public.stall_bad_group();
+});
+dm_wait_for($node,
+	"SELECT state = 'failing' AND last_error_sqlstate = '57014' FROM driftmirror.dm_status WHERE group_name = 'bad'",
+	't', 'a stuck statement in one group is cancelled by the statement timeout');
+$good_before = $node->safe_psql('postgres',
+	"SELECT steps_ok FROM driftmirror.dm_status WHERE group_name = 'good'");
+dm_wait_for($node,
+	"SELECT steps_ok >= $good_before + 2 FROM driftmirror.dm_status WHERE group_name = 'good'",
+	't', 'and the other groups carry on');
+$node->safe_psql('postgres', q{
+	DROP TRIGGER stall_bad ON driftmirror.group_state;
+	ALTER SYSTEM RESET driftmirror.worker_statement_timeout;
+	SELECT pg_reload_conf();
+});
+dm_wait_for($node,
+	"SELECT state = 'monitoring' FROM driftmirror.dm_status WHERE group_name = 'bad'",
+	't', 'the group recovers');
+
 # --- SIGHUP reloads settings
 $node->safe_psql('postgres', q{
 	ALTER SYSTEM SET driftmirror.naptime = '300ms';
