@@ -30,8 +30,9 @@ SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app password=s
 SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app x');
 SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=1 dbname=app');
 
--- non-postgres resources need an HTTP actuator
-SELECT dm_create_mirror('mg', 'cache', 'http://127.0.0.1:2/cache');
+-- non-postgres resources go through their HTTP actuator (mirror_actuator.sql):
+-- the postgres options do not apply to them
+SELECT dm_create_mirror('mg', 'cache', 'http://127.0.0.1:2/cache', '{"two_way": true}');
 
 -- unreachable nodes: a clean error naming the node, not the conninfo
 SELECT dm_create_mirror('mg', 'db', 'host=127.0.0.1 port=2 dbname=app');

@@ -16,6 +16,17 @@
  * itself as driftmirror's own (DmRemoteNodeSession), so it passes the write
  * fence.
  *
+ * Mirrors of cache, app, web and service resources are made by an HTTP
+ * actuator: their actions (and the cleanups of dropped ones) are HTTP
+ * requests (src/http.c) instead of SQL texts, run the same way, outside
+ * transactions, with the actuator's answer (status and body) interpreted
+ * by _mirror_done / _cleanup_done in SQL.  One request per action, no
+ * retry inside it: a failure is recorded and retried at a later step with
+ * back-off, so a dead or hung actuator holds the worker for at most one
+ * actuator_timeout per step.  The bearer token is read from its file just
+ * before the request and wiped after it; it never reaches the catalog, an
+ * error message or the log.
+ *
  * Memory: strings read inside a transaction are copied into the caller's
  * context (the worker's loop context), which is current again after every
  * commit.
@@ -29,13 +40,16 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "mb/pg_wchar.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "http.h"
 #include "mirror.h"
 #include "remote_conn.h"
 #include "spi_util.h"
@@ -45,20 +59,32 @@ typedef struct RemoteAction
 {
 	int64		id;
 	char	   *action;
-	char	   *conninfo;
+	char	   *conninfo;		/* postgres actions: node and SQL text */
 	char	   *label;
 	char	   *sql;
+	char	   *http_method;	/* actuator actions: the request */
+	char	   *http_url;
+	char	   *http_body;
+	char	   *http_key;
+	char	   *http_token_file;
+	int			http_timeout_ms;
 } RemoteAction;
 
 /* outcome of a remote action */
 typedef struct RemoteOutcome
 {
-	bool		ok;
-	char	   *result;
+	bool		ok;				/* postgres: it ran; HTTP: an answer came */
+	char	   *result;			/* first value, or the HTTP answer's body */
+	int			status;			/* HTTP status, 0 for postgres actions */
 	char	   *sqlstate;
 	char	   *error;			/* the message: names nodes by label only */
 	char	   *detail;			/* may hold host names (libpq): admins only */
 } RemoteOutcome;
+
+/* columns of _mirror_next() and _cleanup_due(), in order */
+#define ACTION_COLUMNS \
+	"conninfo, label, sql, http_method, http_url, http_body, http_key, " \
+	"http_token_file, http_timeout_ms"
 
 /* copy column n of row 0 into context cxt (NULL stays NULL) */
 static char *
@@ -100,6 +126,129 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 }
 
 /*
+ * ReadTokenFile
+ *		The bearer token in $PGDATA/driftmirror_secrets/<name> (trailing
+ *		white space removed), palloc'd; the caller wipes it.  Returns NULL
+ *		and sets *error if it cannot be read; *error names the file, never
+ *		its content.  The name was checked to be a plain file name when it
+ *		was set; it is checked again here.
+ */
+static char *
+ReadTokenFile(const char *name, char **error)
+{
+	char		path[MAXPGPATH];
+	char		buf[4097];
+	FILE	   *f;
+	size_t		n;
+	char	   *tok;
+
+	if (name[0] == '\0' || name[0] == '.' || strchr(name, '/') != NULL)
+	{
+		*error = pstrdup("invalid bearer_token_file name");
+		return NULL;
+	}
+	snprintf(path, sizeof(path), "%s/driftmirror_secrets/%s", DataDir, name);
+	f = AllocateFile(path, "r");
+	if (f == NULL)
+	{
+		*error = psprintf("could not read bearer_token_file \"%s\": %m", name);
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (n == 0 || strpbrk(buf, "\r\n") != NULL)
+	{
+		explicit_bzero(buf, sizeof(buf));
+		*error = psprintf("bearer_token_file \"%s\" must hold one non-empty line", name);
+		return NULL;
+	}
+	tok = pstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return tok;
+}
+
+/*
+ * RunHttpAction
+ *		One request to an HTTP actuator, outside any transaction.  Never
+ *		raises except for interrupts: a request without an answer is an
+ *		outcome with ok = false, an error naming the actuator by its label
+ *		and libcurl's reason (which may name the host) in the detail.
+ */
+static RemoteOutcome
+RunHttpAction(RemoteAction *a)
+{
+	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	DmHttpRequest req;
+	DmHttpResponse resp;
+	char	   *volatile token = NULL;
+	char	   *err = NULL;
+	volatile bool answered = false;
+
+	if (a->http_token_file != NULL)
+	{
+		token = ReadTokenFile(a->http_token_file, &err);
+		if (token == NULL)
+		{
+			out.sqlstate = pstrdup("58P01");
+			out.error = err;
+			return out;
+		}
+	}
+
+	memset(&req, 0, sizeof(req));
+	memset(&resp, 0, sizeof(resp));
+	req.method = a->http_method;
+	req.url = a->http_url;
+	req.body = a->http_body;
+	req.content_type = a->http_body ? "application/json" : NULL;
+	req.bearer_token = token;
+	req.idempotency_key = a->http_key;
+	req.timeout_ms = a->http_timeout_ms > 0 ? a->http_timeout_ms : 10000;
+	req.max_retries = 0;		/* retried at later steps, with back-off */
+
+	PG_TRY();
+	{
+		answered = DmHttpPerform(&req, &resp);
+	}
+	PG_FINALLY();
+	{
+		if (token)
+			explicit_bzero(token, strlen(token));
+	}
+	PG_END_TRY();
+
+	if (answered)
+	{
+		out.ok = true;
+		out.status = (int) resp.status;
+		out.result = resp.body;
+		/* the catalog only takes text valid in the server encoding */
+		if (resp.body != NULL &&
+			(memchr(resp.body, '\0', resp.body_len) != NULL ||
+			 !pg_verifymbstr(resp.body, (int) resp.body_len, true)))
+			out.result = pstrdup("(the answer is not valid text in the server encoding)");
+		return out;
+	}
+	out.sqlstate = pstrdup("08000");
+	if (resp.error && strstr(resp.error, "timed out") != NULL)
+		out.error = psprintf("node \"%s\" did not answer within %d ms",
+							 a->label, (int) req.timeout_ms);
+	else if (resp.error && strncmp(resp.error, "response larger than", 20) == 0)
+		out.error = psprintf("node \"%s\" answered with a %s", a->label, resp.error);
+	else if (resp.error && (strstr(resp.error, "onnect") != NULL ||
+							strstr(resp.error, "esolve") != NULL))
+		out.error = psprintf("could not reach node \"%s\"", a->label);
+	else
+		out.error = psprintf("no answer from node \"%s\"", a->label);
+	out.detail = resp.error ? pstrdup(resp.error) : NULL;
+	return out;
+}
+
+/*
  * RunAction
  *		Run one action outside any transaction; errors are caught and
  *		returned in the outcome (strings in the current context).
@@ -107,8 +256,11 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 static RemoteOutcome
 RunAction(RemoteAction *a)
 {
-	RemoteOutcome out = {false, NULL, NULL, NULL, NULL};
+	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
 	MemoryContext cxt = CurrentMemoryContext;
+
+	if (a->http_method != NULL)
+		return RunHttpAction(a);
 
 	PG_TRY();
 	{
@@ -140,6 +292,35 @@ TextOrNull(const char *s, bool *isnull)
 }
 
 /*
+ * ReadAction
+ *		Fill a from row `row' of an SPI result whose columns 2.. are
+ *		ACTION_COLUMNS; strings are copied into cxt.  Returns whether the
+ *		row describes something that can be run.
+ */
+static bool
+ReadAction(MemoryContext cxt, int row, RemoteAction *a)
+{
+	bool		isnull;
+	Datum		d;
+
+	a->conninfo = CopyValue(cxt, row, 2);
+	a->label = CopyValue(cxt, row, 3);
+	a->sql = CopyValue(cxt, row, 4);
+	a->http_method = CopyValue(cxt, row, 5);
+	a->http_url = CopyValue(cxt, row, 6);
+	a->http_body = CopyValue(cxt, row, 7);
+	a->http_key = CopyValue(cxt, row, 8);
+	a->http_token_file = CopyValue(cxt, row, 9);
+	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 10, &isnull);
+	a->http_timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	if (a->label == NULL)
+		return false;
+	if (a->http_method != NULL)
+		return a->http_url != NULL;
+	return a->conninfo != NULL && a->sql != NULL;
+}
+
+/*
  * NextMirrorAction
  *		In its own transaction: the next action of a mirror, or false.
  */
@@ -152,17 +333,14 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
-	DmSpiExec("SELECT action, conninfo, label, sql FROM driftmirror._mirror_next($1, $2)",
+	DmSpiExec("SELECT action, " ACTION_COLUMNS " FROM driftmirror._mirror_next($1, $2)",
 			  2, (Oid[]) {INT8OID, TIMESTAMPTZOID},
 			  (Datum[]) {Int64GetDatum(mirror_id), TimestampTzGetDatum(started)});
 	if (SPI_processed > 0)
 	{
 		a->id = mirror_id;
 		a->action = CopyValue(cxt, 0, 1);
-		a->conninfo = CopyValue(cxt, 0, 2);
-		a->label = CopyValue(cxt, 0, 3);
-		a->sql = CopyValue(cxt, 0, 4);
-		found = (a->action != NULL && a->conninfo != NULL && a->sql != NULL);
+		found = ReadAction(cxt, 0, a) && a->action != NULL;
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -179,8 +357,8 @@ static void
 RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int			i;
 
@@ -202,8 +380,11 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	values[6] = TextOrNull(o->detail, &isnull);
 	if (isnull)
 		nulls[6] = 'n';
-	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7)",
-							  7, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
+	values[7] = Int32GetDatum(o->status);
+	if (a->http_method == NULL || !o->ok)
+		nulls[7] = 'n';
+	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID},
 							  values, nulls, false, 0);
 	if (i < 0)
 		elog(ERROR, "could not record the outcome of mirror action %s", a->action);
@@ -269,7 +450,7 @@ DmRunMirrorPhase(int64 group_id, TimestampTz step_started)
 			pgstat_report_activity(STATE_RUNNING, activity);
 			o = RunAction(&a);
 			RecordMirrorOutcome(&a, &o);
-			if (!o.ok)
+			if (!o.ok || (a.http_method != NULL && (o.status < 200 || o.status > 299)))
 				break;
 		}
 	}
@@ -296,7 +477,7 @@ DmRunMirrorCleanups(void)
 			uint64		i;
 
 			DmSpiConnect();
-			DmSpiExec("SELECT id, conninfo, label, sql FROM driftmirror._cleanup_due()",
+			DmSpiExec("SELECT id, " ACTION_COLUMNS " FROM driftmirror._cleanup_due()",
 					  0, NULL, NULL);
 			for (i = 0; i < SPI_processed; i++)
 			{
@@ -307,9 +488,8 @@ DmRunMirrorCleanups(void)
 				a->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 													SPI_tuptable->tupdesc, 1, &isnull));
 				a->action = MemoryContextStrdup(cxt, "cleanup");
-				a->conninfo = CopyValue(cxt, i, 2);
-				a->label = CopyValue(cxt, i, 3);
-				a->sql = CopyValue(cxt, i, 4);
+				if (!ReadAction(cxt, i, a))
+					continue;
 				old = MemoryContextSwitchTo(cxt);
 				todo = lappend(todo, a);
 				MemoryContextSwitchTo(old);
@@ -342,13 +522,15 @@ DmRunMirrorCleanups(void)
 		RemoteOutcome o;
 
 		CHECK_FOR_INTERRUPTS();
-		pgstat_report_activity(STATE_RUNNING, "driftmirror: dropping replication objects");
+		pgstat_report_activity(STATE_RUNNING, a->http_method
+							   ? "driftmirror: asking an actuator to delete a mirror"
+							   : "driftmirror: dropping replication objects");
 		o = RunAction(a);
 
 		PG_TRY();
 		{
-			Datum		values[5];
-			char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+			Datum		values[7];
+			char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 			bool		isnull;
 
 			StartTransactionCommand();
@@ -365,8 +547,14 @@ DmRunMirrorCleanups(void)
 			values[4] = TextOrNull(o.detail, &isnull);
 			if (isnull)
 				nulls[4] = 'n';
-			if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5)",
-									  5, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID},
+			values[5] = Int32GetDatum(o.status);
+			if (a->http_method == NULL || !o.ok)
+				nulls[5] = 'n';
+			values[6] = TextOrNull(o.result, &isnull);
+			if (isnull || a->http_method == NULL)
+				nulls[6] = 'n';
+			if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5, $6, $7)",
+									  7, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID},
 									  values, nulls, false, 0) < 0)
 				elog(ERROR, "could not record a mirror cleanup");
 			SPI_finish();

@@ -8,7 +8,7 @@
 CREATE TABLE driftmirror.option_def (
     scope         text NOT NULL CHECK (scope IN ('group', 'resource', 'event', 'mirror')),
     key           text NOT NULL,
-    type          text NOT NULL CHECK (type IN ('interval', 'number', 'integer', 'boolean', 'text')),
+    type          text NOT NULL CHECK (type IN ('interval', 'number', 'integer', 'boolean', 'text', 'object')),
     default_value jsonb,
     min_value     text,
     max_value     text,
@@ -177,6 +177,11 @@ BEGIN
                          THEN 'The value must be a string of at most 1000 characters.'
                          ELSE format('The value must be one of: %s.', array_to_string(d.allowed, ', '))
                     END);
+            END IF;
+        WHEN 'object' THEN
+            IF jsonb_typeof(v) <> 'object' OR length(v::text) > 10000 THEN
+                PERFORM driftmirror._bad_option(p_scope, k, v,
+                    'The value must be a JSON object of at most 10000 characters.');
             END IF;
         END CASE;
     END LOOP;

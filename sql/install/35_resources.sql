@@ -28,6 +28,31 @@ RETURNS void
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'driftmirror_check_endpoint';
 
+-- _check_resource_options: checks across the options and the kind of a
+-- resource.  bearer_token_file (the HTTP actuator's token, 60_mirrors.sql)
+-- names a file of the data directory's driftmirror_secrets directory: a
+-- plain name, never a path, and only for resources reached over HTTP.
+CREATE FUNCTION driftmirror._check_resource_options(p_kind text, p_options jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_options ? 'bearer_token_file' THEN
+        IF p_kind = 'postgres' THEN
+            RAISE EXCEPTION 'resource option "bearer_token_file" applies to resources reached over HTTP, not to postgres resources'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'PostgreSQL passwords belong in the passfile of the server''s operating system user.';
+        END IF;
+        IF (p_options ->> 'bearer_token_file') !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' THEN
+            RAISE EXCEPTION 'bearer_token_file must be a plain file name'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The file is read from the driftmirror_secrets directory of the data directory; no paths.';
+        END IF;
+    END IF;
+END
+$$;
+
 -- _set_dependencies: replace the depends_on edges of a resource, then check
 -- that the group's graph has no cycle.  Raises on unknown or repeated names.
 CREATE FUNCTION driftmirror._set_dependencies(p_group_id bigint, p_group text,
@@ -128,6 +153,7 @@ BEGIN
     END IF;
     PERFORM driftmirror._check_endpoint(p_kind, p_endpoint);
     opts := driftmirror._validate_options('resource', options);
+    PERFORM driftmirror._check_resource_options(p_kind, opts);
     eff := driftmirror._effective_options('resource', opts);
 
     IF EXISTS (SELECT FROM driftmirror.resource r
@@ -186,6 +212,7 @@ BEGIN
     ELSE
         opts := res.options;
     END IF;
+    PERFORM driftmirror._check_resource_options(res.kind, opts);
     eff := driftmirror._effective_options('resource', opts);
 
     UPDATE driftmirror.resource r

@@ -61,7 +61,15 @@ VALUES
     ('mirror', 'publisher_endpoint', 'text', NULL, NULL, NULL, NULL,
      'conninfo the mirror uses to reach the primary, when it differs from the primary resource''s endpoint'),
     ('mirror', 'max_attempts', 'integer', '5', '1', '1000', NULL,
-     'failed attempts of one creation action before the mirror is marked failed');
+     'failed attempts of one creation action before the mirror is marked failed'),
+    ('mirror', 'actuator_timeout', 'interval', '"10 seconds"', '1 second', '60 seconds', NULL,
+     'HTTP actuator mirrors: deadline of one request to the actuator'),
+    ('mirror', 'max_backoff', 'interval', '"60 seconds"', '1 second', '1 hour', NULL,
+     'HTTP actuator mirrors: longest wait before a failed request is tried again'),
+    ('mirror', 'actuator_options', 'object', NULL, NULL, NULL, NULL,
+     'HTTP actuator mirrors: a JSON object passed as is in the "options" member of the create request'),
+    ('resource', 'bearer_token_file', 'text', NULL, NULL, NULL, NULL,
+     'resources reached over HTTP: file of the data directory''s driftmirror_secrets directory holding the actuator''s bearer token');
 
 CREATE TABLE driftmirror.mirror (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -72,21 +80,21 @@ CREATE TABLE driftmirror.mirror (
     kind                text NOT NULL,
     primary_endpoint    text NOT NULL,
     publisher_endpoint  text NOT NULL,
-    mirror_endpoint     text NOT NULL,
+    mirror_endpoint     text,
     options             jsonb NOT NULL DEFAULT '{}',
     two_way             boolean NOT NULL,
     fence               boolean NOT NULL,
     copy_data           boolean NOT NULL,
     state               text NOT NULL DEFAULT 'creating'
-                        CHECK (state IN ('creating', 'syncing', 'mirroring', 'failed')),
+                        CHECK (state IN ('creating', 'syncing', 'provisioning', 'mirroring', 'failed')),
     state_reason        text,
     step                text NOT NULL DEFAULT 'start',
     pending_action      text,
     pending_since       timestamptz,
     attempts            integer NOT NULL DEFAULT 0,
-    publication_name    text NOT NULL,
-    slot_name           text NOT NULL,
-    subscription_name   text NOT NULL,
+    publication_name    text,
+    slot_name           text,
+    subscription_name   text,
     rev_publication_name  text,
     rev_slot_name       text,
     rev_subscription_name text,
@@ -115,7 +123,21 @@ CREATE TABLE driftmirror.mirror (
     created_at          timestamptz NOT NULL DEFAULT now(),
     state_changed_at    timestamptz NOT NULL DEFAULT now(),
     synced_at           timestamptz,
-    UNIQUE (group_id, resource_id)
+    -- HTTP actuator mirrors (kinds cache, app, web, service)
+    actuator_name       text,
+    actuator_key        text,
+    actuator_generation integer NOT NULL DEFAULT 0,
+    actuator_state      text,
+    actuator_detail     text,
+    actuator_contacted  boolean NOT NULL DEFAULT false,
+    token_file          text,
+    retry_at            timestamptz,
+    UNIQUE (group_id, resource_id),
+    CHECK (kind <> 'postgres' OR (mirror_endpoint IS NOT NULL AND publication_name IS NOT NULL
+                                  AND slot_name IS NOT NULL AND subscription_name IS NOT NULL)),
+    CHECK (kind = 'postgres' OR (actuator_name IS NOT NULL AND actuator_key IS NOT NULL)),
+    CHECK (state <> 'syncing' OR kind = 'postgres'),
+    CHECK (state <> 'provisioning' OR kind <> 'postgres')
 );
 COMMENT ON TABLE driftmirror.mirror IS
     'Mirrors: a primary resource, its mirror, the replication objects and their state';
@@ -135,9 +157,10 @@ CREATE TABLE driftmirror.mirror_cleanup (
     group_name      text NOT NULL,
     resource_name   text NOT NULL,
     mirror_id       bigint NOT NULL,
-    node            text NOT NULL CHECK (node IN ('primary', 'mirror')),
+    node            text NOT NULL CHECK (node IN ('primary', 'mirror', 'actuator')),
     endpoint        text NOT NULL,
-    what            text NOT NULL CHECK (what IN ('subscription', 'slot', 'publication', 'fence')),
+    what            text NOT NULL CHECK (what IN ('subscription', 'slot', 'publication', 'fence',
+                                                  'actuator_mirror')),
     object_name     text,
     priority        integer NOT NULL,
     attempts        integer NOT NULL DEFAULT 0,
@@ -145,11 +168,23 @@ CREATE TABLE driftmirror.mirror_cleanup (
     last_error      text,
     last_error_detail text,
     last_error_at   timestamptz,
-    created_at      timestamptz NOT NULL DEFAULT now()
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- actuator_mirror rows: DELETE <endpoint>/mirrors/<object_name>
+    idempotency_key text,
+    token_file      text,
+    timeout_ms      integer
 );
 CREATE INDEX ON driftmirror.mirror_cleanup (next_attempt_at);
 COMMENT ON TABLE driftmirror.mirror_cleanup IS
     'Replication objects still to drop on a node (retried by the worker until done)';
+
+-- mirror figures recorded in the metric store (55_metrics.sql) at every
+-- status refresh, as metrics of the primary resource
+INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
+    ('mirror.lag_bytes', 'B', 'WAL of the primary not yet confirmed by its mirror (actuator mirrors: as the actuator reports it)', true),
+    ('mirror.lag_seconds', 's', 'age of the oldest primary position its mirror has not confirmed (actuator mirrors: as the actuator reports it)', true),
+    ('mirror.apply_errors', 'errors', 'apply errors of the mirror''s subscription so far (pg_stat_subscription_stats, cumulative)', true),
+    ('mirror.rev_apply_errors', 'errors', 'two-way mirrors: apply errors of the primary''s subscription to the mirror so far (cumulative)', true);
 
 -- ---- C helpers (remote_conn.c via mirror.c) ----
 
@@ -439,15 +474,20 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT id FROM driftmirror.mirror
-     WHERE group_id = p_group_id AND kind = 'postgres' AND state <> 'failed'
+     WHERE group_id = p_group_id AND state <> 'failed'
+       AND (retry_at IS NULL OR retry_at <= clock_timestamp())
      ORDER BY id
 $$;
 
 -- _mirror_next: the next remote action of a mirror in this step, recorded as
 -- pending before it is returned; no row when there is nothing to do now.
 -- node_session is true for every action: the worker's sessions pass the fence.
+-- A postgres action has conninfo and sql; an HTTP actuator action (kinds
+-- cache, app, web, service) has the http_* columns instead.
 CREATE FUNCTION driftmirror._mirror_next(p_mirror_id bigint, p_step_started timestamptz)
-RETURNS TABLE (action text, conninfo text, label text, sql text)
+RETURNS TABLE (action text, conninfo text, label text, sql text,
+               http_method text, http_url text, http_body text, http_key text,
+               http_token_file text, http_timeout_ms integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -455,11 +495,54 @@ DECLARE
     m       driftmirror.mirror;
     plabel  text;
     mlabel  text;
+    eff     jsonb;
+    base_url text;
 BEGIN
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id FOR UPDATE;
     IF NOT FOUND OR m.state = 'failed' THEN
         RETURN;
     END IF;
+
+    IF m.kind <> 'postgres' THEN
+        -- HTTP actuator: a failed request waits for its back-off
+        IF m.retry_at IS NOT NULL AND m.retry_at > clock_timestamp() THEN
+            RETURN;
+        END IF;
+        eff := driftmirror._effective_options('mirror', m.options);
+        label := format('%s/%s actuator', m.group_name, m.resource_name);
+        http_timeout_ms := (extract(epoch FROM driftmirror._opt_interval(eff -> 'actuator_timeout')) * 1000)::integer;
+        -- the token file named by the resource now (it may have been changed)
+        http_token_file := coalesce((SELECT r.options ->> 'bearer_token_file'
+                                       FROM driftmirror.resource r WHERE r.id = m.resource_id),
+                                    m.token_file);
+        base_url := rtrim(m.primary_endpoint, '/') || '/mirrors';
+        IF m.state = 'creating' THEN
+            action := 'actuator_create';
+            http_method := 'POST';
+            http_url := base_url;
+            http_body := jsonb_build_object('group', m.group_name, 'resource', m.resource_name,
+                                            'kind', m.kind, 'mirror', m.actuator_name,
+                                            'action', 'create', 'endpoint', m.mirror_endpoint,
+                                            'options', coalesce(eff -> 'actuator_options', '{}'))::text;
+            http_key := format('dm-%s-create-%s', m.actuator_key, m.actuator_generation);
+            UPDATE driftmirror.mirror
+               SET pending_action = action, pending_since = clock_timestamp(),
+                   actuator_contacted = true, token_file = http_token_file
+             WHERE id = m.id;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        -- provisioning, mirroring: one status poll per step
+        IF m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started THEN
+            action := 'actuator_status';
+            http_method := 'GET';
+            http_url := base_url || '/' || m.actuator_name;
+            UPDATE driftmirror.mirror SET token_file = http_token_file WHERE id = m.id;
+            RETURN NEXT;
+        END IF;
+        RETURN;
+    END IF;
+
     plabel := format('%s/%s primary', m.group_name, m.resource_name);
     mlabel := format('%s/%s mirror', m.group_name, m.resource_name);
 
@@ -541,6 +624,40 @@ BEGIN
 END
 $$;
 
+-- _mirror_store_metrics: record mirror figures as metrics of the primary
+-- resource in the metric store (55_metrics.sql), through the collectors'
+-- own path (_store_samples), in the caller's transaction: the one that
+-- records the mirror's state.  p_values: {"metric name": number, ...};
+-- nulls and non-finite values are skipped.  Does nothing when the metric
+-- store is absent.
+CREATE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ts   timestamptz[];
+    rids bigint[];
+    mids smallint[];
+    vals float8[];
+BEGIN
+    IF to_regprocedure('driftmirror._store_samples(timestamp with time zone[], bigint[], smallint[], double precision[])') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(clock_timestamp()), array_agg(p_resource_id), array_agg(d.id),
+           array_agg((v.value #>> '{}')::float8)
+      INTO ts, rids, mids, vals
+      FROM jsonb_each(p_values) v
+      JOIN driftmirror.metric_def d ON d.name = v.key
+     WHERE jsonb_typeof(v.value) = 'number'
+       AND (v.value #>> '{}')::float8 > '-Infinity'::float8
+       AND (v.value #>> '{}')::float8 < 'Infinity'::float8;
+    IF ts IS NOT NULL THEN
+        PERFORM driftmirror._store_samples(ts, rids, mids, vals);
+    END IF;
+END
+$$;
+
 -- _mirror_record_status: store what status_primary / status_mirror read
 CREATE FUNCTION driftmirror._mirror_record_status(m driftmirror.mirror, p_action text, r jsonb)
 RETURNS void
@@ -599,6 +716,11 @@ BEGIN
            SET last_value = excluded.last_value, collected_at = excluded.collected_at;
         DELETE FROM driftmirror.mirror_sequence q
          WHERE q.mirror_id = m.id AND NOT (r -> 'sequences') ? q.sequence_name;
+        PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
+            'mirror.lag_bytes', greatest((r ->> 'lag_bytes')::bigint, 0),
+            'mirror.lag_seconds', lagsec,
+            'mirror.rev_apply_errors', CASE WHEN m.two_way
+                                            THEN coalesce((r ->> 'rev_apply_errors')::bigint, 0) END));
         IF new_conflicts > 0 THEN
             PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
                 format('%s new apply error(s) on the primary''s subscription %s (changes from the mirror); see the primary''s server log',
@@ -634,6 +756,8 @@ BEGIN
            last_conflict_at = CASE WHEN new_conflicts > 0 THEN clock_timestamp() ELSE last_conflict_at END,
            last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
      WHERE id = m.id;
+    PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
+        'mirror.apply_errors', coalesce((r ->> 'apply_errors')::bigint, 0)));
     IF new_conflicts > 0 THEN
         PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
             format('%s new apply error(s) on the mirror''s subscription %s; see the mirror''s server log',
@@ -664,10 +788,152 @@ BEGIN
 END
 $$;
 
+-- _mirror_http_done: the outcome of an HTTP actuator request (see the
+-- contract in docs/mirrors.md, "HTTP actuator contract").  p_ok: an HTTP
+-- answer arrived (p_status, p_body); otherwise p_error / p_detail say why
+-- not.  A failure counts one attempt and backs the mirror off (2^(n-1)
+-- seconds, at most max_backoff); while the mirror is not made yet
+-- (creating, provisioning), max_attempts failures in a row mark it failed.
+-- An actuator that no longer knows the mirror (404 or 410 to a status poll)
+-- is asked to create it again under a new idempotency key (generation + 1).
+CREATE FUNCTION driftmirror._mirror_http_done(m driftmirror.mirror, p_action text, p_ok boolean,
+                                              p_status integer, p_body text,
+                                              p_error text, p_detail text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    eff     jsonb := driftmirror._effective_options('mirror', m.options);
+    maxa    integer := (eff ->> 'max_attempts')::integer;
+    what    text := CASE p_action WHEN 'actuator_create' THEN 'POST /mirrors'
+                                  ELSE format('GET /mirrors/%s', m.actuator_name) END;
+    j       jsonb;
+    st      text;
+    err     text;
+    errdet  text;
+    sqlst   text := '58000';
+    lost    boolean := false;
+    n       integer;
+    det     text;
+BEGIN
+    IF NOT p_ok THEN
+        err := p_error;
+        errdet := p_detail;
+        sqlst := '08000';
+    ELSIF p_action = 'actuator_status' AND p_status IN (404, 410) THEN
+        lost := true;
+        err := format('the actuator does not know mirror %s (HTTP %s to %s); creating it again',
+                      m.actuator_name, p_status, what);
+    ELSIF p_action = 'actuator_create' AND p_status = 409 THEN
+        st := 'exists';
+    ELSIF p_status NOT IN (200, 201, 202) THEN
+        err := format('the actuator answered HTTP %s to %s', p_status, what);
+        errdet := left(p_body, 500);
+    ELSE
+        BEGIN
+            j := p_body::jsonb;
+        EXCEPTION WHEN data_exception THEN
+            j := NULL;
+        END;
+        IF jsonb_typeof(j) = 'object' AND jsonb_typeof(j -> 'state') = 'string' THEN
+            st := j ->> 'state';
+        END IF;
+        IF st IS NULL OR st NOT IN ('creating', 'ready', 'failed') THEN
+            st := NULL;
+            err := format('the actuator''s answer to %s (HTTP %s) is not a JSON object with "state": "creating", "ready" or "failed"',
+                          what, p_status);
+            errdet := left(p_body, 500);
+        END IF;
+    END IF;
+
+    IF err IS NOT NULL THEN
+        -- a mirror lost after it was made starts counting afresh
+        n := CASE WHEN lost AND m.state = 'mirroring' THEN 1 ELSE m.attempts + 1 END;
+        UPDATE driftmirror.mirror
+           SET attempts = n,
+               retry_at = CASE WHEN lost THEN NULL
+                               ELSE clock_timestamp()
+                                    + least(make_interval(secs => power(2, least(n - 1, 20))),
+                                            driftmirror._opt_interval(eff -> 'max_backoff')) END,
+               mirror_checked_at = CASE WHEN p_action = 'actuator_status' THEN clock_timestamp()
+                                        ELSE mirror_checked_at END,
+               last_error = err, last_error_detail = errdet, last_error_sqlstate = sqlst,
+               last_error_at = clock_timestamp()
+         WHERE id = m.id;
+        IF m.state IN ('creating', 'provisioning') AND n >= maxa THEN
+            PERFORM driftmirror._mirror_set_state(m, 'failed',
+                format('%s failed %s time(s) in a row: %s', what, n, err));
+            RETURN;
+        END IF;
+        IF lost THEN
+            UPDATE driftmirror.mirror
+               SET actuator_generation = actuator_generation + 1, step = 'start',
+                   actuator_state = NULL
+             WHERE id = m.id;
+            PERFORM driftmirror._mirror_set_state(m, 'creating', err);
+        ELSIF m.state = 'mirroring' THEN
+            UPDATE driftmirror.mirror
+               SET state_reason = format('the actuator could not be asked for the mirror''s state (%s failure(s) in a row): %s', n, err)
+             WHERE id = m.id;
+        ELSE
+            UPDATE driftmirror.mirror
+               SET state_reason = format('%s failed (attempt %s of %s), will retry: %s', what, n, maxa, err)
+             WHERE id = m.id;
+        END IF;
+        RETURN;
+    END IF;
+
+    -- an answer of the contract
+    det := CASE WHEN j ? 'detail' THEN left(CASE jsonb_typeof(j -> 'detail') WHEN 'string' THEN j ->> 'detail'
+                                                  ELSE (j -> 'detail')::text END, 1000) END;
+    UPDATE driftmirror.mirror
+       SET step = CASE WHEN p_action = 'actuator_create' THEN 'actuator_create' ELSE step END,
+           pending_action = NULL, pending_since = NULL, attempts = 0, retry_at = NULL,
+           mirror_checked_at = clock_timestamp(),
+           actuator_state = coalesce(nullif(st, 'exists'), actuator_state),
+           actuator_detail = CASE WHEN j IS NOT NULL THEN det ELSE actuator_detail END,
+           mirror_endpoint = CASE WHEN jsonb_typeof(j -> 'endpoint') = 'string'
+                                  THEN left(j ->> 'endpoint', 1000) ELSE mirror_endpoint END,
+           lag_seconds = CASE WHEN jsonb_typeof(j -> 'lag_seconds') = 'number'
+                              THEN (j ->> 'lag_seconds')::float8 ELSE lag_seconds END,
+           lag_bytes = CASE WHEN jsonb_typeof(j -> 'lag_bytes') = 'number'
+                                 AND (j ->> 'lag_bytes')::numeric BETWEEN 0 AND 1e18
+                            THEN (j ->> 'lag_bytes')::numeric::bigint ELSE lag_bytes END,
+           last_error = CASE WHEN st = 'failed' THEN 'the actuator reports that the mirror failed' END,
+           last_error_detail = CASE WHEN st = 'failed' THEN det END,
+           last_error_sqlstate = CASE WHEN st = 'failed' THEN '58000' END,
+           last_error_at = CASE WHEN st = 'failed' THEN clock_timestamp() ELSE last_error_at END
+     WHERE id = m.id;
+    IF p_action = 'actuator_create' THEN
+        PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_step',
+            format('the actuator accepted the mirror %s (%s)', m.actuator_name,
+                   CASE st WHEN 'exists' THEN 'it exists already' ELSE st END),
+            jsonb_build_object('step', p_action, 'status', p_status, 'generation', m.actuator_generation));
+    END IF;
+    IF j IS NOT NULL AND (j ? 'lag_seconds' OR j ? 'lag_bytes') THEN
+        PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
+            'mirror.lag_seconds', j -> 'lag_seconds', 'mirror.lag_bytes', j -> 'lag_bytes'));
+    END IF;
+
+    CASE st
+    WHEN 'failed' THEN
+        PERFORM driftmirror._mirror_set_state(m, 'failed', 'the actuator reports that the mirror failed');
+    WHEN 'ready' THEN
+        PERFORM driftmirror._mirror_set_state(m, 'mirroring', 'the actuator reports the mirror ready');
+    ELSE                        -- creating, exists
+        PERFORM driftmirror._mirror_set_state(m, 'provisioning',
+            CASE st WHEN 'exists' THEN 'the actuator has the mirror already; waiting until it is ready'
+                    ELSE 'the actuator is creating the mirror' END);
+    END CASE;
+END
+$$;
+
 -- _mirror_done: record the outcome of the action _mirror_next returned
+-- (p_status: the HTTP status of an actuator's answer, p_result its body)
 CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
                                          p_result text, p_sqlstate text, p_error text,
-                                         p_detail text DEFAULT NULL)
+                                         p_detail text DEFAULT NULL, p_status integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -679,6 +945,11 @@ BEGIN
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;                 -- dropped meanwhile: the cleanup queue has it
+    END IF;
+
+    IF p_action IN ('actuator_create', 'actuator_status') THEN
+        PERFORM driftmirror._mirror_http_done(m, p_action, p_ok, p_status, p_result, p_error, p_detail);
+        RETURN;
     END IF;
 
     IF p_action IN ('status_primary', 'status_mirror') THEN
@@ -760,9 +1031,24 @@ BEGIN
             VALUES (m.group_name, m.resource_name, m.id, 'mirror', m.mirror_endpoint,
                     'fence', NULL, 4);
         END IF;
+    ELSIF m.actuator_contacted THEN
+        -- an HTTP actuator was asked to create it: ask it to delete it
+        INSERT INTO driftmirror.mirror_cleanup
+            (group_name, resource_name, mirror_id, node, endpoint, what, object_name, priority,
+             idempotency_key, token_file, timeout_ms)
+        VALUES (m.group_name, m.resource_name, m.id, 'actuator', m.primary_endpoint,
+                'actuator_mirror', m.actuator_name, 1, format('dm-%s-drop', m.actuator_key),
+                CASE WHEN EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)
+                     THEN (SELECT r.options ->> 'bearer_token_file' FROM driftmirror.resource r
+                            WHERE r.id = m.resource_id)
+                     ELSE m.token_file END,
+                (extract(epoch FROM driftmirror._opt_interval(
+                    driftmirror._effective_options('mirror', m.options) -> 'actuator_timeout')) * 1000)::integer);
     END IF;
     PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_dropped',
-        'mirror removed; dropping its replication objects on every node',
+        CASE WHEN m.kind = 'postgres' THEN 'mirror removed; dropping its replication objects on every node'
+             WHEN m.actuator_contacted THEN 'mirror removed; asking the actuator to delete it'
+             ELSE 'mirror removed before the actuator was asked to create it' END,
         jsonb_build_object('state', m.state, 'two_way', m.two_way));
     RETURN OLD;
 END
@@ -797,28 +1083,40 @@ IF EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(
 END IF; END $dm$ $f$, c.object_name, c.object_name, c.object_name)
     WHEN 'publication' THEN format('DROP PUBLICATION IF EXISTS %I', c.object_name)
     WHEN 'fence' THEN $f$SELECT driftmirror_node.fence_clear()$f$
-    END
+    END                         -- actuator_mirror: an HTTP DELETE, no SQL
 $$;
 
 -- _cleanup_due: cleanups whose next attempt is due, in dependency order
--- (subscriptions before the slots they use, publications last)
+-- (subscriptions before the slots they use, publications last).  A
+-- postgres row has conninfo and sql; an actuator row the http_* columns.
 CREATE FUNCTION driftmirror._cleanup_due()
-RETURNS TABLE (id bigint, conninfo text, label text, sql text)
+RETURNS TABLE (id bigint, conninfo text, label text, sql text,
+               http_method text, http_url text, http_body text, http_key text,
+               http_token_file text, http_timeout_ms integer)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.id, c.endpoint,
+    SELECT c.id,
+           CASE WHEN c.what <> 'actuator_mirror' THEN c.endpoint END,
            format('%s/%s %s', c.group_name, c.resource_name, c.node),
-           driftmirror._cleanup_sql(c)
+           driftmirror._cleanup_sql(c),
+           CASE WHEN c.what = 'actuator_mirror' THEN 'DELETE' END,
+           CASE WHEN c.what = 'actuator_mirror'
+                THEN rtrim(c.endpoint, '/') || '/mirrors/' || c.object_name END,
+           NULL::text,
+           c.idempotency_key, c.token_file, c.timeout_ms
       FROM driftmirror.mirror_cleanup c
      WHERE c.next_attempt_at <= clock_timestamp()
      ORDER BY c.priority, c.id
      LIMIT 100
 $$;
 
--- _cleanup_done: a cleanup succeeded (row removed) or failed (back-off)
+-- _cleanup_done: a cleanup succeeded (row removed) or failed (back-off).
+-- For an actuator row p_ok means an HTTP answer arrived: 2xx, 404 and 410
+-- (gone already) are success, anything else a failure.
 CREATE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text,
-                                          p_detail text DEFAULT NULL)
+                                          p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
+                                          p_body text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -826,6 +1124,14 @@ AS $$
 DECLARE
     c driftmirror.mirror_cleanup;
 BEGIN
+    SELECT * INTO c FROM driftmirror.mirror_cleanup x WHERE x.id = p_id;
+    IF p_ok AND c.what = 'actuator_mirror'
+       AND NOT (p_status BETWEEN 200 AND 299 OR p_status IN (404, 410)) THEN
+        p_ok := false;
+        p_sqlstate := '58000';
+        p_error := format('the actuator answered HTTP %s to DELETE /mirrors/%s', p_status, c.object_name);
+        p_detail := left(p_body, 500);
+    END IF;
     IF p_ok THEN
         DELETE FROM driftmirror.mirror_cleanup WHERE id = p_id RETURNING * INTO c;
         IF FOUND AND c.attempts > 0 THEN
@@ -853,7 +1159,79 @@ $$;
 
 -- ---- the API ----
 
-CREATE FUNCTION driftmirror.dm_create_mirror("group" text, resource text, mirror_endpoint text,
+-- _create_actuator_mirror: dm_create_mirror for kinds cache, app, web and
+-- service: checks, then the mirror row (state creating).  The worker makes
+-- every request to the actuator; this call makes none.
+CREATE FUNCTION driftmirror._create_actuator_mirror(p_group text, p_resource text, p_endpoint text,
+                                                    gid bigint, res driftmirror.resource, opts jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k    text;
+    mid  bigint;
+    base text;
+BEGIN
+    SELECT min(x) INTO k FROM jsonb_object_keys(opts) x
+     WHERE x IN ('two_way', 'fence', 'copy_data', 'publisher_endpoint');
+    IF k IS NOT NULL THEN
+        RAISE EXCEPTION 'mirror option "%" applies to postgres resources only', k
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Mirrors of cache, app, web and service resources take max_attempts, actuator_timeout, max_backoff and actuator_options.';
+    END IF;
+    IF res.role <> 'primary' THEN
+        RAISE EXCEPTION 'resource "%" of group "%" is a mirror itself', p_resource, p_group
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- the mirror's endpoint: asked for, or (NULL) chosen by the actuator
+    IF p_endpoint IS NOT NULL THEN
+        PERFORM driftmirror._check_endpoint(res.kind, p_endpoint);
+        IF p_endpoint = res.endpoint THEN
+            RAISE EXCEPTION 'the mirror endpoint is the endpoint of the primary'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+
+    PERFORM driftmirror._group_id(p_group, true);
+    IF NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = res.id) THEN
+        RAISE EXCEPTION 'resource "%" does not exist in group "%"', p_resource, p_group
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = res.id) THEN
+        RAISE EXCEPTION 'resource "%" of group "%" already has a mirror', p_resource, p_group
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Drop it first with dm_drop_mirror.';
+    END IF;
+    IF EXISTS (SELECT FROM driftmirror.mirror_cleanup c
+                WHERE c.group_name = p_group AND c.resource_name = p_resource) THEN
+        RAISE EXCEPTION 'the previous mirror of resource "%" of group "%" is still being dropped',
+                        p_resource, p_group
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait until dm_mirror_cleanups shows nothing for it.';
+    END IF;
+
+    base := format('dm_%s_%s', gid, res.id);
+    INSERT INTO driftmirror.mirror AS m
+        (group_id, resource_id, group_name, resource_name, kind, primary_endpoint,
+         publisher_endpoint, mirror_endpoint, options, two_way, fence, copy_data,
+         state_reason, actuator_name, actuator_key, token_file)
+    VALUES (gid, res.id, p_group, p_resource, res.kind, res.endpoint, res.endpoint, p_endpoint,
+            opts, false, false, false,
+            'waiting for the worker to ask the actuator for a mirror',
+            base, replace(pg_catalog.gen_random_uuid()::text, '-', ''),
+            res.options ->> 'bearer_token_file')
+    RETURNING m.id INTO mid;
+
+    UPDATE driftmirror.group_state SET next_step_at = NULL WHERE group_id = gid;
+    PERFORM driftmirror._log_action(p_group, p_resource, 'create_mirror', 'dm_create_mirror',
+                                    jsonb_build_object('options', opts, 'kind', res.kind,
+                                                       'actuator_name', base));
+    RETURN mid;
+END
+$$;
+
+CREATE FUNCTION driftmirror.dm_create_mirror("group" text, resource text, mirror_endpoint text DEFAULT NULL,
                                              options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -879,20 +1257,25 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     SELECT * INTO res FROM driftmirror.resource r WHERE r.id = rid;
+    opts := driftmirror._validate_options('mirror', options);
+    IF res.kind <> 'postgres' THEN
+        RETURN driftmirror._create_actuator_mirror(p_group, p_resource, p_endpoint, gid, res, opts);
+    END IF;
     IF p_endpoint IS NULL THEN
         RAISE EXCEPTION 'mirror endpoint must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'A postgres mirror needs the connection string of the mirror database.';
     END IF;
-    opts := driftmirror._validate_options('mirror', options);
+    SELECT min(x) INTO base FROM jsonb_object_keys(opts) x
+     WHERE x IN ('actuator_timeout', 'max_backoff', 'actuator_options');
+    IF base IS NOT NULL THEN
+        RAISE EXCEPTION 'mirror option "%" applies to mirrors of cache, app, web and service resources only', base
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     eff := driftmirror._effective_options('mirror', opts);
     two_way := (eff ->> 'two_way')::boolean;
     fence := coalesce((eff ->> 'fence')::boolean, NOT two_way);
 
-    IF res.kind <> 'postgres' THEN
-        RAISE EXCEPTION 'mirrors of % resources are not supported yet', res.kind
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Mirrors of cache, app, web and service resources are made through an HTTP actuator, which this build does not include.';
-    END IF;
     IF res.role <> 'primary' THEN
         RAISE EXCEPTION 'resource "%" of group "%" is a mirror itself', p_resource, p_group
             USING ERRCODE = 'invalid_parameter_value';
@@ -971,7 +1354,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_create_mirror(text, text, text, jsonb) IS
-    'Check both nodes and start mirroring a postgres resource; the worker creates the objects (see dm_mirror_status)';
+    'Start mirroring a resource: postgres (both nodes checked; the worker creates the replication objects) or cache/app/web/service (the worker asks the HTTP actuator); see dm_mirror_status';
 
 CREATE FUNCTION driftmirror.dm_drop_mirror("group" text, resource text)
 RETURNS boolean
@@ -1128,6 +1511,7 @@ COMMENT ON FUNCTION driftmirror.dm_mirror_verify(text, text) IS
 CREATE VIEW driftmirror.dm_mirror_status AS
 SELECT m.group_name,
        m.resource_name,
+       m.kind,
        m.state,
        m.state_reason,
        m.two_way,
@@ -1162,6 +1546,12 @@ SELECT m.group_name,
        m.rev_publication_name,
        m.rev_slot_name,
        m.rev_subscription_name,
+       m.attempts,
+       m.retry_at AS next_attempt_at,
+       m.actuator_name,
+       m.actuator_state,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN m.actuator_detail END AS actuator_detail,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN m.mirror_endpoint END AS mirror_endpoint,
        (SELECT count(*) FROM driftmirror.mirror_sequence q WHERE q.mirror_id = m.id) AS sequences,
@@ -1171,7 +1561,7 @@ SELECT m.group_name,
        m.id
   FROM driftmirror.mirror m;
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
-    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts; endpoint and error details (which may name hosts) only for driftmirror_admin';
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error details (which may name hosts) only for driftmirror_admin';
 
 CREATE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,

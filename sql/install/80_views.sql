@@ -42,7 +42,9 @@ SELECT g.name AS group_name,
                    FROM driftmirror.resource_dependency d
                    JOIN driftmirror.resource dr ON dr.id = d.depends_on_id
                   WHERE d.resource_id = r.id), '{}') AS depends_on,
-       r.options,
+       -- the token file's name (HTTP actuators) only for admins, like endpoints
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN r.options ELSE r.options - 'bearer_token_file' END AS options,
        r.id,
        r.created_at,
        r.updated_at
