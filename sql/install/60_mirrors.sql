@@ -1,4 +1,5 @@
--- 60_mirrors.sql: mirrors of PostgreSQL resources over logical replication.
+-- 60_mirrors.sql: mirrors of PostgreSQL resources over logical replication,
+-- and of cache, app, web and service resources through their HTTP actuator.
 --
 -- Interfaces other features build on (promotion in particular):
 --
@@ -48,6 +49,28 @@
 --   it is returned), runs it over libpq outside any transaction, and records
 --   the outcome with _mirror_done(...) in another short transaction.  The
 --   same for cleanups with _cleanup_due() / _cleanup_done().
+--
+--   HTTP actuator mirrors (kind <> 'postgres'; contract in docs/mirrors.md,
+--   "HTTP actuator contract"): the same protocol, with actions
+--   actuator_create (POST <endpoint>/mirrors, Idempotency-Key
+--   dm-<actuator_key>-create-<actuator_generation>) and actuator_status
+--   (GET <endpoint>/mirrors/<actuator_name>), returned in the http_* columns
+--   of _mirror_next and interpreted by _mirror_http_done from the HTTP
+--   status and body.  States creating -> provisioning -> mirroring, or
+--   failed.  primary_endpoint holds the actuator URL; mirror_endpoint is
+--   what the actuator reports (NULL until then, unless asked for); the
+--   replication-object columns stay NULL.  A failure counts in attempts and
+--   sets retry_at (back-off); _mirror_due skips the mirror until then.  A
+--   drop queues one cleanup row (node 'actuator', what 'actuator_mirror':
+--   DELETE with key dm-<actuator_key>-drop) if the actuator was ever asked
+--   (actuator_contacted).  The bearer token never enters the catalog: only
+--   the name of its file (resource option bearer_token_file, copied to
+--   token_file) is kept, and the worker reads the file per request.
+--
+--   Metrics: each status refresh stores mirror.lag_bytes,
+--   mirror.lag_seconds, mirror.apply_errors, mirror.rev_apply_errors (two-way)
+--   of the primary resource via _mirror_store_metrics, in the transaction of
+--   _mirror_done.
 
 INSERT INTO driftmirror.option_def
     (scope, key, type, default_value, min_value, max_value, allowed, description)

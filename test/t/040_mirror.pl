@@ -116,6 +116,26 @@ is($a->safe_psql('postgres',
 	'SELECT apply_error_count + sync_error_count + conflicts FROM driftmirror.dm_mirror_status'),
 	'0', 'no apply errors');
 
+# the figures of every refresh are metrics of the primary resource, written
+# in the transaction that records the mirror's state: the newest sample is
+# what dm_mirror_status shows
+dm_wait_for($a, q{
+	SELECT count(DISTINCT metric) FROM driftmirror.dm_metrics
+	 WHERE group_name = 'g' AND resource_name = 'db'
+	   AND metric IN ('mirror.lag_bytes', 'mirror.lag_seconds', 'mirror.apply_errors')},
+	'3', 'lag and apply errors are recorded as metrics while mirroring');
+is($a->safe_psql('postgres', q{
+	SELECT s.lag_seconds = (SELECT m.value FROM driftmirror.dm_metrics m
+	                         WHERE m.metric = 'mirror.lag_seconds' ORDER BY m.ts DESC LIMIT 1)
+	   AND s.lag_bytes = (SELECT m.value FROM driftmirror.dm_metrics m
+	                       WHERE m.metric = 'mirror.lag_bytes' ORDER BY m.ts DESC LIMIT 1)
+	   AND (SELECT max(m.value) FROM driftmirror.dm_metrics m WHERE m.metric = 'mirror.apply_errors') = 0
+	  FROM driftmirror.dm_mirror_status s}),
+	't', 'the newest lag samples are the lag dm_mirror_status shows');
+ok($a->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'mirror.lag_bytes'}) >= 3,
+	'one sample per refresh');
+
 # the mirror is fenced
 my ($ret, $out, $err) = $b->psql('app',
 	"\\set VERBOSITY verbose\nSET default_transaction_read_only = off; INSERT INTO accounts VALUES (0, 0, 'client')");

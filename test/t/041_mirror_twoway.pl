@@ -136,6 +136,10 @@ dm_wait_for($a, 'SELECT rev_apply_error_count > 0 FROM driftmirror.dm_mirror_sta
 like($a->safe_psql('postgres',
 	"SELECT string_agg(reason, ' | ') FROM driftmirror.dm_actions WHERE kind = 'mirror_conflict'"),
 	qr/on the primary's subscription dm_1_1_rev/, 'and logged as an action');
+is($a->safe_psql('postgres', q{
+	SELECT (SELECT max(value) FROM driftmirror.dm_metrics WHERE metric = 'mirror.apply_errors') > 0
+	   AND (SELECT max(value) FROM driftmirror.dm_metrics WHERE metric = 'mirror.rev_apply_errors') > 0}),
+	't', 'the apply errors of both directions are recorded as metrics');
 $a->safe_psql('app', q{
 	SELECT pg_replication_origin_session_setup('test_local');
 	DELETE FROM t WHERE id = 7001;
