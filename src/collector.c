@@ -62,6 +62,7 @@
 
 #include "driftmirror.h"
 #include "http.h"
+#include "secrets.h"
 #include "spi_util.h"
 
 #define DM_DEFAULT_TIMEOUT_MS	5000
@@ -709,34 +710,10 @@ ReadBearerToken(Source *s, char **error)
 {
 	char	   *tok = JsonGetString(&s->config->root, "bearer_token");
 	char	   *file = JsonGetString(&s->config->root, "bearer_token_file");
-	char		path[MAXPGPATH];
-	FILE	   *f;
-	char		buf[4097];
-	size_t		n;
 
 	if (tok != NULL || file == NULL)
 		return tok;
-	/* the name was checked to have no slash when the source was added */
-	if (strchr(file, '/') != NULL || file[0] == '.')
-	{
-		*error = psprintf("invalid bearer_token_file name");
-		return NULL;
-	}
-	snprintf(path, sizeof(path), "%s/driftmirror_secrets/%s", DataDir, file);
-	f = fopen(path, "r");
-	if (f == NULL)
-	{
-		*error = psprintf("could not read bearer_token_file \"%s\": %m", file);
-		return NULL;
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	tok = pstrdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return tok;
+	return DmReadSecretFile(file, error);
 }
 
 /*

@@ -52,6 +52,7 @@
 #include "http.h"
 #include "mirror.h"
 #include "remote_conn.h"
+#include "secrets.h"
 #include "spi_util.h"
 
 /* one remote action read from the catalog */
@@ -126,52 +127,6 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 }
 
 /*
- * ReadTokenFile
- *		The bearer token in $PGDATA/driftmirror_secrets/<name> (trailing
- *		white space removed), palloc'd; the caller wipes it.  Returns NULL
- *		and sets *error if it cannot be read; *error names the file, never
- *		its content.  The name was checked to be a plain file name when it
- *		was set; it is checked again here.
- */
-static char *
-ReadTokenFile(const char *name, char **error)
-{
-	char		path[MAXPGPATH];
-	char		buf[4097];
-	FILE	   *f;
-	size_t		n;
-	char	   *tok;
-
-	if (name[0] == '\0' || name[0] == '.' || strchr(name, '/') != NULL)
-	{
-		*error = pstrdup("invalid bearer_token_file name");
-		return NULL;
-	}
-	snprintf(path, sizeof(path), "%s/driftmirror_secrets/%s", DataDir, name);
-	f = AllocateFile(path, "r");
-	if (f == NULL)
-	{
-		*error = psprintf("could not read bearer_token_file \"%s\": %m", name);
-		return NULL;
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	FreeFile(f);
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = '\0';
-	if (n == 0 || strpbrk(buf, "\r\n") != NULL)
-	{
-		explicit_bzero(buf, sizeof(buf));
-		*error = psprintf("bearer_token_file \"%s\" must hold one non-empty line", name);
-		return NULL;
-	}
-	tok = pstrdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return tok;
-}
-
-/*
  * RunHttpAction
  *		One request to an HTTP actuator, outside any transaction.  Never
  *		raises except for interrupts: a request without an answer is an
@@ -190,7 +145,7 @@ RunHttpAction(RemoteAction *a)
 
 	if (a->http_token_file != NULL)
 	{
-		token = ReadTokenFile(a->http_token_file, &err);
+		token = DmReadSecretFile(a->http_token_file, &err);
 		if (token == NULL)
 		{
 			out.sqlstate = pstrdup("58P01");
