@@ -23,6 +23,7 @@
 #include "utils/snapmgr.h"
 
 #include "driftmirror.h"
+#include "promote.h"
 #include "spi_util.h"
 
 /*
@@ -54,6 +55,19 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	snprintf(activity, sizeof(activity),
 			 "driftmirror: monitoring step of group \"%s\"", group_name);
 	pgstat_report_activity(STATE_RUNNING, activity);
+
+	/*
+	 * phase: promotions left unfinished by a driver that died (worker,
+	 * session or node failure) get a recovery worker, which finishes them or
+	 * rolls them back
+	 */
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	DmRecoverPromotions(group_id);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);
