@@ -480,6 +480,15 @@ Fence(PromInfo *p)
 		}
 		Nap(1);
 	}
+	/*
+	 * The fence LSN must be flushed, or the WAL sender would not send up to
+	 * it before the WAL writer's next round: a commit of our own (it has a
+	 * transaction id, so its commit flushes all WAL before it) does that.
+	 */
+	(void) RemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+	lsn = RemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
+					  RemainingMs(p));
+
 	if (terminated > 0)
 		ereport(LOG,
 				(errmsg("driftmirror: promotion " INT64_FORMAT ": ended %d session(s) still holding a write transaction after the grace period",
@@ -489,41 +498,54 @@ Fence(PromInfo *p)
 
 /*
  * CatchUp
- *		Wait until the mirror's slot on the old primary has confirmed the
- *		fence LSN: everything the old primary committed is on the mirror.
- *		Returns the confirmed LSN.
+ *		Wait until the mirror has applied everything the old primary
+ *		committed before the fence.  The proof is the subscription's
+ *		latest_end_lsn on the mirror: it is set only by the WAL sender's
+ *		keepalives, which the apply worker reads in stream order, after it
+ *		has applied (committed) every change sent before them; and no
+ *		change can follow the fence LSN, the old primary being fenced.  So
+ *		latest_end_lsn >= fence LSN means every acknowledged commit is on
+ *		the mirror.  (The slot's confirmed_flush_lsn says the same but
+ *		moves only after the mirror's WAL writer has flushed, up to
+ *		wal_writer_delay later; the unfence commit on the mirror flushes
+ *		its WAL before any client can write there.)  Returns the LSN seen.
  */
 static char *
 CatchUp(PromInfo *p, const char *fence_lsn)
 {
-	PGconn	   *conn = OldPrimary(p, RemainingMs(p));
-	const char *args[2] = {p->old_slot, fence_lsn};
+	PGconn	   *conn = NewPrimary(p, RemainingMs(p));
+	const char *args[2] = {p->old_subscription, fence_lsn};
+	int			rounds = 0;
 
 	for (;;)
 	{
 		PGresult   *res;
-		char	   *confirmed = NULL;
+		char	   *seen = NULL;
 		bool		done;
 
 		CheckDeadline(p, "catch_up");
-		res = DmRemoteExec(conn, OldLabel,
-						   "SELECT confirmed_flush_lsn, confirmed_flush_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn "
-						   "FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
+		res = DmRemoteExec(conn, NewLabel,
+						   "SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn "
+						   "FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) w.subid "
+						   "WHERE s.subname OPERATOR(pg_catalog.=) $1 AND w.relid IS NULL "
+						   "AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database "
+						   "  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 						   2, args, RemainingMs(p));
-		if (PQntuples(res) == 0)
-		{
-			PQclear(res);
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("replication slot \"%s\" of the mirror is missing on the old primary",
-							p->old_slot)));
-		}
-		done = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		done = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		if (done)
-			confirmed = pstrdup(PQgetvalue(res, 0, 0));
+			seen = pstrdup(PQgetvalue(res, 0, 0));
 		PQclear(res);
 		if (done)
-			return confirmed;
+			return seen;
+
+		/*
+		 * Not yet.  The WAL sender pings the mirror when it has decoded new
+		 * flushed WAL: every few rounds an empty commit of our own on the
+		 * old primary (skipped by the decoder) makes sure it does.
+		 */
+		if (++rounds % 5 == 0)
+			(void) RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
 		Nap(1);
 	}
 }
@@ -561,10 +583,12 @@ SyncSequences(PromInfo *p)
 
 /*
  * ReverseSlot
- *		Before the new primary takes writes: its publication and the slot
- *		(driftmirror plugin) the old primary will subscribe through, so that
- *		no change made after the unfence can be missed.  Idempotent.  In
- *		two-way mode both exist already.
+ *		Before the fence (so outside the write pause) and so before the new
+ *		primary takes writes: its publication and the slot (driftmirror
+ *		plugin) the old primary will subscribe through, so that no change
+ *		made after the unfence can be missed.  Until then the slot decodes
+ *		only the apply worker's changes, which the origin filter drops.
+ *		Idempotent.  In two-way mode both exist already.
  */
 static void
 ReverseSlot(PromInfo *p)
@@ -854,6 +878,14 @@ Forward(PromInfo *p)
 					 errdetail_internal("%s", refused)));
 		}
 		Step(p, "guardrails", "ok", NULL, NULL, NULL, NULL);
+		Step(p, "reverse_slot", "running", "reverse_slot", NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "reverse_slot") == 0)
+	{
+		CheckDeadline(p, "reverse_slot");
+		ReverseSlot(p);
+		Step(p, "reverse_slot", "ok", NULL, NULL, NULL, NULL);
 		Step(p, "fence", "running", "fencing", NULL, NULL, NULL);
 	}
 
@@ -885,20 +917,14 @@ Forward(PromInfo *p)
 		n = SyncSequences(p);
 		snprintf(buf, sizeof(buf), "{\"sequences_synced\": %d}", n);
 		SetFigures(p, buf);
-		Step(p, "sequences", "ok", NULL, NULL, buf, NULL);
-		Step(p, "reverse_slot", "running", "reverse_slot", NULL, NULL, NULL);
-	}
-
-	if (strcmp(p->state, "reverse_slot") == 0)
-	{
-		const char *args[1] = {Int64Text(p->id)};
-
-		CheckDeadline(p, "reverse_slot");
-		ReverseSlot(p);
 		CheckDeadline(p, "flip");
-		Step(p, "reverse_slot", "ok", NULL, NULL, NULL, NULL);
+		Step(p, "sequences", "ok", NULL, NULL, buf, NULL);
 		/* the commit point */
-		CtlValue("SELECT driftmirror._promotion_flip($1::bigint)", 1, args);
+		{
+			const char *args[1] = {Int64Text(p->id)};
+
+			CtlValue("SELECT driftmirror._promotion_flip($1::bigint)", 1, args);
+		}
 		p->state = "unfencing";
 		Step(p, "unfence", "running", NULL, NULL, NULL, NULL);
 	}
@@ -931,9 +957,9 @@ Forward(PromInfo *p)
 static bool
 BeforeFlip(const char *state)
 {
-	return strcmp(state, "guardrails") == 0 || strcmp(state, "fencing") == 0 ||
-		strcmp(state, "catching_up") == 0 || strcmp(state, "sequences") == 0 ||
-		strcmp(state, "reverse_slot") == 0 || strcmp(state, "rolling_back") == 0;
+	return strcmp(state, "guardrails") == 0 || strcmp(state, "reverse_slot") == 0 ||
+		strcmp(state, "fencing") == 0 || strcmp(state, "catching_up") == 0 ||
+		strcmp(state, "sequences") == 0 || strcmp(state, "rolling_back") == 0;
 }
 
 /*

@@ -11,7 +11,10 @@
  *		Each client numbers its rows itself (seq 1, 2, ...).  Every
  *		ACKNOWLEDGED commit is appended to FILE as "client seq ack_us"
  *		(microseconds since the epoch).  On any error the client drops the
- *		connection, reconnects (every 5 ms until it succeeds) and goes on
+ *		connection, reconnects (every --retry-ms, default 10 ms, until it
+ *		succeeds: each attempt costs the servers a backend start per host
+ *		tried, so retrying much faster steals CPU from the switchover on a
+ *		small machine) and goes on
  *		with the NEXT sequence number: a row whose commit was not
  *		acknowledged may or may not exist, and is never written twice.
  *		Runs for S seconds, or until SIGTERM/SIGINT (--pidfile F writes its
@@ -77,6 +80,7 @@ static double opt_rate = 1000.0;
 static double opt_duration = 0;
 static double opt_wait = 60;
 static int	opt_verbose = 0;
+static int	opt_retry_ms = 10;
 
 /* run: shared output */
 static FILE *acks_file = NULL;
@@ -136,8 +140,8 @@ quiet_notices(void *arg, const char *message)
 }
 
 /*
- * connect_until_ok: connect, retrying every 5 ms until it works or a stop
- * is requested.  Returns NULL only on stop.
+ * connect_until_ok: connect, retrying every opt_retry_ms until it works or
+ * a stop is requested.  Returns NULL only on stop.
  */
 static PGconn *
 connect_until_ok(ClientStats *st)
@@ -162,7 +166,7 @@ connect_until_ok(ClientStats *st)
 			fprintf(stderr, "probe: client %d: connect failed: %s",
 					st->id, PQerrorMessage(conn));
 		PQfinish(conn);
-		sleep_us(5000);
+		sleep_us(opt_retry_ms * 1000);
 	}
 	return NULL;
 }
@@ -622,7 +626,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-			"usage: probe run --conninfo CI --acks FILE [--clients N] [--rate R] [--duration S] [--table T] [--pidfile F]\n"
+			"usage: probe run --conninfo CI --acks FILE [--clients N] [--rate R] [--duration S] [--table T] [--pidfile F] [--retry-ms MS]\n"
 			"       probe setup --conninfo CI [--table T]\n"
 			"       probe check --acks FILE --primary CI [--other CI] [--wait S] [--table T]\n"
 			"       probe pause --acks FILE [--windows FILE]\n");
@@ -671,6 +675,8 @@ main(int argc, char **argv)
 			opt_rate = atof(v);
 		else if (strcmp(a, "--duration") == 0)
 			opt_duration = atof(v);
+		else if (strcmp(a, "--retry-ms") == 0)
+			opt_retry_ms = atoi(v);
 		else if (strcmp(a, "--wait") == 0)
 			opt_wait = atof(v);
 		else

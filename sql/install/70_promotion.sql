@@ -11,10 +11,11 @@
 --
 --   states (promotion.state), in order:
 --     guardrails   checks, nothing changed yet                 -> refused
+--     reverse_slot slot (+ publication) for the way back created on the
+--                  mirror, before the fence (its changes are filtered out)
 --     fencing      old primary fenced, write sessions drained
 --     catching_up  waiting for the mirror to confirm the fence LSN
 --     sequences    sequences copied to the mirror with a gap
---     reverse_slot slot (+ publication) for the way back created on the mirror
 --     --- commit point: _promotion_flip swaps the catalog and the routes
 --     unfencing    new primary unfenced, pause recorded
 --     reversing    old primary subscribes to the new one, old direction retired
@@ -434,7 +435,7 @@ DECLARE
 BEGIN
     SELECT * INTO p FROM driftmirror.promotion WHERE id = p_id FOR UPDATE;
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p.mirror_id FOR UPDATE;
-    IF p.state <> 'reverse_slot' THEN
+    IF p.state <> 'sequences' THEN
         RAISE EXCEPTION 'promotion % cannot flip in state %', p_id, p.state
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;

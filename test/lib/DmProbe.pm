@@ -21,6 +21,19 @@ use Test::More;
 
 our @EXPORT = qw(probe_build probe_start probe_stop probe_check probe_setup);
 
+# probes still running when the test ends (it died): stop them, or they
+# would go on trying to reconnect for ever
+my @running;
+
+END
+{
+	for my $h (@running)
+	{
+		next unless $h->{run} && $h->{run}->pumpable;
+		eval { $h->{run}->kill_kill(grace => 2); };
+	}
+}
+
 sub probe_build
 {
 	my $root = $ENV{DM_ROOT} or die "DM_ROOT is not set";
@@ -49,6 +62,7 @@ sub probe_start
 		[ $probe, 'run', '--conninfo', $ci, '--acks', $h->{acks},
 		  '--clients', $opts{clients} // 4, '--rate', $opts{rate} // 400 ],
 		'>', \$h->{out}, '2>', \$h->{err});
+	push @running, $h;
 	return $h;
 }
 

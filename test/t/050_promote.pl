@@ -74,7 +74,7 @@ is($a->safe_psql('postgres', q{
 is($a->safe_psql('postgres', q{
 	SELECT string_agg(step, ',' ORDER BY seq) FROM driftmirror.dm_promotion_steps
 	 WHERE promotion_id = (SELECT max(id) FROM driftmirror.dm_promotions)}),
-	'guardrails,fence,catch_up,sequences,reverse_slot,unfence,reverse',
+	'guardrails,reverse_slot,fence,catch_up,sequences,unfence,reverse',
 	'the step log lists every step');
 is($a->safe_psql('postgres', q{
 	SELECT count(*) FROM driftmirror.dm_promotion_steps WHERE outcome <> 'ok'}), '0',
