@@ -396,8 +396,13 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 	int			i;
 	int			found = -1;
 	DmFenceMode old = DM_FENCE_NONE;
+	char	   *name = NULL;
 
 	RequireFence();
+	/* catalog access before taking the lock */
+	if (mode != DM_FENCE_NONE)
+		name = get_database_name(dboid);
+
 	LWLockAcquire(FenceShared->lock, LW_EXCLUSIVE);
 	count = FenceShared->count;
 	memcpy(entries, FenceShared->entries, sizeof(DmFenceEntry) * count);
@@ -420,8 +425,6 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 	}
 	else
 	{
-		char	   *name;
-
 		if (found < 0)
 		{
 			if (count >= DM_FENCE_MAX_DATABASES)
@@ -438,7 +441,6 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 		}
 		entries[found].mode = mode;
 		entries[found].since = GetCurrentTimestamp();
-		name = get_database_name(dboid);
 		namestrcpy(&entries[found].dbname, name ? name : "?");
 	}
 

@@ -7,8 +7,9 @@
  * A step is a sequence of phases.  Each phase that reads or writes the
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
- * results in the next one.  Today's step is the heartbeat that dm_status
- * shows; collection, forecasting and actions plug in as further phases.
+ * results in the next one.  Phases: recovery of interrupted promotions
+ * (promote.c), mirrors (mirror.c), then the heartbeat that dm_status shows;
+ * collection, forecasting and actions plug in as further phases.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -21,8 +22,10 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "mirror.h"
 #include "promote.h"
 #include "spi_util.h"
 
@@ -51,6 +54,7 @@ void
 DmRunGroupStep(int64 group_id, const char *group_name)
 {
 	char		activity[NAMEDATALEN + 64];
+	TimestampTz started = GetCurrentTimestamp();
 
 	snprintf(activity, sizeof(activity),
 			 "driftmirror: monitoring step of group \"%s\"", group_name);
@@ -68,6 +72,13 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/*
+	 * phase: mirrors (creation actions, status of each mirror); the remote
+	 * I/O runs outside transactions, see mirror.c
+	 */
+	DmRunMirrorPhase(group_id, started);
+	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);

@@ -116,6 +116,7 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 		DmRemoteCommand(conn, label,
 						"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
 						"pg_catalog.set_config('datestyle', 'ISO', false), "
+						"pg_catalog.set_config('timezone', 'UTC', false), "
 						"pg_catalog.set_config('intervalstyle', 'postgres', false), "
 						"pg_catalog.set_config('default_transaction_read_only', 'off', false)");
 	}

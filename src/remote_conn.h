@@ -8,7 +8,7 @@
  *	 conn = DmRemoteConnect(conninfo, label, timeout_ms)
  *		Connect with a deadline (timeout_ms <= 0: driftmirror.connect_timeout);
  *		the session is hardened (search_path = pg_catalog, application_name
- *		'driftmirror', DateStyle ISO).  Raises
+ *		'driftmirror', DateStyle ISO, TimeZone UTC).  Raises
  *		ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION naming the node
  *		by its label, never by its conninfo.
  *	 res = DmRemoteExec(conn, label, sql, nparams, values, timeout_ms)

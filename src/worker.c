@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "mirror.h"
 #include "spi_util.h"
 
 /* one group whose step is due in this pass */
@@ -170,6 +171,10 @@ DmWorkerMain(Datum main_arg)
 				break;			/* apply new settings before going on */
 			RunOneGroup((DueGroup *) lfirst(lc));
 		}
+
+		/* drops of dropped mirrors' objects, retried until done */
+		if (DmEnabled && !ConfigReloadPending)
+			DmRunMirrorCleanups();
 		pgstat_report_activity(STATE_IDLE, NULL);
 
 		(void) WaitLatch(MyLatch,

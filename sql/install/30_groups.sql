@@ -92,6 +92,7 @@ DECLARE
     p_name ALIAS FOR $1;
     gid    bigint;
     nres   bigint;
+    nmir   bigint;
 BEGIN
     IF force IS NULL THEN
         RAISE EXCEPTION 'force must not be null'
@@ -106,10 +107,17 @@ BEGIN
                   HINT = 'Remove the resources first, or call dm_drop_group(name, force => true).';
     END IF;
 
+    -- deleting the group cascades to its mirrors, whose delete trigger
+    -- queues the drop of their replication objects on every node (see
+    -- 60_mirrors.sql): the worker keeps retrying those after the group is gone
+    SELECT count(*) INTO nmir FROM driftmirror.mirror m WHERE m.group_id = gid;
+    -- edges first: the depends_on side of an edge does not cascade
+    DELETE FROM driftmirror.resource_dependency d WHERE d.group_id = gid;
     DELETE FROM driftmirror.resource_group g WHERE g.id = gid;
     PERFORM driftmirror._log_action(p_name, NULL, 'drop_group', 'dm_drop_group',
-                                    jsonb_build_object('force', force, 'resources', nres));
+                                    jsonb_build_object('force', force, 'resources', nres,
+                                                       'mirrors', nmir));
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_drop_group(text, boolean) IS
-    'Drop a group; with force, also its resources';
+    'Drop a group; with force, also its resources and their mirrors (replication objects are dropped by the worker)';

@@ -1,19 +1,32 @@
 -- 80_views.sql: the public views.
 --
--- Views run with their owner's rights, so driftmirror_monitor reads them
--- without any right on the tables.  Endpoints (connection strings, URLs)
+-- Views run with their owner's rights on tables, so driftmirror_monitor
+-- reads them without any right on the tables; but functions in a view run
+-- with the reader's rights, so views read option defaults from option_def
+-- directly instead of calling the owner-only helpers.  Endpoints (connection strings, URLs)
 -- are shown only to members of driftmirror_admin: current_user inside a
 -- view is the role that queries it.
+
+-- the defaults of each scope as one object (a view, so readers need no
+-- right on option_def)
+CREATE VIEW driftmirror._option_defaults AS
+SELECT o.scope,
+       jsonb_object_agg(o.key, o.default_value)
+           FILTER (WHERE o.default_value IS NOT NULL) AS defaults
+  FROM driftmirror.option_def o
+ GROUP BY o.scope;
 
 CREATE VIEW driftmirror.dm_groups AS
 SELECT g.id,
        g.name,
        g.options,
-       driftmirror._effective_options('group', g.options) AS effective_options,
+       d.defaults || g.options AS effective_options,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
        g.created_at,
        g.updated_at
-  FROM driftmirror.resource_group g;
+  FROM driftmirror.resource_group g,
+       driftmirror._option_defaults d
+ WHERE d.scope = 'group';
 COMMENT ON VIEW driftmirror.dm_groups IS
     'Resource groups with the options set and in effect';
 
@@ -75,13 +88,13 @@ COMMENT ON VIEW driftmirror.dm_options IS
 -- dm_status: one row per group, what it is doing now and why
 CREATE VIEW driftmirror.dm_status AS
 SELECT g.name AS group_name,
-       eff ->> 'mode' AS mode,
+       e.eff ->> 'mode' AS mode,
        CASE
            WHEN w.pid IS NULL OR NOT w.alive THEN 'no_worker'
            WHEN NOT w.enabled THEN 'disabled'
            WHEN s.group_id IS NULL THEN 'pending'
            WHEN s.consecutive_failures > 0 THEN 'failing'
-           WHEN s.last_heartbeat < now() - 3 * iv - interval '5 seconds' THEN 'stale'
+           WHEN s.last_heartbeat < now() - 3 * i.iv - interval '5 seconds' THEN 'stale'
            ELSE s.activity
        END AS state,
        CASE
@@ -94,12 +107,16 @@ SELECT g.name AS group_name,
            WHEN s.consecutive_failures > 0 THEN
                format('%s consecutive failed step(s); last error: %s',
                       s.consecutive_failures, s.last_error)
-           WHEN s.last_heartbeat < now() - 3 * iv - interval '5 seconds' THEN
-               format('no heartbeat since %s (interval %s)', s.last_heartbeat, iv)
-           ELSE coalesce(s.activity_reason, format('monitoring every %s', iv))
-       END AS reason,
+           WHEN s.last_heartbeat < now() - 3 * i.iv - interval '5 seconds' THEN
+               format('no heartbeat since %s (interval %s)', s.last_heartbeat, i.iv)
+           ELSE coalesce(s.activity_reason, format('monitoring every %s', i.iv))
+       END
+       || CASE WHEN cl.n > 0
+               THEN format('; %s replication object(s) of dropped mirrors still to drop (last error: %s)',
+                           cl.n, coalesce(cl.last_error, 'none yet'))
+               ELSE '' END AS reason,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
-       iv AS "interval",
+       i.iv AS "interval",
        s.last_heartbeat,
        s.next_step_at,
        coalesce(s.steps_ok, 0) AS steps_ok,
@@ -107,11 +124,29 @@ SELECT g.name AS group_name,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
        s.last_error,
        s.last_error_sqlstate,
-       s.last_error_at
+       s.last_error_at,
+       cl.n AS pending_cleanups
   FROM driftmirror.resource_group g
-  CROSS JOIN LATERAL driftmirror._effective_options('group', g.options) AS eff
-  CROSS JOIN LATERAL driftmirror._opt_interval(eff -> 'interval') AS iv
+  CROSS JOIN LATERAL (SELECT d.defaults || g.options AS eff
+                        FROM driftmirror._option_defaults d
+                       WHERE d.scope = 'group') e
+  CROSS JOIN LATERAL (SELECT CASE jsonb_typeof(e.eff -> 'interval')
+                             WHEN 'number' THEN make_interval(secs => (e.eff ->> 'interval')::float8)
+                             ELSE (e.eff ->> 'interval')::interval END AS iv) i
+  CROSS JOIN LATERAL (SELECT count(*) AS n,
+                             (array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1] AS last_error
+                        FROM driftmirror.mirror_cleanup c
+                       WHERE c.group_name = g.name) AS cl
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
-  LEFT JOIN driftmirror.dm_worker w ON true;
+  LEFT JOIN driftmirror.dm_worker w ON true
+UNION ALL
+-- a dropped group whose mirrors' replication objects are not all dropped yet
+SELECT c.group_name, NULL, 'cleanup_pending',
+       format('group dropped; %s replication object(s) of its mirrors still to drop (last error: %s)',
+              count(*), coalesce((array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1], 'none yet')),
+       0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, count(*)
+  FROM driftmirror.mirror_cleanup c
+ WHERE NOT EXISTS (SELECT FROM driftmirror.resource_group g WHERE g.name = c.group_name)
+ GROUP BY c.group_name;
 COMMENT ON VIEW driftmirror.dm_status IS
     'One row per group: what it is doing now and why';

@@ -18,7 +18,7 @@ DO $privileges$
 DECLARE
     obj record;
     -- pure functions that reveal nothing: the monitor may call them too
-    monitor_functions CONSTANT text[] := ARRAY['dm_forecast'];
+    monitor_functions CONSTANT text[] := ARRAY['dm_forecast', 'dm_forecast_model'];
 BEGIN
     FOR obj IN
         SELECT p.oid::regprocedure AS sig, p.proname

@@ -42,7 +42,11 @@ max_logical_replication_workers = 10
 max_worker_processes = 30
 output_plugin_libraries = 'pgoutput, driftmirror'
 } if $opts{logical};
-	$conf .= "cron.database_name = 'postgres'\n" if $opts{cron};
+	# jobs run in background workers: test clusters listen on a Unix socket
+	# only, where pg_cron's default libpq connection to localhost fails
+	$conf .= "cron.database_name = 'postgres'\ncron.use_background_workers = on\n"
+	  . "max_worker_processes = 32\n"
+	  if $opts{cron};
 	$conf .= $opts{conf} . "\n" if $opts{conf};
 	$node->append_conf('postgresql.conf', $conf);
 	$node->start;

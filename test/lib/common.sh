@@ -99,6 +99,25 @@ dm_user_dir() {
     return 0
 }
 
+# dm_reexec_readable SCRIPT ARGS...: the servers run as $DM_USER, who must
+# read the checkout.  If it cannot (a clone under /root, say), copy the
+# checkout to a readable place and run SCRIPT from there instead.
+dm_reexec_readable() {
+    local script=$1; shift
+    [ "$(id -u)" -eq 0 ] || return 0
+    [ -n "${DM_REEXECED:-}" ] && return 0
+    if runuser -u "$DM_USER" -- test -r "$DM_ROOT/Makefile" -a -x "$DM_ROOT/test" 2>/dev/null; then
+        return 0
+    fi
+    local copy=/var/tmp/driftmirror-$(basename "$DM_ROOT")
+    dm_log "$DM_USER cannot read $DM_ROOT; running from a copy in $copy"
+    rm -rf "$copy"
+    mkdir -p "$copy"
+    (cd "$DM_ROOT" && tar --exclude=./.build -cf - .) | (cd "$copy" && tar -xf -)
+    chmod -R a+rX "$copy"
+    DM_REEXECED=1 DM_ROOT=$copy exec "$copy/$script" "$@"
+}
+
 dm_as_user() {
     local path="$DM_PGBIN:$PATH"
     if [ "$(id -u)" -eq 0 ]; then

@@ -98,8 +98,20 @@ unlike(slurp_file($a->logfile) . slurp_file($b->logfile), qr/duplicate key value
 
 # --- the fence on B's database app
 $b->safe_psql('app', 'CREATE EXTENSION driftmirror_node');
+
+# a write transaction already open when the fence comes up cannot commit
+my $inflight = $b->background_psql('app', on_error_stop => 0);
+$inflight->query_safe("BEGIN; INSERT INTO log VALUES (8888, 'in flight')");
 is($b->safe_psql('app', "SELECT driftmirror_node.fence_set('mirror')"), 'none',
 	'fence_set returns the previous mode');
+
+my ($inflight_out, $inflight_ret) = $inflight->query('COMMIT');
+ok($inflight_ret && $inflight->{stderr} =~ /fenced by driftmirror/,
+	'a write transaction open before the fence cannot commit after it')
+  or diag($inflight->{stderr});
+$inflight->quit;
+is($b->safe_psql('app', 'SELECT count(*) FROM log WHERE id = 8888'), '0',
+	'and its row is gone');
 
 # refused(NODE, SQL, NAME): SQL fails with SQLSTATE 25006
 sub refused

@@ -1,0 +1,1172 @@
+-- 60_mirrors.sql: mirrors of PostgreSQL resources over logical replication.
+--
+-- Interfaces other features build on (promotion in particular):
+--
+--   Objects on the nodes, names derived from ids (dm_<group id>_<resource id>):
+--     primary:  publication  <base>      FOR ALL TABLES
+--               slot         <base>      plugin driftmirror (origin filter)
+--     mirror:   subscription <base>      create_slot = false, slot_name = <base>,
+--                                        copy_data = true
+--     two-way (option two_way), created once the initial copy is done:
+--     mirror:   publication  <base>_rev  FOR ALL TABLES
+--               slot         <base>_rev  plugin driftmirror
+--     primary:  subscription <base>_rev  copy_data = false
+--     Both application databases get the extension driftmirror_node (the
+--     fence controls, no tables); the mirror's database is fenced in mode
+--     'mirror' (option fence, default true for one-way, false for two-way)
+--     before anything else is created.
+--   Creation actions, in order (mirror.step = the last one done):
+--     fence (if fenced), publication, slot, subscription; then, once every
+--     table is ready, two-way only: rev_publication, rev_slot,
+--     rev_subscription.
+--
+--   Table driftmirror.mirror (one row per mirrored resource):
+--     id, group_id, resource_id, group_name, resource_name, kind,
+--     primary_endpoint (conninfo of the primary when the mirror was made),
+--     mirror_endpoint, options, two_way, fence, state
+--     ('creating' -> 'syncing' -> 'mirroring', or 'failed'), step (the last
+--     action done), pending_action (the action started and not yet recorded:
+--     set BEFORE the action, so a crash leaves it to be redone; every action
+--     is idempotent), the object names (publication_name, slot_name,
+--     subscription_name, rev_*), and the status the worker refreshes each
+--     group step: tables_total, tables_ready, tables (jsonb), lag_bytes,
+--     lag_seconds, apply_error_count, sync_error_count, rev_apply_error_count,
+--     rev_sync_error_count, conflicts, last_error, checked_at.
+--   Table driftmirror.mirror_sequence: last_value of every sequence of the
+--     primary (refreshed each step; dm_sync_sequences copies fresh values).
+--   Table driftmirror.mirror_cleanup: remote drops still to do; rows are
+--     queued by a trigger whenever a mirror row is deleted (dm_drop_mirror,
+--     dm_remove_resource, dm_drop_group cascades alike), retried by the
+--     worker with back-off until they succeed.  Nothing is forgotten
+--     silently: dm_status and dm_mirror_cleanups show what is pending.
+--
+--   Protocol between the worker (C, src/mirror.c) and this file: the worker
+--   asks _mirror_next(id, step_started) for the next remote action of a
+--   mirror (one short transaction; the action is recorded as pending before
+--   it is returned), runs it over libpq outside any transaction, and records
+--   the outcome with _mirror_done(...) in another short transaction.  The
+--   same for cleanups with _cleanup_due() / _cleanup_done().
+
+INSERT INTO driftmirror.option_def
+    (scope, key, type, default_value, min_value, max_value, allowed, description)
+VALUES
+    ('mirror', 'two_way', 'boolean', 'false', NULL, NULL, NULL,
+     'also replicate from the mirror back to the primary (both through the origin filter)'),
+    ('mirror', 'fence', 'boolean', NULL, NULL, NULL, NULL,
+     'fence the mirror database against client writes (default: true for one-way, false for two-way)'),
+    ('mirror', 'copy_data', 'boolean', 'true', NULL, NULL, NULL,
+     'copy the existing data to the mirror before streaming changes'),
+    ('mirror', 'publisher_endpoint', 'text', NULL, NULL, NULL, NULL,
+     'conninfo the mirror uses to reach the primary, when it differs from the primary resource''s endpoint'),
+    ('mirror', 'max_attempts', 'integer', '5', '1', '1000', NULL,
+     'failed attempts of one creation action before the mirror is marked failed');
+
+CREATE TABLE driftmirror.mirror (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_id            bigint NOT NULL REFERENCES driftmirror.resource_group (id) ON DELETE CASCADE,
+    resource_id         bigint NOT NULL UNIQUE REFERENCES driftmirror.resource (id) ON DELETE CASCADE,
+    group_name          text NOT NULL,
+    resource_name       text NOT NULL,
+    kind                text NOT NULL,
+    primary_endpoint    text NOT NULL,
+    publisher_endpoint  text NOT NULL,
+    mirror_endpoint     text NOT NULL,
+    options             jsonb NOT NULL DEFAULT '{}',
+    two_way             boolean NOT NULL,
+    fence               boolean NOT NULL,
+    copy_data           boolean NOT NULL,
+    state               text NOT NULL DEFAULT 'creating'
+                        CHECK (state IN ('creating', 'syncing', 'mirroring', 'failed')),
+    state_reason        text,
+    step                text NOT NULL DEFAULT 'start',
+    pending_action      text,
+    pending_since       timestamptz,
+    attempts            integer NOT NULL DEFAULT 0,
+    publication_name    text NOT NULL,
+    slot_name           text NOT NULL,
+    subscription_name   text NOT NULL,
+    rev_publication_name  text,
+    rev_slot_name       text,
+    rev_subscription_name text,
+    tables_total        integer,
+    tables_ready        integer,
+    tables              jsonb,
+    lag_bytes           bigint,
+    lag_seconds         double precision,
+    lag_probe_lsn       pg_lsn,
+    lag_probe_at        timestamptz,
+    apply_error_count   bigint NOT NULL DEFAULT 0,
+    sync_error_count    bigint NOT NULL DEFAULT 0,
+    rev_apply_error_count bigint NOT NULL DEFAULT 0,
+    rev_sync_error_count  bigint NOT NULL DEFAULT 0,
+    conflicts           bigint NOT NULL DEFAULT 0,
+    last_conflict_at    timestamptz,
+    primary_checked_at  timestamptz,
+    mirror_checked_at   timestamptz,
+    last_error          text,
+    last_error_detail   text,
+    last_error_sqlstate text,
+    last_error_at       timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    state_changed_at    timestamptz NOT NULL DEFAULT now(),
+    synced_at           timestamptz,
+    UNIQUE (group_id, resource_id)
+);
+COMMENT ON TABLE driftmirror.mirror IS
+    'Mirrors: a primary resource, its mirror, the replication objects and their state';
+
+CREATE TABLE driftmirror.mirror_sequence (
+    mirror_id     bigint NOT NULL REFERENCES driftmirror.mirror (id) ON DELETE CASCADE,
+    sequence_name text NOT NULL,
+    last_value    bigint,
+    collected_at  timestamptz NOT NULL,
+    PRIMARY KEY (mirror_id, sequence_name)
+);
+COMMENT ON TABLE driftmirror.mirror_sequence IS
+    'Last value of every sequence of a mirrored primary, for switchover';
+
+CREATE TABLE driftmirror.mirror_cleanup (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    group_name      text NOT NULL,
+    resource_name   text NOT NULL,
+    mirror_id       bigint NOT NULL,
+    node            text NOT NULL CHECK (node IN ('primary', 'mirror')),
+    endpoint        text NOT NULL,
+    what            text NOT NULL CHECK (what IN ('subscription', 'slot', 'publication', 'fence')),
+    object_name     text,
+    priority        integer NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text,
+    last_error_detail text,
+    last_error_at   timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON driftmirror.mirror_cleanup (next_attempt_at);
+COMMENT ON TABLE driftmirror.mirror_cleanup IS
+    'Replication objects still to drop on a node (retried by the worker until done)';
+
+-- ---- C helpers (remote_conn.c via mirror.c) ----
+
+-- _remote_value: run one SQL text on a node and return the first column of
+-- the first row (NULL if none).  node_session: first create
+-- driftmirror_node there if missing and pass the write fence.
+CREATE FUNCTION driftmirror._remote_value(conninfo text, label text, sql text,
+                                          node_session boolean DEFAULT false)
+RETURNS text
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'driftmirror_remote_value';
+
+-- ---- names and node-side SQL ----
+
+-- _node_facts_sql: what preflight needs to know about a node, as one jsonb
+CREATE FUNCTION driftmirror._node_facts_sql()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $sql$ SELECT $q$
+WITH rels AS (
+    SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name, c.relreplident
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND c.relpersistence OPERATOR(pg_catalog.=) 'p'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname OPERATOR(pg_catalog.!~) '^pg_toast'
+)
+SELECT pg_catalog.jsonb_build_object(
+    'wal_level', pg_catalog.current_setting('wal_level'),
+    'max_replication_slots', pg_catalog.current_setting('max_replication_slots')::int,
+    'used_slots', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots),
+    'max_wal_senders', pg_catalog.current_setting('max_wal_senders')::int,
+    'used_wal_senders', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity
+                          WHERE backend_type OPERATOR(pg_catalog.=) 'walsender'),
+    'output_plugin_libraries', (SELECT setting FROM pg_catalog.pg_settings
+                                 WHERE name OPERATOR(pg_catalog.=) 'output_plugin_libraries'),
+    'shared_preload_libraries', pg_catalog.current_setting('shared_preload_libraries'),
+    'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles
+                   WHERE rolname OPERATOR(pg_catalog.=) current_user),
+    'server_version_num', pg_catalog.current_setting('server_version_num')::int,
+    'no_identity', (SELECT COALESCE(pg_catalog.jsonb_agg(r.name ORDER BY r.name), '[]')
+                      FROM rels r
+                     WHERE r.relreplident OPERATOR(pg_catalog.=) 'n'
+                        OR (r.relreplident OPERATOR(pg_catalog.=) 'd' AND NOT EXISTS (
+                               SELECT FROM pg_catalog.pg_index i
+                                WHERE i.indrelid OPERATOR(pg_catalog.=) r.oid AND i.indisprimary))),
+    'columns', (SELECT COALESCE(pg_catalog.jsonb_object_agg(t.name, t.cols), '{}')
+                  FROM (SELECT r.name,
+                               pg_catalog.jsonb_object_agg(a.attname,
+                                   pg_catalog.format_type(a.atttypid, a.atttypmod)) AS cols
+                          FROM rels r
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) r.oid
+                         WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                         GROUP BY r.name) t))::text
+$q$ $sql$;
+
+-- _split_list: a comma-separated setting as a trimmed array
+CREATE FUNCTION driftmirror._split_list(p_list text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(btrim(x, ' "')), '{}')
+      FROM unnest(string_to_array(coalesce(p_list, ''), ',')) x
+     WHERE btrim(x, ' "') <> ''
+$$;
+
+-- _mirror_preflight: check both nodes; returns the problems found, one
+-- clear sentence each (empty when all is well).  Raises only if a node
+-- cannot be reached (with the node named, never the conninfo).
+CREATE FUNCTION driftmirror._mirror_preflight(p_primary text, p_primary_label text,
+                                              p_mirror text, p_mirror_label text,
+                                              p_two_way boolean)
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    facts   jsonb[];
+    f       jsonb;
+    lbl     text;
+    probs   text[] := '{}';
+    need_slots integer;
+    need_senders integer;
+    t       text;
+    c       text;
+    pcols   jsonb;
+    mcols   jsonb;
+    i       integer;
+BEGIN
+    facts := ARRAY[driftmirror._remote_value(p_primary, p_primary_label, driftmirror._node_facts_sql())::jsonb,
+                   driftmirror._remote_value(p_mirror, p_mirror_label, driftmirror._node_facts_sql())::jsonb];
+    FOR i IN 1..2 LOOP
+        f := facts[i];
+        lbl := CASE i WHEN 1 THEN p_primary_label ELSE p_mirror_label END;
+        IF f ->> 'wal_level' <> 'logical' THEN
+            probs := probs || format('node "%s": wal_level is "%s", not "logical"', lbl, f ->> 'wal_level');
+        END IF;
+        need_slots := CASE WHEN i = 1 OR p_two_way THEN 2 ELSE 1 END;
+        IF (f ->> 'max_replication_slots')::int - (f ->> 'used_slots')::int < need_slots THEN
+            probs := probs || format('node "%s": only %s free replication slot(s) of max_replication_slots = %s; %s needed',
+                                     lbl, (f ->> 'max_replication_slots')::int - (f ->> 'used_slots')::int,
+                                     f ->> 'max_replication_slots', need_slots);
+        END IF;
+        need_senders := CASE WHEN i = 1 OR p_two_way THEN 2 ELSE 0 END;
+        IF (f ->> 'max_wal_senders')::int - (f ->> 'used_wal_senders')::int < need_senders THEN
+            probs := probs || format('node "%s": only %s free WAL sender(s) of max_wal_senders = %s; %s needed',
+                                     lbl, (f ->> 'max_wal_senders')::int - (f ->> 'used_wal_senders')::int,
+                                     f ->> 'max_wal_senders', need_senders);
+        END IF;
+        IF NOT 'driftmirror' = ANY (driftmirror._split_list(f ->> 'output_plugin_libraries')) THEN
+            probs := probs || format('node "%s": output_plugin_libraries (%s) does not list driftmirror',
+                                     lbl, coalesce(nullif(f ->> 'output_plugin_libraries', ''), 'empty'));
+        END IF;
+        IF NOT 'driftmirror' = ANY (driftmirror._split_list(f ->> 'shared_preload_libraries')) THEN
+            probs := probs || format('node "%s": driftmirror is not in shared_preload_libraries', lbl);
+        END IF;
+        IF NOT (f ->> 'superuser')::boolean THEN
+            probs := probs || format('node "%s": the connection role is not a superuser', lbl);
+        END IF;
+        IF i = 1 OR p_two_way THEN
+            FOR t IN SELECT jsonb_array_elements_text(f -> 'no_identity') LOOP
+                probs := probs || format('node "%s": table %s has neither a primary key nor a replica identity',
+                                         lbl, t);
+            END LOOP;
+        END IF;
+    END LOOP;
+
+    -- schema: every table and column of the primary exists on the mirror with
+    -- the same type (in two-way mode also the other way round)
+    FOR t, pcols IN SELECT key, value FROM jsonb_each(facts[1] -> 'columns') ORDER BY key LOOP
+        mcols := facts[2] -> 'columns' -> t;
+        IF mcols IS NULL THEN
+            probs := probs || format('schema: table %s is missing on the mirror', t);
+            CONTINUE;
+        END IF;
+        FOR c IN SELECT key FROM jsonb_each(pcols) ORDER BY key LOOP
+            IF NOT mcols ? c THEN
+                probs := probs || format('schema: column %s.%I (%s) is missing on the mirror',
+                                         t, c, pcols ->> c);
+            ELSIF mcols ->> c <> pcols ->> c THEN
+                probs := probs || format('schema: column %s.%I is %s on the primary but %s on the mirror',
+                                         t, c, pcols ->> c, mcols ->> c);
+            END IF;
+        END LOOP;
+        IF p_two_way THEN
+            FOR c IN SELECT key FROM jsonb_each(mcols) ORDER BY key LOOP
+                IF NOT pcols ? c THEN
+                    probs := probs || format('schema: column %s.%I exists only on the mirror (two-way mode)', t, c);
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
+    IF p_two_way THEN
+        FOR t IN SELECT key FROM jsonb_each(facts[2] -> 'columns')
+                  WHERE NOT facts[1] -> 'columns' ? key ORDER BY key LOOP
+            probs := probs || format('schema: table %s exists only on the mirror (two-way mode)', t);
+        END LOOP;
+    END IF;
+    RETURN probs;
+END
+$$;
+
+-- _mirror_sub_sql: the idempotent CREATE SUBSCRIPTION run on the subscriber
+CREATE FUNCTION driftmirror._mirror_sub_sql(p_name text, p_conninfo text, p_pub text,
+                                            p_slot text, p_copy boolean)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($f$DO $dm$ BEGIN
+IF NOT EXISTS (SELECT FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid
+                WHERE s.subname OPERATOR(pg_catalog.=) %L AND d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) THEN
+  CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I
+    WITH (create_slot = false, slot_name = %L, copy_data = %s, enabled = true);
+END IF; END $dm$ $f$, p_name, p_name, p_conninfo, p_pub, p_slot,
+                  CASE WHEN p_copy THEN 'true' ELSE 'false' END)
+$$;
+
+-- _mirror_pub_sql / _mirror_slot_sql: idempotent publication and slot creation
+CREATE FUNCTION driftmirror._mirror_pub_sql(p_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($f$DO $dm$ BEGIN
+IF NOT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname OPERATOR(pg_catalog.=) %L) THEN
+  CREATE PUBLICATION %I FOR ALL TABLES;
+END IF; END $dm$ $f$, p_name, p_name)
+$$;
+
+CREATE FUNCTION driftmirror._mirror_slot_sql(p_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($f$SELECT pg_catalog.count(*) FROM (
+  SELECT pg_catalog.pg_create_logical_replication_slot(%L, 'driftmirror')
+   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots
+                      WHERE slot_name OPERATOR(pg_catalog.=) %L)) s$f$, p_name, p_name)
+$$;
+
+-- _mirror_primary_status_sql: what the worker reads on the primary each step
+CREATE FUNCTION driftmirror._mirror_primary_status_sql(m driftmirror.mirror)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+  'now_lsn', pg_catalog.pg_current_wal_lsn(),
+  'slot_exists', s.slot_name IS NOT NULL,
+  'slot_active', s.active,
+  'confirmed_lsn', s.confirmed_flush_lsn,
+  'lag_bytes', pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+  'sequences', (SELECT COALESCE(pg_catalog.jsonb_object_agg(
+                    pg_catalog.format('%%I.%%I', q.schemaname, q.sequencename), q.last_value), '{}')
+                  FROM pg_catalog.pg_sequences q),
+  'rev_apply_errors', (SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats
+                        WHERE subname OPERATOR(pg_catalog.=) %L),
+  'rev_sync_errors', (SELECT sync_error_count FROM pg_catalog.pg_stat_subscription_stats
+                       WHERE subname OPERATOR(pg_catalog.=) %L))::text
+FROM (SELECT 1) one
+LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name OPERATOR(pg_catalog.=) %L$f$,
+        coalesce(m.rev_subscription_name, ''), coalesce(m.rev_subscription_name, ''), m.slot_name)
+$$;
+
+-- _mirror_mirror_status_sql: what the worker reads on the mirror each step
+CREATE FUNCTION driftmirror._mirror_mirror_status_sql(m driftmirror.mirror)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+  'sub_exists', s.oid IS NOT NULL,
+  'sub_enabled', s.subenabled,
+  'tables', (SELECT COALESCE(pg_catalog.jsonb_object_agg(r.srrelid::pg_catalog.regclass::text,
+                      CASE r.srsubstate WHEN 'i' THEN 'init' WHEN 'd' THEN 'copying' WHEN 'f' THEN 'copied'
+                                        WHEN 's' THEN 'synced' WHEN 'r' THEN 'ready' ELSE r.srsubstate::text END), '{}')
+               FROM pg_catalog.pg_subscription_rel r WHERE r.srsubid OPERATOR(pg_catalog.=) s.oid),
+  'apply_errors', st.apply_error_count,
+  'sync_errors', st.sync_error_count,
+  'worker_running', EXISTS (SELECT FROM pg_catalog.pg_stat_subscription w
+                             WHERE w.subid OPERATOR(pg_catalog.=) s.oid AND w.pid IS NOT NULL AND w.relid IS NULL),
+  'last_msg', (SELECT pg_catalog.max(w.last_msg_receipt_time) FROM pg_catalog.pg_stat_subscription w
+                WHERE w.subid OPERATOR(pg_catalog.=) s.oid))::text
+FROM (SELECT 1) one
+LEFT JOIN pg_catalog.pg_subscription s ON s.subname OPERATOR(pg_catalog.=) %L
+     AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
+                                           WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catalog.=) s.oid$f$,
+        m.subscription_name)
+$$;
+
+-- ---- the state machine ----
+
+-- _mirror_set_state: change state and log the transition
+CREATE FUNCTION driftmirror._mirror_set_state(m driftmirror.mirror, p_state text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF m.state = p_state THEN
+        UPDATE driftmirror.mirror SET state_reason = p_reason WHERE id = m.id;
+        RETURN;
+    END IF;
+    UPDATE driftmirror.mirror
+       SET state = p_state, state_reason = p_reason, state_changed_at = now(),
+           synced_at = CASE WHEN p_state = 'mirroring' THEN coalesce(synced_at, now()) ELSE synced_at END
+     WHERE id = m.id;
+    PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_' || p_state, p_reason,
+                                    jsonb_build_object('from', m.state, 'to', p_state));
+END
+$$;
+
+-- _mirror_due: the mirrors of a group the worker has work for
+CREATE FUNCTION driftmirror._mirror_due(p_group_id bigint)
+RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT id FROM driftmirror.mirror
+     WHERE group_id = p_group_id AND kind = 'postgres' AND state <> 'failed'
+     ORDER BY id
+$$;
+
+-- _mirror_next: the next remote action of a mirror in this step, recorded as
+-- pending before it is returned; no row when there is nothing to do now.
+-- node_session is true for every action: the worker's sessions pass the fence.
+CREATE FUNCTION driftmirror._mirror_next(p_mirror_id bigint, p_step_started timestamptz)
+RETURNS TABLE (action text, conninfo text, label text, sql text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m       driftmirror.mirror;
+    plabel  text;
+    mlabel  text;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id FOR UPDATE;
+    IF NOT FOUND OR m.state = 'failed' THEN
+        RETURN;
+    END IF;
+    plabel := format('%s/%s primary', m.group_name, m.resource_name);
+    mlabel := format('%s/%s mirror', m.group_name, m.resource_name);
+
+    IF m.state = 'creating' THEN
+        -- the fence comes first, so that no client writes into the mirror
+        -- from the moment it starts receiving data
+        action := CASE m.step
+                  WHEN 'start' THEN CASE WHEN m.fence THEN 'fence' ELSE 'publication' END
+                  WHEN 'fence' THEN 'publication'
+                  WHEN 'publication' THEN 'slot'
+                  WHEN 'slot' THEN 'subscription'
+                  END;
+        IF action IS NULL THEN
+            PERFORM driftmirror._mirror_set_state(m, 'syncing', 'initial copy running');
+            m.state := 'syncing';
+        ELSE
+            CASE action
+            WHEN 'publication' THEN
+                conninfo := m.primary_endpoint; label := plabel;
+                sql := driftmirror._mirror_pub_sql(m.publication_name);
+            WHEN 'slot' THEN
+                conninfo := m.primary_endpoint; label := plabel;
+                sql := driftmirror._mirror_slot_sql(m.slot_name);
+            WHEN 'subscription' THEN
+                conninfo := m.mirror_endpoint; label := mlabel;
+                sql := driftmirror._mirror_sub_sql(m.subscription_name, m.publisher_endpoint,
+                                                   m.publication_name, m.slot_name, m.copy_data);
+            WHEN 'fence' THEN
+                conninfo := m.mirror_endpoint; label := mlabel;
+                sql := $q$SELECT driftmirror_node.fence_set('mirror')$q$;
+            END CASE;
+            UPDATE driftmirror.mirror SET pending_action = action, pending_since = clock_timestamp()
+             WHERE id = m.id;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+
+    -- syncing / mirroring: read both sides once per step
+    IF m.primary_checked_at IS NULL OR m.primary_checked_at < p_step_started THEN
+        action := 'status_primary'; conninfo := m.primary_endpoint; label := plabel;
+        sql := driftmirror._mirror_primary_status_sql(m);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started THEN
+        action := 'status_mirror'; conninfo := m.mirror_endpoint; label := mlabel;
+        sql := driftmirror._mirror_mirror_status_sql(m);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- two-way: the way back is made once the initial copy is done, so that
+    -- copied rows are never decoded on the mirror
+    IF m.state = 'syncing' AND m.two_way AND m.tables_ready = m.tables_total THEN
+        action := CASE m.step
+                  WHEN 'subscription' THEN 'rev_publication'
+                  WHEN 'rev_publication' THEN 'rev_slot'
+                  WHEN 'rev_slot' THEN 'rev_subscription'
+                  END;
+        IF action IS NOT NULL THEN
+            CASE action
+            WHEN 'rev_publication' THEN
+                conninfo := m.mirror_endpoint; label := mlabel;
+                sql := driftmirror._mirror_pub_sql(m.rev_publication_name);
+            WHEN 'rev_slot' THEN
+                conninfo := m.mirror_endpoint; label := mlabel;
+                sql := driftmirror._mirror_slot_sql(m.rev_slot_name);
+            WHEN 'rev_subscription' THEN
+                conninfo := m.primary_endpoint; label := plabel;
+                sql := driftmirror._mirror_sub_sql(m.rev_subscription_name, m.mirror_endpoint,
+                                                   m.rev_publication_name, m.rev_slot_name, false);
+            END CASE;
+            UPDATE driftmirror.mirror SET pending_action = action, pending_since = clock_timestamp()
+             WHERE id = m.id;
+            RETURN NEXT;
+        END IF;
+    END IF;
+END
+$$;
+
+-- _mirror_record_status: store what status_primary / status_mirror read
+CREATE FUNCTION driftmirror._mirror_record_status(m driftmirror.mirror, p_action text, r jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total   integer;
+    ready   integer;
+    lagsec  double precision;
+    probe   pg_lsn := m.lag_probe_lsn;
+    probe_at timestamptz := m.lag_probe_at;
+    errs    bigint;
+    new_conflicts bigint := 0;
+BEGIN
+    IF p_action = 'status_primary' THEN
+        IF NOT (r ->> 'slot_exists')::boolean THEN
+            UPDATE driftmirror.mirror
+               SET primary_checked_at = clock_timestamp(), lag_bytes = NULL, lag_seconds = NULL,
+                   last_error = format('replication slot "%s" is missing on the primary', m.slot_name),
+                   last_error_sqlstate = '55000', last_error_at = clock_timestamp()
+             WHERE id = m.id;
+            RETURN;
+        END IF;
+        -- lag in seconds: age of the oldest primary position (sampled once
+        -- per step) the mirror has not confirmed yet; 0 once it has
+        -- confirmed the previous sample (resolution: the group interval)
+        IF probe IS NULL OR (r ->> 'confirmed_lsn')::pg_lsn >= probe THEN
+            lagsec := CASE WHEN probe IS NULL THEN NULL ELSE 0 END;
+            probe := (r ->> 'now_lsn')::pg_lsn;
+            probe_at := clock_timestamp();
+        ELSE
+            lagsec := extract(epoch FROM clock_timestamp() - probe_at);
+        END IF;
+        errs := coalesce((r ->> 'rev_apply_errors')::bigint, 0) + coalesce((r ->> 'rev_sync_errors')::bigint, 0);
+        IF errs > m.rev_apply_error_count + m.rev_sync_error_count THEN
+            new_conflicts := errs - (m.rev_apply_error_count + m.rev_sync_error_count);
+        END IF;
+        UPDATE driftmirror.mirror
+           SET primary_checked_at = clock_timestamp(),
+               lag_bytes = greatest((r ->> 'lag_bytes')::bigint, 0),
+               lag_seconds = lagsec,
+               lag_probe_lsn = probe,
+               lag_probe_at = probe_at,
+               rev_apply_error_count = coalesce((r ->> 'rev_apply_errors')::bigint, 0),
+               rev_sync_error_count = coalesce((r ->> 'rev_sync_errors')::bigint, 0),
+               conflicts = conflicts + new_conflicts,
+               last_conflict_at = CASE WHEN new_conflicts > 0 THEN clock_timestamp() ELSE last_conflict_at END
+         WHERE id = m.id;
+        INSERT INTO driftmirror.mirror_sequence AS q (mirror_id, sequence_name, last_value, collected_at)
+        SELECT m.id, s.key, (s.value #>> '{}')::bigint, clock_timestamp()
+          FROM jsonb_each(r -> 'sequences') s
+        ON CONFLICT (mirror_id, sequence_name) DO UPDATE
+           SET last_value = excluded.last_value, collected_at = excluded.collected_at;
+        DELETE FROM driftmirror.mirror_sequence q
+         WHERE q.mirror_id = m.id AND NOT (r -> 'sequences') ? q.sequence_name;
+        IF new_conflicts > 0 THEN
+            PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
+                format('%s new apply error(s) on the primary''s subscription %s (changes from the mirror); see the primary''s server log',
+                       new_conflicts, m.rev_subscription_name),
+                jsonb_build_object('apply_errors', r -> 'rev_apply_errors', 'sync_errors', r -> 'rev_sync_errors'),
+                'conflict');
+        END IF;
+        RETURN;
+    END IF;
+
+    -- status_mirror
+    IF NOT (r ->> 'sub_exists')::boolean THEN
+        UPDATE driftmirror.mirror
+           SET mirror_checked_at = clock_timestamp(),
+               last_error = format('subscription "%s" is missing on the mirror', m.subscription_name),
+               last_error_sqlstate = '55000', last_error_at = clock_timestamp()
+         WHERE id = m.id;
+        RETURN;
+    END IF;
+    SELECT count(*), count(*) FILTER (WHERE value #>> '{}' = 'ready')
+      INTO total, ready FROM jsonb_each(r -> 'tables');
+    errs := coalesce((r ->> 'apply_errors')::bigint, 0) + coalesce((r ->> 'sync_errors')::bigint, 0);
+    IF errs > m.apply_error_count + m.sync_error_count THEN
+        new_conflicts := errs - (m.apply_error_count + m.sync_error_count);
+    END IF;
+    UPDATE driftmirror.mirror
+       SET mirror_checked_at = clock_timestamp(),
+           tables_total = total, tables_ready = ready, tables = r -> 'tables',
+           apply_error_count = coalesce((r ->> 'apply_errors')::bigint, 0),
+           sync_error_count = coalesce((r ->> 'sync_errors')::bigint, 0),
+           conflicts = conflicts + new_conflicts,
+           last_conflict_at = CASE WHEN new_conflicts > 0 THEN clock_timestamp() ELSE last_conflict_at END,
+           last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
+     WHERE id = m.id;
+    IF new_conflicts > 0 THEN
+        PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
+            format('%s new apply error(s) on the mirror''s subscription %s; see the mirror''s server log',
+                   new_conflicts, m.subscription_name),
+            jsonb_build_object('apply_errors', r -> 'apply_errors', 'sync_errors', r -> 'sync_errors'),
+            'conflict');
+    END IF;
+
+    IF m.state = 'syncing' THEN
+        IF ready = total AND (NOT m.two_way OR m.step = 'rev_subscription') THEN
+            PERFORM driftmirror._mirror_set_state(m, 'mirroring',
+                format('initial copy of %s table(s) done; streaming changes', total));
+        ELSE
+            UPDATE driftmirror.mirror
+               SET state_reason = format('initial copy: %s of %s table(s) ready', ready, total)
+             WHERE id = m.id;
+        END IF;
+    ELSIF m.state = 'mirroring' THEN
+        UPDATE driftmirror.mirror
+           SET state_reason = CASE
+                   WHEN NOT (r ->> 'sub_enabled')::boolean THEN 'the subscription on the mirror is disabled'
+                   WHEN errs > 0 THEN format('streaming changes; %s apply error(s) so far', errs)
+                   ELSE 'streaming changes' END
+         WHERE id = m.id;
+    END IF;
+END
+$$;
+
+-- _mirror_done: record the outcome of the action _mirror_next returned
+CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
+                                         p_result text, p_sqlstate text, p_error text,
+                                         p_detail text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m   driftmirror.mirror;
+    maxa integer;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- dropped meanwhile: the cleanup queue has it
+    END IF;
+
+    IF p_action IN ('status_primary', 'status_mirror') THEN
+        IF p_ok THEN
+            PERFORM driftmirror._mirror_record_status(m, p_action, p_result::jsonb);
+        ELSE
+            UPDATE driftmirror.mirror
+               SET primary_checked_at = CASE WHEN p_action = 'status_primary' THEN clock_timestamp() ELSE primary_checked_at END,
+                   mirror_checked_at = CASE WHEN p_action = 'status_mirror' THEN clock_timestamp() ELSE mirror_checked_at END,
+                   last_error = p_error, last_error_detail = p_detail,
+                   last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
+             WHERE id = m.id;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_ok THEN
+        UPDATE driftmirror.mirror
+           SET step = p_action, pending_action = NULL, pending_since = NULL, attempts = 0,
+               last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
+         WHERE id = m.id;
+        PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_step',
+                                        format('created %s', p_action),
+                                        jsonb_build_object('step', p_action));
+        RETURN;
+    END IF;
+
+    maxa := (driftmirror._effective_options('mirror', m.options) ->> 'max_attempts')::integer;
+    UPDATE driftmirror.mirror
+       SET attempts = attempts + 1, last_error = p_error, last_error_detail = p_detail,
+           last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
+     WHERE id = m.id;
+    IF m.attempts + 1 >= maxa THEN
+        PERFORM driftmirror._mirror_set_state(m, 'failed',
+            format('step %s failed %s time(s): %s', p_action, m.attempts + 1, p_error));
+    ELSE
+        UPDATE driftmirror.mirror
+           SET state_reason = format('step %s failed (attempt %s of %s), will retry: %s',
+                                     p_action, m.attempts + 1, maxa, p_error)
+         WHERE id = m.id;
+    END IF;
+END
+$$;
+
+-- ---- cleanup queue ----
+
+-- _mirror_enqueue_cleanup: BEFORE DELETE trigger on mirror: queue the drop
+-- of every object the mirror may have created, on every node
+CREATE FUNCTION driftmirror._mirror_enqueue_cleanup()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m driftmirror.mirror := OLD;
+BEGIN
+    IF m.kind = 'postgres' THEN
+        INSERT INTO driftmirror.mirror_cleanup
+            (group_name, resource_name, mirror_id, node, endpoint, what, object_name, priority)
+        VALUES (m.group_name, m.resource_name, m.id, 'mirror', m.mirror_endpoint,
+                'subscription', m.subscription_name, 1),
+               (m.group_name, m.resource_name, m.id, 'primary', m.primary_endpoint,
+                'slot', m.slot_name, 2),
+               (m.group_name, m.resource_name, m.id, 'primary', m.primary_endpoint,
+                'publication', m.publication_name, 3);
+        IF m.two_way THEN
+            INSERT INTO driftmirror.mirror_cleanup
+                (group_name, resource_name, mirror_id, node, endpoint, what, object_name, priority)
+            VALUES (m.group_name, m.resource_name, m.id, 'primary', m.primary_endpoint,
+                    'subscription', m.rev_subscription_name, 1),
+                   (m.group_name, m.resource_name, m.id, 'mirror', m.mirror_endpoint,
+                    'slot', m.rev_slot_name, 2),
+                   (m.group_name, m.resource_name, m.id, 'mirror', m.mirror_endpoint,
+                    'publication', m.rev_publication_name, 3);
+        END IF;
+        IF m.fence THEN
+            INSERT INTO driftmirror.mirror_cleanup
+                (group_name, resource_name, mirror_id, node, endpoint, what, object_name, priority)
+            VALUES (m.group_name, m.resource_name, m.id, 'mirror', m.mirror_endpoint,
+                    'fence', NULL, 4);
+        END IF;
+    END IF;
+    PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_dropped',
+        'mirror removed; dropping its replication objects on every node',
+        jsonb_build_object('state', m.state, 'two_way', m.two_way));
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER mirror_cleanup BEFORE DELETE ON driftmirror.mirror
+    FOR EACH ROW EXECUTE FUNCTION driftmirror._mirror_enqueue_cleanup();
+
+-- _cleanup_sql: the idempotent remote statement of one cleanup row
+CREATE FUNCTION driftmirror._cleanup_sql(c driftmirror.mirror_cleanup)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE c.what
+    WHEN 'subscription' THEN format($f$DO $dm$ BEGIN
+IF EXISTS (SELECT FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid
+            WHERE s.subname OPERATOR(pg_catalog.=) %L AND d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) THEN
+  ALTER SUBSCRIPTION %I DISABLE;
+  ALTER SUBSCRIPTION %I SET (slot_name = NONE);
+  DROP SUBSCRIPTION %I;
+END IF; END $dm$ $f$, c.object_name, c.object_name, c.object_name, c.object_name)
+    WHEN 'slot' THEN format($f$DO $dm$ DECLARE p integer; BEGIN
+FOR i IN 1..50 LOOP
+  SELECT active_pid INTO p FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) %L;
+  EXIT WHEN p IS NULL;
+  PERFORM pg_catalog.pg_terminate_backend(p);
+  PERFORM pg_catalog.pg_sleep(0.1);
+END LOOP;
+IF EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) %L) THEN
+  PERFORM pg_catalog.pg_drop_replication_slot(%L);
+END IF; END $dm$ $f$, c.object_name, c.object_name, c.object_name)
+    WHEN 'publication' THEN format('DROP PUBLICATION IF EXISTS %I', c.object_name)
+    WHEN 'fence' THEN $f$SELECT driftmirror_node.fence_clear()$f$
+    END
+$$;
+
+-- _cleanup_due: cleanups whose next attempt is due, in dependency order
+-- (subscriptions before the slots they use, publications last)
+CREATE FUNCTION driftmirror._cleanup_due()
+RETURNS TABLE (id bigint, conninfo text, label text, sql text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.id, c.endpoint,
+           format('%s/%s %s', c.group_name, c.resource_name, c.node),
+           driftmirror._cleanup_sql(c)
+      FROM driftmirror.mirror_cleanup c
+     WHERE c.next_attempt_at <= clock_timestamp()
+     ORDER BY c.priority, c.id
+     LIMIT 100
+$$;
+
+-- _cleanup_done: a cleanup succeeded (row removed) or failed (back-off)
+CREATE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text,
+                                          p_detail text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c driftmirror.mirror_cleanup;
+BEGIN
+    IF p_ok THEN
+        DELETE FROM driftmirror.mirror_cleanup WHERE id = p_id RETURNING * INTO c;
+        IF FOUND AND c.attempts > 0 THEN
+            PERFORM driftmirror._log_action(c.group_name, c.resource_name, 'mirror_cleanup',
+                format('dropped %s %s on the %s after %s failed attempt(s)',
+                       c.what, coalesce(c.object_name, ''), c.node, c.attempts));
+        END IF;
+        RETURN;
+    END IF;
+    UPDATE driftmirror.mirror_cleanup
+       SET attempts = attempts + 1,
+           next_attempt_at = clock_timestamp()
+                             + least(make_interval(secs => power(2, least(attempts, 6))), interval '60 seconds'),
+           last_error = p_error, last_error_detail = p_detail, last_error_at = clock_timestamp()
+     WHERE id = p_id
+    RETURNING * INTO c;
+    IF FOUND AND c.attempts = 1 THEN
+        PERFORM driftmirror._log_action(c.group_name, c.resource_name, 'mirror_cleanup',
+            format('could not drop %s %s on the %s, will retry: %s',
+                   c.what, coalesce(c.object_name, ''), c.node, p_error),
+            jsonb_build_object('sqlstate', p_sqlstate), 'pending');
+    END IF;
+END
+$$;
+
+-- ---- the API ----
+
+CREATE FUNCTION driftmirror.dm_create_mirror("group" text, resource text, mirror_endpoint text,
+                                             options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_group ALIAS FOR $1;
+    p_resource ALIAS FOR $2;
+    p_endpoint ALIAS FOR $3;
+    gid     bigint;
+    rid     bigint;
+    res     driftmirror.resource;
+    opts    jsonb;
+    eff     jsonb;
+    two_way boolean;
+    fence   boolean;
+    pub_ep  text;
+    probs   text[];
+    base    text;
+    mid     bigint;
+BEGIN
+    gid := driftmirror._group_id(p_group);
+    rid := driftmirror._resource_id(gid, p_group, p_resource);
+    SELECT * INTO res FROM driftmirror.resource r WHERE r.id = rid;
+    IF p_endpoint IS NULL THEN
+        RAISE EXCEPTION 'mirror endpoint must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    opts := driftmirror._validate_options('mirror', options);
+    eff := driftmirror._effective_options('mirror', opts);
+    two_way := (eff ->> 'two_way')::boolean;
+    fence := coalesce((eff ->> 'fence')::boolean, NOT two_way);
+
+    IF res.kind <> 'postgres' THEN
+        RAISE EXCEPTION 'mirrors of % resources are not supported yet', res.kind
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Mirrors of cache, app, web and service resources are made through an HTTP actuator, which this build does not include.';
+    END IF;
+    IF res.role <> 'primary' THEN
+        RAISE EXCEPTION 'resource "%" of group "%" is a mirror itself', p_resource, p_group
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM driftmirror._check_endpoint('postgres', p_endpoint);
+    pub_ep := coalesce(eff ->> 'publisher_endpoint', res.endpoint);
+    PERFORM driftmirror._check_endpoint('postgres', pub_ep);
+    IF p_endpoint = res.endpoint THEN
+        RAISE EXCEPTION 'the mirror endpoint is the endpoint of the primary'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = rid) THEN
+        RAISE EXCEPTION 'resource "%" of group "%" already has a mirror', p_resource, p_group
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Drop it first with dm_drop_mirror.';
+    END IF;
+
+    IF EXISTS (SELECT FROM driftmirror.mirror_cleanup c
+                WHERE c.group_name = p_group AND c.resource_name = p_resource) THEN
+        RAISE EXCEPTION 'the previous mirror of resource "%" of group "%" is still being dropped',
+                        p_resource, p_group
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait until dm_mirror_cleanups shows nothing for it.';
+    END IF;
+
+    -- preflight: read-only queries on both nodes, no lock held meanwhile
+    probs := driftmirror._mirror_preflight(res.endpoint, format('%s/%s primary', p_group, p_resource),
+                                           p_endpoint, format('%s/%s mirror', p_group, p_resource),
+                                           two_way);
+    IF cardinality(probs) > 0 THEN
+        RAISE EXCEPTION 'cannot mirror resource "%" of group "%": % problem(s) found',
+                        p_resource, p_group, cardinality(probs)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = array_to_string(probs, E'\n');
+    END IF;
+
+    -- now serialise with other changes to the group and re-check
+    PERFORM driftmirror._group_id(p_group, true);
+    IF NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = rid) THEN
+        RAISE EXCEPTION 'resource "%" does not exist in group "%"', p_resource, p_group
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = rid) THEN
+        RAISE EXCEPTION 'resource "%" of group "%" already has a mirror', p_resource, p_group
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    IF EXISTS (SELECT FROM driftmirror.mirror_cleanup c
+                WHERE c.group_name = p_group AND c.resource_name = p_resource) THEN
+        RAISE EXCEPTION 'the previous mirror of resource "%" of group "%" is still being dropped',
+                        p_resource, p_group
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait until dm_mirror_cleanups shows nothing for it.';
+    END IF;
+
+    base := format('dm_%s_%s', gid, rid);
+    INSERT INTO driftmirror.mirror AS m
+        (group_id, resource_id, group_name, resource_name, kind, primary_endpoint,
+         publisher_endpoint, mirror_endpoint, options, two_way, fence, copy_data,
+         state_reason, publication_name, slot_name, subscription_name,
+         rev_publication_name, rev_slot_name, rev_subscription_name)
+    VALUES (gid, rid, p_group, p_resource, res.kind, res.endpoint, pub_ep, p_endpoint, opts,
+            two_way, fence, (eff ->> 'copy_data')::boolean,
+            'waiting for the worker to create the replication objects',
+            base, base, base,
+            CASE WHEN two_way THEN base || '_rev' END,
+            CASE WHEN two_way THEN base || '_rev' END,
+            CASE WHEN two_way THEN base || '_rev' END)
+    RETURNING m.id INTO mid;
+
+    -- run the group's step at the worker's next pass
+    UPDATE driftmirror.group_state SET next_step_at = NULL WHERE group_id = gid;
+    PERFORM driftmirror._log_action(p_group, p_resource, 'create_mirror', 'dm_create_mirror',
+                                    jsonb_build_object('options', opts, 'two_way', two_way,
+                                                       'fence', fence, 'objects', base));
+    RETURN mid;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_create_mirror(text, text, text, jsonb) IS
+    'Check both nodes and start mirroring a postgres resource; the worker creates the objects (see dm_mirror_status)';
+
+CREATE FUNCTION driftmirror.dm_drop_mirror("group" text, resource text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_group ALIAS FOR $1;
+    p_resource ALIAS FOR $2;
+    gid bigint;
+    rid bigint;
+BEGIN
+    gid := driftmirror._group_id(p_group, true);
+    rid := driftmirror._resource_id(gid, p_group, p_resource);
+    -- the trigger queues the remote drops; the worker runs them
+    DELETE FROM driftmirror.mirror m WHERE m.resource_id = rid;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'resource "%" of group "%" has no mirror', p_resource, p_group;
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_drop_mirror(text, text) IS
+    'Drop the mirror of a resource: its subscriptions, slots, publications and fence are removed on every node by the worker (idempotent)';
+
+-- dm_sync_sequences: read every sequence of the primary now and set the
+-- mirror's sequences to the same values; returns how many were set.  For
+-- switchover (after the primary is fenced).  Talks to both nodes from the
+-- calling transaction, with driftmirror's timeouts.
+CREATE FUNCTION driftmirror.dm_sync_sequences("group" text, resource text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_group ALIAS FOR $1;
+    p_resource ALIAS FOR $2;
+    gid bigint;
+    rid bigint;
+    m   driftmirror.mirror;
+    seqs jsonb;
+    setsql text;
+    n   integer;
+BEGIN
+    gid := driftmirror._group_id(p_group);
+    rid := driftmirror._resource_id(gid, p_group, p_resource);
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = rid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'resource "%" of group "%" has no mirror', p_resource, p_group
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    seqs := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
+        $q$SELECT COALESCE(pg_catalog.jsonb_object_agg(
+               pg_catalog.format('%I.%I', schemaname, sequencename),
+               pg_catalog.jsonb_build_array(last_value, last_value IS NOT NULL)), '{}')::text
+             FROM pg_catalog.pg_sequences$q$)::jsonb;
+    SELECT count(*), string_agg(format('SELECT pg_catalog.setval(%L, %s, %s) FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%L)',
+                                       s.key,
+                                       coalesce(s.value ->> 0, '1'),
+                                       CASE WHEN (s.value ->> 1)::boolean THEN 'true' ELSE 'false' END,
+                                       s.key), '; ')
+      INTO n, setsql
+      FROM jsonb_each(seqs) s;
+    IF n > 0 THEN
+        PERFORM driftmirror._remote_value(m.mirror_endpoint, format('%s/%s mirror', p_group, p_resource),
+                                          setsql, true);
+    END IF;
+    INSERT INTO driftmirror.mirror_sequence AS q (mirror_id, sequence_name, last_value, collected_at)
+    SELECT m.id, s.key, (s.value ->> 0)::bigint, clock_timestamp() FROM jsonb_each(seqs) s
+    ON CONFLICT (mirror_id, sequence_name) DO UPDATE
+       SET last_value = excluded.last_value, collected_at = excluded.collected_at;
+    PERFORM driftmirror._log_action(p_group, p_resource, 'sync_sequences', 'dm_sync_sequences',
+                                    jsonb_build_object('sequences', n));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_sync_sequences(text, text) IS
+    'Copy the current value of every sequence from the primary to the mirror';
+
+-- dm_mirror_verify: compare every published table of the primary with the
+-- mirror: row count and an md5 of the rows (the primary's columns, sorted).
+-- This is how updates and deletes that found no row on the receiving side
+-- are found: PostgreSQL 15 skips those silently (they are not apply errors).
+-- Reads every table on both nodes from the calling transaction: run it when
+-- the mirror has caught up and writes are quiet (under writes the two reads
+-- see different moments and differ).
+CREATE FUNCTION driftmirror.dm_mirror_verify("group" text, resource text)
+RETURNS TABLE (table_name text, primary_rows bigint, mirror_rows bigint, matches boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_group ALIAS FOR $1;
+    p_resource ALIAS FOR $2;
+    gid     bigint;
+    rid     bigint;
+    m       driftmirror.mirror;
+    facts   jsonb;
+    q       text;
+    pres    jsonb;
+    mres    jsonb;
+    bad     integer;
+    n       integer;
+BEGIN
+    gid := driftmirror._group_id(p_group);
+    rid := driftmirror._resource_id(gid, p_group, p_resource);
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = rid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'resource "%" of group "%" has no mirror', p_resource, p_group
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    facts := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
+                                       driftmirror._node_facts_sql())::jsonb;
+    -- table names come from the node as format('%I.%I'): accept nothing else
+    IF EXISTS (SELECT FROM jsonb_object_keys(facts -> 'columns') k
+                WHERE k !~ '^("([^"]|"")+"|[a-z_][a-z0-9_$]*)\.("([^"]|"")+"|[a-z_][a-z0-9_$]*)$') THEN
+        RAISE EXCEPTION 'unexpected table name from the primary'
+            USING ERRCODE = 'data_exception';
+    END IF;
+    SELECT 'SELECT (' || coalesce(string_agg(format(
+               'pg_catalog.jsonb_build_object(%L, (SELECT pg_catalog.jsonb_build_array(pg_catalog.count(*), '
+               'pg_catalog.md5(COALESCE(pg_catalog.string_agg(ROW(%s)::text, E''\n'' ORDER BY ROW(%s)::text), ''''))) FROM %s x))',
+               t.key, cl.cols, cl.cols, t.key), ' || ' ORDER BY t.key), '''{}''::jsonb') || ')::text'
+      INTO q
+      FROM jsonb_each(facts -> 'columns') t
+      CROSS JOIN LATERAL (SELECT string_agg('x.' || quote_ident(c.key), ', ' ORDER BY c.key) AS cols
+                            FROM jsonb_each(t.value) c) cl;
+    pres := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource), q)::jsonb;
+    mres := driftmirror._remote_value(m.mirror_endpoint, format('%s/%s mirror', p_group, p_resource), q)::jsonb;
+
+    SELECT count(*), count(*) FILTER (WHERE pres -> k IS DISTINCT FROM mres -> k)
+      INTO n, bad FROM jsonb_object_keys(pres) k;
+    PERFORM driftmirror._log_action(p_group, p_resource, 'mirror_verify',
+        format('%s of %s table(s) differ between the primary and the mirror', bad, n),
+        jsonb_build_object('tables', n, 'differ', bad),
+        CASE WHEN bad > 0 THEN 'mismatch' ELSE 'done' END);
+
+    RETURN QUERY
+        SELECT k, (pres -> k ->> 0)::bigint, (mres -> k ->> 0)::bigint,
+               pres -> k IS NOT DISTINCT FROM mres -> k
+          FROM jsonb_object_keys(pres) k
+         ORDER BY k;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_mirror_verify(text, text) IS
+    'Compare row counts and checksums of every table between a primary and its mirror (heavy: reads every row)';
+
+-- ---- views ----
+
+CREATE VIEW driftmirror.dm_mirror_status AS
+SELECT m.group_name,
+       m.resource_name,
+       m.state,
+       m.state_reason,
+       m.two_way,
+       m.fence,
+       m.tables_total,
+       m.tables_ready,
+       CASE WHEN m.tables_total > 0
+            THEN round(100.0 * m.tables_ready / m.tables_total, 1) END AS sync_pct,
+       m.tables,
+       m.lag_bytes,
+       m.lag_seconds,
+       m.apply_error_count,
+       m.sync_error_count,
+       m.rev_apply_error_count,
+       m.rev_sync_error_count,
+       m.conflicts,
+       m.last_conflict_at,
+       m.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN m.last_error_detail END AS last_error_detail,
+       m.last_error_sqlstate,
+       m.last_error_at,
+       greatest(m.primary_checked_at, m.mirror_checked_at) AS checked_at,
+       m.step,
+       m.pending_action,
+       m.publication_name,
+       m.slot_name,
+       m.subscription_name,
+       m.rev_publication_name,
+       m.rev_slot_name,
+       m.rev_subscription_name,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN m.mirror_endpoint END AS mirror_endpoint,
+       (SELECT count(*) FROM driftmirror.mirror_sequence q WHERE q.mirror_id = m.id) AS sequences,
+       m.created_at,
+       m.state_changed_at,
+       m.synced_at,
+       m.id
+  FROM driftmirror.mirror m;
+COMMENT ON VIEW driftmirror.dm_mirror_status IS
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts; endpoint and error details (which may name hosts) only for driftmirror_admin';
+
+CREATE VIEW driftmirror.dm_mirror_cleanups AS
+SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
+       c.next_attempt_at, c.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN c.last_error_detail END AS last_error_detail,
+       c.last_error_at, c.created_at, c.id
+  FROM driftmirror.mirror_cleanup c;
+COMMENT ON VIEW driftmirror.dm_mirror_cleanups IS
+    'Replication objects of dropped mirrors still to be removed from their nodes';
+
+CREATE VIEW driftmirror.dm_mirror_sequences AS
+SELECT m.group_name, m.resource_name, q.sequence_name, q.last_value, q.collected_at
+  FROM driftmirror.mirror_sequence q
+  JOIN driftmirror.mirror m ON m.id = q.mirror_id;
+COMMENT ON VIEW driftmirror.dm_mirror_sequences IS
+    'Last known value of every sequence of each mirrored primary';

@@ -1,0 +1,152 @@
+/*-------------------------------------------------------------------------
+ *
+ * dmf_methods.c
+ *	  The simple methods: naive, seasonal naive, Holt-Winters (ETS) and
+ *	  MSTL + ETS.
+ *
+ * Each method takes a validated DmfInput (finite values, usable seasons in
+ * ascending order) and fills a DmfFc with point forecasts and forecast
+ * standard deviations.  Fallbacks are reported with dmf_notice().
+ *
+ * src/forecast/dmf_methods.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dmf_internal.h"
+
+/*
+ * dmf_method_naive
+ *		Random walk: the last value, with the spread of one-step changes.
+ */
+void
+dmf_method_naive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	const double *y = in->y;
+	int			n = in->n,
+				k,
+				t;
+	double		ss = 0;
+
+	dmf_fc_init(ctx, fc, in->h);
+	for (t = 1; t < n; t++)
+		ss += (y[t] - y[t - 1]) * (y[t] - y[t - 1]);
+	ss = (n > 1) ? sqrt(ss / (n - 1)) : 0;
+	for (k = 0; k < in->h; k++)
+	{
+		fc->mean[k] = y[n - 1];
+		fc->sd[k] = ss * sqrt(k + 1.0);
+	}
+	fc->sigma = ss;
+	snprintf(fc->desc, sizeof(fc->desc), "naive");
+}
+
+/*
+ * dmf_method_snaive
+ *		Seasonal naive on the longest period that fits twice; naive (with a
+ *		notice) when none does.
+ */
+void
+dmf_method_snaive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	const double *y = in->y;
+	int			n = in->n,
+				m,
+				k,
+				t;
+	double		ss = 0;
+
+	if (in->nseasons == 0)
+	{
+		dmf_notice(ctx, "no seasonal period fits twice in the series: "
+				   "snaive falls back to naive");
+		dmf_method_naive(ctx, in, fc);
+		return;
+	}
+	m = in->seasons[in->nseasons - 1];
+	dmf_fc_init(ctx, fc, in->h);
+	for (t = m; t < n; t++)
+		ss += (y[t] - y[t - m]) * (y[t] - y[t - m]);
+	ss = sqrt(ss / (n - m));
+	for (k = 0; k < in->h; k++)
+	{
+		fc->mean[k] = y[n - m + (k % m)];
+		fc->sd[k] = ss * sqrt((double) (k / m + 1));
+	}
+	fc->sigma = ss;
+	snprintf(fc->desc, sizeof(fc->desc), "snaive m=%d", m);
+}
+
+/*
+ * dmf_method_hw
+ *		Additive Holt-Winters / ETS on the (at most two) longest periods,
+ *		trend chosen by AICc among none, additive and damped.
+ */
+void
+dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	DmfEts		fit;
+	int			nseas = in->nseasons > 2 ? 2 : in->nseasons;
+	const int  *m = in->seasons + (in->nseasons - nseas);
+	char		name[64];
+
+	if (in->n < 4)
+	{
+		dmf_notice(ctx, "series too short for hw: falls back to naive");
+		dmf_method_naive(ctx, in, fc);
+		return;
+	}
+	dmf_ets_select(ctx, in->y, in->n, m, nseas, &fit);
+	dmf_fc_init(ctx, fc, in->h);
+	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
+	fc->sigma = sqrt(fit.sigma2);
+	snprintf(fc->desc, sizeof(fc->desc), "hw %s",
+			 dmf_ets_name(&fit, name, sizeof(name)));
+}
+
+/*
+ * dmf_method_mstl
+ *		MSTL decomposition over every period, ETS (trend by AICc) on the
+ *		seasonally adjusted series, each seasonal component continued by its
+ *		last cycle.  This is R's stlf() for one or several periods.
+ */
+void
+dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	int			n = in->n,
+				ns = in->nseasons,
+				i,
+				k;
+	double	   *adj;
+	double	  **seas;
+	DmfEts		fit;
+	char		name[64];
+
+	if (n < 4)
+	{
+		dmf_notice(ctx, "series too short for mstl: falls back to naive");
+		dmf_method_naive(ctx, in, fc);
+		return;
+	}
+	adj = dmf_dalloc(ctx, n);
+	seas = dmf_alloc(ctx, (ns + 1) * sizeof(double *));
+	for (i = 0; i < ns; i++)
+		seas[i] = dmf_dalloc(ctx, n);
+	dmf_mstl(ctx, in->y, n, in->seasons, ns, seas, adj);
+	dmf_ets_select(ctx, adj, n, NULL, 0, &fit);
+	dmf_fc_init(ctx, fc, in->h);
+	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
+	fc->sigma = sqrt(fit.sigma2);
+	for (i = 0; i < ns; i++)
+	{
+		int			m = in->seasons[i];
+
+		for (k = 0; k < in->h; k++)
+			fc->mean[k] += seas[i][n - m + (k % m)];
+	}
+	snprintf(fc->desc, sizeof(fc->desc), "mstl %s",
+			 dmf_ets_name(&fit, name, sizeof(name)));
+}
