@@ -24,6 +24,7 @@ extern bool DmEnabled;
 extern int	DmNaptimeMs;
 extern int	DmConnectTimeoutMs;
 extern int	DmRemoteTimeoutMs;
+extern char *DmPromoteTestPause;
 
 extern void DmDefineSettings(void);
 

@@ -20,6 +20,7 @@ bool		DmEnabled = true;
 int			DmNaptimeMs = 1000;
 int			DmConnectTimeoutMs = 10000;
 int			DmRemoteTimeoutMs = 60000;
+char	   *DmPromoteTestPause = NULL;
 
 /*
  * DmDefineSettings
@@ -78,6 +79,15 @@ DmDefineSettings(void)
 							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("driftmirror.promote_test_pause",
+							   "Fault injection for tests: the promotion driver pauses before a step.",
+							   "Format \"step:milliseconds\", for example \"catch_up:5000\"; empty: never.",
+							   &DmPromoteTestPause,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");
 }

@@ -179,9 +179,9 @@ LoadInfo(int64 id, PromInfo *p)
 		"'old_publication','old_slot','old_subscription','new_publication','new_slot',"
 		"'new_subscription','two_way','mirror_fence','mirror_state','mirror_lag_seconds',"
 		"'fence_lsn','remaining_ms','max_lag_bytes','max_lag_seconds','max_xact_seconds',"
-		"'fence_grace_ms','sequence_gap']) WITH ORDINALITY AS k(key, ord) "
+		"'fence_grace_ms','sequence_gap','fenced_at']) WITH ORDINALITY AS k(key, ord) "
 		"LEFT JOIN LATERAL (SELECT driftmirror._promotion_info($1::bigint) ->> k.key AS value) v ON true";
-	char	   *fields[22];
+	char	   *fields[23];
 	char	   *s;
 	int			n = 0;
 
@@ -194,13 +194,13 @@ LoadInfo(int64 id, PromInfo *p)
 	fields[n++] = s;
 	for (; *s; s++)
 	{
-		if (*s == '\x1f' && n < 22)
+		if (*s == '\x1f' && n < 23)
 		{
 			*s = '\0';
 			fields[n++] = s + 1;
 		}
 	}
-	if (n != 22)
+	if (n != 23)
 		elog(ERROR, "unexpected promotion info for " INT64_FORMAT, id);
 
 	memset(p, 0, sizeof(*p));
@@ -227,6 +227,11 @@ LoadInfo(int64 id, PromInfo *p)
 	p->max_xact_seconds = fields[19];
 	p->fence_grace_ms = strtoll(fields[20], NULL, 10);
 	p->sequence_gap = fields[21];
+	if (fields[22][0])
+		FencedAt = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+														   CStringGetDatum(fields[22]),
+														   ObjectIdGetDatum(InvalidOid),
+														   Int32GetDatum(-1)));
 	p->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), p->remaining_ms);
 
 	snprintf(OldLabel, sizeof(OldLabel), "%s/%s old primary", p->group, p->resource);
@@ -808,6 +813,40 @@ Rollback(PromInfo *p, const char *why)
 	Step(p, "rollback", "ok", NULL, "the old primary is writable again; the mirror stayed fenced", NULL, NULL);
 }
 
+/*
+ * TestPause
+ *		Fault injection for the crash tests: if driftmirror.promote_test_pause
+ *		names this step ("step:ms"), wait that long, visibly in
+ *		pg_stat_activity, so that a test can kill a process at a known
+ *		point.  The state before the step is already committed.
+ */
+static void
+TestPause(PromInfo *p, const char *step)
+{
+	const char *colon;
+	size_t		len;
+	long		ms;
+	TimestampTz until;
+	char		activity[128];
+
+	if (DmPromoteTestPause == NULL || DmPromoteTestPause[0] == '\0')
+		return;
+	colon = strchr(DmPromoteTestPause, ':');
+	if (colon == NULL)
+		return;
+	len = colon - DmPromoteTestPause;
+	if (len != strlen(step) || strncmp(DmPromoteTestPause, step, len) != 0)
+		return;
+	ms = strtol(colon + 1, NULL, 10);
+	snprintf(activity, sizeof(activity),
+			 "driftmirror: promotion " INT64_FORMAT " paused before step %s (test)", p->id, step);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	while (GetCurrentTimestamp() < until)
+		Nap(10);
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
+}
+
 /* ---- the driver ---- */
 
 static void
@@ -883,6 +922,7 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "reverse_slot") == 0)
 	{
+		TestPause(p, "reverse_slot");
 		CheckDeadline(p, "reverse_slot");
 		ReverseSlot(p);
 		Step(p, "reverse_slot", "ok", NULL, NULL, NULL, NULL);
@@ -891,6 +931,7 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
@@ -901,7 +942,10 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "catching_up") == 0)
 	{
-		char	   *confirmed = CatchUp(p, fence_lsn);
+		char	   *confirmed;
+
+		TestPause(p, "catch_up");
+		confirmed = CatchUp(p, fence_lsn);
 
 		snprintf(buf, sizeof(buf), "{\"confirmed_lsn\": \"%s\"}", confirmed);
 		SetFigures(p, buf);
@@ -913,6 +957,7 @@ Forward(PromInfo *p)
 	{
 		int			n;
 
+		TestPause(p, "sequences");
 		CheckDeadline(p, "sequences");
 		n = SyncSequences(p);
 		snprintf(buf, sizeof(buf), "{\"sequences_synced\": %d}", n);
@@ -931,6 +976,7 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "unfencing") == 0)
 	{
+		TestPause(p, "unfence");
 		Unfence(p);
 		if (FencedAt != 0)
 		{
@@ -946,11 +992,29 @@ Forward(PromInfo *p)
 	{
 		const char *args[3] = {Int64Text(p->id), "done", NULL};
 
+		TestPause(p, "reverse");
 		Reverse(p);
 		Step(p, "reverse", "ok", NULL, NULL, NULL, NULL);
 		CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
 		p->state = "done";
 	}
+}
+
+/* StepOfState: the step a state belongs to (for the step log) */
+static const char *
+StepOfState(const char *state)
+{
+	static const char *const map[][2] = {
+		{"guardrails", "guardrails"}, {"reverse_slot", "reverse_slot"},
+		{"fencing", "fence"}, {"catching_up", "catch_up"},
+		{"sequences", "sequences"}, {"unfencing", "unfence"},
+		{"reversing", "reverse"}, {"rolling_back", "rollback"}};
+	size_t		i;
+
+	for (i = 0; i < lengthof(map); i++)
+		if (strcmp(map[i][0], state) == 0)
+			return map[i][1];
+	return state;
 }
 
 /* states before the flip: a failure there rolls back */
@@ -999,8 +1063,8 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		else
 		{
 			if (recovering)
-				Step(pp, strcmp(pp->state, "unfencing") == 0 ? "unfence" : "reverse",
-					 "running", NULL, "resumed after an interruption", NULL, NULL);
+				Step(pp, StepOfState(pp->state), "running", NULL,
+					 "resumed after an interruption", NULL, NULL);
 			Forward(pp);
 			WriteResult(shared, pp);
 		}
@@ -1038,7 +1102,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			{
 				char	   *why = psprintf("%s", edata->message);
 
-				Step(pp, state, "failed", NULL, why, NULL, NULL);
+				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
 				Rollback(pp, why);
 				args[1] = "rolled_back";
 				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
@@ -1047,8 +1111,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			else
 			{
 				/* after the flip: record, the main worker finishes it */
-				Step(pp, strcmp(state, "unfencing") == 0 ? "unfence" : "reverse",
-					 "failed", NULL, edata->message, NULL, NULL);
+				Step(pp, StepOfState(state), "failed", NULL, edata->message, NULL, NULL);
 				WriteError(shared, edata,
 						   "promotion flipped the routes but could not finish yet (the worker retries): ");
 			}

@@ -599,7 +599,7 @@ BEGIN
     ELSIF NOT (n ->> 'sub_enabled')::boolean THEN
         reasons := reasons || format('mirror not in sync: subscription %s is disabled', m.subscription_name);
     ELSIF NOT (n ->> 'worker_running')::boolean THEN
-        reasons := reasons || 'mirror not in sync: its apply worker is not running';
+        reasons := reasons || 'mirror not in sync: its apply worker is not running'::text;
     END IF;
     IF coalesce((n ->> 'tables_not_ready')::integer, 0) > 0 THEN
         reasons := reasons || format('mirror not in sync: %s table(s) still in their initial copy',
