@@ -410,6 +410,9 @@ Guardrails(PromInfo *p)
 						   "'tables_not_ready', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription_rel r "
 						   "   WHERE r.srsubid OPERATOR(pg_catalog.=) s.oid AND r.srsubstate OPERATOR(pg_catalog.<>) 'r'),"
 						   "'apply_errors', st.apply_error_count, 'sync_errors', st.sync_error_count,"
+						   "'worker_uptime_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) a.backend_start)::numeric, 1) "
+						   "   FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) w.pid "
+						   "   WHERE w.subid OPERATOR(pg_catalog.=) s.oid AND w.relid IS NULL),"
 						   "'schema', " SCHEMA_SQL ")::text "
 						   "FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_subscription s "
 						   "  ON s.subname OPERATOR(pg_catalog.=) $1 AND s.subdbid OPERATOR(pg_catalog.=) "
@@ -705,11 +708,25 @@ Reverse(PromInfo *p)
 					  1, args, 0);
 	if (sql)
 		DmRemoteCommand(newc, NewLabel, sql);
+	/* the old slot: its WAL sender ends shortly after the subscription */
 	args[0] = p->old_slot;
-	(void) RemoteValue(oldc, OldLabel,
-					   "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
-					   "WHERE slot_name OPERATOR(pg_catalog.=) $1 AND NOT active",
-					   1, args, 0);
+	for (i = 0;; i++)
+	{
+		char	   *state = RemoteValue(oldc, OldLabel,
+										"SELECT CASE WHEN active THEN 'active' "
+										"ELSE pg_catalog.pg_drop_replication_slot(slot_name)::text END "
+										"FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
+										1, args, 0);
+
+		if (state == NULL || strcmp(state, "active") != 0)
+			break;				/* dropped, or gone already */
+		if (i > 3000)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("replication slot \"%s\" of the old direction is still in use after 30 s",
+							p->old_slot)));
+		Nap(10);
+	}
 	args[0] = p->old_publication;
 	sql = RemoteValue(oldc, OldLabel,
 					  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "

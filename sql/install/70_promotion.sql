@@ -57,6 +57,12 @@ CREATE TABLE driftmirror.promotion (
                                        'rolling_back', 'rolled_back', 'refused', 'failed')),
     old_primary       text NOT NULL,
     new_primary       text NOT NULL,
+    -- replication objects of the old direction (old primary -> mirror), as
+    -- they were when the promotion started: after the flip the mirror row
+    -- names the new ones
+    old_publication   text NOT NULL,
+    old_slot          text NOT NULL,
+    old_subscription  text NOT NULL,
     -- replication objects of the new direction (new primary -> old primary)
     new_publication   text NOT NULL,
     new_slot          text NOT NULL,
@@ -322,10 +328,12 @@ BEGIN
 
     INSERT INTO driftmirror.promotion AS p
         (group_id, group_name, resource_id, resource_name, mirror_id, trigger, reason, options,
-         old_primary, new_primary, new_publication, new_slot, new_subscription,
+         old_primary, new_primary, old_publication, old_slot, old_subscription,
+         new_publication, new_slot, new_subscription,
          two_way, mirror_fence, deadline, worker_pid)
     VALUES (gid, p_group, rid, p_resource, m.id, p_trigger, p_reason, eff,
             m.primary_endpoint, m.mirror_endpoint,
+            m.publication_name, m.slot_name, m.subscription_name,
             coalesce(m.rev_publication_name, driftmirror._promotion_flip_name(m.publication_name)),
             coalesce(m.rev_slot_name, driftmirror._promotion_flip_name(m.slot_name)),
             coalesce(m.rev_subscription_name, driftmirror._promotion_flip_name(m.subscription_name)),
@@ -348,8 +356,8 @@ AS $$
     SELECT jsonb_build_object(
         'id', p.id, 'group', p.group_name, 'resource', p.resource_name, 'state', p.state,
         'old_primary', p.old_primary, 'new_primary', p.new_primary,
-        'old_publication', m.publication_name, 'old_slot', m.slot_name,
-        'old_subscription', m.subscription_name,
+        'old_publication', p.old_publication, 'old_slot', p.old_slot,
+        'old_subscription', p.old_subscription,
         'new_publication', p.new_publication, 'new_slot', p.new_slot,
         'new_subscription', p.new_subscription,
         'two_way', p.two_way, 'mirror_fence', p.mirror_fence,
@@ -446,9 +454,9 @@ BEGIN
            publication_name = p.new_publication,
            slot_name = p.new_slot,
            subscription_name = p.new_subscription,
-           rev_publication_name = CASE WHEN m.two_way THEN m.publication_name END,
-           rev_slot_name = CASE WHEN m.two_way THEN m.slot_name END,
-           rev_subscription_name = CASE WHEN m.two_way THEN m.subscription_name END,
+           rev_publication_name = CASE WHEN m.two_way THEN p.old_publication END,
+           rev_slot_name = CASE WHEN m.two_way THEN p.old_slot END,
+           rev_subscription_name = CASE WHEN m.two_way THEN p.old_subscription END,
            lag_bytes = NULL, lag_seconds = NULL, lag_probe_lsn = NULL,
            primary_checked_at = NULL, mirror_checked_at = NULL,
            state_reason = format('promoted by promotion %s', p_id)
@@ -613,9 +621,14 @@ BEGIN
         reasons := reasons || format('replication lag %s s exceeds promote_max_lag_seconds %s',
                                      round(m.lag_seconds::numeric, 3), max_s);
     END IF;
-    IF coalesce((n ->> 'apply_errors')::bigint, 0) + coalesce((n ->> 'sync_errors')::bigint, 0) > 0 THEN
-        reasons := reasons || format('the mirror reports %s apply error(s) and %s sync error(s) (pg_stat_subscription_stats; reset them with pg_stat_reset_subscription_stats once fixed)',
-                                     coalesce(n ->> 'apply_errors', '0'), coalesce(n ->> 'sync_errors', '0'));
+    -- an error stops the apply worker, which restarts 5 s later: errors
+    -- count as current until the worker has run cleanly for 10 s since
+    -- (a lost connection to the primary counts as an error too)
+    IF coalesce((n ->> 'apply_errors')::bigint, 0) + coalesce((n ->> 'sync_errors')::bigint, 0) > 0
+       AND coalesce((n ->> 'worker_uptime_seconds')::numeric, 0) < 10 THEN
+        reasons := reasons || format('the mirror reports %s apply error(s) and %s sync error(s) and its apply worker has run only %s s since (less than 10 s; pg_stat_subscription_stats, reset with pg_stat_reset_subscription_stats once fixed)',
+                                     coalesce(n ->> 'apply_errors', '0'), coalesce(n ->> 'sync_errors', '0'),
+                                     coalesce(n ->> 'worker_uptime_seconds', '0'));
     END IF;
     IF coalesce((o ->> 'long_xacts')::integer, 0) > 0 THEN
         reasons := reasons || format('%s write transaction(s) on the primary older than promote_max_xact_seconds %s; the oldest has run %s s',
@@ -640,6 +653,7 @@ BEGIN
                'lag_seconds', m.lag_seconds, 'max_lag_seconds', max_s,
                'apply_errors', n -> 'apply_errors', 'sync_errors', n -> 'sync_errors',
                'worker_running', n -> 'worker_running',
+               'worker_uptime_seconds', n -> 'worker_uptime_seconds',
                'tables_not_ready', n -> 'tables_not_ready',
                'long_write_xacts', o -> 'long_xacts', 'max_xact_seconds', max_x,
                'oldest_write_xact_seconds', o -> 'oldest_write_xact_seconds',

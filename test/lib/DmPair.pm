@@ -97,8 +97,18 @@ sub wait_mirroring
 	if (!$ok)
 	{
 		diag($p->{a}->safe_psql('postgres', 'SELECT * FROM driftmirror.dm_mirror_status'));
+		return $ok;
 	}
-	return $ok;
+	# an apply worker that restarted after an error (a lost connection
+	# counts) must run 10 s before promotion counts the errors as past
+	my $m = mirror_of($p);
+	return $m->poll_query_until('app', q{
+		SELECT coalesce(bool_and(st.apply_error_count + st.sync_error_count = 0
+		                         OR now() - a.backend_start > interval '10 seconds'), false)
+		  FROM pg_stat_subscription w
+		  JOIN pg_stat_activity a ON a.pid = w.pid
+		  JOIN pg_stat_subscription_stats st ON st.subid = w.subid
+		 WHERE w.relid IS NULL});
 }
 
 # writable(NODE): can a plain client write app there?

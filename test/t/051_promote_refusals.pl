@@ -93,7 +93,8 @@ $b->poll_query_until('app',
   or diag('no apply error seen');
 ($state, $err) = promote();
 is($state, '55000', 'apply errors: refused');
-like($err, qr/the mirror reports [1-9]\d* apply error\(s\) and 0 sync error\(s\)/, 'apply errors: figures');
+like($err, qr/the mirror reports [1-9]\d* apply error\(s\) and 0 sync error\(s\) and its apply worker has run only [0-9.]+ s since/,
+	'apply errors: figures');
 unchanged('apply errors');
 $b->safe_psql('app', q{SELECT driftmirror_node.session_bypass();
 	DELETE FROM orders WHERE id = 100000});
