@@ -80,6 +80,9 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	DmRunMirrorPhase(group_id, started);
 	pgstat_report_activity(STATE_RUNNING, activity);
 
+	/* phase: auto-promotion, on the status the mirror phase just read */
+	DmAutoPromote(group_id);
+
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);
 }

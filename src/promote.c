@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -29,6 +30,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "driftmirror.h"
@@ -47,7 +49,7 @@ PG_FUNCTION_INFO_V1(driftmirror_multihost);
  *		worker slot is free.
  */
 bool
-DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
+DmStartPromotionWorker(dsm_segment *seg, int64 recover_id, int64 auto_resource_id,
 					   BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
@@ -62,6 +64,7 @@ DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
 	snprintf(worker.bgw_type, BGW_MAXLEN, "driftmirror promotion");
 	worker.bgw_main_arg = UInt32GetDatum(seg ? dsm_segment_handle(seg) : 0);
 	memcpy(worker.bgw_extra, &recover_id, sizeof(int64));
+	memcpy(worker.bgw_extra + sizeof(int64), &auto_resource_id, sizeof(int64));
 	worker.bgw_notify_pid = handle ? MyProcPid : 0;
 
 	return RegisterDynamicBackgroundWorker(&worker, handle);
@@ -99,7 +102,7 @@ DmRecoverPromotions(int64 group_id)
 	{
 		int64		id = *(int64 *) lfirst(lc);
 
-		if (DmStartPromotionWorker(NULL, id, NULL))
+		if (DmStartPromotionWorker(NULL, id, 0, NULL))
 			ereport(LOG,
 					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish or roll it back",
 							id)));
@@ -107,6 +110,53 @@ DmRecoverPromotions(int64 group_id)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("driftmirror: no background worker slot free to recover promotion " INT64_FORMAT, id),
+					 errhint("Raise max_worker_processes.")));
+	}
+}
+
+/*
+ * DmAutoPromote
+ *		Called by the main worker in each group step, outside transactions:
+ *		evaluate the auto-promotion thresholds (_auto_promote_check logs
+ *		every decision) and start a promotion worker for each resource whose
+ *		thresholds held for the whole window.
+ */
+void
+DmAutoPromote(int64 group_id)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *ids = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	DmSpiExec("SELECT resource_id FROM driftmirror._auto_promote_check($1)",
+			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ids = lappend(ids, id);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+
+	foreach(lc, ids)
+	{
+		int64		rid = *(int64 *) lfirst(lc);
+
+		if (!DmStartPromotionWorker(NULL, 0, rid, NULL))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("driftmirror: no background worker slot free to auto-promote resource " INT64_FORMAT, rid),
 					 errhint("Raise max_worker_processes.")));
 	}
 }
@@ -140,7 +190,7 @@ PromoteOne(const char *group, const char *resource, const char *options,
 				 errmsg("promotion options are too long")));
 	strlcpy(shared->options, options, sizeof(shared->options));
 
-	if (!DmStartPromotionWorker(seg, 0, &handle))
+	if (!DmStartPromotionWorker(seg, 0, 0, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a promotion worker: no background worker slot is free"),

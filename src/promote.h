@@ -48,11 +48,18 @@ typedef struct DmPromoteShared
 /* the dynamic worker (promote_worker.c) */
 extern PGDLLEXPORT void DmPromotionWorkerMain(Datum main_arg);
 
-/* start a worker: with a DSM request, or to recover promotion "id" */
+/*
+ * start a worker: with a DSM request from dm_promote, or to recover
+ * promotion recover_id, or to auto-promote resource auto_resource_id
+ */
 extern bool DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
+								   int64 auto_resource_id,
 								   BackgroundWorkerHandle **handle);
 
 /* main worker's group step: recover the group's orphaned promotions */
 extern void DmRecoverPromotions(int64 group_id);
+
+/* main worker's group step: auto-promotion decisions */
+extern void DmAutoPromote(int64 group_id);
 
 #endif							/* DM_PROMOTE_H */

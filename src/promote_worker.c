@@ -1155,8 +1155,9 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 /*
  * DmPromotionWorkerMain
  *		Entry point of the promotion worker.  main_arg is the DSM handle of
- *		a request from dm_promote, or 0 with the id of a promotion to
- *		recover in bgw_extra.
+ *		a request from dm_promote, or 0 with, in bgw_extra, the id of a
+ *		promotion to recover or (second int64) the id of a resource to
+ *		auto-promote.
  */
 void
 DmPromotionWorkerMain(Datum main_arg)
@@ -1164,6 +1165,7 @@ DmPromotionWorkerMain(Datum main_arg)
 	dsm_segment *seg = NULL;
 	DmPromoteShared *volatile shared = NULL;
 	volatile int64 id = 0;
+	int64		auto_rid = 0;
 	bool		recovering;
 
 	pqsignal(SIGTERM, die);
@@ -1178,8 +1180,9 @@ DmPromotionWorkerMain(Datum main_arg)
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(DriverContext);
 
-	recovering = DatumGetUInt32(main_arg) == 0;
-	if (!recovering)
+	memcpy(&auto_rid, MyBgworkerEntry->bgw_extra + sizeof(int64), sizeof(int64));
+	recovering = DatumGetUInt32(main_arg) == 0 && auto_rid == 0;
+	if (DatumGetUInt32(main_arg) != 0)
 	{
 		seg = dsm_attach(DatumGetUInt32(main_arg));
 		if (seg == NULL)
@@ -1188,7 +1191,7 @@ DmPromotionWorkerMain(Datum main_arg)
 					 errmsg("driftmirror: the promotion request is gone")));
 		shared = dsm_segment_address(seg);
 	}
-	else
+	else if (recovering)
 	{
 		int64		rid;
 
@@ -1200,7 +1203,19 @@ DmPromotionWorkerMain(Datum main_arg)
 
 	PG_TRY();
 	{
-		if (!recovering)
+		if (auto_rid != 0)
+		{
+			const char *args[2] = {Int64Text(auto_rid), psprintf("%d", MyProcPid)};
+			char	   *idtext;
+
+			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
+							  "FROM driftmirror._promotion_start_auto($1::bigint, $2::integer) i",
+							  2, args);
+			if (idtext == NULL)
+				proc_exit(0);	/* the resource is gone */
+			id = strtoll(idtext, NULL, 10);
+		}
+		else if (!recovering)
 		{
 			const char *args[6] = {shared->group_name,
 				shared->resource_name, shared->options, shared->trigger,
