@@ -18,6 +18,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -182,8 +183,10 @@ PromoteOne(const char *group, const char *resource, const char *options,
 	strlcpy(shared->group_name, group, sizeof(shared->group_name));
 	strlcpy(shared->resource_name, resource, sizeof(shared->resource_name));
 	strlcpy(shared->trigger, "manual", sizeof(shared->trigger));
+	strlcpy(shared->requested_by, GetUserNameFromId(GetSessionUserId(), false),
+			sizeof(shared->requested_by));
 	snprintf(shared->reason, sizeof(shared->reason), "dm_promote by %s",
-			 GetUserNameFromId(GetSessionUserId(), false));
+			 shared->requested_by);
 	if (strlen(options) >= sizeof(shared->options))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -306,6 +309,13 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
+	/* the driver works in the control database: the catalog is there */
+	if (MyDatabaseId != get_database_oid(DmDatabase, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dm_promote must be called in the control database \"%s\"", DmDatabase),
+				 errhint("The control database is set by driftmirror.database.")));
+
 	InitMaterializedSRF(fcinfo, 0);
 
 	foreach(lc, resources)
@@ -394,9 +404,12 @@ driftmirror_multihost(PG_FUNCTION_ARGS)
 		if (opts == NULL)
 		{
 			char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
+			size_t		len = strlen(msg);
 
 			if (err)
 				PQfreemem(err);
+			while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+				msg[--len] = '\0';
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid endpoint %d: %s", i + 1, msg)));

@@ -31,6 +31,7 @@ typedef struct DmPromoteShared
 	char		resource_name[NAMEDATALEN * 2];
 	char		trigger[16];
 	char		reason[256];
+	char		requested_by[NAMEDATALEN];
 	char		options[8192];
 
 	/* result, written by the worker; "done" is set last */

@@ -1217,15 +1217,15 @@ DmPromotionWorkerMain(Datum main_arg)
 		}
 		else if (!recovering)
 		{
-			const char *args[6] = {shared->group_name,
+			const char *args[7] = {shared->group_name,
 				shared->resource_name, shared->options, shared->trigger,
-			shared->reason, psprintf("%d", MyProcPid)};
+			shared->reason, psprintf("%d", MyProcPid), shared->requested_by};
 			char	   *idtext;
 
 			/* record it and take its lock in the same transaction */
 			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
-							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer) i",
-							  6, args);
+							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer, $7) i",
+							  7, args);
 			id = strtoll(idtext, NULL, 10);
 			shared->promotion_id = id;
 		}

@@ -292,7 +292,8 @@ $$;
 -- guardrails) and return its id.  Raises if the resource has no usable
 -- mirror or the group already has a promotion running.
 CREATE FUNCTION driftmirror._promotion_start(p_group text, p_resource text, p_options jsonb,
-                                             p_trigger text, p_reason text, p_pid integer)
+                                             p_trigger text, p_reason text, p_pid integer,
+                                             p_requested_by text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -330,7 +331,7 @@ BEGIN
         (group_id, group_name, resource_id, resource_name, mirror_id, trigger, reason, options,
          old_primary, new_primary, old_publication, old_slot, old_subscription,
          new_publication, new_slot, new_subscription,
-         two_way, mirror_fence, deadline, worker_pid)
+         two_way, mirror_fence, deadline, worker_pid, requested_by)
     VALUES (gid, p_group, rid, p_resource, m.id, p_trigger, p_reason, eff,
             m.primary_endpoint, m.mirror_endpoint,
             m.publication_name, m.slot_name, m.subscription_name,
@@ -338,7 +339,8 @@ BEGIN
             coalesce(m.rev_slot_name, driftmirror._promotion_flip_name(m.slot_name)),
             coalesce(m.rev_subscription_name, driftmirror._promotion_flip_name(m.subscription_name)),
             m.two_way, m.fence,
-            clock_timestamp() + driftmirror._opt_interval(eff -> 'promote_timeout'), p_pid)
+            clock_timestamp() + driftmirror._opt_interval(eff -> 'promote_timeout'), p_pid,
+            coalesce(p_requested_by, CASE p_trigger WHEN 'auto' THEN 'driftmirror worker' ELSE session_user END))
     RETURNING p.id INTO pid;
     PERFORM driftmirror._log_action(p_group, p_resource, 'promote_start', p_reason,
                                     jsonb_build_object('promotion', pid, 'trigger', p_trigger,
