@@ -31,7 +31,9 @@
 --     subscription_name, rev_*), and the status the worker refreshes each
 --     group step: tables_total, tables_ready, tables (jsonb), lag_bytes,
 --     lag_seconds, apply_error_count, sync_error_count, rev_apply_error_count,
---     rev_sync_error_count, conflicts, last_error, checked_at.
+--     rev_sync_error_count, conflicts, primary_fence and mirror_fence (the
+--     fence mode each application database reports: none, mirror,
+--     switchover), slot_active, last_error, checked_at.
 --   Table driftmirror.mirror_sequence: last_value of every sequence of the
 --     primary (refreshed each step; dm_sync_sequences copies fresh values).
 --   Table driftmirror.mirror_cleanup: remote drops still to do; rows are
@@ -100,6 +102,9 @@ CREATE TABLE driftmirror.mirror (
     rev_apply_error_count bigint NOT NULL DEFAULT 0,
     rev_sync_error_count  bigint NOT NULL DEFAULT 0,
     conflicts           bigint NOT NULL DEFAULT 0,
+    primary_fence       text,
+    mirror_fence        text,
+    slot_active         boolean,
     last_conflict_at    timestamptz,
     primary_checked_at  timestamptz,
     mirror_checked_at   timestamptz,
@@ -360,6 +365,9 @@ AS $$
   'slot_active', s.active,
   'confirmed_lsn', s.confirmed_flush_lsn,
   'lag_bytes', pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+  'fence', (SELECT f.mode FROM driftmirror_node.fence_status() f
+             WHERE f.dboid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
+                                                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())),
   'sequences', (SELECT COALESCE(pg_catalog.jsonb_object_agg(
                     pg_catalog.format('%%I.%%I', q.schemaname, q.sequencename), q.last_value), '{}')
                   FROM pg_catalog.pg_sequences q),
@@ -381,6 +389,9 @@ AS $$
     SELECT format($f$SELECT pg_catalog.jsonb_build_object(
   'sub_exists', s.oid IS NOT NULL,
   'sub_enabled', s.subenabled,
+  'fence', (SELECT f.mode FROM driftmirror_node.fence_status() f
+             WHERE f.dboid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
+                                                   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())),
   'tables', (SELECT COALESCE(pg_catalog.jsonb_object_agg(r.srrelid::pg_catalog.regclass::text,
                       CASE r.srsubstate WHEN 'i' THEN 'init' WHEN 'd' THEN 'copying' WHEN 'f' THEN 'copied'
                                         WHEN 's' THEN 'synced' WHEN 'r' THEN 'ready' ELSE r.srsubstate::text END), '{}')
@@ -570,6 +581,8 @@ BEGIN
         END IF;
         UPDATE driftmirror.mirror
            SET primary_checked_at = clock_timestamp(),
+               primary_fence = coalesce(r ->> 'fence', 'none'),
+               slot_active = (r ->> 'slot_active')::boolean,
                lag_bytes = greatest((r ->> 'lag_bytes')::bigint, 0),
                lag_seconds = lagsec,
                lag_probe_lsn = probe,
@@ -613,6 +626,7 @@ BEGIN
     END IF;
     UPDATE driftmirror.mirror
        SET mirror_checked_at = clock_timestamp(),
+           mirror_fence = coalesce(r ->> 'fence', 'none'),
            tables_total = total, tables_ready = ready, tables = r -> 'tables',
            apply_error_count = coalesce((r ->> 'apply_errors')::bigint, 0),
            sync_error_count = coalesce((r ->> 'sync_errors')::bigint, 0),
@@ -641,6 +655,8 @@ BEGIN
         UPDATE driftmirror.mirror
            SET state_reason = CASE
                    WHEN NOT (r ->> 'sub_enabled')::boolean THEN 'the subscription on the mirror is disabled'
+                   WHEN NOT (r ->> 'worker_running')::boolean OR NOT coalesce(m.slot_active, true)
+                       THEN 'the mirror''s apply worker is not connected to the primary'
                    WHEN errs > 0 THEN format('streaming changes; %s apply error(s) so far', errs)
                    ELSE 'streaming changes' END
          WHERE id = m.id;
@@ -1116,6 +1132,9 @@ SELECT m.group_name,
        m.state_reason,
        m.two_way,
        m.fence,
+       m.mirror_fence,
+       m.primary_fence,
+       m.slot_active,
        m.tables_total,
        m.tables_ready,
        CASE WHEN m.tables_total > 0

@@ -122,6 +122,8 @@ my ($ret, $out, $err) = $b->psql('app',
 like($err, qr/25006/, 'a client cannot write on the mirror');
 is($b->safe_psql('app', 'SELECT database || \':\' || mode FROM driftmirror_node.fence_status()'),
 	'app:mirror', 'the mirror database is fenced in mode mirror');
+is($a->safe_psql('postgres', 'SELECT mirror_fence || \':\' || primary_fence || \':\' || slot_active FROM driftmirror.dm_mirror_status'),
+	'mirror:none:true', 'dm_mirror_status shows the fence of each side and the slot in use');
 
 # sequences: tracked each step, synchronised on demand
 my $seq = $a->safe_psql('app', 'SELECT last_value FROM counter');
