@@ -86,8 +86,9 @@ DmRecoverPromotions(int64 group_id)
 	ListCell   *lc;
 
 	DmSpiExec("SELECT id FROM driftmirror._promotions_unfinished($1) id "
-			  "WHERE pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "AND pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer)",
+			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+			  "ELSE false END",
 			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
 	for (i = 0; i < SPI_processed; i++)
 	{

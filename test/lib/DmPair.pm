@@ -4,7 +4,8 @@
 # primary database app) and node "b" (the mirror database app), creates the
 # test schema on both (the probe's table, a serial table, a sequence),
 # group "orders" (interval 1s, plus opts{group_options}), resource "db"
-# and its mirror, and waits until the mirror is mirroring.  Returns a hash:
+# and its mirror (opts{mirror_options}), and waits until the mirror is
+# mirroring.  Returns a hash:
 #   a, b          the nodes
 #   ca, cb        conninfo of app on a and on b
 #   multihost     dm_route_multihost('orders', 'db')
@@ -61,10 +62,11 @@ sub dm_pair
 	$p->{ca} = conninfo($a, 'app');
 	$p->{cb} = conninfo($b, 'app');
 	my $gopts = $opts{group_options} // '{}';
+	my $mopts = $opts{mirror_options} // '{}';
 	$a->safe_psql('postgres', qq{
 		SELECT driftmirror.dm_create_group('orders', '{"interval": "1s"}'::jsonb || '$gopts'::jsonb);
 		SELECT driftmirror.dm_add_resource('orders', 'db', 'postgres', '$p->{ca}');
-		SELECT driftmirror.dm_create_mirror('orders', 'db', '$p->{cb}');
+		SELECT driftmirror.dm_create_mirror('orders', 'db', '$p->{cb}', '$mopts');
 	});
 	wait_mirroring($p);
 	$p->{multihost} = $a->safe_psql('postgres',
