@@ -27,6 +27,7 @@ extern int	DmConnectTimeoutMs;
 extern int	DmRemoteTimeoutMs;
 extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
+extern char *DmPromoteTestPause;
 
 extern void DmDefineSettings(void);
 

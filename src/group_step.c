@@ -7,9 +7,9 @@
  * A step is a sequence of phases.  Each phase that reads or writes the
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
- * results in the next one.  Phases: mirrors (mirror.c), then the heartbeat
- * that dm_status shows; collection, forecasting and actions plug in as
- * further phases.
+ * results in the next one.  Phases: recovery of interrupted promotions
+ * (promote.c), mirrors (mirror.c), then the heartbeat that dm_status shows;
+ * collection, forecasting and actions plug in as further phases.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -26,6 +26,7 @@
 
 #include "driftmirror.h"
 #include "mirror.h"
+#include "promote.h"
 #include "spi_util.h"
 
 /*
@@ -60,11 +61,27 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/*
+	 * phase: promotions left unfinished by a driver that died (worker,
+	 * session or node failure) get a recovery worker, which finishes them or
+	 * rolls them back
+	 */
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	DmRecoverPromotions(group_id);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/*
 	 * phase: mirrors (creation actions, status of each mirror); the remote
 	 * I/O runs outside transactions, see mirror.c
 	 */
 	DmRunMirrorPhase(group_id, started);
 	pgstat_report_activity(STATE_RUNNING, activity);
+
+	/* phase: auto-promotion, on the status the mirror phase just read */
+	DmAutoPromote(group_id);
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);

@@ -25,6 +25,7 @@ int			DmConnectTimeoutMs = 10000;
 int			DmRemoteTimeoutMs = 60000;
 int			DmHttpMaxResponseKb = 16 * 1024;
 int			DmMetricMaintenanceS = 60;
+char	   *DmPromoteTestPause = NULL;
 
 /*
  * DmDefineSettings
@@ -116,6 +117,15 @@ DmDefineSettings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("driftmirror.promote_test_pause",
+							   "Fault injection for tests: the promotion driver pauses before a step.",
+							   "Format \"step:milliseconds\", for example \"catch_up:5000\"; empty: never.",
+							   &DmPromoteTestPause,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");
 }

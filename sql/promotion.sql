@@ -1,0 +1,57 @@
+-- promotion.sql: bad input of dm_promote, dm_route and dm_route_multihost,
+-- and the multi-host string.  No node is reached: this database is not the
+-- control database (driftmirror.database is postgres), so a call that gets
+-- past the checks stops there, and nothing is left behind.
+SET search_path = driftmirror, public;
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+
+SELECT dm_create_group('pg', '{}') > 0 AS created;
+SELECT dm_add_resource('pg', 'db', 'postgres', 'host=/tmp port=5999 dbname=app user=app') > 0 AS added;
+SELECT dm_add_resource('pg', 'web', 'web', 'http://127.0.0.1:1/web') > 0 AS added;
+
+-- unknown names, NULLs, bad options
+SELECT * FROM dm_promote('nope');
+SELECT * FROM dm_promote(NULL);
+SELECT * FROM dm_promote('pg', 'nope');
+SELECT * FROM dm_promote('pg', 'db', NULL);
+SELECT * FROM dm_promote('pg', 'db', '[]');
+SELECT * FROM dm_promote('pg', 'db', '{"interval": "5s"}');
+SELECT * FROM dm_promote('pg', 'db', '{"promote_timeout": "0 seconds"}');
+SELECT * FROM dm_promote('pg', 'db', '{"promote_sequence_gap": -1}');
+SELECT * FROM dm_promote('pg', 'db', '{"promote_bogus": 1}');
+-- no mirror in the group
+SELECT * FROM dm_promote('pg');
+-- valid input, but not in the control database
+SELECT * FROM dm_promote('pg', 'db', '{"promote_timeout": "5 seconds", "promote_fence_grace": 0.5}');
+SELECT count(*) AS promotions FROM dm_promotions;
+
+-- routes: without route rows, the resource's endpoint
+SELECT dm_route('pg', 'db');
+SELECT dm_route('pg', 'db', 'write');
+SELECT dm_route('pg', 'db', 'admin');
+SELECT dm_route('pg', 'db', NULL);
+SELECT dm_route('pg', 'nope');
+SELECT dm_route('nope', 'db');
+-- weights: the same key always gets the same endpoint; weight 0 never
+SELECT _set_route(g.id, r.id, 'read', e.ep, e.w, 'test')
+  FROM resource_group g JOIN resource r ON r.group_id = g.id AND r.name = 'db',
+       (VALUES ('host=/tmp port=5998 dbname=app', 50), ('host=/tmp port=5997 dbname=app', 50),
+               ('host=/tmp port=5996 dbname=app', 0)) e (ep, w)
+ WHERE g.name = 'pg';
+SELECT count(DISTINCT dm_route('pg', 'db', 'read', 'customer-42')) AS one_endpoint_per_key
+  FROM generate_series(1, 20);
+SELECT count(*) FILTER (WHERE ep = 'host=/tmp port=5996 dbname=app') AS weight_zero_picked,
+       count(DISTINCT ep) AS endpoints_used
+  FROM (SELECT dm_route('pg', 'db', 'read', 'k' || g) AS ep FROM generate_series(1, 200) g) s;
+SELECT access, weight FROM dm_routes WHERE group_name = 'pg' ORDER BY weight, endpoint;
+
+-- the multi-host string
+SELECT dm_route_multihost('pg', 'db');
+SELECT _multihost(ARRAY['host=/tmp port=5432 dbname=app', 'host=db2.example port=5433 dbname=app'], 'read-write');
+SELECT _multihost(ARRAY['postgresql://a.example:5432/app?application_name=my%20app', 'host=b.example'], 'read-write');
+SELECT _multihost(ARRAY['host=a port=1 dbname=app target_session_attrs=any'], 'read-write');
+SELECT _multihost(ARRAY['this is not a conninfo'], 'read-write');
+SELECT _multihost('{}', 'read-write');
+
+SELECT dm_drop_group('pg', force => true);

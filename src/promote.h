@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * promote.h
+ *	  Promotion (switchover) of a mirror to primary: the dynamic worker that
+ *	  drives one promotion as a persisted state machine, and the hooks the
+ *	  SQL function dm_promote and the main worker use to start it.
+ *
+ * A promotion is driven by exactly one process at a time: the one holding
+ * the session-level advisory lock (DM_PROMOTION_LOCK_KEY, promotion id) in
+ * the control database.  The driver takes it in the transaction that
+ * records a new promotion; recovery takes it with a try-lock, so a
+ * promotion whose driver died (lock released) is found and finished or
+ * rolled back by the next group step of the main worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DM_PROMOTE_H
+#define DM_PROMOTE_H
+
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+
+/* first key of the advisory locks that mark a promotion as driven */
+#define DM_PROMOTION_LOCK_KEY	6581616 /* 0x646d70, "dmp" */
+
+/* request and result exchanged between dm_promote and its worker (DSM) */
+typedef struct DmPromoteShared
+{
+	/* request, written by dm_promote */
+	char		group_name[NAMEDATALEN * 2];
+	char		resource_name[NAMEDATALEN * 2];
+	char		trigger[16];
+	char		reason[256];
+	char		requested_by[NAMEDATALEN];
+	char		options[8192];
+
+	/* result, written by the worker; "done" is set last */
+	int64		promotion_id;
+	bool		ok;
+	int			sqlstate;
+	char		message[1024];
+	char		detail[2048];
+	char		new_primary[1024];
+	char		fence_lsn[32];
+	double		pause_ms;
+	volatile bool done;
+} DmPromoteShared;
+
+/* the dynamic worker (promote_worker.c) */
+extern PGDLLEXPORT void DmPromotionWorkerMain(Datum main_arg);
+
+/*
+ * start a worker: with a DSM request from dm_promote, or to recover
+ * promotion recover_id, or to auto-promote resource auto_resource_id
+ */
+extern bool DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
+								   int64 auto_resource_id,
+								   BackgroundWorkerHandle **handle);
+
+/* main worker's group step: recover the group's orphaned promotions */
+extern void DmRecoverPromotions(int64 group_id);
+
+/* main worker's group step: auto-promotion decisions */
+extern void DmAutoPromote(int64 group_id);
+
+#endif							/* DM_PROMOTE_H */

@@ -1,0 +1,1275 @@
+/*-------------------------------------------------------------------------
+ *
+ * promote_worker.c
+ *	  The promotion driver: a dynamic background worker, connected to the
+ *	  control database, that runs one promotion as a persisted state machine
+ *	  (states in sql/install/70_promotion.sql).
+ *
+ * Invariants:
+ *	 - every state change is committed in the control database BEFORE the
+ *	   action it announces is taken on a node, and every action is
+ *	   idempotent, so a promotion can be re-driven from its recorded state;
+ *	 - no transaction is open while a node is contacted: control-database
+ *	   statements run in their own short transactions (CtlValue);
+ *	 - the mirror is never unfenced before the flip (_promotion_flip, the
+ *	   commit point), and the old primary is unfenced only by a rollback,
+ *	   which happens only before the flip: so at no moment are both nodes
+ *	   writable;
+ *	 - before the flip, any error or the deadline (promote_timeout) rolls
+ *	   back; after it, the promotion is finished, by this worker or, after
+ *	   an interruption, by a recovery worker started by the main worker.
+ *
+ * Memory: everything lives in DriverContext (child of TopMemoryContext);
+ * transaction commits switch contexts, so CtlValue switches back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "driftmirror.h"
+#include "promote.h"
+#include "remote_conn.h"
+#include "spi_util.h"
+
+/* what the driver knows about its promotion (from _promotion_info) */
+typedef struct PromInfo
+{
+	int64		id;
+	char	   *group;
+	char	   *resource;
+	char	   *state;
+	char	   *old_primary;
+	char	   *new_primary;
+	char	   *old_publication;
+	char	   *old_slot;
+	char	   *old_subscription;
+	char	   *new_publication;
+	char	   *new_slot;
+	char	   *new_subscription;
+	bool		two_way;
+	bool		mirror_fence;
+	char	   *mirror_state;
+	char	   *mirror_lag_seconds;
+	char	   *fence_lsn;
+	int64		remaining_ms;
+	char	   *max_lag_bytes;
+	char	   *max_lag_seconds;
+	char	   *max_xact_seconds;
+	int64		fence_grace_ms;
+	char	   *sequence_gap;
+	TimestampTz deadline;		/* local clock */
+} PromInfo;
+
+static MemoryContext DriverContext = NULL;
+static PGconn *OldConn = NULL;	/* old primary */
+static PGconn *NewConn = NULL;	/* mirror, the new primary */
+static char OldLabel[256];
+static char NewLabel[256];
+
+static TimestampTz FencedAt = 0;
+static TimestampTz UnfencedAt = 0;
+
+/* ---- control database helpers ---- */
+
+/*
+ * CtlValue
+ *		Run one statement in its own transaction in the control database,
+ *		parameters as text (NULL allowed).  Returns the first column of the
+ *		first row, palloc'd in DriverContext, or NULL.  Raises on error.
+ */
+static char *
+CtlValue(const char *sql, int nargs, const char **args)
+{
+	Oid			types[8];
+	Datum		vals[8];
+	char		nulls[8];
+	char	   *result = NULL;
+	int			i;
+	int			rc;
+
+	Assert(nargs <= 8);
+	for (i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		vals[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed for \"%s\": %s",
+			 sql, SPI_result_code_string(rc));
+	if (SPI_processed > 0 && SPI_tuptable != NULL)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			result = MemoryContextStrdup(DriverContext, v);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(DriverContext);
+	return result;
+}
+
+static char *
+Int64Text(int64 v)
+{
+	return psprintf(INT64_FORMAT, v);
+}
+
+/*
+ * Step
+ *		Record a step (see _promotion_step) in its own transaction.
+ */
+static void
+Step(PromInfo *p, const char *step, const char *outcome, const char *state,
+	 const char *reason, const char *details, const char *lsn)
+{
+	const char *args[7] = {Int64Text(p->id), step, outcome, state, reason, details, lsn};
+
+	CtlValue("SELECT driftmirror._promotion_step($1::bigint, $2, $3, $4, $5, $6::jsonb, $7::pg_lsn)",
+			 7, args);
+	if (state)
+		p->state = pstrdup(state);
+}
+
+/* SetFigures: store figures (a jsonb object) in the promotion row */
+static void
+SetFigures(PromInfo *p, const char *json)
+{
+	const char *args[2] = {Int64Text(p->id), json};
+
+	CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, args);
+}
+
+/*
+ * LoadInfo
+ *		Read the promotion's row (and its mirror's) into *p.
+ */
+static void
+LoadInfo(int64 id, PromInfo *p)
+{
+	const char *args[1] = {Int64Text(id)};
+	char	   *json;
+	char	   *sql = "SELECT pg_catalog.string_agg(coalesce(value, ''), E'\\x1f' ORDER BY ord) "
+		"FROM unnest(ARRAY['group','resource','state','old_primary','new_primary',"
+		"'old_publication','old_slot','old_subscription','new_publication','new_slot',"
+		"'new_subscription','two_way','mirror_fence','mirror_state','mirror_lag_seconds',"
+		"'fence_lsn','remaining_ms','max_lag_bytes','max_lag_seconds','max_xact_seconds',"
+		"'fence_grace_ms','sequence_gap','fenced_at']) WITH ORDINALITY AS k(key, ord) "
+		"LEFT JOIN LATERAL (SELECT driftmirror._promotion_info($1::bigint) ->> k.key AS value) v ON true";
+	char	   *fields[23];
+	char	   *s;
+	int			n = 0;
+
+	json = CtlValue(sql, 1, args);
+	if (json == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("promotion " INT64_FORMAT " does not exist", id)));
+	s = json;
+	fields[n++] = s;
+	for (; *s; s++)
+	{
+		if (*s == '\x1f' && n < 23)
+		{
+			*s = '\0';
+			fields[n++] = s + 1;
+		}
+	}
+	if (n != 23)
+		elog(ERROR, "unexpected promotion info for " INT64_FORMAT, id);
+
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	p->group = fields[0];
+	p->resource = fields[1];
+	p->state = fields[2];
+	p->old_primary = fields[3];
+	p->new_primary = fields[4];
+	p->old_publication = fields[5];
+	p->old_slot = fields[6];
+	p->old_subscription = fields[7];
+	p->new_publication = fields[8];
+	p->new_slot = fields[9];
+	p->new_subscription = fields[10];
+	p->two_way = strcmp(fields[11], "true") == 0;
+	p->mirror_fence = strcmp(fields[12], "true") == 0;
+	p->mirror_state = fields[13];
+	p->mirror_lag_seconds = fields[14][0] ? fields[14] : NULL;
+	p->fence_lsn = fields[15][0] ? fields[15] : NULL;
+	p->remaining_ms = strtoll(fields[16], NULL, 10);
+	p->max_lag_bytes = fields[17];
+	p->max_lag_seconds = fields[18];
+	p->max_xact_seconds = fields[19];
+	p->fence_grace_ms = strtoll(fields[20], NULL, 10);
+	p->sequence_gap = fields[21];
+	if (fields[22][0])
+		FencedAt = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+														   CStringGetDatum(fields[22]),
+														   ObjectIdGetDatum(InvalidOid),
+														   Int32GetDatum(-1)));
+	p->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), p->remaining_ms);
+
+	snprintf(OldLabel, sizeof(OldLabel), "%s/%s old primary", p->group, p->resource);
+	snprintf(NewLabel, sizeof(NewLabel), "%s/%s mirror (new primary)", p->group, p->resource);
+}
+
+/* ---- node helpers ---- */
+
+/* RemainingMs: milliseconds left before the deadline (at least 1) */
+static int
+RemainingMs(PromInfo *p)
+{
+	long		secs;
+	int			usecs;
+
+	if (GetCurrentTimestamp() >= p->deadline)
+		return 1;
+	TimestampDifference(GetCurrentTimestamp(), p->deadline, &secs, &usecs);
+	return (int) Min((int64) secs * 1000 + usecs / 1000 + 1, INT_MAX);
+}
+
+/*
+ * CheckDeadline
+ *		Before the flip: raise the timeout error once promote_timeout has
+ *		passed, naming the step.
+ */
+static void
+CheckDeadline(PromInfo *p, const char *step)
+{
+	if (GetCurrentTimestamp() >= p->deadline)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("promotion of resource \"%s\" of group \"%s\" timed out in step %s",
+						p->resource, p->group, step),
+				 errhint("The limit is the group option promote_timeout; dm_promote accepts it in its options too.")));
+}
+
+static PGconn *
+OldPrimary(PromInfo *p, int timeout_ms)
+{
+	if (OldConn != NULL && PQstatus(OldConn) != CONNECTION_OK)
+	{
+		DmRemoteClose(OldConn);
+		OldConn = NULL;
+	}
+	if (OldConn == NULL)
+	{
+		PGconn	   *c = DmRemoteConnect(p->old_primary, OldLabel, timeout_ms);
+
+		PG_TRY();
+		{
+			DmRemoteNodeSession(c, OldLabel);
+		}
+		PG_CATCH();
+		{
+			DmRemoteClose(c);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		OldConn = c;
+	}
+	return OldConn;
+}
+
+static PGconn *
+NewPrimary(PromInfo *p, int timeout_ms)
+{
+	if (NewConn != NULL && PQstatus(NewConn) != CONNECTION_OK)
+	{
+		DmRemoteClose(NewConn);
+		NewConn = NULL;
+	}
+	if (NewConn == NULL)
+	{
+		PGconn	   *c = DmRemoteConnect(p->new_primary, NewLabel, timeout_ms);
+
+		PG_TRY();
+		{
+			DmRemoteNodeSession(c, NewLabel);
+		}
+		PG_CATCH();
+		{
+			DmRemoteClose(c);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		NewConn = c;
+	}
+	return NewConn;
+}
+
+static void
+CloseNodes(void)
+{
+	DmRemoteClose(OldConn);
+	DmRemoteClose(NewConn);
+	OldConn = NULL;
+	NewConn = NULL;
+}
+
+/* RemoteValue: DmRemoteValue with a timeout */
+static char *
+RemoteValue(PGconn *conn, const char *label, const char *sql, int nparams,
+			const char *const *values, int timeout_ms)
+{
+	PGresult   *res = DmRemoteExec(conn, label, sql, nparams, values, timeout_ms);
+	char	   *val = NULL;
+
+	if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
+		val = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return val;
+}
+
+/* Nap: sleep a little, interruptibly */
+static void
+Nap(long ms)
+{
+	int			rc;
+
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* ---- the steps ---- */
+
+/* what both nodes report for the guardrails */
+#define SCHEMA_SQL \
+	"(SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I.%I.%I %s%s', n.nspname, c.relname, " \
+	"a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN ' not null' ELSE '' END) " \
+	"ORDER BY 1), '{}') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace " \
+	"JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid " \
+	"WHERE c.relkind IN ('r', 'p') AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped " \
+	"AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'driftmirror_node') " \
+	"AND n.nspname NOT LIKE 'pg\\_%' AND NOT c.relispartition)"
+
+/*
+ * Guardrails
+ *		Read both nodes and compare the figures with the limits.  Returns
+ *		NULL when every check passes, else the reasons (one per line); the
+ *		figures are stored in the promotion row either way.
+ */
+static char *
+Guardrails(PromInfo *p)
+{
+	const char *pargs[2] = {p->old_slot, p->max_xact_seconds};
+	const char *margs[1] = {p->old_subscription};
+	char	   *old_json;
+	char	   *new_json;
+	char	   *verdict;
+	int			t = RemainingMs(p);
+
+	old_json = RemoteValue(OldPrimary(p, t), OldLabel,
+						   "SELECT pg_catalog.jsonb_build_object("
+						   "'slot_exists', EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1),"
+						   "'lag_bytes', (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+						   "   FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1),"
+						   "'long_xacts', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity "
+						   "   WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() AND backend_xid IS NOT NULL "
+						   "   AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
+						   "   AND xact_start OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2::float8))),"
+						   "'oldest_write_xact_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.max(pg_catalog.now() OPERATOR(pg_catalog.-) xact_start))::numeric, 3) "
+						   "   FROM pg_catalog.pg_stat_activity WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+						   "   AND backend_xid IS NOT NULL AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()),"
+						   "'schema', " SCHEMA_SQL ")::text",
+						   2, pargs, t);
+	t = RemainingMs(p);
+	new_json = RemoteValue(NewPrimary(p, t), NewLabel,
+						   "SELECT pg_catalog.jsonb_build_object("
+						   "'sub_exists', s.oid IS NOT NULL, 'sub_enabled', s.subenabled,"
+						   "'worker_running', EXISTS (SELECT FROM pg_catalog.pg_stat_subscription w "
+						   "   WHERE w.subid OPERATOR(pg_catalog.=) s.oid AND w.pid IS NOT NULL AND w.relid IS NULL),"
+						   "'tables_not_ready', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription_rel r "
+						   "   WHERE r.srsubid OPERATOR(pg_catalog.=) s.oid AND r.srsubstate OPERATOR(pg_catalog.<>) 'r'),"
+						   "'apply_errors', st.apply_error_count, 'sync_errors', st.sync_error_count,"
+						   "'worker_uptime_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) a.backend_start)::numeric, 1) "
+						   "   FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) w.pid "
+						   "   WHERE w.subid OPERATOR(pg_catalog.=) s.oid AND w.relid IS NULL),"
+						   "'schema', " SCHEMA_SQL ")::text "
+						   "FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_subscription s "
+						   "  ON s.subname OPERATOR(pg_catalog.=) $1 AND s.subdbid OPERATOR(pg_catalog.=) "
+						   "     (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
+						   "LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catalog.=) s.oid",
+						   1, margs, t);
+
+	/* compare in the control database, where the limits are */
+	{
+		const char *args[3] = {Int64Text(p->id), old_json, new_json};
+
+		verdict = CtlValue("SELECT driftmirror._promotion_guardrails($1::bigint, $2::jsonb, $3::jsonb)",
+						   3, args);
+	}
+	return verdict;
+}
+
+/*
+ * Fence
+ *		Fence the old primary ('switchover' mode: client writes refused, new
+ *		sessions read-only so that target_session_attrs=read-write moves
+ *		on), give sessions holding a write transaction the grace period,
+ *		end those still holding one, and return the fence LSN: the WAL
+ *		insert position once no client transaction can commit any more.
+ */
+static char *
+Fence(PromInfo *p)
+{
+	PGconn	   *conn = OldPrimary(p, RemainingMs(p));
+	TimestampTz grace_end;
+	char	   *lsn = NULL;
+	int			terminated = 0;
+
+	FencedAt = GetCurrentTimestamp();
+	(void) RemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
+					   0, NULL, RemainingMs(p));
+	grace_end = TimestampTzPlusMilliseconds(FencedAt, p->fence_grace_ms);
+
+	for (;;)
+	{
+		PGresult   *res;
+		bool		writers;
+
+		CheckDeadline(p, "fence");
+		res = DmRemoteExec(conn, OldLabel,
+						   "SELECT w.n, w.pids, CASE WHEN w.n OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_current_wal_lsn() END "
+						   "FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.array_agg(pid) AS pids "
+						   "      FROM pg_catalog.pg_stat_activity "
+						   "      WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+						   "        AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
+						   "        AND backend_type OPERATOR(pg_catalog.=) 'client backend' "
+						   "        AND backend_xid IS NOT NULL) w",
+						   0, NULL, RemainingMs(p));
+		writers = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+		if (!writers)
+			lsn = pstrdup(PQgetvalue(res, 0, 2));
+		PQclear(res);
+		if (!writers)
+			break;
+		if (GetCurrentTimestamp() >= grace_end)
+		{
+			char	   *n;
+
+			n = RemoteValue(conn, OldLabel,
+							"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) "
+							"FROM pg_catalog.pg_stat_activity "
+							"WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+							"  AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
+							"  AND backend_type OPERATOR(pg_catalog.=) 'client backend' "
+							"  AND backend_xid IS NOT NULL",
+							0, NULL, RemainingMs(p));
+			terminated += n ? atoi(n) : 0;
+		}
+		Nap(1);
+	}
+	/*
+	 * The fence LSN must be flushed, or the WAL sender would not send up to
+	 * it before the WAL writer's next round: a commit of our own (it has a
+	 * transaction id, so its commit flushes all WAL before it) does that.
+	 */
+	(void) RemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+	lsn = RemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
+					  RemainingMs(p));
+
+	if (terminated > 0)
+		ereport(LOG,
+				(errmsg("driftmirror: promotion " INT64_FORMAT ": ended %d session(s) still holding a write transaction after the grace period",
+						p->id, terminated)));
+	return lsn;
+}
+
+/*
+ * CatchUp
+ *		Wait until the mirror has applied everything the old primary
+ *		committed before the fence.  The proof is the subscription's
+ *		latest_end_lsn on the mirror: it is set only by the WAL sender's
+ *		keepalives, which the apply worker reads in stream order, after it
+ *		has applied (committed) every change sent before them; and no
+ *		change can follow the fence LSN, the old primary being fenced.  So
+ *		latest_end_lsn >= fence LSN means every acknowledged commit is on
+ *		the mirror.  (The slot's confirmed_flush_lsn says the same but
+ *		moves only after the mirror's WAL writer has flushed, up to
+ *		wal_writer_delay later; the unfence commit on the mirror flushes
+ *		its WAL before any client can write there.)  Returns the LSN seen.
+ */
+static char *
+CatchUp(PromInfo *p, const char *fence_lsn)
+{
+	PGconn	   *conn = NewPrimary(p, RemainingMs(p));
+	const char *args[2] = {p->old_subscription, fence_lsn};
+	int			rounds = 0;
+
+	for (;;)
+	{
+		PGresult   *res;
+		char	   *seen = NULL;
+		bool		done;
+
+		CheckDeadline(p, "catch_up");
+		res = DmRemoteExec(conn, NewLabel,
+						   "SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn "
+						   "FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) w.subid "
+						   "WHERE s.subname OPERATOR(pg_catalog.=) $1 AND w.relid IS NULL "
+						   "AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database "
+						   "  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
+						   2, args, RemainingMs(p));
+		done = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		if (done)
+			seen = pstrdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		if (done)
+			return seen;
+
+		/*
+		 * Not yet.  The WAL sender pings the mirror when it has decoded new
+		 * flushed WAL: every few rounds an empty commit of our own on the
+		 * old primary (skipped by the decoder) makes sure it does.
+		 */
+		if (++rounds % 5 == 0)
+			(void) RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+		Nap(1);
+	}
+}
+
+/*
+ * SyncSequences
+ *		Copy every sequence's value from the (fenced) old primary to the
+ *		mirror, plus the safety gap.  Returns how many.
+ */
+static int
+SyncSequences(PromInfo *p)
+{
+	char	   *seqs;
+	char	   *n;
+	const char *args[2];
+
+	seqs = RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+					   "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+					   "'s', pg_catalog.format('%I.%I', schemaname, sequencename), 'v', last_value, "
+					   "'i', increment_by, 'lo', min_value, 'hi', max_value)), '[]')::text "
+					   "FROM pg_catalog.pg_sequences WHERE last_value IS NOT NULL",
+					   0, NULL, RemainingMs(p));
+	args[0] = seqs;
+	args[1] = p->sequence_gap;
+	n = RemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
+					"SELECT pg_catalog.count(pg_catalog.setval(x.s::pg_catalog.regclass, "
+					"  CASE WHEN x.i OPERATOR(pg_catalog.>) 0 "
+					"       THEN LEAST(x.hi::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
+					"       ELSE GREATEST(x.lo::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
+					"  END::bigint, true)) "
+					"FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS x(s text, v bigint, i bigint, lo bigint, hi bigint)",
+					2, args, RemainingMs(p));
+	return n ? atoi(n) : 0;
+}
+
+/*
+ * ReverseSlot
+ *		Before the fence (so outside the write pause) and so before the new
+ *		primary takes writes: its publication and the slot (driftmirror
+ *		plugin) the old primary will subscribe through, so that no change
+ *		made after the unfence can be missed.  Until then the slot decodes
+ *		only the apply worker's changes, which the origin filter drops.
+ *		Idempotent.  In two-way mode both exist already.
+ */
+static void
+ReverseSlot(PromInfo *p)
+{
+	PGconn	   *conn = NewPrimary(p, RemainingMs(p));
+	const char *args[1];
+	char	   *sql;
+
+	if (!p->two_way)
+	{
+		args[0] = p->new_publication;
+		sql = CtlValue("SELECT driftmirror._mirror_pub_sql($1)", 1, args);
+		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
+		args[0] = p->new_slot;
+		sql = CtlValue("SELECT driftmirror._mirror_slot_sql($1)", 1, args);
+		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
+	}
+	else
+	{
+		args[0] = p->new_slot;
+		if (RemoteValue(conn, NewLabel,
+						"SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
+						1, args, RemainingMs(p)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("two-way slot \"%s\" is missing on the mirror", p->new_slot)));
+	}
+}
+
+/*
+ * Unfence
+ *		Lift the fence of the new primary (after the flip).  Idempotent.
+ */
+static void
+Unfence(PromInfo *p)
+{
+	(void) RemoteValue(NewPrimary(p, 0), NewLabel,
+					   "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
+	UnfencedAt = GetCurrentTimestamp();
+}
+
+/*
+ * Reverse
+ *		After the unfence: the old primary becomes the mirror: its fence
+ *		goes to 'mirror' mode (or is lifted in two-way mode without fence),
+ *		it subscribes to the new primary (copy_data = false) through the
+ *		slot made before the unfence, and once that subscription runs the
+ *		old direction is retired.  Idempotent; retried after failures.
+ */
+static void
+Reverse(PromInfo *p)
+{
+	PGconn	   *oldc = OldPrimary(p, 0);
+	PGconn	   *newc = NewPrimary(p, 0);
+	const char *args[5];
+	char	   *sql;
+	int			i;
+
+	if (p->mirror_fence)
+		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
+	else
+		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
+
+	if (p->two_way)
+		return;					/* both directions run already */
+
+	/* stop the old direction; its slot keeps its position meanwhile */
+	args[0] = p->old_subscription;
+	sql = RemoteValue(newc, NewLabel,
+					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', subname) "
+					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 AND subenabled",
+					  1, args, 0);
+	if (sql)
+		DmRemoteCommand(newc, NewLabel, sql);
+
+	/* the way back */
+	args[0] = p->new_subscription;
+	args[1] = p->new_primary;
+	args[2] = p->new_publication;
+	args[3] = p->new_slot;
+	sql = CtlValue("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
+	DmRemoteCommand(oldc, OldLabel, sql);
+
+	/* wait until it streams: the new primary's slot is in use */
+	args[0] = p->new_slot;
+	for (i = 0;; i++)
+	{
+		char	   *active = RemoteValue(newc, NewLabel,
+										 "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
+										 1, args, 0);
+
+		if (active && strcmp(active, "t") == 0)
+			break;
+		if (i > 60000)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the old primary's subscription \"%s\" did not start streaming within a minute",
+							p->new_subscription)));
+		Nap(5);
+	}
+
+	/* retire the old direction: subscription on the new primary, slot and
+	 * publication on the old one */
+	args[0] = p->old_subscription;
+	sql = RemoteValue(newc, NewLabel,
+					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %1$I DISABLE; ALTER SUBSCRIPTION %1$I SET (slot_name = NONE); DROP SUBSCRIPTION %1$I', subname) "
+					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 "
+					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
+					  1, args, 0);
+	if (sql)
+		DmRemoteCommand(newc, NewLabel, sql);
+	/* the old slot: its WAL sender ends shortly after the subscription */
+	args[0] = p->old_slot;
+	for (i = 0;; i++)
+	{
+		char	   *state = RemoteValue(oldc, OldLabel,
+										"SELECT CASE WHEN active THEN 'active' "
+										"ELSE pg_catalog.pg_drop_replication_slot(slot_name)::text END "
+										"FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
+										1, args, 0);
+
+		if (state == NULL || strcmp(state, "active") != 0)
+			break;				/* dropped, or gone already */
+		if (i > 3000)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("replication slot \"%s\" of the old direction is still in use after 30 s",
+							p->old_slot)));
+		Nap(10);
+	}
+	args[0] = p->old_publication;
+	sql = RemoteValue(oldc, OldLabel,
+					  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
+					  "WHERE pubname OPERATOR(pg_catalog.=) $1",
+					  1, args, 0);
+	if (sql)
+		DmRemoteCommand(oldc, OldLabel, sql);
+}
+
+/*
+ * Rollback
+ *		Before the flip: undo.  The mirror stays (or is made) fenced and
+ *		loses the slot and publication made for the way back; the old
+ *		primary is unfenced last.  The old primary is retried for up to a
+ *		minute; if it stays unreachable the promotion stays in
+ *		rolling_back and the main worker tries again.  Raises on failure.
+ */
+static void
+Rollback(PromInfo *p, const char *why)
+{
+	TimestampTz give_up;
+
+	Step(p, "rollback", "running", "rolling_back", why, NULL, NULL);
+
+	/* the mirror: best effort (it was never unfenced) */
+	PG_TRY();
+	{
+		PGconn	   *conn = NewPrimary(p, 5000);
+		const char *args[1];
+
+		if (p->mirror_fence)
+			(void) RemoteValue(conn, NewLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 5000);
+		if (!p->two_way)
+		{
+			args[0] = p->new_slot;
+			(void) RemoteValue(conn, NewLabel,
+							   "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
+							   "WHERE slot_name OPERATOR(pg_catalog.=) $1 AND NOT active",
+							   1, args, 5000);
+			args[0] = p->new_publication;
+			{
+				char	   *sql = RemoteValue(conn, NewLabel,
+											  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
+											  "WHERE pubname OPERATOR(pg_catalog.=) $1",
+											  1, args, 5000);
+
+				if (sql)
+					DmRemoteCommand(conn, NewLabel, sql);
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		const char *args[1];
+
+		MemoryContextSwitchTo(DriverContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		DmRemoteClose(NewConn);
+		NewConn = NULL;
+		ereport(WARNING,
+				(errmsg("driftmirror: promotion " INT64_FORMAT ": could not clean up the mirror: %s",
+						p->id, edata->message)));
+		/* the mirror's cleanup queue retries the drops */
+		args[0] = Int64Text(p->id);
+		CtlValue("SELECT driftmirror._promotion_queue_cleanup($1::bigint)", 1, args);
+	}
+	PG_END_TRY();
+
+	/* the old primary: retry until it answers */
+	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
+	for (;;)
+	{
+		volatile bool ok = false;
+
+		PG_TRY();
+		{
+			(void) RemoteValue(OldPrimary(p, 5000), OldLabel,
+							   "SELECT driftmirror_node.fence_clear()", 0, NULL, 5000);
+			ok = true;
+		}
+		PG_CATCH();
+		{
+			if (GetCurrentTimestamp() >= give_up)
+				PG_RE_THROW();
+			MemoryContextSwitchTo(DriverContext);
+			FlushErrorState();
+			DmRemoteClose(OldConn);
+			OldConn = NULL;
+		}
+		PG_END_TRY();
+		if (ok)
+			break;
+		Nap(500);
+	}
+	UnfencedAt = GetCurrentTimestamp();
+	if (FencedAt != 0)
+		SetFigures(p, psprintf("{\"pause_ms\": %.1f}",
+							   (double) (UnfencedAt - FencedAt) / 1000.0));
+	Step(p, "rollback", "ok", NULL, "the old primary is writable again; the mirror stayed fenced", NULL, NULL);
+}
+
+/*
+ * TestPause
+ *		Fault injection for the crash tests: if driftmirror.promote_test_pause
+ *		names this step ("step:ms"), wait that long, visibly in
+ *		pg_stat_activity, so that a test can kill a process at a known
+ *		point.  The state before the step is already committed.
+ */
+static void
+TestPause(PromInfo *p, const char *step)
+{
+	const char *colon;
+	size_t		len;
+	long		ms;
+	TimestampTz until;
+	char		activity[128];
+
+	if (DmPromoteTestPause == NULL || DmPromoteTestPause[0] == '\0')
+		return;
+	colon = strchr(DmPromoteTestPause, ':');
+	if (colon == NULL)
+		return;
+	len = colon - DmPromoteTestPause;
+	if (len != strlen(step) || strncmp(DmPromoteTestPause, step, len) != 0)
+		return;
+	ms = strtol(colon + 1, NULL, 10);
+	snprintf(activity, sizeof(activity),
+			 "driftmirror: promotion " INT64_FORMAT " paused before step %s (test)", p->id, step);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	while (GetCurrentTimestamp() < until)
+		Nap(10);
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
+}
+
+/* ---- the driver ---- */
+
+static void
+WriteResult(DmPromoteShared *shared, PromInfo *p)
+{
+	const char *args[1] = {Int64Text(p->id)};
+	char	   *row;
+
+	if (shared == NULL)
+		return;
+	row = CtlValue("SELECT concat_ws(E'\\x1f', new_primary, coalesce(pause_ms, 0), coalesce(fence_lsn::text, '')) "
+				   "FROM driftmirror.promotion WHERE id = $1::bigint", 1, args);
+	if (row)
+	{
+		char	   *a = row;
+		char	   *b = strchr(a, '\x1f');
+		char	   *c = b ? strchr(b + 1, '\x1f') : NULL;
+
+		if (b && c)
+		{
+			*b++ = '\0';
+			*c++ = '\0';
+			strlcpy(shared->new_primary, a, sizeof(shared->new_primary));
+			shared->pause_ms = strtod(b, NULL);
+			strlcpy(shared->fence_lsn, c, sizeof(shared->fence_lsn));
+		}
+	}
+	shared->ok = true;
+}
+
+static void
+WriteError(DmPromoteShared *shared, ErrorData *edata, const char *prefix)
+{
+	if (shared == NULL)
+		return;
+	shared->ok = false;
+	shared->sqlstate = edata->sqlerrcode;
+	snprintf(shared->message, sizeof(shared->message), "%s%s", prefix ? prefix : "",
+			 edata->message ? edata->message : "unknown error");
+	if (edata->detail)
+		strlcpy(shared->detail, edata->detail, sizeof(shared->detail));
+}
+
+/*
+ * Forward
+ *		Run the promotion from its recorded state to the end.  Raises on
+ *		error; the caller rolls back or leaves it for recovery.
+ */
+static void
+Forward(PromInfo *p)
+{
+	char	   *fence_lsn = p->fence_lsn;
+	char		buf[256];
+
+	if (strcmp(p->state, "guardrails") == 0)
+	{
+		char	   *refused;
+
+		Step(p, "guardrails", "running", NULL, NULL, NULL, NULL);
+		refused = Guardrails(p);
+		if (refused != NULL)
+		{
+			Step(p, "guardrails", "refused", "refused", refused, NULL, NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("promotion of resource \"%s\" of group \"%s\" refused",
+							p->resource, p->group),
+					 errdetail_internal("%s", refused)));
+		}
+		Step(p, "guardrails", "ok", NULL, NULL, NULL, NULL);
+		Step(p, "reverse_slot", "running", "reverse_slot", NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "reverse_slot") == 0)
+	{
+		TestPause(p, "reverse_slot");
+		CheckDeadline(p, "reverse_slot");
+		ReverseSlot(p);
+		Step(p, "reverse_slot", "ok", NULL, NULL, NULL, NULL);
+		Step(p, "fence", "running", "fencing", NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "fencing") == 0)
+	{
+		TestPause(p, "fence");
+		fence_lsn = Fence(p);
+		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
+				 fence_lsn, timestamptz_to_str(FencedAt));
+		SetFigures(p, buf);
+		Step(p, "fence", "ok", NULL, NULL, NULL, fence_lsn);
+		Step(p, "catch_up", "running", "catching_up", NULL, NULL, fence_lsn);
+	}
+
+	if (strcmp(p->state, "catching_up") == 0)
+	{
+		char	   *confirmed;
+
+		TestPause(p, "catch_up");
+		confirmed = CatchUp(p, fence_lsn);
+
+		snprintf(buf, sizeof(buf), "{\"confirmed_lsn\": \"%s\"}", confirmed);
+		SetFigures(p, buf);
+		Step(p, "catch_up", "ok", NULL, NULL, NULL, confirmed);
+		Step(p, "sequences", "running", "sequences", NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "sequences") == 0)
+	{
+		int			n;
+
+		TestPause(p, "sequences");
+		CheckDeadline(p, "sequences");
+		n = SyncSequences(p);
+		snprintf(buf, sizeof(buf), "{\"sequences_synced\": %d}", n);
+		SetFigures(p, buf);
+		CheckDeadline(p, "flip");
+		Step(p, "sequences", "ok", NULL, NULL, buf, NULL);
+		/* the commit point */
+		{
+			const char *args[1] = {Int64Text(p->id)};
+
+			CtlValue("SELECT driftmirror._promotion_flip($1::bigint)", 1, args);
+		}
+		p->state = "unfencing";
+		Step(p, "unfence", "running", NULL, NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "unfencing") == 0)
+	{
+		TestPause(p, "unfence");
+		Unfence(p);
+		if (FencedAt != 0)
+		{
+			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
+					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
+			SetFigures(p, buf);
+		}
+		Step(p, "unfence", "ok", NULL, NULL, NULL, NULL);
+		Step(p, "reverse", "running", "reversing", NULL, NULL, NULL);
+	}
+
+	if (strcmp(p->state, "reversing") == 0)
+	{
+		const char *args[3] = {Int64Text(p->id), "done", NULL};
+
+		TestPause(p, "reverse");
+		Reverse(p);
+		Step(p, "reverse", "ok", NULL, NULL, NULL, NULL);
+		CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+		p->state = "done";
+	}
+}
+
+/* StepOfState: the step a state belongs to (for the step log) */
+static const char *
+StepOfState(const char *state)
+{
+	static const char *const map[][2] = {
+		{"guardrails", "guardrails"}, {"reverse_slot", "reverse_slot"},
+		{"fencing", "fence"}, {"catching_up", "catch_up"},
+		{"sequences", "sequences"}, {"unfencing", "unfence"},
+		{"reversing", "reverse"}, {"rolling_back", "rollback"}};
+	size_t		i;
+
+	for (i = 0; i < lengthof(map); i++)
+		if (strcmp(map[i][0], state) == 0)
+			return map[i][1];
+	return state;
+}
+
+/* states before the flip: a failure there rolls back */
+static bool
+BeforeFlip(const char *state)
+{
+	return strcmp(state, "guardrails") == 0 || strcmp(state, "reverse_slot") == 0 ||
+		strcmp(state, "fencing") == 0 || strcmp(state, "catching_up") == 0 ||
+		strcmp(state, "sequences") == 0 || strcmp(state, "rolling_back") == 0;
+}
+
+/*
+ * Drive
+ *		Run or recover promotion "id".  Never raises: outcomes are recorded
+ *		in the catalog and, for a caller, in *shared.
+ */
+static void
+Drive(int64 id, bool recovering, DmPromoteShared *shared)
+{
+	PromInfo	p;
+	PromInfo   *volatile pp = &p;
+
+	LoadInfo(id, &p);
+	if (strcmp(p.state, "done") == 0 || strcmp(p.state, "rolled_back") == 0 ||
+		strcmp(p.state, "refused") == 0 || strcmp(p.state, "failed") == 0)
+		return;
+
+	if (recovering)
+		ereport(LOG,
+				(errmsg("driftmirror: recovering promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\" left in state %s",
+						id, p.resource, p.group, p.state)));
+
+	PG_TRY();
+	{
+		if (recovering && BeforeFlip(pp->state))
+		{
+			/* interrupted before the commit point: undo */
+			Rollback(pp, "the promotion was interrupted before the routes were flipped");
+			{
+				const char *args[3] = {Int64Text(id), "rolled_back",
+				"interrupted before the flip (driver, session or node failure); rolled back"};
+
+				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
+			}
+		}
+		else
+		{
+			if (recovering)
+				Step(pp, StepOfState(pp->state), "running", NULL,
+					 "resumed after an interruption", NULL, NULL);
+			Forward(pp);
+			WriteResult(shared, pp);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *state;
+
+		MemoryContextSwitchTo(DriverContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(DriverContext);
+		state = pstrdup(pp->state);
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT " in state %s: %s",
+						id, state, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+
+		PG_TRY();
+		{
+			const char *args[4] = {Int64Text(id), NULL, edata->message,
+			unpack_sql_state(edata->sqlerrcode)};
+
+			if (strcmp(state, "refused") == 0)
+			{
+				args[1] = "refused";
+				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				WriteError(shared, edata, NULL);
+			}
+			else if (BeforeFlip(state))
+			{
+				char	   *why = psprintf("%s", edata->message);
+
+				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
+				Rollback(pp, why);
+				args[1] = "rolled_back";
+				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				WriteError(shared, edata, "promotion failed and was rolled back: ");
+			}
+			else
+			{
+				/* after the flip: record, the main worker finishes it */
+				Step(pp, StepOfState(state), "failed", NULL, edata->message, NULL, NULL);
+				WriteError(shared, edata,
+						   "promotion flipped the routes but could not finish yet (the worker retries): ");
+			}
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e2;
+
+			MemoryContextSwitchTo(DriverContext);
+			e2 = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			ereport(WARNING,
+					(errmsg("driftmirror: promotion " INT64_FORMAT ": rollback did not complete, the worker retries: %s",
+							id, e2->message)));
+			WriteError(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
+		}
+		PG_END_TRY();
+	}
+	PG_END_TRY();
+	CloseNodes();
+}
+
+/*
+ * DmPromotionWorkerMain
+ *		Entry point of the promotion worker.  main_arg is the DSM handle of
+ *		a request from dm_promote, or 0 with, in bgw_extra, the id of a
+ *		promotion to recover or (second int64) the id of a resource to
+ *		auto-promote.
+ */
+void
+DmPromotionWorkerMain(Datum main_arg)
+{
+	dsm_segment *seg = NULL;
+	DmPromoteShared *volatile shared = NULL;
+	volatile int64 id = 0;
+	int64		auto_rid = 0;
+	bool		recovering;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
+
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "driftmirror promotion", PGC_USERSET, PGC_S_SESSION);
+
+	DriverContext = AllocSetContextCreate(TopMemoryContext, "driftmirror promotion",
+										  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(DriverContext);
+
+	memcpy(&auto_rid, MyBgworkerEntry->bgw_extra + sizeof(int64), sizeof(int64));
+	recovering = DatumGetUInt32(main_arg) == 0 && auto_rid == 0;
+	if (DatumGetUInt32(main_arg) != 0)
+	{
+		seg = dsm_attach(DatumGetUInt32(main_arg));
+		if (seg == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("driftmirror: the promotion request is gone")));
+		shared = dsm_segment_address(seg);
+	}
+	else if (recovering)
+	{
+		int64		rid;
+
+		memcpy(&rid, MyBgworkerEntry->bgw_extra, sizeof(int64));
+		id = rid;
+	}
+
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
+
+	PG_TRY();
+	{
+		if (auto_rid != 0)
+		{
+			const char *args[2] = {Int64Text(auto_rid), psprintf("%d", MyProcPid)};
+			char	   *idtext;
+
+			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
+							  "FROM driftmirror._promotion_start_auto($1::bigint, $2::integer) i",
+							  2, args);
+			if (idtext == NULL)
+				proc_exit(0);	/* the resource is gone */
+			id = strtoll(idtext, NULL, 10);
+		}
+		else if (!recovering)
+		{
+			const char *args[7] = {shared->group_name,
+				shared->resource_name, shared->options, shared->trigger,
+			shared->reason, psprintf("%d", MyProcPid), shared->requested_by};
+			char	   *idtext;
+
+			/* record it and take its lock in the same transaction */
+			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
+							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer, $7) i",
+							  7, args);
+			id = strtoll(idtext, NULL, 10);
+			shared->promotion_id = id;
+		}
+		else
+		{
+			const char *args[1] = {Int64Text(id)};
+			char	   *got;
+
+			got = CtlValue("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", $1::integer)",
+						   1, args);
+			if (got == NULL || strcmp(got, "t") != 0)
+				proc_exit(0);	/* someone else drives it */
+			args[0] = psprintf("{\"worker_pid\": %d, \"attempt\": 1}", MyProcPid);
+			{
+				const char *a2[2] = {Int64Text(id), args[0]};
+
+				CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, a2);
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(DriverContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		WriteError(shared, edata, NULL);
+		if (shared)
+		{
+			pg_write_barrier();
+			shared->done = true;
+		}
+		proc_exit(0);
+	}
+	PG_END_TRY();
+
+	Drive(id, recovering, shared);
+
+	if (shared)
+	{
+		pg_write_barrier();
+		shared->done = true;
+	}
+	proc_exit(0);
+}

@@ -1,0 +1,125 @@
+# DmPair.pm: a primary and its mirror for the promotion tests.
+#
+# dm_pair(%opts) starts node "a" (control database postgres, and the
+# primary database app) and node "b" (the mirror database app), creates the
+# test schema on both (the probe's table, a serial table, a sequence),
+# group "orders" (interval 1s, plus opts{group_options}), resource "db"
+# and its mirror (opts{mirror_options}), and waits until the mirror is
+# mirroring.  Returns a hash:
+#   a, b          the nodes
+#   ca, cb        conninfo of app on a and on b
+#   multihost     dm_route_multihost('orders', 'db')
+#   probe         path of the compiled probe
+# Helpers:
+#   primary_of($p)     the node that is primary now (per dm_resources)
+#   wait_mirroring($p) wait until the mirror is mirroring with a measured lag
+#   writable($node)    whether a client can write app on that node
+package DmPair;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DmTest;
+use DmProbe;
+
+our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable);
+
+sub conninfo
+{
+	my ($n, $db) = @_;
+	return 'host=' . $n->host . ' port=' . $n->port . " dbname=$db";
+}
+
+sub dm_pair
+{
+	my (%opts) = @_;
+	my $conf = "restart_after_crash = on\nlog_statement = none\n" . ($opts{conf} // '');
+	my $a = dm_node('a', logical => 1, conf => $conf);
+	my $b = dm_node('b', logical => 1, no_extension => 1, conf => $conf);
+	my $p = { a => $a, b => $b };
+	$p->{probe} = probe_build();
+
+	for my $n ($a, $b)
+	{
+		$n->safe_psql('postgres', 'CREATE DATABASE app');
+		$n->safe_psql('app', q{
+			CREATE TABLE dm_probe (id bigserial PRIMARY KEY, client_id integer NOT NULL,
+				seq bigint NOT NULL, payload text NOT NULL,
+				created_at timestamptz NOT NULL DEFAULT now());
+			CREATE TABLE orders (id serial PRIMARY KEY, note text NOT NULL);
+			CREATE SEQUENCE invoice_no;
+		});
+	}
+	$a->safe_psql('app', q{
+		INSERT INTO orders (note) SELECT 'initial ' || g FROM generate_series(1, 100) g;
+		SELECT setval('invoice_no', 500);
+	});
+
+	$p->{ca} = conninfo($a, 'app');
+	$p->{cb} = conninfo($b, 'app');
+	my $gopts = $opts{group_options} // '{}';
+	my $mopts = $opts{mirror_options} // '{}';
+	$a->safe_psql('postgres', qq{
+		SELECT driftmirror.dm_create_group('orders', '{"interval": "1s"}'::jsonb || '$gopts'::jsonb);
+		SELECT driftmirror.dm_add_resource('orders', 'db', 'postgres', '$p->{ca}');
+		SELECT driftmirror.dm_create_mirror('orders', 'db', '$p->{cb}', '$mopts');
+	});
+	wait_mirroring($p);
+	$p->{multihost} = $a->safe_psql('postgres',
+		"SELECT driftmirror.dm_route_multihost('orders', 'db')");
+	return $p;
+}
+
+# the node whose app database is the primary now
+sub primary_of
+{
+	my ($p) = @_;
+	my $ep = $p->{a}->safe_psql('postgres',
+		"SELECT endpoint FROM driftmirror.dm_resources WHERE name = 'db'");
+	return $ep eq $p->{ca} ? $p->{a} : $p->{b};
+}
+
+sub mirror_of
+{
+	my ($p) = @_;
+	return primary_of($p) == $p->{a} ? $p->{b} : $p->{a};
+}
+
+sub wait_mirroring
+{
+	my ($p) = @_;
+	my $ok = $p->{a}->poll_query_until('postgres', q{
+		SELECT state = 'mirroring' AND lag_bytes IS NOT NULL AND lag_bytes < 16777216
+		       AND checked_at > now() - interval '5 seconds'
+		  FROM driftmirror.dm_mirror_status});
+	if (!$ok)
+	{
+		diag($p->{a}->safe_psql('postgres', 'SELECT * FROM driftmirror.dm_mirror_status'));
+		return $ok;
+	}
+	# an apply worker that restarted after an error (a lost connection
+	# counts) must run 10 s before promotion counts the errors as past
+	my $m = mirror_of($p);
+	return $m->poll_query_until('app', q{
+		SELECT coalesce(bool_and(st.apply_error_count + st.sync_error_count = 0
+		                         OR now() - a.backend_start > interval '10 seconds'), false)
+		  FROM pg_stat_subscription w
+		  JOIN pg_stat_activity a ON a.pid = w.pid
+		  JOIN pg_stat_subscription_stats st ON st.subid = w.subid
+		 WHERE w.relid IS NULL});
+}
+
+# writable(NODE): can a plain client write app there?
+sub writable
+{
+	my ($n) = @_;
+	my ($rc, $out, $err) = $n->psql('app',
+		"SET default_transaction_read_only = off; INSERT INTO orders (note) VALUES ('writable?')");
+	return $rc == 0 ? 1 : 0;
+}
+
+1;

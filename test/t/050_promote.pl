@@ -1,0 +1,90 @@
+# 050_promote.pl: dm_promote under load, there and back five times.
+#
+# The probe writes through the libpq multi-host string that
+# dm_route_multihost returns (target_session_attrs=read-write) during ten
+# promotions (a -> b -> a ...).  After each one: exactly one node takes
+# writes, dm_route('write') names the new primary, serial inserts succeed on
+# the new primary (sequences were synchronised), the mirror is mirroring
+# again.  At the end every acknowledged row is on the primary exactly once
+# and both nodes hold identical content.  dm_promotions has the step log.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DmTest;
+use DmProbe;
+use DmPair;
+
+my $p = dm_pair();
+my ($a, $b) = ($p->{a}, $p->{b});
+
+is(primary_of($p), $a, 'a is the primary at first');
+ok(writable($a) && !writable($b), 'before: a writable, the mirror b is not');
+like($p->{multihost}, qr/^host=\S+,\S+ port=\d+,\d+ dbname=app target_session_attrs=read-write$/,
+	'dm_route_multihost lists both nodes');
+
+my $probe = probe_start($p->{probe}, $p->{multihost}, clients => 4, rate => 400);
+# let the probe get going
+$a->poll_query_until('app', 'SELECT count(*) > 200 FROM dm_probe');
+
+my $round = 0;
+for my $i (1 .. 10)
+{
+	my $from = primary_of($p);
+	my $to = $from == $a ? $b : $a;
+	my $res = $a->safe_psql('postgres',
+		q{SELECT resource_name || '|' || (new_primary IS NOT NULL) || '|' || (pause_ms >= 0) || '|' || (fence_lsn IS NOT NULL)
+		  FROM driftmirror.dm_promote('orders')});
+	is($res, 'db|true|true|true', "promotion $i: dm_promote returns the new primary, pause and fence LSN");
+	is(primary_of($p), $to, "promotion $i: the mirror is the primary now");
+	ok(writable($to), "promotion $i: the new primary takes writes");
+	ok(!writable($from), "promotion $i: the old primary refuses writes");
+	is($a->safe_psql('postgres', "SELECT driftmirror.dm_route('orders', 'db', 'write') = endpoint FROM driftmirror.dm_resources WHERE name = 'db'"),
+		't', "promotion $i: dm_route('write') names the new primary");
+	# serial columns and sequences on the new primary
+	my ($rc, $out, $err) = $to->psql('app',
+		"INSERT INTO orders (note) VALUES ('after promotion $i') RETURNING id > 100");
+	is($rc, 0, "promotion $i: serial insert succeeds on the new primary") or diag($err);
+	my $inv = $to->safe_psql('app', "SELECT nextval('invoice_no') > 500");
+	is($inv, 't', "promotion $i: sequence continues above the old primary's value");
+	ok(wait_mirroring($p), "promotion $i: the old primary mirrors the new one");
+}
+
+my $summary = probe_stop($probe);
+note("probe: $summary");
+my $primary = primary_of($p);
+my $mirror = mirror_of($p);
+my ($rc, $check) = probe_check($p->{probe}, $probe,
+	'host=' . $primary->host . ' port=' . $primary->port . ' dbname=app',
+	'host=' . $mirror->host . ' port=' . $mirror->port . ' dbname=app');
+note("check: $check");
+is($rc, 0, 'every acknowledged row is on the primary exactly once, and both nodes are identical');
+like($check, qr/lost=0 duplicated=0 .* identical=yes/, 'no lost or duplicated writes');
+
+my $content = q{SELECT count(*), md5(string_agg(id || ':' || note, ',' ORDER BY id)) FROM orders};
+$a->poll_query_until('app', $content, $b->safe_psql('app', $content))
+  or diag('orders differ');
+is($a->safe_psql('app', $content), $b->safe_psql('app', $content), 'orders identical on both nodes');
+
+is($a->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE state = 'done') || '/' || count(*)
+	  FROM driftmirror.dm_promotions}), '10/10', 'ten promotions done');
+is($a->safe_psql('postgres', q{
+	SELECT string_agg(step, ',' ORDER BY seq) FROM driftmirror.dm_promotion_steps
+	 WHERE promotion_id = (SELECT max(id) FROM driftmirror.dm_promotions)}),
+	'guardrails,reverse_slot,fence,catch_up,sequences,unfence,reverse',
+	'the step log lists every step');
+is($a->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_promotion_steps WHERE outcome <> 'ok'}), '0',
+	'every step ended ok');
+note($a->safe_psql('postgres', q{
+	SELECT string_agg(round(pause_ms)::text, ' ' ORDER BY id) FROM driftmirror.dm_promotions}));
+
+# no replication slot is left behind: one slot for the one direction
+my $slots = $a->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots')
+  + $b->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots');
+is($slots, 1, 'exactly one replication slot remains (the current direction)');
+
+done_testing();
