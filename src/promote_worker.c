@@ -156,6 +156,26 @@ Step(PromInfo *p, const char *step, const char *outcome, const char *state,
 		p->state = pstrdup(state);
 }
 
+/*
+ * Advance
+ *		One transaction at a step boundary: figures, the end of step done,
+ *		the flip if asked, the start of step next in state next_state.
+ */
+static void
+Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
+		const char *figures, const char *next, const char *next_state, bool flip)
+{
+	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
+	next_state, flip ? "true" : "false"};
+
+	CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+			 8, args);
+	if (flip)
+		p->state = "unfencing";
+	if (next_state)
+		p->state = pstrdup(next_state);
+}
+
 /* SetFigures: store figures (a jsonb object) in the promotion row */
 static void
 SetFigures(PromInfo *p, const char *json)
@@ -952,9 +972,7 @@ Forward(PromInfo *p)
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
-		SetFigures(p, buf);
-		Step(p, "fence", "ok", NULL, NULL, NULL, fence_lsn);
-		Step(p, "catch_up", "running", "catching_up", NULL, NULL, fence_lsn);
+		Advance(p, "fence", fence_lsn, NULL, buf, "catch_up", "catching_up", false);
 	}
 
 	if (strcmp(p->state, "catching_up") == 0)
@@ -965,9 +983,7 @@ Forward(PromInfo *p)
 		confirmed = CatchUp(p, fence_lsn);
 
 		snprintf(buf, sizeof(buf), "{\"confirmed_lsn\": \"%s\"}", confirmed);
-		SetFigures(p, buf);
-		Step(p, "catch_up", "ok", NULL, NULL, NULL, confirmed);
-		Step(p, "sequences", "running", "sequences", NULL, NULL, NULL);
+		Advance(p, "catch_up", confirmed, NULL, buf, "sequences", "sequences", false);
 	}
 
 	if (strcmp(p->state, "sequences") == 0)
@@ -978,17 +994,9 @@ Forward(PromInfo *p)
 		CheckDeadline(p, "sequences");
 		n = SyncSequences(p);
 		snprintf(buf, sizeof(buf), "{\"sequences_synced\": %d}", n);
-		SetFigures(p, buf);
 		CheckDeadline(p, "flip");
-		Step(p, "sequences", "ok", NULL, NULL, buf, NULL);
-		/* the commit point */
-		{
-			const char *args[1] = {Int64Text(p->id)};
-
-			CtlValue("SELECT driftmirror._promotion_flip($1::bigint)", 1, args);
-		}
-		p->state = "unfencing";
-		Step(p, "unfence", "running", NULL, NULL, NULL, NULL);
+		/* the commit point: the flip, in the same transaction */
+		Advance(p, "sequences", NULL, buf, buf, "unfence", NULL, true);
 	}
 
 	if (strcmp(p->state, "unfencing") == 0)
@@ -996,13 +1004,11 @@ Forward(PromInfo *p)
 		TestPause(p, "unfence");
 		Unfence(p);
 		if (FencedAt != 0)
-		{
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
-			SetFigures(p, buf);
-		}
-		Step(p, "unfence", "ok", NULL, NULL, NULL, NULL);
-		Step(p, "reverse", "running", "reversing", NULL, NULL, NULL);
+		else
+			strlcpy(buf, "{}", sizeof(buf));
+		Advance(p, "unfence", NULL, NULL, buf, "reverse", "reversing", false);
 	}
 
 	if (strcmp(p->state, "reversing") == 0)

@@ -838,3 +838,27 @@ AS $$
       FROM driftmirror.resource r JOIN driftmirror.resource_group g ON g.id = r.group_id
      WHERE r.id = p_resource_id
 $$;
+
+-- _promotion_advance: one transaction per step boundary (fewer commits in
+-- the write pause): store figures, end step p_done, flip if asked (the
+-- commit point), start step p_next and move to p_next_state
+CREATE FUNCTION driftmirror._promotion_advance(p_id bigint, p_done text, p_lsn pg_lsn,
+                                               p_details jsonb, p_figures jsonb,
+                                               p_next text, p_next_state text, p_flip boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_figures IS NOT NULL THEN
+        PERFORM driftmirror._promotion_set(p_id, p_figures);
+    END IF;
+    PERFORM driftmirror._promotion_step(p_id, p_done, 'ok', NULL, NULL, p_details, p_lsn);
+    IF p_flip THEN
+        PERFORM driftmirror._promotion_flip(p_id);
+    END IF;
+    IF p_next IS NOT NULL THEN
+        PERFORM driftmirror._promotion_step(p_id, p_next, 'running', p_next_state);
+    END IF;
+END
+$$;
