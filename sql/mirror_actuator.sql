@@ -146,6 +146,9 @@ SELECT * FROM pg_temp.answer('actuator_create', false, NULL, NULL, 'node "ag/cac
 SELECT * FROM pg_temp.answer('actuator_create', true, 500, '');
 SELECT count(*) AS due FROM driftmirror._mirror_due((SELECT id FROM resource_group WHERE name = 'ag'));
 
+-- dm_promote switches postgres resources only, and says so
+SELECT * FROM dm_promote('ag');
+
 -- the mirror metric names
 SELECT name, unit FROM dm_metric_names WHERE name LIKE 'mirror.%' ORDER BY name;
 

@@ -301,6 +301,20 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 				resources = lappend(resources, pstrdup(name));
 				MemoryContextSwitchTo(spi);
 			}
+			/* say so when mirrors of other kinds are left as they are */
+			DmSpiExec("SELECT string_agg(pg_catalog.format('\"%s\"', r.name), ', ' ORDER BY r.name) "
+					  "FROM driftmirror.mirror m JOIN driftmirror.resource r ON r.id = m.resource_id "
+					  "WHERE m.group_id = $1 AND m.kind <> 'postgres'", 1,
+					  (Oid[]) {INT8OID}, (Datum[]) {gid});
+			if (SPI_processed == 1)
+			{
+				char	   *others = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				if (others != NULL)
+					ereport(NOTICE,
+							(errmsg("mirrors of non-postgres resources are not switched by dm_promote: %s", others),
+							 errhint("Switch them through their actuator; dm_promote switches postgres resources only.")));
+			}
 			if (resources == NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
