@@ -1437,6 +1437,29 @@ CollectInner(int64 *group_ids, int ngroups)
 }
 
 /*
+ * CollectionFailed
+ *		Called in a PG_CATCH block of the collector's entry points: log the
+ *		error as a WARNING, abort the transaction if asked, and drop every
+ *		poll in flight (they restart on the next pass).  Never raises.
+ */
+static void
+CollectionFailed(MemoryContext cxt, bool abort_xact)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	if (abort_xact)
+		AbortOutOfAnyTransaction();
+	DiscardAll();
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("driftmirror: metric collection failed: %s", edata->message)));
+	FreeErrorData(edata);
+}
+
+/*
  * DmCollectMetrics
  *		The collection phase of a pass: record the polls that finished
  *		since the last pass, start those of the sources due now.  Never
@@ -1453,17 +1476,7 @@ DmCollectMetrics(int64 *group_ids, int ngroups)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		DiscardAll();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: metric collection failed: %s", edata->message)));
-		FreeErrorData(edata);
+		CollectionFailed(cxt, true);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
@@ -1486,16 +1499,7 @@ DmCollectorWait(long timeout_ms)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		DiscardAll();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: metric collection failed: %s", edata->message)));
-		FreeErrorData(edata);
+		CollectionFailed(cxt, false);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
