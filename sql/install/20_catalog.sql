@@ -147,7 +147,11 @@ END
 $$;
 
 -- _group_id: the id of a group by name, optionally locking its row so that
--- concurrent changes to one group are serialised; raises if unknown
+-- concurrent changes to one group are serialised; raises if unknown.  The
+-- lock is FOR NO KEY UPDATE: it serialises the API's changes but lets the
+-- worker insert rows that reference the group (their foreign key takes FOR
+-- KEY SHARE) while it holds other rows, such as its mirror's, which an API
+-- call may want next; FOR UPDATE deadlocked dm_promote against the worker.
 CREATE FUNCTION driftmirror._group_id(p_group text, p_lock boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -161,7 +165,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF p_lock THEN
-        SELECT id INTO gid FROM driftmirror.resource_group WHERE name = p_group FOR UPDATE;
+        SELECT id INTO gid FROM driftmirror.resource_group WHERE name = p_group FOR NO KEY UPDATE;
     ELSE
         SELECT id INTO gid FROM driftmirror.resource_group WHERE name = p_group;
     END IF;
