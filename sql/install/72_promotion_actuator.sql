@@ -313,7 +313,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'failed';
     END IF;
-    IF p.state <> CASE p_action WHEN 'promote' THEN 'switching' ELSE 'aborting' END THEN
+    IF p.state <> (CASE p_action WHEN 'promote' THEN 'switching' ELSE 'aborting' END) THEN
         -- moved on meanwhile (cannot happen with one driver): say where it is
         RETURN CASE WHEN p.state IN ('done', 'rolled_back', 'refused', 'failed') THEN p.state
                     ELSE 'retry' END;
