@@ -11,6 +11,9 @@
 #   my $c = $r->counters('shop');     # the counters of one actuator
 #   $r->wait_for('shop', sub { $_[0]->{gets} >= 3 }, 'polled');
 #
+# A status poll reports the mirror's endpoint, state, lag_seconds 0.5 and a
+# detail "poll <n>".
+#
 # Configuration of an actuator (configure merges keys):
 #   token        the bearer token every request must carry (else 401)
 #   ready_after  status polls answered "creating" before "ready" (0)
@@ -311,7 +314,7 @@ sub main
 					$m->{polls}++;
 					respond($c, 200, $json->encode({
 						state => $m->{polls} > ($cfg->{ready_after} // 0) ? 'ready' : 'creating',
-						lag_seconds => 0.5, detail => "poll $m->{polls}" }));
+						endpoint => $m->{mirror}, lag_seconds => 0.5, detail => "poll $m->{polls}" }));
 				}
 			}
 			elsif ($method eq 'DELETE' && defined $name && !$promote)

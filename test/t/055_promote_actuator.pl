@@ -12,8 +12,9 @@
 # promote_timeout, abort, rolled_back and the actuator back as before; the
 # actuator down for the abort: failed with the reason, in dm_promotions and
 # dm_status; the promotion worker killed (kill -9) while its request hangs:
-# the main worker's recovery sends the same key again and finishes; bad
-# input; no token in the log, the views or the action log.
+# the main worker's recovery sends the same key again and finishes, or,
+# when it comes after promote_timeout, aborts; bad input; no token in the
+# log, the views or the action log.
 use strict;
 use warnings;
 
@@ -174,6 +175,17 @@ is($act->counters('solo')->{promotions}, 3, 'one promotion per key');
 is(routes('solo', 'c1'), "read=100\@$c1_mirror read=0\@$url/solo read=0\@$origin write=100\@$c1_mirror write=0\@$url/solo write=0\@$origin",
 	'the routes follow every promotion');
 
+# "promoted" without endpoints: the mirror's endpoint becomes the primary,
+# and the mirror's new endpoint is unknown until a status poll says it
+mirror_ready('solo', 'c1', 'ready before a bare answer');
+$act->configure('solo', promote_mode => 'bare', promote_times => 1);
+is(q1(q{SELECT new_primary FROM driftmirror.dm_promote('solo', 'c1')}), $origin,
+	'a bare "promoted": the mirror\'s endpoint is the new primary');
+is(q1(qq{SELECT driftmirror.dm_route('solo', 'c1', 'write')}), $origin, 'the routes follow');
+mirror_ready('solo', 'c1', 'the next status poll says where the mirror now is');
+is(q1(q{SELECT mirror_endpoint FROM driftmirror.dm_mirror_status WHERE resource_name = 'c1'}), $c1_mirror,
+	'and it is recorded');
+
 # ---------------------------------------------------------------------
 # refusals change nothing
 # ---------------------------------------------------------------------
@@ -294,6 +306,34 @@ is(q1(q{SELECT driftmirror.dm_route('crash', 'c2', 'write')}), "$url/crash/insta
 	'the routes point at the new primary');
 like(slurp_file($a->logfile, $log_offset), qr/recovering actuator promotion $id left in state switching/,
 	'the recovery is logged');
+
+# killed again mid-request, and the main worker only looks after the
+# deadline (driftmirror.enabled off meanwhile): the recovery aborts
+mirror_ready('crash', 'c2', 'c2 is ready again');
+my $c2_routes = routes('crash', 'c2');
+$act->configure('crash', promote_mode => 'hang', promote_times => undef);
+$bg = $a->background_psql('postgres', on_error_stop => 0);
+$bg->query_until(qr/started/, q{\echo started
+SELECT * FROM driftmirror.dm_promote('crash', 'c2', '{"promote_timeout": "15s"}');
+});
+$act->wait_for('crash', sub { ($_[0]->{hung} // 0) == 2 }, 'the next promote request hangs');
+q1(q{ALTER SYSTEM SET driftmirror.enabled = off; SELECT pg_reload_conf()});
+ok($a->poll_query_until('postgres', 'SHOW driftmirror.enabled', 'off'), 'the worker is disabled');
+$id = last_promotion('crash', 'id');
+$wpid = q1(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
+kill 'KILL', $wpid;
+eval { $bg->quit; };
+dm_wait_for($a, qq{SELECT clock_timestamp() > deadline FROM driftmirror.dm_promotions WHERE id = $id},
+	't', 'the deadline passes while nobody drives the promotion');
+is(last_promotion('crash', 'state'), 'switching', 'it is still recorded in switching');
+q1(q{ALTER SYSTEM RESET driftmirror.enabled; SELECT pg_reload_conf()});
+dm_wait_for($a, qq{SELECT state FROM driftmirror.dm_promotions WHERE id = $id},
+	'rolled_back', 'the recovery finds the deadline passed, aborts, and the actuator confirms');
+is(steps($id), 'guardrails:ok,actuator_switch:interrupted,actuator_switch:failed,abort:ok',
+	'the steps: interrupted, timed out, aborted');
+$crash = $act->counters('crash');
+is(($crash->{promotions}) . '/' . ($crash->{undone} // 0), '2/1', 'the actuator undid the promotion it had begun');
+is(routes('crash', 'c2'), $c2_routes, 'the routes did not change');
 
 # ---------------------------------------------------------------------
 # bad input
