@@ -575,7 +575,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'driftmirror_dm_promote';
 COMMENT ON FUNCTION driftmirror.dm_promote(text, text, jsonb) IS
-    'Switch over: the mirror becomes the primary and the old primary its mirror; returns the new primary, the write pause and the fence LSN';
+    'Switch over: the mirror becomes the primary and the old primary its mirror (through the HTTP actuator for cache/app/web/service resources); returns the new primary, the write pause and the fence LSN';
 
 CREATE VIEW driftmirror.dm_promotions AS
 SELECT p.id, p.group_name, p.resource_name, p.trigger, p.reason, p.state,
