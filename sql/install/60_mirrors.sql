@@ -555,12 +555,19 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        -- provisioning, mirroring: one status poll per step
-        IF m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started THEN
+        -- provisioning, mirroring: one status poll per step, none while the
+        -- mirror is being promoted (70_promotion.sql, 72_promotion_actuator.sql:
+        -- an answer read before the switch must not land after it); the
+        -- poll's start is kept in pending_since for _mirror_http_done
+        IF (m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started)
+           AND NOT EXISTS (SELECT FROM driftmirror.promotion p
+                            WHERE p.mirror_id = m.id
+                              AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
             action := 'actuator_status';
             http_method := 'GET';
             http_url := base_url || '/' || m.actuator_name;
-            UPDATE driftmirror.mirror SET token_file = http_token_file WHERE id = m.id;
+            UPDATE driftmirror.mirror SET token_file = http_token_file, pending_since = clock_timestamp()
+             WHERE id = m.id;
             RETURN NEXT;
         END IF;
         RETURN;
@@ -840,6 +847,16 @@ DECLARE
     n       integer;
     det     text;
 BEGIN
+    -- a status answer that overlapped a promotion of the mirror describes
+    -- the mirror as it was before the switch: dropped, the next step asks
+    -- again
+    IF p_action = 'actuator_status' AND m.pending_since IS NOT NULL
+       AND EXISTS (SELECT FROM driftmirror.promotion p
+                    WHERE p.mirror_id = m.id
+                      AND (p.finished_at IS NULL OR p.finished_at >= m.pending_since)) THEN
+        UPDATE driftmirror.mirror SET pending_since = NULL WHERE id = m.id;
+        RETURN;
+    END IF;
     IF NOT p_ok THEN
         err := p_error;
         errdet := p_detail;
