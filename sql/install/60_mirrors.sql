@@ -790,9 +790,10 @@ $$;
 -- _mirror_record_latency: record a node's latency sample (p_latency_ms, from
 -- status_primary or status_mirror; NULL when none was taken) in the mirror
 -- row and as a metric, a failed probe in latency_error ("primary: ..." or
--- "mirror: ...", until that node gives a sample), and refresh the ratio
--- the row shows (over the group's auto_promote_window).  Called by
--- _mirror_done after _mirror_record_status, in the same transaction.
+-- "mirror: ...", until that node gives a sample), and, after the mirror's
+-- read (the second of a step), refresh the ratio the row shows (over the
+-- group's auto_promote_window).  Called by _mirror_done after
+-- _mirror_record_status, in the same transaction.
 CREATE FUNCTION driftmirror._mirror_record_latency(p_mirror_id bigint, p_action text,
                                                    p_latency_ms double precision, p_probe_error text)
 RETURNS void
@@ -821,6 +822,9 @@ BEGIN
         UPDATE driftmirror.mirror
            SET latency_error = format('%s: %s', side, left(p_probe_error, 500))
          WHERE id = m.id;
+    END IF;
+    IF side = 'primary' AND m.latency_ratio IS NOT NULL THEN
+        RETURN;
     END IF;
     win := driftmirror._opt_interval(driftmirror._effective_options('group',
                (SELECT g.options FROM driftmirror.resource_group g WHERE g.id = m.group_id))
