@@ -494,7 +494,8 @@ LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catal
 $$;
 
 -- _mirror_probe_sql: the latency probe, the same text for both nodes: a
--- read of the first replicated table (in name order) that returns no row.
+-- read of the first replicated table (byte order of its qualified name,
+-- as the mirror reports them) that returns no row.
 -- It takes the path of a client's read (parse, the table's lock, plan,
 -- executor start, the answer) but no data page, so it costs the same on
 -- both nodes whatever their tables hold; it waits like a client for a lock
