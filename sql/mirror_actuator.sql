@@ -146,7 +146,8 @@ SELECT * FROM pg_temp.answer('actuator_create', false, NULL, NULL, 'node "ag/cac
 SELECT * FROM pg_temp.answer('actuator_create', true, 500, '');
 SELECT count(*) AS due FROM driftmirror._mirror_due((SELECT id FROM resource_group WHERE name = 'ag'));
 
--- dm_promote switches postgres resources only, and says so
+-- dm_promote switches actuator mirrors too (here it stops at the control
+-- database check: the promotion itself runs in TAP 055)
 SELECT * FROM dm_promote('ag');
 
 -- the mirror metric names

@@ -154,6 +154,10 @@ UPDATE driftmirror.mirror SET mirror_endpoint = 'host=127.0.0.1 port=3 dbname=ap
 SELECT primary_latency_ms, mirror_latency_ms, latency_ratio, latency_samples, latency_error
   FROM dm_mirror_status WHERE group_name = 'lg';
 SELECT ratio, primary_samples, mirror_samples FROM _mirror_latency(:mid, interval '1 hour');
+-- a read that began before the change may have reached the other node: dropped
+SELECT _mirror_done(:mid, 'status_mirror', true, '{"sub_exists": false}', NULL, NULL, NULL, NULL, 7, NULL,
+                    now() - interval '1 minute');
+SELECT mirror_latency_ms, latency_samples FROM dm_mirror_status WHERE group_name = 'lg';
 SELECT _set_route(g.id, r.id, 'read', m.mirror_endpoint, 100, 'test: reads shifted')
   FROM resource_group g JOIN resource r ON r.group_id = g.id JOIN mirror m ON m.resource_id = r.id
  WHERE g.name = 'lg';

@@ -20,10 +20,21 @@ SELECT * FROM dm_promote('pg', 'db', '{"interval": "5s"}');
 SELECT * FROM dm_promote('pg', 'db', '{"promote_timeout": "0 seconds"}');
 SELECT * FROM dm_promote('pg', 'db', '{"promote_sequence_gap": -1}');
 SELECT * FROM dm_promote('pg', 'db', '{"promote_bogus": 1}');
--- no mirror in the group
+SELECT * FROM dm_promote('pg', 'db', '{"promote_abort_timeout": "0 seconds"}');
+SELECT * FROM dm_promote('pg', 'db', '{"promote_abort_timeout": "2 hours"}');
+-- no mirror in the group, none for the resource
 SELECT * FROM dm_promote('pg');
+SELECT * FROM dm_promote('pg', 'db');
+SELECT * FROM dm_promote('pg', 'web');
+-- a mirror made through the HTTP actuator (the worker would ask it; it does
+-- not run in this database): it counts for the group, in dependency order
+SELECT dm_create_mirror('pg', 'web') > 0 AS mirrored;
+SELECT dm_add_resource('pg', 'app', 'app', 'http://127.0.0.1:1/app', depends_on => '{web}') > 0 AS added;
+SELECT dm_create_mirror('pg', 'app') > 0 AS mirrored;
+SELECT resource_name, depth FROM _promotion_order((SELECT id FROM resource_group WHERE name = 'pg'));
 -- valid input, but not in the control database
-SELECT * FROM dm_promote('pg', 'db', '{"promote_timeout": "5 seconds", "promote_fence_grace": 0.5}');
+SELECT * FROM dm_promote('pg', 'web', '{"promote_timeout": "5 seconds", "promote_abort_timeout": "2 seconds"}');
+SELECT * FROM dm_promote('pg');
 SELECT count(*) AS promotions FROM dm_promotions;
 
 -- routes: without route rows, the resource's endpoint

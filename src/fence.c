@@ -12,8 +12,10 @@
  * driftmirror_admin) sets.  Other databases of the node, the control
  * database in particular, are not affected.
  *
- * Enforcement, for client backends and WAL senders connected to a fenced
- * database:
+ * Enforcement, for client backends, WAL senders and background workers
+ * (pg_cron's jobs, other extensions' workers; not PostgreSQL's own, such as
+ * logical replication and parallel workers, nor driftmirror's) connected to
+ * a fenced database:
  *	 - ExecutorStart_hook refuses plans that write (INSERT, UPDATE, DELETE,
  *	   MERGE, SELECT FOR UPDATE/SHARE, data-modifying CTEs) on anything but
  *	   temporary tables, and marks the transaction read-only, so that
@@ -44,10 +46,16 @@
  * stays fenced.  Changes are NOT transactional: fence_set takes effect at
  * once and stays even if the calling transaction rolls back.
  *
- * New sessions of a fenced database also see default_transaction_read_only
- * = on (fence_set runs ALTER DATABASE ... SET, fence_clear resets it), so
- * that libpq's target_session_attrs=read-write skips the node.  That part
- * is transactional and is only advice to clients; the hooks are the fence.
+ * New client sessions of a fenced database also start with
+ * default_transaction_read_only = on (a ClientAuthentication_hook sets it
+ * at the "override" level, above database, role and startup-packet
+ * settings, before the server reports it to the client), so that libpq's
+ * target_session_attrs=read-write skips the node.  That is only advice to
+ * clients (a session may SET it back); the hooks are the fence.  It takes
+ * no catalog write: an earlier version ran ALTER DATABASE ... SET in
+ * fence_set and fence_clear, two commits inside a switchover's write pause.
+ * The hook matches the database by the name recorded when it was fenced: a
+ * fenced database renamed afterwards keeps the fence but not the advice.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,11 +68,14 @@
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "libpq/auth.h"
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "replication/walsender.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -115,6 +126,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 
 static void DmFenceShmemRequest(void);
 static void DmFenceShmemStartup(void);
@@ -126,6 +138,7 @@ static void DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								  QueryEnvironment *queryEnv,
 								  DestReceiver *dest, QueryCompletion *qc);
 static void DmFenceXactCallback(XactEvent event, void *arg);
+static void DmFenceClientAuthentication(Port *port, int status);
 static void DmFenceErrorContext(void *arg);
 static DmFenceMode DmFenceCurrent(void);
 static void LoadFenceFile(void);
@@ -151,6 +164,8 @@ DmFenceInit(void)
 	ExecutorStart_hook = DmFenceExecutorStart;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = DmFenceProcessUtility;
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = DmFenceClientAuthentication;
 	RegisterXactCallback(DmFenceXactCallback, NULL);
 	FenceHooksInstalled = true;
 }
@@ -472,10 +487,29 @@ DmFenceClear(Oid dboid)
 }
 
 /*
+ * FencedProcess
+ *		Whether the fence applies to this kind of process at all: client
+ *		backends, WAL senders, and background workers other than
+ *		PostgreSQL's own (logical replication apply and table sync,
+ *		parallel workers, whose leader is checked) and driftmirror's.
+ *		Autovacuum and the other auxiliary processes are never fenced.
+ */
+static bool
+FencedProcess(void)
+{
+	if (MyBackendType == B_BACKEND || MyBackendType == B_WAL_SENDER)
+		return true;
+	if (MyBackendType != B_BG_WORKER || MyBgworkerEntry == NULL)
+		return false;
+	return strcmp(MyBgworkerEntry->bgw_library_name, "postgres") != 0 &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "driftmirror") != 0;
+}
+
+/*
  * DmFenceCurrent
  *		The fence that applies to this session's statements: NONE unless
- *		this is a client backend or WAL sender connected to a fenced
- *		database and not one of driftmirror's own sessions.
+ *		this is a fenced kind of process (FencedProcess) connected to a
+ *		fenced database and not one of driftmirror's own sessions.
  */
 static DmFenceMode
 DmFenceCurrent(void)
@@ -484,7 +518,7 @@ DmFenceCurrent(void)
 
 	if (FenceShared == NULL || DmFenceBypass || FenceInternal > 0)
 		return DM_FENCE_NONE;
-	if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
+	if (!FencedProcess())
 		return DM_FENCE_NONE;
 	if (!OidIsValid(MyDatabaseId))
 		return DM_FENCE_NONE;
@@ -635,57 +669,46 @@ DmFenceXactCallback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * DmFenceClientAuthentication
+ *		Advice to clients: a new session of a fenced database starts with
+ *		default_transaction_read_only = on, reported to the client with the
+ *		other settings at the end of the startup, so that libpq's
+ *		target_session_attrs=read-write moves on to another host.  Set at
+ *		the override level: database, role and startup-packet settings
+ *		applied later in the startup do not undo it; a SET in the session
+ *		does (session_bypass relies on that).
+ */
+static void
+DmFenceClientAuthentication(Port *port, int status)
+{
+	bool		fenced = false;
+	int			i;
+
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	if (status != STATUS_OK || FenceShared == NULL ||
+		port->database_name == NULL || port->database_name[0] == '\0' ||
+		(am_walsender && !am_db_walsender))
+		return;
+
+	LWLockAcquire(FenceShared->lock, LW_SHARED);
+	for (i = 0; i < FenceShared->count; i++)
+		if (strcmp(NameStr(FenceShared->entries[i].dbname), port->database_name) == 0)
+			fenced = true;
+	LWLockRelease(FenceShared->lock);
+
+	if (fenced)
+		SetConfigOption("default_transaction_read_only", "on",
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 /* ---- SQL interface (extension driftmirror_node) ---- */
 
 PG_FUNCTION_INFO_V1(driftmirror_fence_set);
 PG_FUNCTION_INFO_V1(driftmirror_fence_clear);
 PG_FUNCTION_INFO_V1(driftmirror_fence_status);
 PG_FUNCTION_INFO_V1(driftmirror_session_bypass);
-
-/*
- * SetReadOnlyDefault
- *		ALTER DATABASE <current> SET/RESET default_transaction_read_only, run
- *		past the fence.  Transactional.
- */
-static void
-SetReadOnlyDefault(bool on)
-{
-	char	   *db = get_database_name(MyDatabaseId);
-	StringInfoData sql;
-	volatile bool save_read_only;
-
-	initStringInfo(&sql);
-	if (on)
-		appendStringInfo(&sql, "ALTER DATABASE %s SET default_transaction_read_only = on",
-						 quote_identifier(db));
-	else
-		appendStringInfo(&sql, "ALTER DATABASE %s RESET default_transaction_read_only",
-						 quote_identifier(db));
-
-	/*
-	 * The calling transaction may be read-only (new sessions of a fenced
-	 * database are, by this very setting): the fence functions are
-	 * administrative and run their one statement read-write regardless.
-	 */
-	save_read_only = XactReadOnly;
-	FenceInternal++;
-	XactReadOnly = false;
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "could not run \"%s\"", sql.data);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		FenceInternal--;
-		XactReadOnly = save_read_only;
-	}
-	PG_END_TRY();
-	FenceAdminXact = true;
-}
 
 /*
  * driftmirror_node.fence_set(mode text) returns text
@@ -706,7 +729,7 @@ driftmirror_fence_set(PG_FUNCTION_ARGS)
 				 errhint("Valid modes are \"mirror\" and \"switchover\"; use fence_clear() to lift the fence.")));
 	RequireFence();
 	old = DmFenceSet(MyDatabaseId, mode);
-	SetReadOnlyDefault(true);
+	FenceAdminXact = true;
 	PG_RETURN_TEXT_P(cstring_to_text(DmFenceModeName(old)));
 }
 
@@ -722,7 +745,7 @@ driftmirror_fence_clear(PG_FUNCTION_ARGS)
 
 	RequireFence();
 	old = DmFenceClear(MyDatabaseId);
-	SetReadOnlyDefault(false);
+	FenceAdminXact = true;
 	PG_RETURN_TEXT_P(cstring_to_text(DmFenceModeName(old)));
 }
 
@@ -772,7 +795,7 @@ Datum
 driftmirror_session_bypass(PG_FUNCTION_ARGS)
 {
 	DmFenceBypass = true;
-	/* the database default says read-only: this session writes */
+	/* new sessions of a fenced database start read-only: this one writes */
 	SetConfigOption("default_transaction_read_only", "off",
 					PGC_USERSET, PGC_S_SESSION);
 	PG_RETURN_VOID();

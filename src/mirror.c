@@ -95,6 +95,7 @@ typedef struct RemoteOutcome
 	char	   *detail;			/* may hold host names (libpq): admins only */
 	bool		has_latency;	/* a latency sample was taken */
 	double		latency_ms;		/* the sample: median round trip of the probe */
+	TimestampTz read_started;	/* when the status read began */
 	char	   *probe_error;	/* why the probe gave no sample, or NULL */
 } RemoteOutcome;
 
@@ -244,6 +245,7 @@ RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
 {
 	PGconn	   *volatile conn = NULL;
 
+	out->read_started = GetCurrentTimestamp();
 	PG_TRY();
 	{
 		conn = DmRemoteConnect(a->conninfo, a->label, 0);
@@ -264,43 +266,46 @@ RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
 }
 
 /*
- * RunHttpAction
- *		One request to an HTTP actuator, outside any transaction.  Never
- *		raises except for interrupts: a request without an answer is an
- *		outcome with ok = false, an error naming the actuator by its label
- *		and libcurl's reason (which may name the host) in the detail.
+ * DmActuatorPerform
+ *		One request to an HTTP actuator, outside any transaction, without
+ *		retries.  Never raises except for interrupts: a request without an
+ *		answer fills *answer with answered = false, an error naming the
+ *		actuator by its label and libcurl's reason (which may name the host)
+ *		in the detail.  The bearer token is read from its file just before
+ *		the request and wiped after it.  Strings are palloc'd in the current
+ *		memory context.
  */
-static RemoteOutcome
-RunHttpAction(RemoteAction *a)
+void
+DmActuatorPerform(const DmActuatorRequest *a, DmActuatorAnswer *out)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
 	DmHttpRequest req;
 	DmHttpResponse resp;
 	char	   *volatile token = NULL;
 	char	   *err = NULL;
 	volatile bool answered = false;
 
-	if (a->http_token_file != NULL)
+	memset(out, 0, sizeof(*out));
+	if (a->token_file != NULL)
 	{
-		token = DmReadSecretFile(a->http_token_file, &err);
+		token = DmReadSecretFile(a->token_file, &err);
 		if (token == NULL)
 		{
-			out.sqlstate = pstrdup("58P01");
-			out.error = err;
-			return out;
+			out->sqlstate = pstrdup("58P01");
+			out->error = err;
+			return;
 		}
 	}
 
 	memset(&req, 0, sizeof(req));
 	memset(&resp, 0, sizeof(resp));
-	req.method = a->http_method;
-	req.url = a->http_url;
-	req.body = a->http_body;
-	req.content_type = a->http_body ? "application/json" : NULL;
+	req.method = a->method;
+	req.url = a->url;
+	req.body = a->body;
+	req.content_type = a->body ? "application/json" : NULL;
 	req.bearer_token = token;
-	req.idempotency_key = a->http_key;
-	req.timeout_ms = a->http_timeout_ms > 0 ? a->http_timeout_ms : 10000;
-	req.max_retries = 0;		/* retried at later steps, with back-off */
+	req.idempotency_key = a->idempotency_key;
+	req.timeout_ms = a->timeout_ms > 0 ? a->timeout_ms : 10000;
+	req.max_retries = 0;		/* callers retry, with back-off */
 
 	PG_TRY();
 	{
@@ -315,28 +320,56 @@ RunHttpAction(RemoteAction *a)
 
 	if (answered)
 	{
-		out.ok = true;
-		out.status = (int) resp.status;
-		out.result = resp.body;
+		out->answered = true;
+		out->status = (int) resp.status;
+		out->body = resp.body;
 		/* the catalog only takes text valid in the server encoding */
 		if (resp.body != NULL &&
 			(memchr(resp.body, '\0', resp.body_len) != NULL ||
 			 !pg_verifymbstr(resp.body, (int) resp.body_len, true)))
-			out.result = pstrdup("(the answer is not valid text in the server encoding)");
-		return out;
+			out->body = pstrdup("(the answer is not valid text in the server encoding)");
+		return;
 	}
-	out.sqlstate = pstrdup("08000");
+	out->sqlstate = pstrdup("08000");
 	if (resp.error && strstr(resp.error, "timed out") != NULL)
-		out.error = psprintf("node \"%s\" did not answer within %d ms",
-							 a->label, (int) req.timeout_ms);
+		out->error = psprintf("node \"%s\" did not answer within %d ms",
+							  a->label, (int) req.timeout_ms);
 	else if (resp.error && strncmp(resp.error, "response larger than", 20) == 0)
-		out.error = psprintf("node \"%s\" answered with a %s", a->label, resp.error);
+		out->error = psprintf("node \"%s\" answered with a %s", a->label, resp.error);
 	else if (resp.error && (strstr(resp.error, "onnect") != NULL ||
 							strstr(resp.error, "esolve") != NULL))
-		out.error = psprintf("could not reach node \"%s\"", a->label);
+		out->error = psprintf("could not reach node \"%s\"", a->label);
 	else
-		out.error = psprintf("no answer from node \"%s\"", a->label);
-	out.detail = resp.error ? pstrdup(resp.error) : NULL;
+		out->error = psprintf("no answer from node \"%s\"", a->label);
+	out->detail = resp.error ? pstrdup(resp.error) : NULL;
+}
+
+/*
+ * RunHttpAction
+ *		A mirror's actuator action through DmActuatorPerform, as an outcome.
+ */
+static RemoteOutcome
+RunHttpAction(RemoteAction *a)
+{
+	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	DmActuatorRequest req;
+	DmActuatorAnswer ans;
+
+	req.label = a->label;
+	req.method = a->http_method;
+	req.url = a->http_url;
+	req.body = a->http_body;
+	req.idempotency_key = a->http_key;
+	req.token_file = a->http_token_file;
+	req.timeout_ms = a->http_timeout_ms;
+	DmActuatorPerform(&req, &ans);
+
+	out.ok = ans.answered;
+	out.status = ans.status;
+	out.result = ans.body;
+	out.sqlstate = ans.sqlstate;
+	out.error = ans.error;
+	out.detail = ans.detail;
 	return out;
 }
 
@@ -454,8 +487,8 @@ static void
 RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int			i;
 
@@ -486,8 +519,11 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	values[9] = TextOrNull(o->probe_error, &isnull);
 	if (isnull || !o->ok)
 		nulls[9] = 'n';
-	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-							  10, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID, TEXTOID},
+	values[10] = TimestampTzGetDatum(o->read_started);
+	if (!o->ok || !o->has_latency)
+		nulls[10] = 'n';
+	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+							  11, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID},
 							  values, nulls, false, 0);
 	if (i < 0)
 		elog(ERROR, "could not record the outcome of mirror action %s", a->action);

@@ -233,8 +233,9 @@ PromoteOne(const char *group, const char *resource, const char *options,
 /*
  * driftmirror_dm_promote
  *		dm_promote(group, resource DEFAULT NULL, options DEFAULT '{}'):
- *		promote one resource's mirror, or every mirrored postgres resource
- *		of the group in dependency order.  Returns one row per resource.
+ *		promote one resource's mirror, or every mirrored resource of the
+ *		group in dependency order (postgres ones by switchover, the others
+ *		through their HTTP actuator).  Returns one row per resource.
  *		Raises the first failure (resources promoted before it stay
  *		promoted).
  */
@@ -282,9 +283,16 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 				  (Datum[]) {gid, CStringGetTextDatum(options)});
 		if (resource != NULL)
 		{
-			DmSpiExec("SELECT driftmirror._resource_id($1, $2, $3)", 3,
+			DmSpiExec("SELECT EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = r.id) "
+					  "FROM driftmirror._resource_id($1, $2, $3) r (id)", 3,
 					  (Oid[]) {INT8OID, TEXTOID, TEXTOID},
 					  (Datum[]) {gid, CStringGetTextDatum(group), CStringGetTextDatum(resource)});
+			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("resource \"%s\" of group \"%s\" has no mirror to promote",
+								resource, group),
+						 errhint("Create one with dm_create_mirror.")));
 			resources = list_make1(resource);
 		}
 		else
@@ -301,24 +309,10 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 				resources = lappend(resources, pstrdup(name));
 				MemoryContextSwitchTo(spi);
 			}
-			/* say so when mirrors of other kinds are left as they are */
-			DmSpiExec("SELECT string_agg(pg_catalog.format('\"%s\"', r.name), ', ' ORDER BY r.name) "
-					  "FROM driftmirror.mirror m JOIN driftmirror.resource r ON r.id = m.resource_id "
-					  "WHERE m.group_id = $1 AND m.kind <> 'postgres'", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {gid});
-			if (SPI_processed == 1)
-			{
-				char	   *others = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-				if (others != NULL)
-					ereport(NOTICE,
-							(errmsg("mirrors of non-postgres resources are not switched by dm_promote: %s", others),
-							 errhint("Switch them through their actuator; dm_promote switches postgres resources only.")));
-			}
 			if (resources == NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("group \"%s\" has no postgres resource with a mirror to promote", group),
+						 errmsg("group \"%s\" has no resource with a mirror to promote", group),
 						 errhint("Create one with dm_create_mirror.")));
 		}
 	}
@@ -344,6 +338,7 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum(res);
 		values[1] = CStringGetTextDatum(r->new_primary);
 		values[2] = Float8GetDatum(r->pause_ms);
+		nulls[2] = r->no_pause;
 		if (r->fence_lsn[0])
 			values[3] = DirectFunctionCall1(pg_lsn_in, CStringGetDatum(r->fence_lsn));
 		else

@@ -3,9 +3,11 @@
  * promote_worker.c
  *	  The promotion driver: a dynamic background worker, connected to the
  *	  control database, that runs one promotion as a persisted state machine
- *	  (states in sql/install/70_promotion.sql).
+ *	  (states in sql/install/70_promotion.sql).  Mirrors of resources of
+ *	  other kinds are handed to promote_actuator.c, which switches them
+ *	  through their HTTP actuator in the same process.
  *
- * Invariants:
+ * Invariants (PostgreSQL promotions):
  *	 - every state change is committed in the control database BEFORE the
  *	   action it announces is taken on a node, and every action is
  *	   idempotent, so a promotion can be re-driven from its recorded state;
@@ -20,7 +22,7 @@
  *	   an interruption, by a recovery worker started by the main worker.
  *
  * Memory: everything lives in DriverContext (child of TopMemoryContext);
- * transaction commits switch contexts, so CtlValue switches back.
+ * transaction commits switch contexts, so DmPromoteCtlRow switches back.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +47,7 @@
 
 #include "driftmirror.h"
 #include "promote.h"
+#include "promote_actuator.h"
 #include "remote_conn.h"
 #include "spi_util.h"
 
@@ -89,22 +92,28 @@ static TimestampTz UnfencedAt = 0;
 /* ---- control database helpers ---- */
 
 /*
- * CtlValue
+ * DmPromoteCtlRow
  *		Run one statement in its own transaction in the control database,
- *		parameters as text (NULL allowed).  Returns the first column of the
- *		first row, palloc'd in DriverContext, or NULL.  Raises on error.
+ *		parameters as text (NULL allowed).  Stores the first ncols columns
+ *		of the first row in out[] (palloc'd in the memory context current
+ *		at the call, DriverContext for this file's callers; NULL for NULL)
+ *		and returns true, or returns false with out[] all NULL when there is
+ *		no row.  That context is current again on return.  Raises on error.
  */
-static char *
-CtlValue(const char *sql, int nargs, const char **args)
+bool
+DmPromoteCtlRow(const char *sql, int nargs, const char **args, int ncols, char **out)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Oid			types[8];
 	Datum		vals[8];
 	char		nulls[8];
-	char	   *result = NULL;
+	bool		found = false;
 	int			i;
 	int			rc;
 
 	Assert(nargs <= 8);
+	for (i = 0; i < ncols; i++)
+		out[i] = NULL;
 	for (i = 0; i < nargs; i++)
 	{
 		types[i] = TEXTOID;
@@ -122,16 +131,35 @@ CtlValue(const char *sql, int nargs, const char **args)
 			 sql, SPI_result_code_string(rc));
 	if (SPI_processed > 0 && SPI_tuptable != NULL)
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		found = true;
+		for (i = 0; i < ncols && i < SPI_tuptable->tupdesc->natts; i++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
 
-		if (v)
-			result = MemoryContextStrdup(DriverContext, v);
+			if (v)
+				out[i] = MemoryContextStrdup(cxt, v);
+		}
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(DriverContext);
-	return result;
+	MemoryContextSwitchTo(cxt);
+	return found;
+}
+
+/*
+ * CtlValue
+ *		DmPromoteCtlRow for one value: the first column of the first row,
+ *		or NULL.  Raises on error.
+ */
+static char *
+CtlValue(const char *sql, int nargs, const char **args)
+{
+	char	   *result[1];
+
+	if (!DmPromoteCtlRow(sql, nargs, args, 1, result))
+		return NULL;
+	return result[0];
 }
 
 static char *
@@ -1059,6 +1087,19 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 {
 	PromInfo	p;
 	PromInfo   *volatile pp = &p;
+
+	/* mirrors of other kinds are switched through their HTTP actuator */
+	{
+		const char *args[1] = {Int64Text(id)};
+		char	   *kind = CtlValue("SELECT kind FROM driftmirror.promotion WHERE id = $1::bigint",
+									1, args);
+
+		if (kind != NULL && strcmp(kind, "postgres") != 0)
+		{
+			DmDriveActuatorPromotion(id, recovering, shared);
+			return;
+		}
+	}
 
 	LoadInfo(id, &p);
 	if (strcmp(p.state, "done") == 0 || strcmp(p.state, "rolled_back") == 0 ||

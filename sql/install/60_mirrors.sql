@@ -618,12 +618,19 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        -- provisioning, mirroring: one status poll per step
-        IF m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started THEN
+        -- provisioning, mirroring: one status poll per step, none while the
+        -- mirror is being promoted (70_promotion.sql, 72_promotion_actuator.sql:
+        -- an answer read before the switch must not land after it); the
+        -- poll's start is kept in pending_since for _mirror_http_done
+        IF (m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started)
+           AND NOT EXISTS (SELECT FROM driftmirror.promotion p
+                            WHERE p.mirror_id = m.id
+                              AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
             action := 'actuator_status';
             http_method := 'GET';
             http_url := base_url || '/' || m.actuator_name;
-            UPDATE driftmirror.mirror SET token_file = http_token_file WHERE id = m.id;
+            UPDATE driftmirror.mirror SET token_file = http_token_file, pending_since = clock_timestamp()
+             WHERE id = m.id;
             RETURN NEXT;
         END IF;
         RETURN;
@@ -793,10 +800,14 @@ $$;
 -- row and as a metric, a failed probe in latency_error ("primary: ..." or
 -- "mirror: ...", until that node gives a sample), and, after the mirror's
 -- read (the second of a step), refresh the ratio the row shows (over the
--- group's auto_promote_window).  Called by _mirror_done after
--- _mirror_record_status, in the same transaction.
+-- group's auto_promote_window).  A sample whose read began before
+-- latency_since (p_read_started: an endpoint changed meanwhile, as a
+-- promotion's flip does) may describe the other node and is dropped.
+-- Called by _mirror_done after _mirror_record_status, in the same
+-- transaction.
 CREATE FUNCTION driftmirror._mirror_record_latency(p_mirror_id bigint, p_action text,
-                                                   p_latency_ms double precision, p_probe_error text)
+                                                   p_latency_ms double precision, p_probe_error text,
+                                                   p_read_started timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -808,7 +819,7 @@ DECLARE
     l    record;
 BEGIN
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id;
-    IF NOT FOUND OR m.kind <> 'postgres' THEN
+    IF NOT FOUND OR m.kind <> 'postgres' OR p_read_started < m.latency_since THEN
         RETURN;
     END IF;
     IF p_latency_ms >= 0 AND p_latency_ms < 'Infinity'::float8 THEN
@@ -1027,6 +1038,16 @@ DECLARE
     n       integer;
     det     text;
 BEGIN
+    -- a status answer that overlapped a promotion of the mirror describes
+    -- the mirror as it was before the switch: dropped, the next step asks
+    -- again
+    IF p_action = 'actuator_status' AND m.pending_since IS NOT NULL
+       AND EXISTS (SELECT FROM driftmirror.promotion p
+                    WHERE p.mirror_id = m.id
+                      AND (p.finished_at IS NULL OR p.finished_at >= m.pending_since)) THEN
+        UPDATE driftmirror.mirror SET pending_since = NULL WHERE id = m.id;
+        RETURN;
+    END IF;
     IF NOT p_ok THEN
         err := p_error;
         errdet := p_detail;
@@ -1142,12 +1163,13 @@ $$;
 -- _mirror_done: record the outcome of the action _mirror_next returned
 -- (p_status: the HTTP status of an actuator's answer, p_result its body;
 -- status reads: p_latency_ms the node's latency sample, p_probe_error why
--- the probe gave none)
+-- the probe gave none, p_read_started when the read began)
 CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
                                          p_result text, p_sqlstate text, p_error text,
                                          p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
                                          p_latency_ms double precision DEFAULT NULL,
-                                         p_probe_error text DEFAULT NULL)
+                                         p_probe_error text DEFAULT NULL,
+                                         p_read_started timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1169,7 +1191,8 @@ BEGIN
     IF p_action IN ('status_primary', 'status_mirror') THEN
         IF p_ok THEN
             PERFORM driftmirror._mirror_record_status(m, p_action, p_result::jsonb);
-            PERFORM driftmirror._mirror_record_latency(m.id, p_action, p_latency_ms, p_probe_error);
+            PERFORM driftmirror._mirror_record_latency(m.id, p_action, p_latency_ms, p_probe_error,
+                                                       p_read_started);
         ELSE
             UPDATE driftmirror.mirror
                SET primary_checked_at = CASE WHEN p_action = 'status_primary' THEN clock_timestamp() ELSE primary_checked_at END,

@@ -23,6 +23,19 @@
 --   on failure or timeout before the flip: rolling_back -> rolled_back
 --   (the mirror stays fenced, the old primary is unfenced).
 --
+--   Mirrors of cache, app, web and service resources (kind <> 'postgres')
+--   are switched through their HTTP actuator instead (driver
+--   src/promote_actuator.c, functions in 72_promotion_actuator.sql):
+--     guardrails   checks on the catalog, nothing changed yet  -> refused
+--     switching    the promote request is being sent (recorded before the
+--                  first one); the answer "promoted" flips the routes and
+--                  ends in done, in one transaction
+--     aborting     promote_timeout passed without a definitive answer: the
+--                  abort is being sent -> rolled_back (confirmed), or
+--                  failed (not confirmed: the actuator's state is unknown)
+--   The replication-object columns are NULL for these, and so are the
+--   pause and the fence LSN.
+--
 -- Only one unfinished promotion per group (partial unique index).  Tables
 -- are owner-only; dm_promotions / dm_promotion_steps / dm_routes are the
 -- public views (endpoints redacted for non-admins).
@@ -48,25 +61,31 @@ CREATE TABLE driftmirror.promotion (
     resource_id       bigint NOT NULL,
     resource_name     text NOT NULL,
     mirror_id         bigint NOT NULL,
+    kind              text NOT NULL DEFAULT 'postgres',
     trigger           text NOT NULL CHECK (trigger IN ('manual', 'auto')),
     reason            text NOT NULL,
     options           jsonb NOT NULL,
     state             text NOT NULL DEFAULT 'guardrails'
                       CHECK (state IN ('guardrails', 'fencing', 'catching_up', 'sequences',
                                        'reverse_slot', 'unfencing', 'reversing', 'done',
-                                       'rolling_back', 'rolled_back', 'refused', 'failed')),
+                                       'rolling_back', 'rolled_back', 'refused', 'failed',
+                                       'switching', 'aborting')),
+    -- actuator promotions: old_primary is where clients wrote before (the
+    -- write route, or the resource's endpoint without one), new_primary the
+    -- mirror's endpoint (NULL if unknown: refused), replaced by the
+    -- endpoint the actuator reports when it has promoted
     old_primary       text NOT NULL,
-    new_primary       text NOT NULL,
+    new_primary       text,
     -- replication objects of the old direction (old primary -> mirror), as
     -- they were when the promotion started: after the flip the mirror row
-    -- names the new ones
-    old_publication   text NOT NULL,
-    old_slot          text NOT NULL,
-    old_subscription  text NOT NULL,
+    -- names the new ones (postgres promotions only)
+    old_publication   text,
+    old_slot          text,
+    old_subscription  text,
     -- replication objects of the new direction (new primary -> old primary)
-    new_publication   text NOT NULL,
-    new_slot          text NOT NULL,
-    new_subscription  text NOT NULL,
+    new_publication   text,
+    new_slot          text,
+    new_subscription  text,
     two_way           boolean NOT NULL,
     mirror_fence      boolean NOT NULL,
     guardrails        jsonb,
@@ -77,13 +96,25 @@ CREATE TABLE driftmirror.promotion (
     unfenced_at       timestamptz,
     pause_ms          double precision,
     deadline          timestamptz NOT NULL,
+    -- actuator promotions: until when the abort is retried, and the
+    -- actuator's last words (libcurl's reason or its answer: may name
+    -- hosts, shown to admins only)
+    abort_deadline    timestamptz,
+    actuator_detail   text,
     worker_pid        integer,
     attempts          integer NOT NULL DEFAULT 0,
     error             text,
     error_sqlstate    text,
     requested_by      text NOT NULL DEFAULT session_user,
     started_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at       timestamptz
+    finished_at       timestamptz,
+    CHECK (kind <> 'postgres' OR (new_primary IS NOT NULL
+                                  AND old_publication IS NOT NULL AND old_slot IS NOT NULL
+                                  AND old_subscription IS NOT NULL AND new_publication IS NOT NULL
+                                  AND new_slot IS NOT NULL AND new_subscription IS NOT NULL)),
+    CHECK (kind = 'postgres' OR state NOT IN ('fencing', 'catching_up', 'sequences', 'reverse_slot',
+                                              'unfencing', 'reversing', 'rolling_back')),
+    CHECK (kind <> 'postgres' OR state NOT IN ('switching', 'aborting'))
 );
 CREATE UNIQUE INDEX promotion_one_running ON driftmirror.promotion (group_id)
     WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed');
@@ -234,8 +265,8 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text) IS
     'A libpq multi-host conninfo (primary first, then its mirror) with target_session_attrs=read-write';
 
--- _promotion_order: the postgres resources of a group that have a mirror,
--- dependencies first
+-- _promotion_order: the resources of a group that have a mirror (postgres
+-- ones and those switched through an HTTP actuator), dependencies first
 CREATE FUNCTION driftmirror._promotion_order(p_group_id bigint)
 RETURNS TABLE (resource_name text, depth integer)
 LANGUAGE sql STABLE
@@ -251,7 +282,6 @@ AS $$
     SELECT r.name, max(d.depth)::integer
       FROM d JOIN driftmirror.resource r ON r.id = d.id
       JOIN driftmirror.mirror m ON m.resource_id = r.id
-     WHERE r.kind = 'postgres'
      GROUP BY r.name
      ORDER BY 2, 1
 $$;
@@ -314,10 +344,6 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Create one with dm_create_mirror.';
     END IF;
-    IF m.kind <> 'postgres' THEN
-        RAISE EXCEPTION 'resource "%" of group "%" is not a postgres resource', p_resource, p_group
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
     SELECT id INTO run FROM driftmirror.promotion
      WHERE group_id = gid AND state NOT IN ('done', 'rolled_back', 'refused', 'failed');
     IF run IS NOT NULL THEN
@@ -326,6 +352,23 @@ BEGIN
                   HINT = 'See dm_promotions.';
     END IF;
     eff := driftmirror._promotion_options(gid, p_options);
+
+    IF m.kind <> 'postgres' THEN
+        -- switched through the HTTP actuator (72_promotion_actuator.sql)
+        INSERT INTO driftmirror.promotion AS p
+            (group_id, group_name, resource_id, resource_name, mirror_id, kind, trigger, reason,
+             options, old_primary, new_primary, two_way, mirror_fence, deadline, worker_pid,
+             requested_by)
+        VALUES (gid, p_group, rid, p_resource, m.id, m.kind, p_trigger, p_reason, eff,
+                driftmirror._promotion_actuator_primary(rid), m.mirror_endpoint, false, false,
+                clock_timestamp() + driftmirror._opt_interval(eff -> 'promote_timeout'), p_pid,
+                coalesce(p_requested_by, CASE p_trigger WHEN 'auto' THEN 'driftmirror worker' ELSE session_user END))
+        RETURNING p.id INTO pid;
+        PERFORM driftmirror._log_action(p_group, p_resource, 'promote_start', p_reason,
+                                        jsonb_build_object('promotion', pid, 'trigger', p_trigger,
+                                                           'kind', m.kind, 'options', eff));
+        RETURN pid;
+    END IF;
 
     INSERT INTO driftmirror.promotion AS p
         (group_id, group_name, resource_id, resource_name, mirror_id, trigger, reason, options,
@@ -517,9 +560,10 @@ AS $$
      ORDER BY id
 $$;
 
--- dm_promote: promote the mirror of a resource (or of every mirrored postgres
--- resource of the group, dependencies first) to primary.  Returns one row per
--- resource promoted.
+-- dm_promote: promote the mirror of a resource (or of every mirrored
+-- resource of the group, dependencies first) to primary: postgres mirrors
+-- by switchover, the others through their HTTP actuator.  Returns one row
+-- per resource promoted (pause_ms and fence_lsn NULL for actuator ones).
 CREATE FUNCTION driftmirror.dm_promote("group" text, resource text DEFAULT NULL,
                                        options jsonb DEFAULT '{}',
                                        OUT resource_name text, OUT new_primary text,
@@ -531,7 +575,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'driftmirror_dm_promote';
 COMMENT ON FUNCTION driftmirror.dm_promote(text, text, jsonb) IS
-    'Switch over: the mirror becomes the primary and the old primary its mirror; returns the new primary, the write pause and the fence LSN';
+    'Switch over: the mirror becomes the primary and the old primary its mirror (through the HTTP actuator for cache/app/web/service resources); returns the new primary, the write pause and the fence LSN';
 
 CREATE VIEW driftmirror.dm_promotions AS
 SELECT p.id, p.group_name, p.resource_name, p.trigger, p.reason, p.state,
@@ -545,7 +589,10 @@ SELECT p.id, p.group_name, p.resource_name, p.trigger, p.reason, p.state,
                                             'finished', s.finished_at, 'lsn', s.lsn,
                                             'outcome', s.outcome, 'reason', s.reason,
                                             'details', s.details) ORDER BY s.seq)
-          FROM driftmirror.promotion_step s WHERE s.promotion_id = p.id) AS steps
+          FROM driftmirror.promotion_step s WHERE s.promotion_id = p.id) AS steps,
+       p.kind, p.deadline, p.abort_deadline,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN p.actuator_detail END AS actuator_detail
   FROM driftmirror.promotion p;
 COMMENT ON VIEW driftmirror.dm_promotions IS
     'Every promotion with its state, pause, fence LSN and step log';

@@ -119,6 +119,11 @@ SELECT g.name AS group_name,
        || CASE WHEN cl.n > 0
                THEN format('; %s replication object(s) of dropped mirrors still to drop (last error: %s)',
                            cl.n, coalesce(cl.last_error, 'none yet'))
+               ELSE '' END
+       -- the group's last promotion failed (e.g. an actuator whose state is
+       -- unknown after a timeout): said until a later promotion
+       || CASE WHEN lp.state = 'failed'
+               THEN format('; promotion %s of resource "%s" failed: %s', lp.id, lp.resource_name, lp.error)
                ELSE '' END AS reason,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
        i.iv AS "interval",
@@ -142,6 +147,10 @@ SELECT g.name AS group_name,
                              (array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1] AS last_error
                         FROM driftmirror.mirror_cleanup c
                        WHERE c.group_name = g.name) AS cl
+  LEFT JOIN LATERAL (SELECT p.id, p.resource_name, p.state, p.error
+                       FROM driftmirror.promotion p
+                      WHERE p.group_id = g.id
+                      ORDER BY p.id DESC LIMIT 1) lp ON true
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
   LEFT JOIN driftmirror.dm_worker w ON true
   -- metric sources (55_metrics.sql): a failing one degrades the group

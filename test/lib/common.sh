@@ -27,6 +27,7 @@ DM_PACKAGES=(
     postgresql-$DM_PGVER-cron
     prometheus
     libpq-dev libcurl4-openssl-dev
+    libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl
     python3
 )

@@ -166,6 +166,12 @@ is($b->safe_psql('app', 'SHOW default_transaction_read_only'), 'on',
 	'new sessions of the fenced database are read-only by default');
 is($b->safe_psql('postgres', 'SHOW default_transaction_read_only'), 'off',
 	'other databases are not');
+my ($ro_opt) = run_command([ 'psql', '-XAtq', '-d',
+	$b->connstr('app') . " options='-c default_transaction_read_only=off'",
+	'-c', 'SHOW default_transaction_read_only' ]);
+is($ro_opt, 'on', 'a client asking for read-write at startup still starts read-only');
+is($b->safe_psql('app', 'SELECT count(*) FROM pg_db_role_setting'), '0',
+	'the fence writes no database setting into the catalog');
 
 # replication keeps applying
 $a->safe_psql('app', q{INSERT INTO t VALUES (500, 'from a'); UPDATE t SET v = 'a2' WHERE id = 1});

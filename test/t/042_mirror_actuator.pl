@@ -1,9 +1,9 @@
 # 042_mirror_actuator.pl: mirrors of non-PostgreSQL resources through
-# their HTTP actuator, against a small HTTP receiver written here (an
-# IO::Socket::INET server in a child process) standing in for an
-# orchestrator's API.  It keeps its state in a file, so it can be stopped
-# and started again, and counts requests, distinct idempotency keys,
-# creations and deletions per actuator (the first path segment).
+# their HTTP actuator, against the small HTTP actuator of test/lib
+# (DmActuator.pm: an IO::Socket::INET server in a child process) standing
+# in for an orchestrator's API.  It keeps its state in a file, so it can be
+# stopped and started again, and counts requests, distinct idempotency
+# keys, creations and deletions per actuator (the first path segment).
 #
 # Covered: create -> provisioning -> mirroring with the bearer token from
 # a file; an answer lost after the creation (the retry reuses the key, no
@@ -17,233 +17,28 @@ use strict;
 use warnings;
 
 use File::Path qw(make_path);
-use HTTP::Tiny;
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP;
-use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DmActuator;
 use DmTest;
 
 my $ctl = dm_node('ctl');
-my $base = PostgreSQL::Test::Utils::tempdir();
-my $port = PostgreSQL::Test::Cluster::get_free_port();
-my $statefile = "$base/receiver.json";
+my $receiver = DmActuator->new;
+my $port = $receiver->port;
 my $token = 'act-secret-token-7f3a9c';
 my $json = JSON::PP->new->canonical;
 
-# ---------------------------------------------------------------------
-# the receiver
-# ---------------------------------------------------------------------
-
-# read_request(SOCKET): (method, path, headers hashref, body) or () when
-# the client went away
-sub read_request
-{
-	my ($c) = @_;
-	my $sel = IO::Select->new($c);
-	my $buf = '';
-	while ($buf !~ /\r\n\r\n/)
-	{
-		return () unless $sel->can_read(5);
-		my $n = sysread($c, $buf, 65536, length $buf);
-		return () unless $n;
-	}
-	my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-	my ($line, @lines) = split /\r\n/, $head;
-	my ($method, $path) = split / /, $line;
-	my %h;
-	for (@lines)
-	{
-		my ($k, $v) = split /:\s*/, $_, 2;
-		$h{ lc $k } = $v;
-	}
-	my $len = $h{'content-length'} // 0;
-	while (length($body) < $len)
-	{
-		return () unless $sel->can_read(5);
-		my $n = sysread($c, $body, $len - length($body), length $body);
-		return () unless $n;
-	}
-	return ($method, $path, \%h, $body);
-}
-
-sub respond
-{
-	my ($c, $status, $body) = @_;
-	my $text = { 200 => 'OK', 201 => 'Created', 401 => 'Unauthorized', 404 => 'Not Found',
-		500 => 'Internal Server Error' }->{$status} // 'Whatever';
-	print $c "HTTP/1.1 $status $text\r\nContent-Type: application/json\r\n"
-	  . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n$body";
-	close($c);
-}
-
-sub receiver_main
-{
-	my $srv = IO::Socket::INET->new(
-		LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 50,
-		ReuseAddr => 1, Proto => 'tcp') or die "receiver cannot listen: $!";
-	my $st = -e $statefile ? $json->decode(slurp_file($statefile)) : {};
-	my @hung;
-	$SIG{TERM} = sub { POSIX::_exit(0); };
-	while (1)
-	{
-		my $c = $srv->accept or next;
-		my ($method, $path, $h, $body) = read_request($c);
-		next unless $method;
-		if ($path eq '/_state')
-		{
-			respond($c, 200, $json->encode($st));
-			next;
-		}
-		if ($path =~ m{^/_config/(\w+)$})
-		{
-			my $cfg = $json->decode($body);
-			$st->{$1}{config}{$_} = $cfg->{$_} for keys %$cfg;
-			respond($c, 200, '{}');
-		}
-		elsif ($path =~ m{^/(\w+)/mirrors(?:/(\w+))?$})
-		{
-			my ($act, $name) = ($1, $2);
-			my $ac = $st->{$act} //= {};
-			my $cfg = $ac->{config} //= {};
-			my $mode = $cfg->{mode} // 'ok';
-			my $key = $h->{'idempotency-key'} // '';
-			$ac->{requests}++;
-			if (defined $cfg->{token})
-			{
-				if (($h->{authorization} // '') ne "Bearer $cfg->{token}")
-				{
-					$ac->{auth_bad}++;
-					respond($c, 401, '{"error": "unauthorized"}');
-					next;
-				}
-				$ac->{auth_ok}++;
-			}
-			if ($mode eq 'hang')
-			{
-				$ac->{hung}++;
-				push @hung, $c;
-				close(shift @hung) while @hung > 20;
-				next;
-			}
-			if ($method eq 'POST' && !defined $name)
-			{
-				$ac->{posts}++;
-				$ac->{keys}{$key}++;
-				$ac->{last_body} = $json->decode($body);
-				if ($mode eq 'status500') { respond($c, 500, 'internal error'); }
-				elsif ($mode eq 'garbage') { respond($c, 200, '<html>this is not an actuator</html>'); }
-				else
-				{
-					my $m = $ac->{last_body}{mirror};
-					if (!$ac->{answers}{$key})
-					{
-						# a new request: create the mirror once
-						$ac->{creates}++;
-						$ac->{mirrors}{$m} = { polls => 0 };
-						$ac->{answers}{$key} = $json->encode({
-							state => 'creating', detail => 'starting',
-							endpoint => "http://127.0.0.1:$port/$act/instance/$m" });
-					}
-					if ($mode eq 'lose_once')
-					{
-						# created, but the answer is lost on the way
-						$cfg->{mode} = 'ok';
-						close($c);
-					}
-					else { respond($c, 201, $ac->{answers}{$key}); }
-				}
-			}
-			elsif ($method eq 'GET' && defined $name)
-			{
-				$ac->{gets}++;
-				my $m = $ac->{mirrors}{$name};
-				if (!$m) { respond($c, 404, '{"error": "no such mirror"}'); }
-				else
-				{
-					$m->{polls}++;
-					respond($c, 200, $json->encode({
-						state => $m->{polls} > ($cfg->{ready_after} // 0) ? 'ready' : 'creating',
-						lag_seconds => 0.5, detail => "poll $m->{polls}" }));
-				}
-			}
-			elsif ($method eq 'DELETE' && defined $name)
-			{
-				$ac->{deletes}++;
-				$ac->{delete_keys}{$key}++;
-				if (delete $ac->{mirrors}{$name}) { respond($c, 200, '{"state": "deleted"}'); }
-				else { respond($c, 404, '{"error": "no such mirror"}'); }
-			}
-			else { respond($c, 404, '{}'); }
-		}
-		else { respond($c, 404, '{}'); }
-		open(my $fh, '>', "$statefile.tmp") or die;
-		print $fh $json->encode($st);
-		close($fh);
-		rename("$statefile.tmp", $statefile);
-	}
-}
-
-my $receiver_pid;
-END { kill 'KILL', $receiver_pid if $receiver_pid; }
-
-my $http = HTTP::Tiny->new(timeout => 10);
-
-sub start_receiver
-{
-	$receiver_pid = fork();
-	die "fork: $!" unless defined $receiver_pid;
-	if ($receiver_pid == 0)
-	{
-		eval { receiver_main(); };
-		POSIX::_exit(1);
-	}
-	for (1 .. 100)
-	{
-		my $r = $http->get("http://127.0.0.1:$port/_state");
-		return if $r->{success};
-		select(undef, undef, undef, 0.1);
-	}
-	die 'the receiver did not start';
-}
-
-sub stop_receiver
-{
-	kill 'TERM', $receiver_pid;
-	waitpid($receiver_pid, 0);
-	$receiver_pid = undef;
-}
+sub start_receiver { $receiver->start; }
+sub stop_receiver { $receiver->stop; }
 
 # the receiver's counters of one actuator
-sub act
-{
-	my ($act) = @_;
-	my $r = $http->get("http://127.0.0.1:$port/_state");
-	die "receiver: $r->{status}" unless $r->{success};
-	return $json->decode($r->{content})->{$act} // {};
-}
-
-sub configure
-{
-	my ($act, %cfg) = @_;
-	my $r = $http->post("http://127.0.0.1:$port/_config/$act", { content => $json->encode(\%cfg) });
-	die "receiver: $r->{status}" unless $r->{success};
-}
+sub act { return $receiver->counters(@_); }
+sub configure { $receiver->configure(@_); }
 
 # wait_act(ACT, CHECK, WHAT): poll the receiver until CHECK(counters) holds
-sub wait_act
-{
-	my ($act, $check, $what) = @_;
-	for (1 .. $PostgreSQL::Test::Utils::timeout_default * 10)
-	{
-		return pass($what) if $check->(act($act));
-		select(undef, undef, undef, 0.1);
-	}
-	fail($what);
-}
+sub wait_act { $receiver->wait_for(@_); }
 
 sub mirror_row
 {

@@ -17,6 +17,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use DmTest;
 use DmProbe;
 use DmPair;
@@ -125,6 +126,31 @@ is($state, '22023', 'a non-promotion option is refused');
 is($state, '22023', 'an out-of-range promote_timeout is refused');
 my ($rc, $out, $e2) = $a->psql('postgres', q{SELECT * FROM driftmirror.dm_promote('nosuch')});
 like($e2, qr/resource group "nosuch" does not exist/, 'unknown group');
+
+# --- an API call holding its group's lock does not stall the worker's
+# mirror step (the status it records references the group: with a FOR
+# UPDATE group lock the worker waited on it, and dm_promote, which takes
+# the group lock then the mirror's row, deadlocked against it in CI)
+{
+	my ($in, $out, $err) = ('', '', '');
+	my $hold = IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $a->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	$in .= "BEGIN;\nSELECT driftmirror.dm_alter_group('orders', '{}');\nSELECT 'held';\n";
+	$hold->pump until $out =~ /held/ || $err ne '';
+	my $since = $a->safe_psql('postgres', 'SELECT clock_timestamp()');
+	my $seen = 0;
+	for (1 .. 100)
+	{
+		$seen = $a->safe_psql('postgres', qq{SELECT count(*) FROM driftmirror.mirror
+			WHERE primary_checked_at > '$since' AND mirror_checked_at > '$since'});
+		last if $seen;
+		select(undef, undef, undef, 0.1);
+	}
+	$in .= "COMMIT;\n";
+	$hold->finish;
+	is($seen, 1, 'the worker records mirror status while an API call holds the group lock');
+}
 
 # --- timeout before the flip rolls back, under load
 my $probe = probe_start($p->{probe}, $p->{multihost}, clients => 4, rate => 200);
