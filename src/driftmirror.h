@@ -25,6 +25,7 @@ extern int	DmNaptimeMs;
 extern int	DmWorkerStatementTimeoutMs;
 extern int	DmConnectTimeoutMs;
 extern int	DmRemoteTimeoutMs;
+extern int	DmLatencyProbeTimeoutMs;
 extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;

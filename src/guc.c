@@ -23,6 +23,7 @@ int			DmNaptimeMs = 1000;
 int			DmWorkerStatementTimeoutMs = 60000;
 int			DmConnectTimeoutMs = 10000;
 int			DmRemoteTimeoutMs = 60000;
+int			DmLatencyProbeTimeoutMs = 1000;
 int			DmHttpMaxResponseKb = 16 * 1024;
 int			DmMetricMaintenanceS = 60;
 char	   *DmPromoteTestPause = NULL;
@@ -81,6 +82,17 @@ DmDefineSettings(void)
 							60000,
 							100,
 							60 * 60 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("driftmirror.latency_probe_timeout",
+							"How long one latency probe of a mirrored node may take.",
+							"A probe still running then is cancelled and counts as a sample of that many milliseconds.",
+							&DmLatencyProbeTimeoutMs,
+							1000,
+							10,
+							60 * 1000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -16,6 +16,17 @@
  * itself as driftmirror's own (DmRemoteNodeSession), so it passes the write
  * fence.
  *
+ * Latency: a status read of a postgres mirror (status_primary,
+ * status_mirror) comes with a probe statement, the same text for both
+ * nodes.  After the status query, on the same connection (so connection
+ * set-up and the first query of a new backend are not counted), the probe
+ * runs DM_LATENCY_PROBES times and each round trip is timed with the
+ * monotonic clock; the median is the node's sample for this step, passed
+ * to _mirror_done.  A probe still running after
+ * driftmirror.latency_probe_timeout is cancelled on the node and ends the
+ * measurement: the sample is its elapsed time (at least the timeout).  The
+ * ratio and its window are computed in SQL (_mirror_latency).
+ *
  * Mirrors of cache, app, web and service resources are made by an HTTP
  * actuator: their actions (and the cleanups of dropped ones) are HTTP
  * requests (src/http.c) instead of SQL texts, run the same way, outside
@@ -42,6 +53,7 @@
 #include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -63,6 +75,7 @@ typedef struct RemoteAction
 	char	   *conninfo;		/* postgres actions: node and SQL text */
 	char	   *label;
 	char	   *sql;
+	char	   *probe_sql;		/* status reads: the latency probe, or NULL */
 	char	   *http_method;	/* actuator actions: the request */
 	char	   *http_url;
 	char	   *http_body;
@@ -80,7 +93,14 @@ typedef struct RemoteOutcome
 	char	   *sqlstate;
 	char	   *error;			/* the message: names nodes by label only */
 	char	   *detail;			/* may hold host names (libpq): admins only */
+	bool		has_latency;	/* a latency sample was taken */
+	double		latency_ms;		/* the sample: median round trip of the probe */
+	TimestampTz read_started;	/* when the status read began */
+	char	   *probe_error;	/* why the probe gave no sample, or NULL */
 } RemoteOutcome;
+
+/* probe round trips per status read; the sample is their median */
+#define DM_LATENCY_PROBES 3
 
 /* columns of _mirror_next() and _cleanup_due(), in order */
 #define ACTION_COLUMNS \
@@ -124,6 +144,125 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 	PG_END_TRY();
 	DmRemoteClose(conn);
 	return val;
+}
+
+/*
+ * MeasureLatency
+ *		Time DM_LATENCY_PROBES runs of probe_sql on an open connection: the
+ *		round trip this client sees (send, parse, plan, lock, execute,
+ *		receive), with the monotonic clock.  Returns true and the median in
+ *		*ms when a sample was taken.  A probe cancelled at its deadline
+ *		(driftmirror.latency_probe_timeout), or by the node's own
+ *		statement_timeout or lock_timeout, ends the measurement, and its
+ *		elapsed time is the sample: a lower bound of the node's latency.
+ *		Any other failure returns false with the message in *error
+ *		(palloc'd).  Raises nothing (FATAL interrupts end the process).
+ */
+static bool
+MeasureLatency(PGconn *conn, const char *label, const char *probe_sql,
+			   double *ms, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	double		samples[DM_LATENCY_PROBES];
+	volatile int n = 0;
+	int			timeout_ms = DmLatencyProbeTimeoutMs;
+	volatile bool ok = true;
+	int			i;
+
+	*error = NULL;
+	while (n < DM_LATENCY_PROBES)
+	{
+		instr_time	start;
+		instr_time	elapsed;
+
+		CHECK_FOR_INTERRUPTS();
+		INSTR_TIME_SET_CURRENT(start);
+		PG_TRY();
+		{
+			PQclear(DmRemoteExec(conn, label, probe_sql, 0, NULL, timeout_ms));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			INSTR_TIME_SET_CURRENT(elapsed);
+			INSTR_TIME_SUBTRACT(elapsed, start);
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			{
+				/*
+				 * cancelled at the deadline (or by the node's own
+				 * statement_timeout or lock_timeout): the node did not answer
+				 * sooner, so the elapsed time is the sample
+				 */
+				*ms = INSTR_TIME_GET_MILLISEC(elapsed);
+				FreeErrorData(edata);
+				return true;
+			}
+			*error = pstrdup(edata->message);
+			FreeErrorData(edata);
+			ok = false;
+		}
+		PG_END_TRY();
+		if (!ok)
+			return false;
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, start);
+		samples[n++] = INSTR_TIME_GET_MILLISEC(elapsed);
+	}
+
+	/* median: insertion sort of a handful of values */
+	for (i = 1; i < n; i++)
+	{
+		double		v = samples[i];
+		int			j = i - 1;
+
+		while (j >= 0 && samples[j] > v)
+		{
+			samples[j + 1] = samples[j];
+			j--;
+		}
+		samples[j + 1] = v;
+	}
+	*ms = (n % 2 == 1) ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2.0;
+	return true;
+}
+
+/*
+ * RunRemoteStatus
+ *		A status read: connect, become a node session, run the status query
+ *		and then, if the action has one, the latency probe on the same
+ *		connection.  Fills out->result and the latency fields (strings in
+ *		the current context).  Raises an error when the status query fails;
+ *		a failing probe only leaves out->probe_error.  Closes the
+ *		connection in every case.
+ */
+static void
+RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
+{
+	PGconn	   *volatile conn = NULL;
+
+	out->read_started = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		conn = DmRemoteConnect(a->conninfo, a->label, 0);
+		DmRemoteNodeSession(conn, a->label);
+		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL);
+		if (a->probe_sql != NULL)
+			out->has_latency = MeasureLatency(conn, a->label, a->probe_sql,
+											  &out->latency_ms,
+											  &out->probe_error);
+	}
+	PG_CATCH();
+	{
+		DmRemoteClose(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	DmRemoteClose(conn);
 }
 
 /*
@@ -250,7 +389,10 @@ RunAction(RemoteAction *a)
 
 	PG_TRY();
 	{
-		out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
+		if (a->probe_sql != NULL)
+			RunRemoteStatus(a, &out);
+		else
+			out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
 		out.ok = true;
 	}
 	PG_CATCH();
@@ -316,10 +458,11 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 	MemoryContext cxt = CurrentMemoryContext;
 	bool		found = false;
 
+	memset(a, 0, sizeof(RemoteAction));
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
-	DmSpiExec("SELECT action, " ACTION_COLUMNS " FROM driftmirror._mirror_next($1, $2)",
+	DmSpiExec("SELECT action, " ACTION_COLUMNS ", probe_sql FROM driftmirror._mirror_next($1, $2)",
 			  2, (Oid[]) {INT8OID, TIMESTAMPTZOID},
 			  (Datum[]) {Int64GetDatum(mirror_id), TimestampTzGetDatum(started)});
 	if (SPI_processed > 0)
@@ -327,6 +470,7 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 		a->id = mirror_id;
 		a->action = CopyValue(cxt, 0, 1);
 		found = ReadAction(cxt, 0, a) && a->action != NULL;
+		a->probe_sql = CopyValue(cxt, 0, 11);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -343,8 +487,8 @@ static void
 RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int			i;
 
@@ -369,8 +513,17 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	values[7] = Int32GetDatum(o->status);
 	if (a->http_method == NULL || !o->ok)
 		nulls[7] = 'n';
-	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8)",
-							  8, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID},
+	values[8] = Float8GetDatum(o->latency_ms);
+	if (!o->ok || !o->has_latency)
+		nulls[8] = 'n';
+	values[9] = TextOrNull(o->probe_error, &isnull);
+	if (isnull || !o->ok)
+		nulls[9] = 'n';
+	values[10] = TimestampTzGetDatum(o->read_started);
+	if (!o->ok || !o->has_latency)
+		nulls[10] = 'n';
+	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+							  11, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID},
 							  values, nulls, false, 0);
 	if (i < 0)
 		elog(ERROR, "could not record the outcome of mirror action %s", a->action);

@@ -55,7 +55,7 @@ VALUES
     ('group', 'auto_promote_max_lag_seconds', 'number', '5', '0', '3600', NULL,
      'largest replication lag in seconds that allows auto-promotion'),
     ('group', 'auto_promote_max_latency_ratio', 'number', '1.2', '1', '100', NULL,
-     'largest mirror/primary latency ratio that allows auto-promotion'),
+     'largest latency ratio mirror/primary (medians over auto_promote_window, floored at 1 ms) that allows auto-promotion'),
     ('resource', 'role', 'text', '"primary"', NULL, NULL, '{primary,mirror}',
      'whether the resource is a primary or a mirror of another'),
     ('resource', 'capacity', 'integer', '1', '0', '100000', NULL,

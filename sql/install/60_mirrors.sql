@@ -71,6 +71,21 @@
 --   mirror.lag_seconds, mirror.apply_errors, mirror.rev_apply_errors (two-way)
 --   of the primary resource via _mirror_store_metrics, in the transaction of
 --   _mirror_done.
+--
+--   Latency (postgres mirrors): each status read comes with a probe
+--   statement (_mirror_probe_sql, the same text for both nodes: a read of
+--   the first replicated table that returns no row), which the worker runs
+--   three times on the status read's connection and times; the median is
+--   the node's sample, passed to _mirror_done as p_latency_ms and recorded
+--   by _mirror_record_latency: columns primary_latency_ms /
+--   mirror_latency_ms, metrics mirror.primary_latency_ms /
+--   mirror.mirror_latency_ms (of the primary resource).  The ratio
+--   mirror/primary is _mirror_latency(mirror id, window): the median of
+--   each node's samples in the window, both floored at 1 ms, divided; the
+--   row keeps it for the group's auto_promote_window (latency_ratio,
+--   *_latency_median_ms, latency_samples).  Samples from before
+--   latency_since (reset whenever an endpoint of the mirror changes, as a
+--   promotion does) do not count.
 
 INSERT INTO driftmirror.option_def
     (scope, key, type, default_value, min_value, max_value, allowed, description)
@@ -128,6 +143,14 @@ CREATE TABLE driftmirror.mirror (
     lag_seconds         double precision,
     lag_probe_lsn       pg_lsn,
     lag_probe_at        timestamptz,
+    primary_latency_ms  double precision,
+    mirror_latency_ms   double precision,
+    latency_ratio       double precision,
+    primary_latency_median_ms double precision,
+    mirror_latency_median_ms  double precision,
+    latency_samples     integer,
+    latency_since       timestamptz NOT NULL DEFAULT now(),
+    latency_error       text,
     apply_error_count   bigint NOT NULL DEFAULT 0,
     sync_error_count    bigint NOT NULL DEFAULT 0,
     rev_apply_error_count bigint NOT NULL DEFAULT 0,
@@ -207,7 +230,9 @@ INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
     ('mirror.lag_bytes', 'B', 'WAL of the primary not yet confirmed by its mirror (actuator mirrors: as the actuator reports it)', true),
     ('mirror.lag_seconds', 's', 'age of the oldest primary position its mirror has not confirmed (actuator mirrors: as the actuator reports it)', true),
     ('mirror.apply_errors', 'errors', 'apply errors of the mirror''s subscription so far (pg_stat_subscription_stats, cumulative)', true),
-    ('mirror.rev_apply_errors', 'errors', 'two-way mirrors: apply errors of the primary''s subscription to the mirror so far (cumulative)', true);
+    ('mirror.rev_apply_errors', 'errors', 'two-way mirrors: apply errors of the primary''s subscription to the mirror so far (cumulative)', true),
+    ('mirror.primary_latency_ms', 'ms', 'round trip of the latency probe on the primary, seen from the control node: median of 3 probes per refresh', true),
+    ('mirror.mirror_latency_ms', 'ms', 'round trip of the same latency probe on the mirror, seen from the control node: median of 3 probes per refresh', true);
 
 -- ---- C helpers (remote_conn.c via mirror.c) ----
 
@@ -468,6 +493,42 @@ LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catal
         m.subscription_name)
 $$;
 
+-- _mirror_probe_sql: the latency probe, the same text for both nodes: a
+-- read of the first replicated table (byte order of its qualified name,
+-- as the mirror reports them) that returns no row.
+-- It takes the path of a client's read (parse, the table's lock, plan,
+-- executor start, the answer) but no data page, so it costs the same on
+-- both nodes whatever their tables hold; it waits like a client for a lock
+-- that blocks reads (ACCESS EXCLUSIVE, as DDL or VACUUM FULL take).  Before
+-- the mirror has reported its tables, or without tables: an empty SELECT.
+-- Table names come from the mirror (regclass text): they are parsed and
+-- quoted again, and anything else is not used.
+CREATE FUNCTION driftmirror._mirror_probe_sql(m driftmirror.mirror)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t     text;
+    parts text[];
+BEGIN
+    IF jsonb_typeof(m.tables) = 'object' THEN
+        SELECT min(k COLLATE "C") INTO t FROM jsonb_object_keys(m.tables) k;
+    END IF;
+    IF t IS NOT NULL THEN
+        BEGIN
+            parts := parse_ident(t);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            parts := NULL;
+        END;
+        IF cardinality(parts) = 2 THEN
+            RETURN format('SELECT FROM %I.%I WHERE false', parts[1], parts[2]);
+        END IF;
+    END IF;
+    RETURN 'SELECT';
+END
+$$;
+
 -- ---- the state machine ----
 
 -- _mirror_set_state: change state and log the transition
@@ -506,11 +567,13 @@ $$;
 -- pending before it is returned; no row when there is nothing to do now.
 -- node_session is true for every action: the worker's sessions pass the fence.
 -- A postgres action has conninfo and sql; an HTTP actuator action (kinds
--- cache, app, web, service) has the http_* columns instead.
+-- cache, app, web, service) has the http_* columns instead.  Status reads
+-- (status_primary, status_mirror) also have probe_sql: the latency probe
+-- the worker times on the same connection after the status query.
 CREATE FUNCTION driftmirror._mirror_next(p_mirror_id bigint, p_step_started timestamptz)
 RETURNS TABLE (action text, conninfo text, label text, sql text,
                http_method text, http_url text, http_body text, http_key text,
-               http_token_file text, http_timeout_ms integer)
+               http_token_file text, http_timeout_ms integer, probe_sql text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -611,16 +674,19 @@ BEGIN
         END IF;
     END IF;
 
-    -- syncing / mirroring: read both sides once per step
+    -- syncing / mirroring: read both sides once per step, each with the
+    -- same latency probe
     IF m.primary_checked_at IS NULL OR m.primary_checked_at < p_step_started THEN
         action := 'status_primary'; conninfo := m.primary_endpoint; label := plabel;
         sql := driftmirror._mirror_primary_status_sql(m);
+        probe_sql := driftmirror._mirror_probe_sql(m);
         RETURN NEXT;
         RETURN;
     END IF;
     IF m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started THEN
         action := 'status_mirror'; conninfo := m.mirror_endpoint; label := mlabel;
         sql := driftmirror._mirror_mirror_status_sql(m);
+        probe_sql := driftmirror._mirror_probe_sql(m);
         RETURN NEXT;
         RETURN;
     END IF;
@@ -687,6 +753,131 @@ BEGIN
     END IF;
 END
 $$;
+
+-- _mirror_latency: the latency of a mirror against its primary over the
+-- last p_window: the median of each node's samples (metrics
+-- mirror.primary_latency_ms and mirror.mirror_latency_ms of the primary
+-- resource, taken since latency_since), and their ratio mirror/primary with
+-- both medians floored at 1 ms, so that sub-millisecond noise cannot make a
+-- large ratio (two nodes both under 1 ms have ratio 1).  ratio is NULL
+-- while either node has no sample in the window.  For auto-promotion (over
+-- auto_promote_window) and any other gate that compares the two nodes.
+CREATE FUNCTION driftmirror._mirror_latency(p_mirror_id bigint, p_window interval)
+RETURNS TABLE (primary_ms double precision, mirror_ms double precision, ratio double precision,
+               primary_samples integer, mirror_samples integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    floor_ms constant double precision := 1.0;
+    rid   bigint;
+    since timestamptz;
+    pid   smallint := (SELECT d.id FROM driftmirror.metric_def d WHERE d.name = 'mirror.primary_latency_ms');
+    mid   smallint := (SELECT d.id FROM driftmirror.metric_def d WHERE d.name = 'mirror.mirror_latency_ms');
+BEGIN
+    SELECT m.resource_id, greatest(m.latency_since, clock_timestamp() - p_window)
+      INTO rid, since
+      FROM driftmirror.mirror m WHERE m.id = p_mirror_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x.value) FILTER (WHERE x.metric_id = pid),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY x.value) FILTER (WHERE x.metric_id = mid),
+           count(*) FILTER (WHERE x.metric_id = pid),
+           count(*) FILTER (WHERE x.metric_id = mid)
+      INTO primary_ms, mirror_ms, primary_samples, mirror_samples
+      FROM driftmirror.metric x
+     WHERE x.resource_id = rid AND x.metric_id IN (pid, mid) AND x.ts >= since;
+    IF primary_ms IS NOT NULL AND mirror_ms IS NOT NULL THEN
+        ratio := greatest(mirror_ms, floor_ms) / greatest(primary_ms, floor_ms);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+-- _mirror_record_latency: record a node's latency sample (p_latency_ms, from
+-- status_primary or status_mirror; NULL when none was taken) in the mirror
+-- row and as a metric, a failed probe in latency_error ("primary: ..." or
+-- "mirror: ...", until that node gives a sample), and, after the mirror's
+-- read (the second of a step), refresh the ratio the row shows (over the
+-- group's auto_promote_window).  A sample whose read began before
+-- latency_since (p_read_started: an endpoint changed meanwhile, as a
+-- promotion's flip does) may describe the other node and is dropped.
+-- Called by _mirror_done after _mirror_record_status, in the same
+-- transaction.
+CREATE FUNCTION driftmirror._mirror_record_latency(p_mirror_id bigint, p_action text,
+                                                   p_latency_ms double precision, p_probe_error text,
+                                                   p_read_started timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m    driftmirror.mirror;
+    side text := CASE p_action WHEN 'status_primary' THEN 'primary' ELSE 'mirror' END;
+    win  interval;
+    l    record;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id;
+    IF NOT FOUND OR m.kind <> 'postgres' OR p_read_started < m.latency_since THEN
+        RETURN;
+    END IF;
+    IF p_latency_ms >= 0 AND p_latency_ms < 'Infinity'::float8 THEN
+        UPDATE driftmirror.mirror
+           SET primary_latency_ms = CASE WHEN side = 'primary' THEN p_latency_ms ELSE primary_latency_ms END,
+               mirror_latency_ms = CASE WHEN side = 'mirror' THEN p_latency_ms ELSE mirror_latency_ms END,
+               latency_error = CASE WHEN starts_with(latency_error, side || ':') THEN NULL ELSE latency_error END
+         WHERE id = m.id;
+        PERFORM driftmirror._mirror_store_metrics(m.resource_id,
+            jsonb_build_object(format('mirror.%s_latency_ms', side), p_latency_ms));
+    ELSIF p_probe_error IS NOT NULL THEN
+        UPDATE driftmirror.mirror
+           SET latency_error = format('%s: %s', side, left(p_probe_error, 500))
+         WHERE id = m.id;
+    END IF;
+    IF side = 'primary' AND m.latency_ratio IS NOT NULL THEN
+        RETURN;
+    END IF;
+    win := driftmirror._opt_interval(driftmirror._effective_options('group',
+               (SELECT g.options FROM driftmirror.resource_group g WHERE g.id = m.group_id))
+           -> 'auto_promote_window');
+    SELECT * INTO l FROM driftmirror._mirror_latency(m.id, win);
+    UPDATE driftmirror.mirror
+       SET latency_ratio = l.ratio,
+           primary_latency_median_ms = l.primary_ms,
+           mirror_latency_median_ms = l.mirror_ms,
+           latency_samples = least(l.primary_samples, l.mirror_samples)
+     WHERE id = m.id;
+END
+$$;
+
+-- _mirror_latency_reset: BEFORE UPDATE trigger on mirror: when an endpoint
+-- changes (a promotion swaps them), earlier latency samples describe other
+-- nodes: start afresh
+CREATE FUNCTION driftmirror._mirror_latency_reset()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.latency_since := clock_timestamp();
+    NEW.primary_latency_ms := NULL;
+    NEW.mirror_latency_ms := NULL;
+    NEW.latency_ratio := NULL;
+    NEW.primary_latency_median_ms := NULL;
+    NEW.mirror_latency_median_ms := NULL;
+    NEW.latency_samples := NULL;
+    NEW.latency_error := NULL;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER mirror_latency_reset BEFORE UPDATE OF primary_endpoint, mirror_endpoint
+    ON driftmirror.mirror
+    FOR EACH ROW
+    WHEN (OLD.primary_endpoint IS DISTINCT FROM NEW.primary_endpoint
+          OR OLD.mirror_endpoint IS DISTINCT FROM NEW.mirror_endpoint)
+    EXECUTE FUNCTION driftmirror._mirror_latency_reset();
 
 -- _mirror_record_status: store what status_primary / status_mirror read
 CREATE FUNCTION driftmirror._mirror_record_status(m driftmirror.mirror, p_action text, r jsonb)
@@ -970,10 +1161,15 @@ END
 $$;
 
 -- _mirror_done: record the outcome of the action _mirror_next returned
--- (p_status: the HTTP status of an actuator's answer, p_result its body)
+-- (p_status: the HTTP status of an actuator's answer, p_result its body;
+-- status reads: p_latency_ms the node's latency sample, p_probe_error why
+-- the probe gave none, p_read_started when the read began)
 CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
                                          p_result text, p_sqlstate text, p_error text,
-                                         p_detail text DEFAULT NULL, p_status integer DEFAULT NULL)
+                                         p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
+                                         p_latency_ms double precision DEFAULT NULL,
+                                         p_probe_error text DEFAULT NULL,
+                                         p_read_started timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -995,6 +1191,8 @@ BEGIN
     IF p_action IN ('status_primary', 'status_mirror') THEN
         IF p_ok THEN
             PERFORM driftmirror._mirror_record_status(m, p_action, p_result::jsonb);
+            PERFORM driftmirror._mirror_record_latency(m.id, p_action, p_latency_ms, p_probe_error,
+                                                       p_read_started);
         ELSE
             UPDATE driftmirror.mirror
                SET primary_checked_at = CASE WHEN p_action = 'status_primary' THEN clock_timestamp() ELSE primary_checked_at END,
@@ -1566,6 +1764,13 @@ SELECT m.group_name,
        m.tables,
        m.lag_bytes,
        m.lag_seconds,
+       round(m.primary_latency_ms::numeric, 3) AS primary_latency_ms,
+       round(m.mirror_latency_ms::numeric, 3) AS mirror_latency_ms,
+       round(m.latency_ratio::numeric, 2) AS latency_ratio,
+       round(m.primary_latency_median_ms::numeric, 3) AS primary_latency_median_ms,
+       round(m.mirror_latency_median_ms::numeric, 3) AS mirror_latency_median_ms,
+       m.latency_samples,
+       m.latency_error,
        m.apply_error_count,
        m.sync_error_count,
        m.rev_apply_error_count,
@@ -1601,7 +1806,7 @@ SELECT m.group_name,
        m.id
   FROM driftmirror.mirror m;
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
-    'Every mirror: state, initial copy progress, lag in bytes and seconds, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error details (which may name hosts) only for driftmirror_admin';
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error details (which may name hosts) only for driftmirror_admin';
 
 CREATE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,

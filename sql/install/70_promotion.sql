@@ -740,11 +740,14 @@ $$;
 -- own once, for auto_promote_window without interruption: the mirror takes
 -- all read traffic (its read route has weight 100: the last step of a
 -- blue/green read shift), it is mirroring with fresh status, its lag is
--- within auto_promote_max_lag_bytes and auto_promote_max_lag_seconds, and
--- no apply error appeared.  The latency ratio (auto_promote_max_latency_ratio)
--- is not evaluated: no latency metric of a mirror exists yet; every
--- decision says so.  After the promotion the routes send reads to the new
--- primary, so the condition does not hold for the old one: no ping-pong.
+-- within auto_promote_max_lag_bytes and auto_promote_max_lag_seconds, no
+-- apply error appeared, and its latency ratio (_mirror_latency over
+-- auto_promote_window: median mirror latency / median primary latency,
+-- both floored at 1 ms, rounded to 2 decimals) is at most
+-- auto_promote_max_latency_ratio.  While no latency sample of both nodes
+-- exists the ratio is "not measured yet" and the window does not start.
+-- After the promotion the routes send reads to the new primary, so the
+-- condition does not hold for the old one: no ping-pong.
 
 CREATE TABLE driftmirror.auto_promote_state (
     mirror_id      bigint PRIMARY KEY REFERENCES driftmirror.mirror (id) ON DELETE CASCADE,
@@ -773,6 +776,10 @@ DECLARE
     weight  integer;
     fails   text[];
     figures jsonb;
+    lat     record;
+    ratio   numeric;
+    maxratio numeric;
+    latency text;
 BEGIN
     SELECT * INTO g FROM driftmirror.resource_group WHERE id = p_group_id;
     eff := driftmirror._effective_options('group', g.options);
@@ -787,6 +794,7 @@ BEGIN
     END IF;
     win := driftmirror._opt_interval(eff -> 'auto_promote_window');
     iv := driftmirror._opt_interval(eff -> 'interval');
+    maxratio := (eff ->> 'auto_promote_max_latency_ratio')::numeric;
 
     FOR m IN SELECT * FROM driftmirror.mirror mm
               WHERE mm.group_id = p_group_id AND mm.kind = 'postgres' ORDER BY mm.id
@@ -818,10 +826,29 @@ BEGIN
         IF st.holding_since IS NOT NULL AND errs > st.errors_at_start THEN
             fails := fails || format('%s new apply error(s) during the window', errs - st.errors_at_start);
         END IF;
+        -- latency: medians of the window's samples, ratio to 2 decimals
+        SELECT * INTO lat FROM driftmirror._mirror_latency(m.id, win);
+        ratio := round(lat.ratio::numeric, 2);
+        latency := format('median %s ms on the mirror, %s ms on the primary',
+                          trim_scale(round(lat.mirror_ms::numeric, 3)),
+                          trim_scale(round(lat.primary_ms::numeric, 3)));
+        IF ratio IS NULL THEN
+            fails := fails || format('latency ratio not measured yet (no latency sample of the %s)',
+                                     CASE WHEN lat.mirror_ms IS NULL AND lat.primary_ms IS NULL THEN 'mirror and the primary'
+                                          WHEN lat.mirror_ms IS NULL THEN 'mirror' ELSE 'primary' END);
+        ELSIF ratio > maxratio THEN
+            fails := fails || format('latency ratio %s exceeds auto_promote_max_latency_ratio %s (%s)',
+                                     trim_scale(ratio), trim_scale(maxratio), latency);
+        END IF;
         figures := jsonb_build_object('read_weight', weight, 'lag_bytes', m.lag_bytes,
                                       'lag_seconds', m.lag_seconds, 'apply_errors', errs,
                                       'window', win::text,
-                                      'latency_ratio', 'not measured (no latency metric of the mirror)');
+                                      'latency_ratio', ratio,
+                                      'max_latency_ratio', maxratio,
+                                      'primary_latency_ms', round(lat.primary_ms::numeric, 3),
+                                      'mirror_latency_ms', round(lat.mirror_ms::numeric, 3),
+                                      'primary_latency_samples', lat.primary_samples,
+                                      'mirror_latency_samples', lat.mirror_samples);
 
         IF cardinality(fails) > 0 THEN
             INSERT INTO driftmirror.auto_promote_state AS s (mirror_id, holding_since, errors_at_start, last_reason, checked_at)
@@ -833,7 +860,9 @@ BEGIN
         END IF;
         IF st.holding_since IS NULL THEN
             INSERT INTO driftmirror.auto_promote_state AS s (mirror_id, holding_since, errors_at_start, last_reason, checked_at)
-            VALUES (m.id, clock_timestamp(), errs, 'thresholds hold; window started', clock_timestamp())
+            VALUES (m.id, clock_timestamp(), errs,
+                    format('thresholds hold; window started (latency ratio %s)', trim_scale(ratio)),
+                    clock_timestamp())
             ON CONFLICT (mirror_id) DO UPDATE
                SET holding_since = EXCLUDED.holding_since, errors_at_start = EXCLUDED.errors_at_start,
                    last_reason = EXCLUDED.last_reason, checked_at = EXCLUDED.checked_at;
@@ -841,7 +870,8 @@ BEGIN
         END IF;
         IF clock_timestamp() - st.holding_since < win THEN
             UPDATE driftmirror.auto_promote_state s
-               SET last_reason = format('thresholds hold since %s', st.holding_since), checked_at = clock_timestamp()
+               SET last_reason = format('thresholds hold since %s (latency ratio %s)', st.holding_since, trim_scale(ratio)),
+                   checked_at = clock_timestamp()
              WHERE s.mirror_id = m.id;
             CONTINUE;
         END IF;
@@ -852,9 +882,10 @@ BEGIN
                last_reason = 'promotion started', checked_at = clock_timestamp()
          WHERE s.mirror_id = m.id;
         resource_id := m.resource_id;
-        reason := format('auto-promotion: for %s the mirror took 100%% of reads, lag %s bytes and %s s within %s bytes and %s s, no new apply error; latency ratio not measured',
+        reason := format('auto-promotion: for %s the mirror took 100%% of reads, lag %s bytes and %s s within %s bytes and %s s, no new apply error, latency ratio %s within %s (%s)',
                          win, m.lag_bytes, round(m.lag_seconds::numeric, 3),
-                         eff ->> 'auto_promote_max_lag_bytes', eff ->> 'auto_promote_max_lag_seconds');
+                         eff ->> 'auto_promote_max_lag_bytes', eff ->> 'auto_promote_max_lag_seconds',
+                         trim_scale(ratio), trim_scale(maxratio), latency);
         PERFORM driftmirror._log_action(g.name, m.resource_name, 'auto_promote', reason,
                                         figures || jsonb_build_object('holding_since', st.holding_since));
         RETURN NEXT;

@@ -4,9 +4,10 @@
 # With auto_promote on but the mirror taking no reads, nothing happens and
 # dm_auto_promotion says why.  Once the mirror's read route has weight 100
 # (the end of a read shift), the thresholds (lag, no new apply error, fresh
-# status) must hold for auto_promote_window (1 minute, the shortest
-# allowed); then the worker promotes, dm_promotions records trigger 'auto'
-# with the reason, and the action log has the decision with its figures.
+# status, latency ratio within the default 1.2) must hold for
+# auto_promote_window (1 minute, the shortest allowed); then the worker
+# promotes, dm_promotions records trigger 'auto' with the reason, and the
+# action log has the decision with its figures.
 # Afterwards reads route to the new primary, so it does not flip back.
 use strict;
 use warnings;
@@ -43,6 +44,9 @@ dm_wait_for($a, q{SELECT count(*) = 1 FROM driftmirror.dm_promotions WHERE state
 	't', 'the worker promoted the mirror');
 is($a->safe_psql('postgres', q{SELECT trigger || ' ' || (reason LIKE 'auto-promotion: for 00:01:00 the mirror took 100% of reads%')
 	FROM driftmirror.dm_promotions}), 'auto true', 'recorded as an auto-promotion with its reason');
+like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_promotions}),
+	qr/, latency ratio [0-9.]+ within 1\.2 \(median [0-9.]+ ms on the mirror, [0-9.]+ ms on the primary\)$/,
+	'the latency ratio held the default limit under write load (056_mirror_latency.pl tests a slow mirror)');
 ok($a->safe_psql('postgres', q{SELECT finished_at - started_at < interval '1 minute'
 	FROM driftmirror.dm_promotions}) eq 't', 'it finished');
 is($a->safe_psql('postgres', q{SELECT count(*) FROM driftmirror.dm_actions WHERE kind = 'auto_promote'
