@@ -99,6 +99,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     gid := driftmirror._group_id(p_name, true);
+    PERFORM driftmirror._refuse_while_promoting(gid, p_name);
 
     SELECT count(*) INTO nres FROM driftmirror.resource r WHERE r.group_id = gid;
     IF nres > 0 AND NOT force THEN

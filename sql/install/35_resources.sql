@@ -251,6 +251,7 @@ DECLARE
 BEGIN
     gid := driftmirror._group_id(p_group, true);
     rid := driftmirror._resource_id(gid, p_group, p_name);
+    PERFORM driftmirror._refuse_while_promoting(gid, p_group, rid);
 
     SELECT string_agg(format('"%s"', r.name), ', ' ORDER BY r.name) INTO users
       FROM driftmirror.resource_dependency d

@@ -1608,6 +1608,7 @@ DECLARE
 BEGIN
     gid := driftmirror._group_id(p_group, true);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
+    PERFORM driftmirror._refuse_while_promoting(gid, p_group, rid);
     -- the trigger queues the remote drops; the worker runs them
     DELETE FROM driftmirror.mirror m WHERE m.resource_id = rid;
     IF NOT FOUND THEN

@@ -286,6 +286,41 @@ AS $$
      ORDER BY 2, 1
 $$;
 
+-- _refuse_while_promoting: raise object_in_use when a promotion of the
+-- group (of one resource, when p_resource_id is given) is in a step bounded
+-- by its deadline: before the flip, or while an actuator switches or
+-- aborts.  dm_drop_mirror, dm_remove_resource and dm_drop_group call it,
+-- so that a drop never pulls a mirror from under a promotion that is about
+-- to decide.  After the flip (unfencing, reversing) and while rolling back,
+-- a drop is allowed: those steps wait for a node that may be gone for good,
+-- and dropping the mirror is how an operator gives up on the way back (the
+-- promotion then ends failed, saying so).
+CREATE FUNCTION driftmirror._refuse_while_promoting(p_group_id bigint, p_group text,
+                                                    p_resource_id bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p driftmirror.promotion;
+BEGIN
+    SELECT * INTO p FROM driftmirror.promotion pr
+     WHERE pr.group_id = p_group_id
+       AND (p_resource_id IS NULL OR pr.resource_id = p_resource_id)
+       AND pr.state IN ('guardrails', 'reverse_slot', 'fencing', 'catching_up', 'sequences',
+                        'switching', 'aborting')
+     ORDER BY pr.id DESC LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'resource "%" of group "%" is being promoted (promotion %, state %)',
+                        p.resource_name, p_group, p.id, p.state
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('The promotion must finish or roll back first; its deadline is %s.',
+                                  coalesce(p.abort_deadline, p.deadline)),
+                  HINT = 'See dm_promotions, and try again once it has ended.';
+    END IF;
+END
+$$;
+
 -- _promotion_options: the promotion options in effect: group defaults and
 -- group options, overridden by the options of the call (promote_* keys only)
 CREATE FUNCTION driftmirror._promotion_options(p_group_id bigint, p_options jsonb)

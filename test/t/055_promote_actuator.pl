@@ -291,6 +291,17 @@ $act->wait_for('crash', sub { ($_[0]->{hung} // 0) == 1 }, 'the promote request 
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
 	WHERE backend_type = 'driftmirror promotion' AND query LIKE '%promote request 1 to the actuator'}),
 	'the promotion worker waits for the answer');
+# nothing pulls the mirror from under a promotion that is about to decide
+for my $drop (q{SELECT driftmirror.dm_drop_mirror('crash', 'c2')},
+	q{SELECT driftmirror.dm_remove_resource('crash', 'c2')},
+	q{SELECT driftmirror.dm_drop_group('crash', true)})
+{
+	($code, $msg) = promote_err($drop);
+	like("$code $msg", qr/^55006 resource "c2" of group "crash" is being promoted \(promotion \d+, state switching\)/,
+		"refused while the promotion switches: $drop");
+}
+is(q1(q{SELECT count(*) FROM driftmirror.dm_mirror_status WHERE group_name = 'crash'}), '1',
+	'the mirror is still there');
 my $wpid = q1(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
 kill 'KILL', $wpid;
 eval { $bg->quit; };
