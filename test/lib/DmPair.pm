@@ -26,7 +26,7 @@ use Test::More;
 use DmTest;
 use DmProbe;
 
-our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable);
+our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable reads_to_mirror);
 
 sub conninfo
 {
@@ -120,6 +120,18 @@ sub writable
 	my ($rc, $out, $err) = $n->psql('app',
 		"SET default_transaction_read_only = off; INSERT INTO orders (note) VALUES ('writable?')");
 	return $rc == 0 ? 1 : 0;
+}
+
+# reads_to_mirror(PAIR): the end of a read shift, set by hand (no traffic
+# shifting yet): every read route goes to the mirror
+sub reads_to_mirror
+{
+	my ($p) = @_;
+	$p->{a}->safe_psql('postgres', q{
+		SELECT driftmirror._set_route(r.group_id, r.id, 'read', m.mirror_endpoint, 100, 'test: reads shifted')
+		  FROM driftmirror.resource r JOIN driftmirror.mirror m ON m.resource_id = r.id;
+		SELECT driftmirror._set_route(r.group_id, r.id, 'read', r.endpoint, 0, 'test: reads shifted')
+		  FROM driftmirror.resource r});
 }
 
 1;

@@ -27,11 +27,7 @@ dm_wait_for($a, q{SELECT last_reason LIKE '%takes 0% of reads, not 100%' FROM dr
 is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_promotions'), '0', 'no promotion yet');
 
 # the end of a read shift: all reads on the mirror
-$a->safe_psql('postgres', qq{
-	SELECT driftmirror._set_route(r.group_id, r.id, 'read', m.mirror_endpoint, 100, 'test: reads shifted')
-	  FROM driftmirror.resource r JOIN driftmirror.mirror m ON m.resource_id = r.id;
-	SELECT driftmirror._set_route(r.group_id, r.id, 'read', r.endpoint, 0, 'test: reads shifted')
-	  FROM driftmirror.resource r});
+reads_to_mirror($p);
 is($a->safe_psql('postgres', q{SELECT driftmirror.dm_route('orders', 'db', 'read') = m.mirror_endpoint FROM driftmirror.mirror m}),
 	't', 'dm_route sends reads to the mirror');
 

@@ -59,11 +59,7 @@ dm_wait_for($a, q{SELECT latency_ratio > 2 FROM driftmirror.dm_mirror_status},
 	't', 'once slow samples are the majority of the window, the ratio exceeds the limit');
 
 # the end of a read shift: all reads on the mirror
-$a->safe_psql('postgres', qq{
-	SELECT driftmirror._set_route(r.group_id, r.id, 'read', m.mirror_endpoint, 100, 'test: reads shifted')
-	  FROM driftmirror.resource r JOIN driftmirror.mirror m ON m.resource_id = r.id;
-	SELECT driftmirror._set_route(r.group_id, r.id, 'read', r.endpoint, 0, 'test: reads shifted')
-	  FROM driftmirror.resource r});
+reads_to_mirror($p);
 dm_wait_for($a, q{SELECT last_reason ~ '^latency ratio [0-9.]+ exceeds auto_promote_max_latency_ratio 2 [(]median [0-9.]+ ms on the mirror, [0-9.]+ ms on the primary[)]$'
 	FROM driftmirror.dm_auto_promotion},
 	't', 'auto-promotion holds off, and the latency ratio is the only reason');
