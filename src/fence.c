@@ -39,9 +39,11 @@
  * State: a small array of (database oid, mode) in shared memory, protected
  * by one LWLock, with a generation counter so that backends check a
  * backend-local cache on every statement and take the lock only after a
- * change.  Every change is first written to the file DM_FENCE_FILE in the
- * data directory (written to a temporary file, fsynced, renamed durably),
- * then applied to shared memory; the file is read back at server start
+ * change.  Every change is persisted in the file DM_FENCE_FILE in the
+ * data directory (written to a temporary file, fsynced, renamed, directory
+ * fsynced): a fence before it is applied to shared memory, a lifted fence
+ * just after (see ChangeFence); fence_set and fence_clear return once the
+ * file is written.  The file is read back at server start
  * (shmem_startup_hook, also after a crash restart), so a restarted node
  * stays fenced.  Changes are NOT transactional: fence_set takes effect at
  * once and stays even if the calling transaction rolls back.
@@ -101,8 +103,10 @@ typedef struct DmFenceEntry
 
 typedef struct DmFenceShared
 {
-	LWLock	   *lock;
+	LWLock	   *lock;			/* the array: brief, taken by every backend */
+	LWLock	   *change_lock;	/* serialises changes, held across the file write */
 	pg_atomic_uint64 generation;
+	bool		file_stale;		/* the file lags the array (a failed write) */
 	int			count;
 	DmFenceEntry entries[DM_FENCE_MAX_DATABASES];
 } DmFenceShared;
@@ -186,7 +190,7 @@ DmFenceShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(DmFenceShared)));
-	RequestNamedLWLockTranche(DM_FENCE_TRANCHE, 1);
+	RequestNamedLWLockTranche(DM_FENCE_TRANCHE, 2);
 }
 
 /*
@@ -208,7 +212,8 @@ DmFenceShmemStartup(void)
 	if (!found)
 	{
 		memset(FenceShared, 0, sizeof(DmFenceShared));
-		FenceShared->lock = &(GetNamedLWLockTranche(DM_FENCE_TRANCHE))->lock;
+		FenceShared->lock = &(GetNamedLWLockTranche(DM_FENCE_TRANCHE))[0].lock;
+		FenceShared->change_lock = &(GetNamedLWLockTranche(DM_FENCE_TRANCHE))[1].lock;
 		pg_atomic_init_u64(&FenceShared->generation, 1);
 		LoadFenceFile();
 	}
@@ -280,8 +285,7 @@ LoadFenceFile(void)
 /*
  * WriteFenceFile
  *		Persist a fence array durably: temporary file, fsync, rename.
- *		Raises an error on failure (the caller has not changed shared
- *		memory yet).  Caller holds the fence lock exclusively.
+ *		Raises an error on failure.  Caller holds change_lock.
  */
 static void
 WriteFenceFile(DmFenceEntry *entries, int count)
@@ -327,7 +331,18 @@ WriteFenceFile(DmFenceEntry *entries, int count)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmp)));
-	(void) durable_rename(tmp, DM_FENCE_FILE, ERROR);
+
+	/*
+	 * Two fsyncs, not durable_rename's four: the new file's (above) and the
+	 * directory's after the rename.  The old file's content need not be
+	 * durable: the rename replaces it whole.
+	 */
+	if (rename(tmp, DM_FENCE_FILE) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rename file \"%s\" to \"%s\": %m",
+						tmp, DM_FENCE_FILE)));
+	fsync_fname(".", true);
 	pfree(buf.data);
 }
 
@@ -396,12 +411,29 @@ DmFenceModeOf(Oid dboid)
 	return mode;
 }
 
+/* error context of a failed write after a fence was lifted */
+static void
+LiftedButStaleContext(void *arg)
+{
+	errcontext("the fence of database %u is lifted; the fence file still names it until a retry succeeds",
+			   *(Oid *) arg);
+}
+
 /*
  * ChangeFence
- *		Set (mode != NONE) or clear the fence of a database: persist the new
- *		array, then publish it.  Returns the previous mode.  Raises an error
- *		(changing nothing) if the file cannot be written or the array is
+ *		Set (mode != NONE) or clear the fence of a database, persisted in the
+ *		fence file and published in shared memory.  Returns the previous
+ *		mode.  Raises an error if the file cannot be written or the array is
  *		full.
+ *
+ * Order: a fence is written to the file before it is published, so that
+ * a fence someone relies on survives a crash; a lifted fence is published
+ * first, then written, so that a switchover's write pause does not wait
+ * for the fsyncs.  If that write fails, the database is unfenced already
+ * and the error says so; the file still names it (a crash before a
+ * successful retry brings the fence back: the safe side), and the next
+ * change rewrites the file.  Changes are serialised by change_lock;
+ * backends checking the fence take only the array's lock, briefly.
  */
 static DmFenceMode
 ChangeFence(Oid dboid, DmFenceMode mode)
@@ -414,12 +446,13 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 	char	   *name = NULL;
 
 	RequireFence();
-	/* catalog access before taking the lock */
+	/* catalog access before taking the locks */
 	if (mode != DM_FENCE_NONE)
 		name = get_database_name(dboid);
 
-	LWLockAcquire(FenceShared->lock, LW_EXCLUSIVE);
-	count = FenceShared->count;
+	/* an error below releases the locks through error cleanup */
+	LWLockAcquire(FenceShared->change_lock, LW_EXCLUSIVE);
+	count = FenceShared->count;	/* only changers write it: stable now */
 	memcpy(entries, FenceShared->entries, sizeof(DmFenceEntry) * count);
 	for (i = 0; i < count; i++)
 		if (entries[i].dboid == dboid)
@@ -429,7 +462,13 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 
 	if (old == mode)
 	{
-		LWLockRelease(FenceShared->lock);
+		/* nothing to change, but a file left stale by a failure is mended */
+		if (FenceShared->file_stale)
+		{
+			WriteFenceFile(entries, count);
+			FenceShared->file_stale = false;
+		}
+		LWLockRelease(FenceShared->change_lock);
 		return old;
 	}
 
@@ -443,14 +482,11 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 		if (found < 0)
 		{
 			if (count >= DM_FENCE_MAX_DATABASES)
-			{
-				LWLockRelease(FenceShared->lock);
 				ereport(ERROR,
 						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 						 errmsg("too many fenced databases on this node"),
 						 errdetail("At most %d databases can be fenced at once.",
 								   DM_FENCE_MAX_DATABASES)));
-			}
 			found = count++;
 			entries[found].dboid = dboid;
 		}
@@ -459,13 +495,30 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 		namestrcpy(&entries[found].dbname, name ? name : "?");
 	}
 
-	/* an error here releases the lock through error cleanup */
-	WriteFenceFile(entries, count);
+	if (mode != DM_FENCE_NONE)
+		WriteFenceFile(entries, count);
+	else
+		FenceShared->file_stale = true;
 
+	LWLockAcquire(FenceShared->lock, LW_EXCLUSIVE);
 	memcpy(FenceShared->entries, entries, sizeof(DmFenceEntry) * count);
 	FenceShared->count = count;
 	pg_atomic_fetch_add_u64(&FenceShared->generation, 1);
 	LWLockRelease(FenceShared->lock);
+
+	if (mode == DM_FENCE_NONE)
+	{
+		ErrorContextCallback errcallback;
+
+		errcallback.callback = LiftedButStaleContext;
+		errcallback.arg = (void *) &dboid;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		WriteFenceFile(entries, count);
+		error_context_stack = errcallback.previous;
+	}
+	FenceShared->file_stale = false;
+	LWLockRelease(FenceShared->change_lock);
 
 	ereport(LOG,
 			(errmsg("driftmirror: fence of database %u changed from %s to %s",

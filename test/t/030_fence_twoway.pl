@@ -209,6 +209,11 @@ is($b->safe_psql('app', 'SELECT driftmirror_node.fence_clear()'), 'none',
 $b->safe_psql('app', q{INSERT INTO t VALUES (5005, 'b after fence')});
 is($b->safe_psql('app', 'SHOW default_transaction_read_only'), 'off',
 	'new sessions are read-write again');
+# a lifted fence is published before it is written: it is written all the same
+$b->restart;
+is($b->safe_psql('app', 'SELECT count(*) FROM driftmirror_node.fence_status()'), '0',
+	'the lifted fence stays lifted after a restart');
+$b->safe_psql('app', q{INSERT INTO t VALUES (5006, 'b after restart')});
 
 # non-superusers cannot touch the fence
 $b->safe_psql('app', 'CREATE ROLE app_user LOGIN; GRANT ALL ON t TO app_user');
