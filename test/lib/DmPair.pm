@@ -68,7 +68,7 @@ sub dm_pair
 		SELECT driftmirror.dm_add_resource('orders', 'db', 'postgres', '$p->{ca}');
 		SELECT driftmirror.dm_create_mirror('orders', 'db', '$p->{cb}', '$mopts');
 	});
-	wait_mirroring($p);
+	wait_mirroring($p) or BAIL_OUT('the mirror of the pair never reached mirroring');
 	$p->{multihost} = $a->safe_psql('postgres',
 		"SELECT driftmirror.dm_route_multihost('orders', 'db')");
 	return $p;

@@ -160,8 +160,8 @@ is($b->safe_psql('app', 'SELECT count(*) FROM pg_largeobject_metadata'), '0',
 
 # what still works: reads, the control database
 is($b->safe_psql('app', 'SELECT count(*) FROM t'), '90', 'reads work');
-$b->safe_psql('postgres', 'CREATE TABLE ctl (x int); INSERT INTO ctl VALUES (1)');
-pass('the control database on the same node stays writable');
+is($b->safe_psql('postgres', 'CREATE TABLE ctl (x int); INSERT INTO ctl VALUES (1) RETURNING x'), '1',
+	'the control database on the same node stays writable');
 is($b->safe_psql('app', 'SHOW default_transaction_read_only'), 'on',
 	'new sessions of the fenced database are read-only by default');
 is($b->safe_psql('postgres', 'SHOW default_transaction_read_only'), 'off',

@@ -27,7 +27,7 @@ like($p->{multihost}, qr/^host=\S+,\S+ port=\d+,\d+ dbname=app target_session_at
 
 my $probe = probe_start($p->{probe}, $p->{multihost}, clients => 4, rate => 400);
 # let the probe get going
-$a->poll_query_until('app', 'SELECT count(*) > 200 FROM dm_probe');
+ok($a->poll_query_until('app', 'SELECT count(*) > 200 FROM dm_probe'), 'the probe writes');
 
 my $round = 0;
 for my $i (1 .. 10)

@@ -133,31 +133,45 @@ like($e2, qr/resource group "nosuch" does not exist/, 'unknown group');
 # the group lock then the mirror's row, deadlocked against it in CI)
 {
 	my ($in, $out, $err) = ('', '', '');
+	my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
 	my $hold = IPC::Run::start(
 		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $a->connstr('postgres') ],
-		'<', \$in, '>', \$out, '2>', \$err);
+		'<', \$in, '>', \$out, '2>', \$err, $timer);
 	$in .= "BEGIN;\nSELECT driftmirror.dm_alter_group('orders', '{}');\nSELECT 'held';\n";
-	$hold->pump until $out =~ /held/ || $err ne '';
+	$hold->pump until $out =~ /held/ || $err ne '' || $timer->is_expired;
 	my $since = $a->safe_psql('postgres', 'SELECT clock_timestamp()');
-	my $seen = 0;
-	for (1 .. 100)
-	{
-		$seen = $a->safe_psql('postgres', qq{SELECT count(*) FROM driftmirror.mirror
-			WHERE primary_checked_at > '$since' AND mirror_checked_at > '$since'});
-		last if $seen;
-		select(undef, undef, undef, 0.1);
-	}
+	# with the lock held: the worker waited here until the poll timed out
+	my $seen = $a->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM driftmirror.mirror
+		WHERE primary_checked_at > '$since' AND mirror_checked_at > '$since'});
 	$in .= "COMMIT;\n";
 	$hold->finish;
-	is($seen, 1, 'the worker records mirror status while an API call holds the group lock');
+	ok($seen, 'the worker records mirror status while an API call holds the group lock');
 }
 
 # --- timeout before the flip rolls back, under load
 my $probe = probe_start($p->{probe}, $p->{multihost}, clients => 4, rate => 200);
-$a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe');
-# the driver is held up after the fence (fault injection) beyond the timeout
+ok($a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe'), 'the probe writes');
+# the driver is held up after the fence (fault injection) beyond the timeout;
+# meanwhile another session tries to drop the mirror
 $a->safe_psql('postgres', q{ALTER SYSTEM SET driftmirror.promote_test_pause = 'catch_up:4000'; SELECT pg_reload_conf()});
+my ($dout, $derr) = ('', '');
+my $dropper = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $a->connstr('postgres'), '-c', q{DO $d$
+	BEGIN
+		FOR i IN 1 .. 600 LOOP
+			EXIT WHEN EXISTS (SELECT FROM driftmirror.dm_promotions WHERE state = 'catching_up');
+			PERFORM pg_sleep(0.05);
+		END LOOP;
+		PERFORM driftmirror.dm_drop_mirror('orders', 'db');
+		RAISE NOTICE 'dropped';
+	EXCEPTION WHEN OTHERS THEN
+		RAISE NOTICE 'refused %: %', SQLSTATE, SQLERRM;
+	END $d$} ],
+	'>', \$dout, '2>', \$derr, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 ($state, $err) = promote('{"promote_timeout": "3 seconds"}');
+$dropper->finish;
+like($derr, qr/refused 55006: resource "db" of group "orders" is being promoted \(promotion \d+, state catching_up\)/,
+	'a drop of the mirror during the promotion is refused');
 $a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
 is($state, '57014', 'timeout: fails with query_canceled');
 like($err, qr/promotion failed and was rolled back: promotion of resource "db" of group "orders" timed out in step catch_up/,
@@ -172,8 +186,8 @@ ok(writable($a), 'timeout: a takes writes again');
 ok(!writable($b), 'timeout: the mirror stayed fenced');
 is($b->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots'), '0',
 	'timeout: the slot made for the way back is dropped');
-$a->poll_query_until('app', 'SELECT count(*) > 50 FROM dm_probe WHERE created_at > now() - interval \'1 second\'')
-  or diag('the probe did not resume');
+ok($a->poll_query_until('app', 'SELECT count(*) > 50 FROM dm_probe WHERE created_at > now() - interval \'1 second\''),
+	'timeout: the probe writes again');
 ok(wait_mirroring($p), 'timeout: mirroring goes on');
 my $summary = probe_stop($probe);
 note("probe: $summary");

@@ -31,7 +31,7 @@ my $p = dm_pair();
 my ($a, $b) = ($p->{a}, $p->{b});
 
 my $probe = probe_start($p->{probe}, $p->{multihost}, clients => 4, rate => 200);
-$a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe');
+ok($a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe'), 'the probe writes');
 
 # interrupt(STEP, HOW, PAUSE_MS, EXPECTED_STATE, EXPECTED_PRIMARY)
 sub interrupt

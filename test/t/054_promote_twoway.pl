@@ -24,7 +24,7 @@ my $before = $a->safe_psql('postgres', $names);
 
 my $probe = probe_start($p->{probe}, 'host=' . $a->host . ' port=' . $a->port . ' dbname=app',
 	clients => 2, rate => 100);
-$a->poll_query_until('app', 'SELECT count(*) > 50 FROM dm_probe');
+ok($a->poll_query_until('app', 'SELECT count(*) > 50 FROM dm_probe'), 'the probe writes');
 
 for my $i (1 .. 2)
 {

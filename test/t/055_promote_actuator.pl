@@ -329,7 +329,8 @@ SELECT * FROM driftmirror.dm_promote('crash', 'c2', '{"promote_timeout": "15s"}'
 });
 $act->wait_for('crash', sub { ($_[0]->{hung} // 0) == 2 }, 'the next promote request hangs');
 q1(q{ALTER SYSTEM SET driftmirror.enabled = off; SELECT pg_reload_conf()});
-ok($a->poll_query_until('postgres', 'SHOW driftmirror.enabled', 'off'), 'the worker is disabled');
+ok($a->poll_query_until('postgres', q{SELECT state = 'disabled' FROM driftmirror.dm_status WHERE group_name = 'crash'}),
+	'the worker has read its configuration: disabled');
 $id = last_promotion('crash', 'id');
 $wpid = q1(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
 kill 'KILL', $wpid;
