@@ -701,7 +701,7 @@ Reverse(PromInfo *p)
 	PGconn	   *newc = NewPrimary(p, 0);
 	const char *args[5];
 	char	   *sql;
-	int			i;
+	TimestampTz give_up;
 
 	if (p->mirror_fence)
 		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
@@ -715,7 +715,8 @@ Reverse(PromInfo *p)
 	args[0] = p->old_subscription;
 	sql = RemoteValue(newc, NewLabel,
 					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', subname) "
-					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 AND subenabled",
+					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 AND subenabled "
+					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 					  1, args, 0);
 	if (sql)
 		DmRemoteCommand(newc, NewLabel, sql);
@@ -730,7 +731,8 @@ Reverse(PromInfo *p)
 
 	/* wait until it streams: the new primary's slot is in use */
 	args[0] = p->new_slot;
-	for (i = 0;; i++)
+	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
+	for (;;)
 	{
 		char	   *active = RemoteValue(newc, NewLabel,
 										 "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
@@ -738,12 +740,12 @@ Reverse(PromInfo *p)
 
 		if (active && strcmp(active, "t") == 0)
 			break;
-		if (i > 60000)
+		if (GetCurrentTimestamp() >= give_up)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the old primary's subscription \"%s\" did not start streaming within a minute",
 							p->new_subscription)));
-		Nap(5);
+		Nap(20);
 	}
 
 	/* retire the old direction: subscription on the new primary, slot and
@@ -758,7 +760,8 @@ Reverse(PromInfo *p)
 		DmRemoteCommand(newc, NewLabel, sql);
 	/* the old slot: its WAL sender ends shortly after the subscription */
 	args[0] = p->old_slot;
-	for (i = 0;; i++)
+	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30 * 1000);
+	for (;;)
 	{
 		char	   *state = RemoteValue(oldc, OldLabel,
 										"SELECT CASE WHEN active THEN 'active' "
@@ -768,7 +771,7 @@ Reverse(PromInfo *p)
 
 		if (state == NULL || strcmp(state, "active") != 0)
 			break;				/* dropped, or gone already */
-		if (i > 3000)
+		if (GetCurrentTimestamp() >= give_up)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_IN_USE),
 					 errmsg("replication slot \"%s\" of the old direction is still in use after 30 s",
