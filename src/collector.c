@@ -395,7 +395,8 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 		if (busy)
 			continue;			/* still being polled from an earlier pass */
 
-		scxt = AllocSetContextCreate(TopMemoryContext, "driftmirror metric source",
+		/* under the pass's context until it is in flight (CollectInner) */
+		scxt = AllocSetContextCreate(cxt, "driftmirror metric source",
 									 ALLOCSET_SMALL_SIZES);
 		old = MemoryContextSwitchTo(scxt);
 		s = palloc0(sizeof(Source));
@@ -924,6 +925,8 @@ Pump(long budget_ms, bool stop_on_latch)
 			wait_ms = http_ms;
 
 		n = WaitEventSetWait(set, wait_ms, events, maxevents, PG_WAIT_EXTENSION);
+		/* events[] holds copies: free the set (an epoll fd) before anything can raise */
+		FreeWaitEventSet(set);
 		for (i = 0; i < n; i++)
 		{
 			WaitEvent  *e = &events[i];
@@ -943,7 +946,6 @@ Pump(long budget_ms, bool stop_on_latch)
 			else if (e->user_data != NULL)
 				TargetAdvance((PgTarget *) e->user_data, e->events);
 		}
-		FreeWaitEventSet(set);
 		if (Http)
 			DmHttpMultiCheckTimers(Http);
 		if (latch)
@@ -1407,6 +1409,8 @@ CollectInner(int64 *group_ids, int ngroups)
 
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		InFlight = lappend(InFlight, s);
+		/* in flight: it outlives this pass, until RecordFinished */
+		MemoryContextSetParent(s->cxt, TopMemoryContext);
 		MemoryContextSwitchTo(s->cxt);
 		if (s->is_postgres)
 		{
