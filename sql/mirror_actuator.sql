@@ -150,6 +150,18 @@ SELECT count(*) AS due FROM driftmirror._mirror_due((SELECT id FROM resource_gro
 -- database check: the promotion itself runs in TAP 055)
 SELECT * FROM dm_promote('ag');
 
+-- what only postgres mirrors have: refused for the others, with 42809
+\set VERBOSITY sqlstate
+SELECT dm_sync_sequences('ag', 'cache');
+SELECT * FROM dm_mirror_verify('ag', 'cache');
+SELECT dm_route_multihost('ag', 'cache');
+\set VERBOSITY terse
+
+-- the action log keeps no actuator option of a mirror (they may hold
+-- anything the actuator needs); it says one was given
+SELECT inputs -> 'options' ? 'actuator_options' AS logged, inputs ->> 'actuator_options_set' AS given
+  FROM dm_actions WHERE kind = 'create_mirror' AND resource_name = 'cache';
+
 -- the mirror metric names
 SELECT name, unit FROM dm_metric_names WHERE name LIKE 'mirror.%' ORDER BY name;
 

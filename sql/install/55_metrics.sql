@@ -841,7 +841,7 @@ BEGIN
     INSERT INTO driftmirror.metric_source_state (source_id) VALUES (sid);
     PERFORM driftmirror._log_action(p_group, p_resource, 'add_metric_source', 'dm_add_metric_source',
                                     jsonb_build_object('kind', p_kind,
-                                                       'config', cfg - 'bearer_token' - 'url'));
+                                                       'config', cfg - 'bearer_token' - 'bearer_token_file' - 'url'));
     RETURN sid;
 END
 $$;

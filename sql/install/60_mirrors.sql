@@ -563,6 +563,18 @@ AS $$
      ORDER BY id
 $$;
 
+-- _actuator_token_file: the token file an actuator request of mirror m
+-- uses: the one its resource names now (none once the option is removed),
+-- or, once the resource is gone, the one recorded with the mirror
+CREATE FUNCTION driftmirror._actuator_token_file(m driftmirror.mirror)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN r.id IS NULL THEN m.token_file ELSE r.options ->> 'bearer_token_file' END
+      FROM (SELECT 1) one LEFT JOIN driftmirror.resource r ON r.id = m.resource_id
+$$;
+
 -- _mirror_next: the next remote action of a mirror in this step, recorded as
 -- pending before it is returned; no row when there is nothing to do now.
 -- node_session is true for every action: the worker's sessions pass the fence.
@@ -598,9 +610,7 @@ BEGIN
         label := format('%s/%s actuator', m.group_name, m.resource_name);
         http_timeout_ms := (extract(epoch FROM driftmirror._opt_interval(eff -> 'actuator_timeout')) * 1000)::integer;
         -- the token file named by the resource now (it may have been changed)
-        http_token_file := coalesce((SELECT r.options ->> 'bearer_token_file'
-                                       FROM driftmirror.resource r WHERE r.id = m.resource_id),
-                                    m.token_file);
+        http_token_file := driftmirror._actuator_token_file(m);
         base_url := rtrim(m.primary_endpoint, '/') || '/mirrors';
         IF m.state = 'creating' THEN
             action := 'actuator_create';
@@ -1463,8 +1473,9 @@ BEGIN
 
     UPDATE driftmirror.group_state SET next_step_at = NULL WHERE group_id = gid;
     PERFORM driftmirror._log_action(p_group, p_resource, 'create_mirror', 'dm_create_mirror',
-                                    jsonb_build_object('options', opts, 'kind', res.kind,
-                                                       'actuator_name', base));
+                                    jsonb_build_object('options', opts - 'actuator_options',
+                                                       'actuator_options_set', opts ? 'actuator_options',
+                                                       'kind', res.kind, 'actuator_name', base));
     RETURN mid;
 END
 $$;
@@ -1586,7 +1597,9 @@ BEGIN
     -- run the group's step at the worker's next pass
     UPDATE driftmirror.group_state SET next_step_at = NULL WHERE group_id = gid;
     PERFORM driftmirror._log_action(p_group, p_resource, 'create_mirror', 'dm_create_mirror',
-                                    jsonb_build_object('options', opts, 'two_way', two_way,
+                                    jsonb_build_object('options', opts - 'publisher_endpoint',
+                                                       'publisher_endpoint_set', opts ? 'publisher_endpoint',
+                                                       'two_way', two_way,
                                                        'fence', fence, 'objects', base));
     RETURN mid;
 END
@@ -1621,6 +1634,30 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_drop_mirror(text, text) IS
     'Drop the mirror of a resource: its subscriptions, slots, publications and fence are removed on every node by the worker (idempotent)';
 
+-- _postgres_mirror: the mirror of a postgres resource; raises
+-- undefined_object when it has none, wrong_object_type for other kinds
+-- (their mirrors have no sequences or tables to read)
+CREATE FUNCTION driftmirror._postgres_mirror(p_resource_id bigint, p_group text, p_resource text)
+RETURNS driftmirror.mirror
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m driftmirror.mirror;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = p_resource_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'resource "%" of group "%" has no mirror', p_resource, p_group
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF m.kind <> 'postgres' THEN
+        RAISE EXCEPTION 'resource "%" of group "%" is a % resource, not postgres', p_resource, p_group, m.kind
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    RETURN m;
+END
+$$;
+
 -- dm_sync_sequences: read every sequence of the primary now and set the
 -- mirror's sequences to the same values; returns how many were set.  For
 -- switchover (after the primary is fenced).  Talks to both nodes from the
@@ -1643,11 +1680,7 @@ DECLARE
 BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
-    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = rid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'resource "%" of group "%" has no mirror', p_resource, p_group
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    m := driftmirror._postgres_mirror(rid, p_group, p_resource);
     seqs := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
         $q$SELECT COALESCE(pg_catalog.jsonb_object_agg(
                pg_catalog.format('%I.%I', schemaname, sequencename),
@@ -1655,7 +1688,7 @@ BEGIN
              FROM pg_catalog.pg_sequences$q$)::jsonb;
     SELECT count(*), string_agg(format('SELECT pg_catalog.setval(%L, %s, %s) FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%L)',
                                        s.key,
-                                       coalesce(s.value ->> 0, '1'),
+                                       coalesce((s.value ->> 0)::bigint, 1),
                                        CASE WHEN (s.value ->> 1)::boolean THEN 'true' ELSE 'false' END,
                                        s.key), '; ')
       INTO n, setsql
@@ -1704,11 +1737,7 @@ DECLARE
 BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
-    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = rid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'resource "%" of group "%" has no mirror', p_resource, p_group
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    m := driftmirror._postgres_mirror(rid, p_group, p_resource);
     facts := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
                                        driftmirror._node_facts_sql())::jsonb;
     -- table names come from the node as format('%I.%I'): accept nothing else

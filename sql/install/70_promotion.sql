@@ -255,6 +255,11 @@ DECLARE
 BEGIN
     gid := driftmirror._group_id($1);
     rid := driftmirror._resource_id(gid, $1, $2);
+    IF (SELECT r.kind FROM driftmirror.resource r WHERE r.id = rid) <> 'postgres' THEN
+        RAISE EXCEPTION 'resource "%" of group "%" is not a postgres resource: a libpq multi-host string needs one', $2, $1
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Use dm_route() or dm_routes for other kinds.';
+    END IF;
     SELECT ARRAY[r.endpoint] || coalesce((SELECT array_agg(m.mirror_endpoint)
                                            FROM driftmirror.mirror m WHERE m.resource_id = r.id), '{}')
       INTO eps

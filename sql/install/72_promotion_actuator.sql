@@ -271,9 +271,7 @@ BEGIN
     http_key := format('dm-%s-promote-%s', m.actuator_key, p_id)
                 || CASE action WHEN 'abort' THEN '-abort' ELSE '' END;
     -- the token file named by the resource now (it may have been changed)
-    http_token_file := coalesce((SELECT r.options ->> 'bearer_token_file'
-                                   FROM driftmirror.resource r WHERE r.id = m.resource_id),
-                                m.token_file);
+    http_token_file := driftmirror._actuator_token_file(m);
     UPDATE driftmirror.promotion_step s
        SET details = s.details || jsonb_build_object(
                'key', http_key,
