@@ -53,11 +53,15 @@ typedef struct ForecastArgs
 	bool		interpolate;
 } ForecastArgs;
 
-/* interrupt callback for the core: stop when an interrupt is pending */
+/*
+ * Interrupt callback for the core: stop when an interrupt is pending and
+ * can be processed now.  (While interrupts are held, CHECK_FOR_INTERRUPTS
+ * would not clear the flag and the caller's retry would spin.)
+ */
 static int
 forecast_interrupt(void *arg)
 {
-	return InterruptPending ? 1 : 0;
+	return (INTERRUPTS_PENDING_CONDITION() && INTERRUPTS_CAN_BE_PROCESSED()) ? 1 : 0;
 }
 
 /*
@@ -286,7 +290,11 @@ run_forecast(ForecastArgs *a, DmfResult *res)
 						  errbuf, sizeof(errbuf));
 		if (st != DMF_EINTERRUPTED)
 			break;
-		/* raises the error if it is a cancel or a termination */
+		/*
+		 * Raises the error if it is a cancel or a termination; other
+		 * interrupts (barriers, memory-context logging) are served and the
+		 * forecast starts again.
+		 */
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (st == DMF_OK)

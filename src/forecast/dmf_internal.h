@@ -82,7 +82,6 @@ extern void dmf_tick(DmfCtx *ctx);
 extern void dmf_fc_init(DmfCtx *ctx, DmfFc *fc, int h);
 extern double dmf_mean(const double *x, int n);
 extern double dmf_var(const double *x, int n);
-extern double dmf_median(DmfCtx *ctx, const double *x, int n);
 extern int	dmf_solve_spd(double *a, double *b, int p);
 
 typedef double (*DmfObjFn) (const double *x, void *arg);

@@ -164,29 +164,6 @@ dmf_var(const double *x, int n)
 	return s / n;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* dmf_median: median of x[0..n) (0 for an empty array) */
-double
-dmf_median(DmfCtx *ctx, const double *x, int n)
-{
-	double	   *c;
-
-	if (n <= 0)
-		return 0;
-	c = dmf_dalloc(ctx, n);
-	memcpy(c, x, n * sizeof(double));
-	qsort(c, n, sizeof(double), cmp_double);
-	return (n % 2) ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
-}
-
 /*
  * dmf_solve_spd
  *		Solve a x = b for a symmetric positive definite p x p matrix a (row

@@ -59,8 +59,7 @@ fc(const double *y, int n, const int *seasons, int nseasons, int h,
 								  (DmfMethod) dmf_method_parse(method),
 								  ev, nev, NULL, res, err, sizeof(err));
 
-	if (st != DMF_OK)
-		printf("note: %s: %s (%s)\n", method, err, res->detail);
+	CHECK(st == DMF_OK, "%s failed: %s (%s)", method, err, res->detail);
 	return st;
 }
 
@@ -132,7 +131,6 @@ test_snaive_exact(void)
 
 	if (fc(ap, NELEM(ap), s12, 1, 12, "snaive", NULL, 0, &res) != DMF_OK)
 	{
-		CHECK(0, "snaive failed");
 		return;
 	}
 	for (k = 0, ok = 1; k < 12; k++)
@@ -166,7 +164,7 @@ check_band(const double *y, int n, const int *seasons, int ns, int m,
 
 	if (fc(y, n, seasons, ns, h, method, NULL, 0, &res) != DMF_OK)
 	{
-		CHECK(0, "%s failed", what);
+		printf("(in: %s)\n", what);
 		return;
 	}
 	check_sane(&res, h, what);
@@ -297,7 +295,7 @@ test_all_methods_sane(void)
 		snprintf(what, sizeof(what), "%s on a short trending series", methods[i]);
 		if (fc(y, 60, s12, 1, 30, methods[i], NULL, 0, &res) != DMF_OK)
 		{
-			CHECK(0, "%s failed", what);
+			printf("(in: %s)\n", what);
 			continue;
 		}
 		check_sane(&res, 30, what);
