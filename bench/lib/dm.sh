@@ -26,7 +26,7 @@ wal_level = logical
 max_wal_senders = 10
 max_replication_slots = 10
 max_worker_processes = 20
-output_plugin_libraries = 'pgoutput, driftmirror'
+$(dm_output_plugin_conf)
 EOF
     dm_as_user pg_ctl -D "$dir" -l "$dir.log" -w start >/dev/null
 }

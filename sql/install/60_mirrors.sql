@@ -344,7 +344,9 @@ BEGIN
                                      lbl, (f ->> 'max_wal_senders')::int - (f ->> 'used_wal_senders')::int,
                                      f ->> 'max_wal_senders', need_senders);
         END IF;
-        IF NOT 'driftmirror' = ANY (driftmirror._split_list(f ->> 'output_plugin_libraries')) THEN
+        -- output_plugin_libraries exists from 15.19 on; older builds load any plugin
+        IF f ->> 'output_plugin_libraries' IS NOT NULL
+           AND NOT 'driftmirror' = ANY (driftmirror._split_list(f ->> 'output_plugin_libraries')) THEN
             probs := probs || format('node "%s": output_plugin_libraries (%s) does not list driftmirror',
                                      lbl, coalesce(nullif(f ->> 'output_plugin_libraries', ''), 'empty'));
         END IF;

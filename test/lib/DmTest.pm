@@ -18,7 +18,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(dm_node dm_wait_for);
+our @EXPORT = qw(dm_node dm_wait_for dm_has_output_plugin_libraries);
+
+# dm_has_output_plugin_libraries(): whether this server build has the
+# output_plugin_libraries setting (PostgreSQL 15.19 and later minor releases)
+my $has_opl;
+sub dm_has_output_plugin_libraries
+{
+	$has_opl = (`postgres --describe-config 2>/dev/null` =~ /^output_plugin_libraries\t/m) ? 1 : 0
+	  unless defined $has_opl;
+	return $has_opl;
+}
 
 sub dm_node
 {
@@ -40,8 +50,9 @@ max_wal_senders = 20
 max_replication_slots = 20
 max_logical_replication_workers = 10
 max_worker_processes = 30
-output_plugin_libraries = 'pgoutput, driftmirror'
 } if $opts{logical};
+	$conf .= "output_plugin_libraries = 'pgoutput, driftmirror'\n"
+	  if $opts{logical} && dm_has_output_plugin_libraries();
 	# jobs run in background workers: test clusters listen on a Unix socket
 	# only, where pg_cron's default libpq connection to localhost fails
 	$conf .= "cron.database_name = 'postgres'\ncron.use_background_workers = on\n"

@@ -120,6 +120,15 @@ dm_reexec_readable() {
     DM_REEXECED=1 DM_ROOT=$copy exec "$copy/$script" "$@"
 }
 
+# dm_output_plugin_conf: the postgresql.conf line that lets the driftmirror
+# output plugin load, on builds that have output_plugin_libraries (15.19 and
+# later minor releases); nothing on older ones, which load any plugin
+dm_output_plugin_conf() {
+    if "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
+        echo "output_plugin_libraries = 'pgoutput, driftmirror'"
+    fi
+}
+
 dm_as_user() {
     local path="$DM_PGBIN:$PATH"
     if [ "$(id -u)" -eq 0 ]; then

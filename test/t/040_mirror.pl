@@ -212,12 +212,15 @@ my $capp2 = conninfo($c, 'app2');
 $a->safe_psql('postgres', "SELECT driftmirror.dm_add_resource('g', 'bad', 'postgres', '$app2')");
 ($ret, $out, $err) = $a->psql('postgres',
 	"\\set VERBOSITY verbose\nSELECT driftmirror.dm_create_mirror('g', 'bad', '$capp2')");
-like($err, qr/ERROR:  55000: cannot mirror resource "bad" of group "g": 8 problem\(s\) found/,
+# builds before 15.19 have no output_plugin_libraries: one problem less
+my $opl = dm_has_output_plugin_libraries();
+my $nprobs = $opl ? 8 : 7;
+like($err, qr/ERROR:  55000: cannot mirror resource "bad" of group "g": $nprobs problem\(s\) found/,
 	'preflight refuses with the number of problems');
 for my $p (
 	qr/node "g\/bad mirror": wal_level is "minimal", not "logical"/,
 	qr/node "g\/bad mirror": only 0 free replication slot\(s\) of max_replication_slots = 0; 1 needed/,
-	qr/node "g\/bad mirror": output_plugin_libraries \(pgoutput, test_decoding\) does not list driftmirror/,
+	($opl ? (qr/node "g\/bad mirror": output_plugin_libraries \(pgoutput, test_decoding\) does not list driftmirror/) : ()),
 	qr/node "g\/bad mirror": driftmirror is not in shared_preload_libraries/,
 	qr/node "g\/bad primary": table public.nopk has neither a primary key nor a replica identity/,
 	qr/schema: table public.nopk is missing on the mirror/,

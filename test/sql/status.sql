@@ -13,6 +13,7 @@ SELECT count(*) AS worker_rows FROM dm_worker;
 SELECT extversion FROM pg_extension WHERE extname = 'driftmirror';
 SELECT count(*) AS update_paths_to_newer
   FROM pg_extension_update_paths('driftmirror')
- WHERE source = '0.1.0' AND path IS NOT NULL;
+ WHERE source = (SELECT extversion FROM pg_extension WHERE extname = 'driftmirror')
+   AND path IS NOT NULL;
 
 SELECT dm_drop_group('quiet', true);
