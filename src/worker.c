@@ -238,6 +238,7 @@ ReadDueGroups(bool reloaded)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING,
@@ -351,6 +352,7 @@ RecordStepFailure(DueGroup *group, ErrorData *edata)
 {
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		DmSpiConnect();
