@@ -124,9 +124,11 @@ dm_reexec_readable() {
 
 # dm_output_plugin_conf: the postgresql.conf line that lets the driftmirror
 # output plugin load, on builds that have output_plugin_libraries (15.19 and
-# later minor releases); nothing on older ones, which load any plugin
+# later minor releases); nothing on older ones, which load any plugin.
+# postgres refuses to run as root, even to describe its settings: asked as
+# root it would say nothing, and a 15.19+ node would get no such line.
 dm_output_plugin_conf() {
-    if "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
+    if dm_as_user "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
         echo "output_plugin_libraries = 'pgoutput, driftmirror'"
     fi
 }
