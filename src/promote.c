@@ -35,6 +35,7 @@
 #include "utils/tuplestore.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "fence.h"
 #include "promote.h"
 #include "spi_util.h"
@@ -349,31 +350,6 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* AppendConnValue: a conninfo value, quoted when needed */
-static void
-AppendConnValue(StringInfo buf, const char *v)
-{
-	const char *c;
-	bool		plain = *v != '\0';
-
-	for (c = v; *c; c++)
-		if (*c == ' ' || *c == '\'' || *c == '\\' || *c == '=')
-			plain = false;
-	if (plain)
-	{
-		appendStringInfoString(buf, v);
-		return;
-	}
-	appendStringInfoChar(buf, '\'');
-	for (c = v; *c; c++)
-	{
-		if (*c == '\'' || *c == '\\')
-			appendStringInfoChar(buf, '\\');
-		appendStringInfoChar(buf, *c);
-	}
-	appendStringInfoChar(buf, '\'');
-}
-
 /*
  * driftmirror_multihost
  *		_multihost(endpoints text[], target_session_attrs text): one libpq
@@ -451,9 +427,9 @@ driftmirror_multihost(PG_FUNCTION_ARGS)
 				 errmsg("no endpoint given")));
 
 	appendStringInfoString(&out, "host=");
-	AppendConnValue(&out, hosts.data);
+	DmAppendConnValue(&out, hosts.data);
 	appendStringInfoString(&out, " port=");
-	AppendConnValue(&out, ports.data);
+	DmAppendConnValue(&out, ports.data);
 	{
 		PQconninfoOption *o;
 
@@ -468,11 +444,11 @@ driftmirror_multihost(PG_FUNCTION_ARGS)
 			if (o->compiled && strcmp(o->val, o->compiled) == 0)
 				continue;
 			appendStringInfo(&out, " %s=", o->keyword);
-			AppendConnValue(&out, o->val);
+			DmAppendConnValue(&out, o->val);
 		}
 	}
 	PQconninfoFree(first);
 	appendStringInfoString(&out, " target_session_attrs=");
-	AppendConnValue(&out, tsa);
+	DmAppendConnValue(&out, tsa);
 	PG_RETURN_TEXT_P(cstring_to_text(out.data));
 }
