@@ -132,6 +132,7 @@ DmAutoPromote(int64 group_id)
 	ListCell   *lc;
 	uint64		i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();

@@ -737,6 +737,12 @@ BEGIN
         reasons := reasons || format('%s write transaction(s) on the primary older than promote_max_xact_seconds %s; the oldest has run %s s',
                                      o ->> 'long_xacts', max_x, o ->> 'oldest_write_xact_seconds');
     END IF;
+    -- the fence refuses COMMIT PREPARED: a transaction prepared before it
+    -- could only commit on the old primary, after the fence LSN, and be lost
+    IF coalesce((o ->> 'prepared_xacts')::integer, 0) > 0 THEN
+        reasons := reasons || format('%s prepared transaction(s) in the primary''s database, the oldest prepared %s s ago: the fence would refuse their COMMIT PREPARED; finish them (COMMIT PREPARED or ROLLBACK PREPARED) first',
+                                     o ->> 'prepared_xacts', o ->> 'oldest_prepared_seconds');
+    END IF;
     SELECT array_agg(x ORDER BY x) INTO only_old
       FROM (SELECT jsonb_array_elements_text(o -> 'schema') EXCEPT
             SELECT jsonb_array_elements_text(n -> 'schema')) d (x);
@@ -760,6 +766,8 @@ BEGIN
                'tables_not_ready', n -> 'tables_not_ready',
                'long_write_xacts', o -> 'long_xacts', 'max_xact_seconds', max_x,
                'oldest_write_xact_seconds', o -> 'oldest_write_xact_seconds',
+               'prepared_xacts', o -> 'prepared_xacts',
+               'oldest_prepared_seconds', o -> 'oldest_prepared_seconds',
                'schema_only_on_primary', to_jsonb(coalesce(only_old, '{}')),
                'schema_only_on_mirror', to_jsonb(coalesce(only_new, '{}')),
                'passed', cardinality(reasons) = 0,
