@@ -117,9 +117,12 @@ $a->safe_psql('postgres', q{
 	REVOKE CONNECT ON DATABASE secret FROM PUBLIC;
 	CREATE ROLE eve LOGIN IN ROLE driftmirror_admin;
 	CREATE DATABASE evil OWNER eve;
+	CREATE DATABASE evil2 OWNER eve;
 });
-$a->safe_psql('evil', 'CREATE TABLE payroll (id int PRIMARY KEY, salary_of_ceo bigint NOT NULL)');
-$a->safe_psql('evil', 'ALTER TABLE payroll OWNER TO eve');
+# evil: an empty database (a preflight would list what it lacks); evil2:
+# the same table, ready to receive a copy
+$a->safe_psql('evil2', 'CREATE TABLE payroll (id int PRIMARY KEY, salary_of_ceo bigint NOT NULL)');
+$a->safe_psql('evil2', 'ALTER TABLE payroll OWNER TO eve');
 my ($ret, $out, $err) = $a->psql('secret', 'SELECT 1', connstr => $a->connstr('secret') . ' user=eve');
 isnt($ret, 0, 'eve cannot connect to the secret database herself');
 
@@ -136,6 +139,7 @@ $a->safe_psql('postgres', q{SELECT driftmirror.dm_create_group('g', '{"interval"
 # --- finding 1: the server's own socket as an endpoint
 my $secret_ep = "host=$sock port=" . $a->port . " dbname=secret user=$super";
 my $evil_ep = "host=$sock port=" . $a->port . " dbname=evil user=$super";
+my $evil2_ep = "host=$sock port=" . $a->port . " dbname=evil2 user=$super";
 ($ret, $out, $err) = as_eve("SELECT driftmirror.dm_add_resource('g', 'loot', 'postgres', '$secret_ep')");
 like($err, qr/ERROR:  42501: permission denied to use this resource endpoint/,
 	'an admin cannot name the server socket as a resource endpoint');
@@ -153,8 +157,14 @@ unlike($err, qr/payroll|salary_of_ceo/, 'the refusal shows no table or column of
 ($ret, $out, $err) = as_eve("SELECT driftmirror.dm_create_mirror('g', 'sec', 'host=127.0.0.1 port=1 dbname=evil', '{\"publisher_endpoint\": \"$evil_ep\"}')");
 like($err, qr/ERROR:  42501: permission denied to use this (mirror|publisher) endpoint/,
 	'nor through publisher_endpoint');
+($ret, $out, $err) = as_eve("SELECT driftmirror.dm_create_mirror('g', 'sec', '$evil2_ep', '{\"fence\": false}')");
+like($err, qr/ERROR:  42501: permission denied to use this mirror endpoint/,
+	'nor into a database of hers that is ready for a copy');
 is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.mirror'), '0', 'no mirror was created');
-is($a->safe_psql('evil', 'SELECT count(*) FROM payroll'), '0', 'no secret row reached the admin\'s database');
+# (were one created, let its copy finish before counting)
+$a->poll_query_until('postgres',
+	"SELECT count(*) = 0 OR bool_and(state IN ('mirroring', 'failed')) FROM driftmirror.dm_mirror_status");
+is($a->safe_psql('evil2', 'SELECT count(*) FROM payroll'), '0', 'no secret row reached the admin\'s database');
 
 # changing a superuser's resource to another endpoint is refused too
 ($ret, $out, $err) = as_eve("SELECT driftmirror.dm_alter_resource('g', 'sec', endpoint => '$evil_ep')");
@@ -182,7 +192,7 @@ is($ret, 0, 'eve syncs the sequences of a mirror whose endpoints a superuser set
 is($b->safe_psql('app', 'SELECT last_value FROM invoice_no'), '500', 'the mirror\'s sequence was set');
 
 $a->safe_psql('app', "SELECT setval('invoice_no', 900)");
-$a->safe_psql('postgres', "SELECT driftmirror.dm_revoke_endpoint('$cb')");
+$a->psql('postgres', "SELECT driftmirror.dm_revoke_endpoint('$cb')");
 ($ret, $out, $err) = as_eve("SELECT driftmirror.dm_sync_sequences('g', 'db')");
 like($err, qr/ERROR:  42501: permission denied to use this mirror endpoint/,
 	'after the revocation eve cannot write the mirror\'s sequences');
