@@ -97,6 +97,17 @@ SELECT dm_client_conninfo('host=h x=y');
 SELECT kind, count(*) FROM dm_actions WHERE kind IN ('approve_endpoint', 'revoke_endpoint')
  GROUP BY kind ORDER BY kind;
 
+-- every SECURITY DEFINER function of the schema has the fixed search_path
+-- and is not executable by PUBLIC (operations.md, "Security model", point 9)
+SELECT p.oid::regprocedure AS unsafe
+  FROM pg_proc p
+ WHERE p.pronamespace = 'driftmirror'::regnamespace AND p.prosecdef
+   AND (NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+        OR has_function_privilege('public', p.oid, 'EXECUTE'))
+ ORDER BY 1;
+SELECT count(*) >= 25 AS checked FROM pg_proc p
+ WHERE p.pronamespace = 'driftmirror'::regnamespace AND p.prosecdef;
+
 SELECT dm_drop_group('sec', force => true);
 DELETE FROM endpoint_approval;
 DROP ROLE regress_sec_admin, regress_sec_monitor;
