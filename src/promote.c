@@ -317,6 +317,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 						 errmsg("group \"%s\" has no resource with a mirror to promote", group),
 						 errhint("Create one with dm_create_mirror.")));
 		}
+		/* a non-superuser promotes only mirrors of approved endpoints */
+		foreach(lc, resources)
+			DmSpiExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
+					  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+					  (Datum[]) {gid, CStringGetTextDatum(group),
+					  CStringGetTextDatum((char *) lfirst(lc))});
 	}
 	SPI_finish();
 

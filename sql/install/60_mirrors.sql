@@ -1694,6 +1694,27 @@ BEGIN
 END
 $$;
 
+-- _check_mirror_delegated: the check of _check_endpoint_delegated
+-- (35_resources.sql) on both endpoints of the postgres mirror of a resource,
+-- for the calls that use an existing mirror (sequences, verify, promote);
+-- nothing for other kinds (their tokens go only to approved URLs) or
+-- without a mirror
+CREATE FUNCTION driftmirror._check_mirror_delegated(p_resource_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m driftmirror.mirror;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = p_resource_id;
+    IF FOUND AND m.kind = 'postgres' THEN
+        PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
+        PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    END IF;
+END
+$$;
+
 -- dm_sync_sequences: read every sequence of the primary now and set the
 -- mirror's sequences to the same values; returns how many were set.  For
 -- switchover (after the primary is fenced).  Talks to both nodes from the
@@ -1717,8 +1738,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
-    PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
-    PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     seqs := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
         $q$SELECT COALESCE(pg_catalog.jsonb_object_agg(
                pg_catalog.format('%I.%I', schemaname, sequencename),
@@ -1776,8 +1796,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
-    PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
-    PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     facts := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
                                        driftmirror._node_facts_sql())::jsonb;
     -- table names come from the node as format('%I.%I'): accept nothing else

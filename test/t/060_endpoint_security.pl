@@ -200,6 +200,10 @@ is($b->safe_psql('app', 'SELECT last_value FROM invoice_no'), '500', 'the mirror
 ($ret, $out, $err) = as_eve("SELECT * FROM driftmirror.dm_mirror_verify('g', 'db')");
 like($err, qr/ERROR:  42501: permission denied to use this mirror endpoint/,
 	'nor read its tables through dm_mirror_verify');
+($ret, $out, $err) = as_eve("SELECT * FROM driftmirror.dm_promote('g', 'db')");
+like($err, qr/ERROR:  42501: permission denied to use this mirror endpoint/,
+	'nor promote it');
+is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.promotion'), '0', 'no promotion was started');
 
 # --- routes: no administration role; clients add their own user=
 $a->safe_psql('postgres', 'CREATE ROLE shop_client LOGIN');

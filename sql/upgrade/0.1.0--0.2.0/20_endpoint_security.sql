@@ -640,6 +640,27 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_create_mirror(text, text, text, jsonb) IS
     'Start mirroring a resource: postgres (both nodes checked; the worker creates the replication objects) or cache/app/web/service (the worker asks the HTTP actuator); see dm_mirror_status';
 
+-- _check_mirror_delegated: the check of _check_endpoint_delegated
+-- (35_resources.sql) on both endpoints of the postgres mirror of a resource,
+-- for the calls that use an existing mirror (sequences, verify, promote);
+-- nothing for other kinds (their tokens go only to approved URLs) or
+-- without a mirror
+CREATE FUNCTION driftmirror._check_mirror_delegated(p_resource_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m driftmirror.mirror;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = p_resource_id;
+    IF FOUND AND m.kind = 'postgres' THEN
+        PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
+        PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    END IF;
+END
+$$;
+
 -- dm_sync_sequences: read every sequence of the primary now and set the
 -- mirror's sequences to the same values; returns how many were set.  For
 -- switchover (after the primary is fenced).  Talks to both nodes from the
@@ -663,8 +684,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
-    PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
-    PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     seqs := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
         $q$SELECT COALESCE(pg_catalog.jsonb_object_agg(
                pg_catalog.format('%I.%I', schemaname, sequencename),
@@ -722,8 +742,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
-    PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
-    PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     facts := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
                                        driftmirror._node_facts_sql())::jsonb;
     -- table names come from the node as format('%I.%I'): accept nothing else
@@ -876,7 +895,7 @@ REVOKE ALL ON driftmirror.endpoint_approval FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._caller_is_superuser(), driftmirror._check_endpoint_delegated(text, text, text),
     driftmirror.dm_approve_endpoint(text), driftmirror.dm_revoke_endpoint(text),
     driftmirror.dm_client_conninfo(text), driftmirror._node_role_sql(),
-    driftmirror._route_endpoint(bigint, text) FROM PUBLIC;
+    driftmirror._route_endpoint(bigint, text), driftmirror._check_mirror_delegated(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION driftmirror.dm_approve_endpoint(text), driftmirror.dm_revoke_endpoint(text),
     driftmirror.dm_client_conninfo(text) TO driftmirror_admin;
 GRANT EXECUTE ON FUNCTION driftmirror.dm_client_conninfo(text) TO driftmirror_monitor;
