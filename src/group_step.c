@@ -39,6 +39,7 @@
 static void
 RunInTransaction(const char *sql, int64 group_id)
 {
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -67,6 +68,7 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	 * session or node failure) get a recovery worker, which finishes them or
 	 * rolls them back
 	 */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();

@@ -50,8 +50,7 @@ PlainValue(const char *v, const char *what)
 
 /*
  * DatabasesLine
- *		"<db> = host=.. port=.. dbname=.. [user=..]" from the target
- *		conninfo; sets *host and *port (palloc'd).  Raises if the conninfo
+ *		"<db> = host=.. port=.. dbname=.." from the target conninfo; sets *host and *port (palloc'd).  Raises if the conninfo
  *		has no host or cannot be parsed.
  */
 static char *
@@ -79,8 +78,9 @@ DatabasesLine(DmRouterTask *t, char **host, char **port)
 	{
 		if (o->val == NULL || o->val[0] == '\0')
 			continue;
+		/* no user=: pgbouncer logs in as its client, never as our role */
 		if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "port") == 0 ||
-			strcmp(o->keyword, "dbname") == 0 || strcmp(o->keyword, "user") == 0)
+			strcmp(o->keyword, "dbname") == 0)
 		{
 			appendStringInfo(&line, " %s=%s", o->keyword, PlainValue(o->val, o->keyword));
 			if (strcmp(o->keyword, "host") == 0)

@@ -203,6 +203,17 @@ BEGIN
                   HINT = 'Put the password in the passfile (~/.pgpass) of the operating system user that runs the server.';
     END IF;
     PERFORM driftmirror._router_options_check(p_kind, p_endpoint, p_options);
+    -- the server talks to the router with its own credentials (a pooler's
+    -- admin console, an admin socket, a signing key): endpoints a
+    -- superuser set or approved only (35_resources.sql)
+    IF p_kind = 'pgbouncer' THEN
+        PERFORM driftmirror._check_endpoint('postgres', p_endpoint);
+    ELSIF p_kind = 'webhook' THEN
+        PERFORM driftmirror._check_endpoint('web', p_endpoint);
+    END IF;
+    IF p_kind <> 'webhook' OR p_options ? 'hmac_key_file' THEN
+        PERFORM driftmirror._check_endpoint_delegated('router endpoint', p_endpoint, 'dm_add_router');
+    END IF;
     IF EXISTS (SELECT FROM driftmirror.router rt WHERE rt.group_id = gid AND rt.name = p_name) THEN
         RAISE EXCEPTION 'router "%" already exists in group "%"', p_name, p_group
             USING ERRCODE = 'duplicate_object';
@@ -429,7 +440,8 @@ AS $$
                                        nd.role = 'mirror'
                               LIMIT 1))
               ELSE jsonb_build_object('nodes', coalesce((
-                  SELECT jsonb_agg(jsonb_build_object('role', nd.role, 'endpoint', nd.endpoint,
+                  SELECT jsonb_agg(jsonb_build_object('role', nd.role,
+                                                      'endpoint', driftmirror._route_endpoint(nd.resource_id, nd.endpoint),
                                                       'read_weight', nd.read_weight,
                                                       'write_weight', nd.write_weight)
                                    ORDER BY nd.role DESC)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # webhook_receiver.py: a loopback HTTP receiver standing in for a router's
-# API in the routing tests (test/t/060_routing.pl).
+# API in the routing tests (test/t/065_routing.pl).
 #
 #   webhook_receiver.py PORT LOGFILE KEYFILE FAIL_FIRST
 #

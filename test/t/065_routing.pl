@@ -1,4 +1,4 @@
-# 060_routing.pl: routers follow dm_shift: a real HAProxy (runtime API),
+# 065_routing.pl: routers follow dm_shift: a real HAProxy (runtime API),
 # a real pgbouncer (admin console + its included [databases] file) and a
 # loopback webhook receiver, in front of a real primary and its mirror.
 #
@@ -115,12 +115,13 @@ is(served_by($via_bouncer, 3)->{a}, 3, 'pgbouncer stays on the primary, which ha
 my $keys_on_mirror = sub {
 	$a->safe_psql('postgres', q{
 		SELECT string_agg(k::text, ',' ORDER BY k) FROM generate_series(1, 200) k
-		 WHERE driftmirror.dm_route('orders', 'db', 'read', k::text) = (SELECT mirror_endpoint FROM driftmirror.mirror)});
+		 WHERE driftmirror.dm_route('orders', 'db', 'read', k::text)
+		       = (SELECT driftmirror.dm_client_conninfo(mirror_endpoint) FROM driftmirror.mirror)});
 };
 my @at25 = split /,/, $keys_on_mirror->();
 ok(@at25 > 20 && @at25 < 80, 'about a quarter of the keys read from the mirror (' . scalar(@at25) . ' of 200)');
 is($keys_on_mirror->(), join(',', @at25), 'the same keys again (stable per key)');
-is($a->safe_psql('postgres', q{SELECT driftmirror.dm_route('orders', 'db', 'write') = endpoint FROM driftmirror.dm_resources WHERE name = 'db'}),
+is($a->safe_psql('postgres', q{SELECT driftmirror.dm_route('orders', 'db', 'write') = driftmirror.dm_client_conninfo(endpoint) FROM driftmirror.dm_resources WHERE name = 'db'}),
 	't', 'writes stay on the primary');
 
 # ---- 100 % ----
