@@ -413,6 +413,7 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 	uint64		i;
 	int			j;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -1292,6 +1293,7 @@ Record(List *sources, Samples *samples)
 	ListCell   *lc;
 	int			i = 0;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: storing collected metrics");
@@ -1670,6 +1672,7 @@ DmMaybeRunMetricMaintenance(bool force)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "driftmirror: metric store maintenance");
