@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "remote_conn.h"
 
 static void CancelRemote(PGconn *conn);
@@ -69,6 +70,9 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
+	/* defence in depth: the keyword allow-list of endpoint.c, again here */
+	DmCheckConninfo(conninfo);
+
 	conn = PQconnectStartParams(keywords, values, 1);
 	if (conn == NULL)
 		ereport(ERROR,
@@ -110,7 +114,8 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not connect to node \"%s\"", label),
-					 errdetail_internal("%s", Chomp(PQerrorMessage(conn)))));
+					 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
+					 DmPassfileHint(PQerrorMessage(conn))));
 
 		/* harden the session: our statements qualify every name anyway */
 		DmRemoteCommand(conn, label,
