@@ -77,13 +77,20 @@ $(DM_INSTALL_SQL): $(sort $(wildcard sql/install/*.sql)) driftmirror.control
 	  for f in $(sort $(wildcard sql/install/*.sql)); do \
 	    printf '\n-- ---- %s ----\n' "$$f"; cat "$$f"; done; } > $@
 
-# sql/driftmirror--FROM--TO.sql from sql/upgrade/FROM--TO/*.sql
+# sql/driftmirror--FROM--TO.sql from sql/upgrade/FROM--TO/: its *.sql files,
+# and its *.include files, each a list of sql/install/ files that an update
+# creates whole (new in that version), pasted in their place, in name order
 .SECONDEXPANSION:
-$(DM_UPGRADE_SQL): sql/driftmirror--%.sql: $$(sort $$(wildcard sql/upgrade/%/*.sql))
-	{ printf '%s\n' '-- generated from sql/upgrade/$*/*.sql by make: do not edit' \
+$(DM_UPGRADE_SQL): sql/driftmirror--%.sql: $$(sort $$(wildcard sql/upgrade/%/*)) \
+		$$(sort $$(wildcard sql/install/*.sql))
+	{ printf '%s\n' '-- generated from sql/upgrade/$*/ by make: do not edit' \
 	    '\echo Use "ALTER EXTENSION driftmirror UPDATE" to load this file. \quit'; \
-	  for f in $(sort $(wildcard sql/upgrade/$*/*.sql)); do \
-	    printf '\n-- ---- %s ----\n' "$$f"; cat "$$f"; done; } > $@
+	  for f in $(sort $(wildcard sql/upgrade/$*/*.sql sql/upgrade/$*/*.include)); do \
+	    case "$$f" in \
+	    *.include) for i in $$(grep -v '^#' "$$f"); do \
+	        printf '\n-- ---- %s (from %s) ----\n' "$$i" "$$f"; cat "$$i" || exit 1; done ;; \
+	    *) printf '\n-- ---- %s ----\n' "$$f"; cat "$$f" ;; \
+	    esac; done; } > $@
 
 $(OBJS): $(wildcard src/*.h src/forecast/*.h)
 

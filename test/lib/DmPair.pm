@@ -5,7 +5,8 @@
 # test schema on both (the probe's table, a serial table, a sequence),
 # group "orders" (interval 1s, plus opts{group_options}), resource "db"
 # and its mirror (opts{mirror_options}), and waits until the mirror is
-# mirroring.  Returns a hash:
+# mirroring.  opts{extension_version}: the version of driftmirror created
+# on node a (default: the current one).  Returns a hash:
 #   a, b          the nodes
 #   ca, cb        conninfo of app on a and on b
 #   multihost     dm_route_multihost('orders', 'db')
@@ -38,7 +39,8 @@ sub dm_pair
 {
 	my (%opts) = @_;
 	my $conf = "restart_after_crash = on\nlog_statement = none\n" . ($opts{conf} // '');
-	my $a = dm_node('a', logical => 1, conf => $conf);
+	my $a = dm_node('a', logical => 1, conf => $conf,
+		extension_version => $opts{extension_version});
 	my $b = dm_node('b', logical => 1, no_extension => 1, conf => $conf);
 	my $p = { a => $a, b => $b };
 	$p->{probe} = probe_build();
