@@ -8,8 +8,8 @@
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
  * results in the next one.  Phases: recovery of interrupted promotions
- * (promote.c), mirrors (mirror.c), then the heartbeat that dm_status shows;
- * collection, forecasting and actions plug in as further phases.
+ * (promote.c), mirrors (mirror.c), auto-promotion, forecasts and scaling
+ * (scaling_phase.c), then the heartbeat that dm_status shows.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -27,6 +27,7 @@
 #include "driftmirror.h"
 #include "mirror.h"
 #include "promote.h"
+#include "scaling.h"
 #include "spi_util.h"
 
 /*
@@ -84,6 +85,14 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 
 	/* phase: auto-promotion, on the status the mirror phase just read */
 	DmAutoPromote(group_id);
+
+	/*
+	 * phase: forecasts and scaling (models retrained on their schedule or
+	 * when their accuracy degrades, decisions, actuators); HTTP requests run
+	 * outside transactions, see scaling_phase.c
+	 */
+	DmRunForecastPhase(group_id);
+	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);

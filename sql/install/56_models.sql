@@ -55,8 +55,14 @@ CREATE TABLE driftmirror.model (
     backtest_mase   float8,
     coverage80      float8,
     coverage95      float8,
+    backtest_mae    float8,
     reason          text NOT NULL,
     trained_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- rolling accuracy: one-step-ahead forecasts of the worker's steps
+    -- against the demand then observed (58_scaling_phase.sql)
+    rolling_mae     float8,
+    rolling_points  integer,
+    rolling_at      timestamptz,
     UNIQUE (resource_id, metric_id, version),
     FOREIGN KEY (group_id, resource_id)
         REFERENCES driftmirror.resource (group_id, id) ON DELETE CASCADE
@@ -348,7 +354,8 @@ $$;
 CREATE FUNCTION driftmirror._select_method(p_vals float8[], p_lo integer, p_hi integer,
                                            p_seasons integer[], p_h integer, p_occ jsonb,
                                            OUT method text, OUT points integer,
-                                           OUT mase float8, OUT cov80 float8, OUT cov95 float8)
+                                           OUT mase float8, OUT cov80 float8, OUT cov95 float8,
+                                           OUT mae float8)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -371,6 +378,7 @@ BEGIN
       FROM unnest(p_seasons) p WHERE 2 * p <= n - hb;
     FOREACH cand IN ARRAY ARRAY['mstl', 'hw', 'auto'] LOOP
         SELECT count(*)::integer AS points,
+               avg(abs(p_vals[p_hi - hb + f.step] - f.yhat)) AS mae,
                avg(abs(p_vals[p_hi - hb + f.step] - f.yhat)) / nullif(scale, 0) AS mase,
                avg((p_vals[p_hi - hb + f.step] BETWEEN f.lo80 AND f.hi80)::integer) AS cov80,
                avg((p_vals[p_hi - hb + f.step] BETWEEN f.lo95 AND f.hi95)::integer) AS cov95
@@ -383,6 +391,7 @@ BEGIN
             mase := r.mase;
             cov80 := r.cov80;
             cov95 := r.cov95;
+            mae := r.mae;
         END IF;
     END LOOP;
 END
@@ -434,7 +443,7 @@ BEGIN
     INSERT INTO driftmirror.model
         (group_id, resource_id, metric_id, version, method, description, source, step,
          seasons, window_points, horizon_steps, train_start, train_end, train_points,
-         events, backtest_points, backtest_mase, coverage80, coverage95, reason)
+         events, backtest_points, backtest_mase, coverage80, coverage95, backtest_mae, reason)
     SELECT p_gid, p_rid, p_mid,
            coalesce((SELECT max(x.version) FROM driftmirror.model x
                       WHERE x.resource_id = p_rid AND x.metric_id = p_mid), 0) + 1,
@@ -444,7 +453,7 @@ BEGIN
            t0, t_end, (SELECT count(*) FROM unnest(vals) v WHERE v IS NOT NULL),
            (SELECT coalesce(array_agg(DISTINCT o ->> 'name'), '{}') FROM jsonb_array_elements(occ) o
              WHERE (o ->> 'start')::bigint - (o ->> 'before')::bigint <= n),
-           bt.points, bt.mase, bt.cov80, bt.cov95, p_reason
+           bt.points, bt.mase, bt.cov80, bt.cov95, bt.mae, p_reason
     RETURNING * INTO mdl;
 
     INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
@@ -583,6 +592,8 @@ SELECT g.name AS group_name,
        m.backtest_mase,
        m.coverage80,
        m.coverage95,
+       m.rolling_mae / nullif(m.backtest_mae, 0) AS rolling_error_ratio,
+       m.rolling_points,
        m.reason,
        m.trained_at,
        now() - m.trained_at AS age

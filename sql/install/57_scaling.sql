@@ -174,6 +174,37 @@ AS $$
     SELECT ceil(extract(epoch FROM p_lead) / extract(epoch FROM p_step))::integer + 1
 $$;
 
+-- _scale_observed: the largest demand of the buckets that ended during the
+-- scale_cooldown before p_as_of (at least the last bucket)
+CREATE FUNCTION driftmirror._scale_observed(p_model driftmirror.model, p_cooldown interval,
+                                            p_as_of timestamptz)
+RETURNS float8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(v)
+      FROM unnest(driftmirror._model_series(
+               p_model.resource_id, p_model.metric_id, p_model.source, p_model.step,
+               date_bin(p_model.step, p_as_of, timestamptz '2000-01-01 00:00:00+00')
+                 - greatest(1, ceil(extract(epoch FROM p_cooldown) / extract(epoch FROM p_model.step)))::integer * p_model.step,
+               date_bin(p_model.step, p_as_of, timestamptz '2000-01-01 00:00:00+00'))) v
+$$;
+
+-- _scale_last_action: when the last scale action of a resource that
+-- changed its capacity started (before p_as_of)
+CREATE FUNCTION driftmirror._scale_last_action(p_gid bigint, p_resource text,
+                                               p_as_of timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(a.started_at)
+      FROM driftmirror.action a
+      JOIN driftmirror.resource_group g ON g.name = a.group_name AND g.id = p_gid
+     WHERE a.resource_name = p_resource AND a.kind = 'scale' AND a.outcome = 'done'
+       AND a.started_at < p_as_of
+$$;
+
 CREATE FUNCTION driftmirror.dm_capacity_plan("group" text, resource text,
                                              as_of timestamptz DEFAULT now())
 RETURNS TABLE(metric text, observed float8, forecast_upper float8,
@@ -205,17 +236,8 @@ BEGIN
     k := driftmirror._scale_steps(st.lead_time, mdl.step);
     SELECT max(f.hi95) INTO forecast_upper
       FROM driftmirror._model_forecast_at(mdl, p_as_of, k) f;
-    SELECT max(v) INTO observed
-      FROM unnest(driftmirror._model_series(
-               mdl.resource_id, mdl.metric_id, mdl.source, mdl.step,
-               date_bin(mdl.step, p_as_of, timestamptz '2000-01-01 00:00:00+00')
-                 - greatest(1, ceil(extract(epoch FROM st.cooldown) / extract(epoch FROM mdl.step)))::integer * mdl.step,
-               date_bin(mdl.step, p_as_of, timestamptz '2000-01-01 00:00:00+00'))) v;
-    SELECT max(a.started_at) INTO last_scale
-      FROM driftmirror.action a
-      JOIN driftmirror.resource_group g ON g.name = a.group_name AND g.id = st.group_id
-     WHERE a.resource_name = $2 AND a.kind = 'scale' AND a.outcome = 'done'
-       AND a.started_at < p_as_of;
+    observed := driftmirror._scale_observed(mdl, st.cooldown, p_as_of);
+    last_scale := driftmirror._scale_last_action(st.group_id, $2, p_as_of);
     dec := driftmirror._scale_decision(st.capacity, forecast_upper, observed, st.unit,
                                        st.headroom, st.min_capacity, st.max_capacity,
                                        last_scale IS NULL OR p_as_of - last_scale >= st.cooldown);
@@ -361,6 +383,8 @@ REVOKE ALL ON FUNCTION driftmirror._scale_settings(text, text),
     driftmirror._scale_decision(integer, float8, float8, float8, float8, integer, integer, boolean),
     driftmirror._scale_model(bigint, bigint, smallint, timestamptz),
     driftmirror._scale_steps(interval, interval),
+    driftmirror._scale_observed(driftmirror.model, interval, timestamptz),
+    driftmirror._scale_last_action(bigint, text, timestamptz),
     driftmirror.dm_capacity_plan(text, text, timestamptz),
     driftmirror.dm_backtest_scaling(text, text, timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION driftmirror.dm_capacity_plan(text, text, timestamptz),

@@ -188,7 +188,10 @@ SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2026-01-0
 SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2000-01-01 00:00+00', '2000-01-02 00:00+00')$$);
 SELECT pg_temp.err($$SELECT * FROM (SELECT t FROM anchor) a, dm_backtest_scaling('shop', 'web', a.t - interval '1 day', a.t + interval '1 year')$$);
 SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', NULL, now())$$);
+SELECT pg_temp.err($$SELECT dm_schedule_training('nosuch', '* * * * *')$$);
+SELECT pg_temp.err($$SELECT dm_schedule_training(NULL, '* * * * *')$$);
 SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"unit_capacity": 0}')$$);
+SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"scale_function": ["f"]}')$$);
 SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"scale_metric": 5}')$$);
 SELECT models = (SELECT count(*) FROM model) AND forecasts = (SELECT count(*) FROM forecast) AS unchanged
   FROM counts;
