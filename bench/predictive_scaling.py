@@ -19,7 +19,9 @@ ratio = utilisation / target utilisation, i.e. need(observed), no change
 while |ratio - 1| <= 0.1 (HPA's default tolerance), and scale-down
 stabilisation: the largest recommendation of the last 300 s (HPA default).
 An interval is under-provisioned when its demand exceeds live capacity x
-unit; capacity-hours sum live capacity over the replay.
+unit; capacity-hours sum live capacity over the replay.  "oracle" is what a
+scaler that knew each interval's demand would keep: need(demand) per
+interval, no delay.
 
 Prints one line per series and the total, and the time the replay took
 per step (one forecast and one decision: the forecast phase's work per
@@ -120,9 +122,9 @@ def main():
                " WHERE NOT EXISTS (SELECT FROM driftmirror.dm_metric_names WHERE name = 'demand');")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     print("| series | step | steps | lead | predictive under | reactive under | ratio"
-          " | predictive cap-h | reactive cap-h | cap-h ratio | ms/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    tot = {"pu": 0, "ru": 0, "pc": 0.0, "rc": 0.0, "n": 0, "ms": 0.0}
+          " | predictive cap-h | reactive cap-h | cap-h ratio | oracle cap-h | ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    tot = {"pu": 0, "ru": 0, "pc": 0.0, "rc": 0.0, "oc": 0.0, "n": 0, "ms": 0.0}
     for name, key, step, unit, replay in SERIES:
         if args.only and args.only != name:
             continue
@@ -166,17 +168,19 @@ SELECT ts, demand, capacity, decision FROM driftmirror.dm_backtest_scaling(
         ru = sum(d > c * unit for d, c in zip(demand, rcap))
         pc = sum(pcap) * hours
         rc = sum(rcap) * hours
-        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.1f |" % (
+        # what a scaler that knew each interval's demand would keep
+        oc = sum(need(d, unit) for d in demand) * hours
+        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
             name, step, len(rows), lead, pu, ru,
             ("%.1fx fewer" % (ru / pu)) if pu else ("%d vs 0" % ru),
-            pc, rc, pc / rc, ms / len(rows)))
-        for k, v in (("pu", pu), ("ru", ru), ("pc", pc), ("rc", rc), ("n", len(rows)), ("ms", ms)):
+            pc, rc, pc / rc, oc, ms / len(rows)))
+        for k, v in (("pu", pu), ("ru", ru), ("pc", pc), ("rc", rc), ("oc", oc), ("n", len(rows)), ("ms", ms)):
             tot[k] += v
     if tot["n"]:
-        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.1f |" % (
+        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
             tot["n"], tot["pu"], tot["ru"],
             ("%.1fx fewer" % (tot["ru"] / tot["pu"])) if tot["pu"] else ("%d vs 0" % tot["ru"]),
-            tot["pc"], tot["rc"], tot["pc"] / tot["rc"], tot["ms"] / tot["n"]))
+            tot["pc"], tot["rc"], tot["pc"] / tot["rc"], tot["oc"], tot["ms"] / tot["n"]))
         print("\ntarget: >= 5x fewer under-provisioned intervals at <= 1.1x the capacity-hours")
 
 
