@@ -33,6 +33,7 @@ extern char *DmS3Endpoint;
 extern char *DmS3Region;
 extern char *DmS3AccessKeyId;
 extern char *DmS3SecretFile;
+extern char *DmRouterFilesDirectory;
 
 extern void DmDefineSettings(void);
 

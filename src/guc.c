@@ -31,6 +31,7 @@ char	   *DmS3Endpoint = NULL;
 char	   *DmS3Region = NULL;
 char	   *DmS3AccessKeyId = NULL;
 char	   *DmS3SecretFile = NULL;
+char	   *DmRouterFilesDirectory = NULL;
 
 /*
  * DmDefineSettings
@@ -141,6 +142,15 @@ DmDefineSettings(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("driftmirror.router_files_directory",
+							   "Directory where driftmirror writes the files routers include (pgbouncer [databases]).",
+							   "Absolute path; empty: no router file is written (pgbouncer routers fail).",
+							   &DmRouterFilesDirectory,
+							   "",
+							   PGC_SIGHUP,
+							   0,
 							   NULL, NULL, NULL);
 
 	/*

@@ -256,7 +256,7 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 	if ((bad = CheckUrl(req->url)) != NULL)
 		return bad;
 	if (!HeaderValueOk(req->bearer_token) || !HeaderValueOk(req->idempotency_key) ||
-		!HeaderValueOk(req->content_type))
+		!HeaderValueOk(req->content_type) || !HeaderValueOk(req->signature))
 		return "header values must not contain line breaks";
 	for (const char *const *hl = req->headers; hl && *hl; hl++)
 		if (!HeaderValueOk(*hl) || strchr(*hl, ':') == NULL)
@@ -336,6 +336,8 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 			DM_ADD_HEADER("Idempotency-Key: %s", req->idempotency_key);
 		for (const char *const *hl = req->headers; hl && *hl; hl++)
 			DM_ADD_HEADER("%s", *hl);
+		if (req->signature)
+			DM_ADD_HEADER("X-Driftmirror-Signature: %s", req->signature);
 		/* no "Expect: 100-continue" round trip */
 		DM_ADD_HEADER("%s", "Expect:");
 #undef DM_ADD_HEADER
