@@ -28,6 +28,7 @@ DM_PACKAGES=(
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
     prometheus prometheus-postgres-exporter
+    haproxy pgbouncer  # routers in front of the test clusters (065_routing.pl)
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl
