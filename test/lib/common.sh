@@ -28,6 +28,7 @@ DM_PACKAGES=(
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
     prometheus prometheus-postgres-exporter
+    haproxy pgbouncer  # routers in front of the test clusters (065_routing.pl)
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl
@@ -84,8 +85,15 @@ dm_build() {
     make -C "$DM_ROOT" -s clean PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null
     make -C "$DM_ROOT" -s PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
         || dm_die "build failed"
+    # bitcode a system-wide install of an older driftmirror left in the copy
+    rm -rf "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror"*
     make -C "$DM_ROOT" -s install PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null \
         || dm_die "install into $DM_PGROOT failed"
+    # no LLVM bitcode built or installed (the Makefile overrides with_llvm)
+    if [ -n "$(find "$DM_ROOT/src" -name '*.bc' -print -quit)" ] \
+        || [ -e "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror" ]; then
+        dm_die "LLVM bitcode was built or installed"
+    fi
 }
 
 dm_ensure_user() {
