@@ -8,8 +8,9 @@
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
  * results in the next one.  Phases: recovery of interrupted promotions
- * (promote.c), mirrors (mirror.c), auto-promotion, forecasts and scaling
- * (scaling_phase.c), then the heartbeat that dm_status shows.
+ * (promote.c), mirrors (mirror.c), auto-promotion, routers left behind
+ * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
+ * that dm_status shows.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -27,6 +28,7 @@
 #include "driftmirror.h"
 #include "mirror.h"
 #include "promote.h"
+#include "router.h"
 #include "scaling.h"
 #include "spi_util.h"
 
@@ -85,6 +87,13 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 
 	/* phase: auto-promotion, on the status the mirror phase just read */
 	DmAutoPromote(group_id);
+
+	/*
+	 * phase: routers behind the group's shares are retried (router.c; the
+	 * I/O runs outside transactions)
+	 */
+	DmRunRouterPhase(group_id);
+	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/*
 	 * phase: forecasts and scaling (models retrained on their schedule or
