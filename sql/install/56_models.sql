@@ -275,29 +275,6 @@ BEGIN
 END
 $$;
 
--- _model_target: group, resource and metric ids for the API's names;
--- raises on unknown names
-CREATE FUNCTION driftmirror._model_target(p_group text, p_resource text, p_metric text,
-                                          OUT group_id bigint, OUT resource_id bigint,
-                                          OUT metric_id smallint)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    group_id := driftmirror._group_id(p_group, false);
-    resource_id := driftmirror._resource_id(group_id, p_group, p_resource);
-    IF p_metric IS NULL THEN
-        RAISE EXCEPTION 'metric name must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT m.id INTO metric_id FROM driftmirror.metric_def m WHERE m.name = p_metric;
-    IF metric_id IS NULL THEN
-        RAISE EXCEPTION 'metric "%" is not registered', p_metric
-            USING ERRCODE = 'undefined_object';
-    END IF;
-END
-$$;
-
 -- _model_current: the newest model of a series trained at or before
 -- p_as_of (NULL if none)
 CREATE FUNCTION driftmirror._model_current(p_rid bigint, p_mid smallint,
@@ -552,7 +529,7 @@ DECLARE
     mdl     driftmirror.model;
     h       float8;
 BEGIN
-    tgt := driftmirror._model_target($1, $2, $3);
+    tgt := driftmirror._ingest_target($1, $2, $3);
     IF horizon IS NULL OR horizon <= interval '0' THEN
         RAISE EXCEPTION 'horizon must be a positive interval'
             USING ERRCODE = 'invalid_parameter_value';
@@ -614,7 +591,6 @@ REVOKE ALL ON FUNCTION driftmirror._model_step(bigint, smallint, timestamptz),
     driftmirror._model_events(bigint, bigint, timestamptz, interval, timestamptz),
     driftmirror._forecast_series(float8[], integer, integer, integer[], text, integer, jsonb),
     driftmirror._select_method(float8[], integer, integer, integer[], integer, jsonb),
-    driftmirror._model_target(text, text, text),
     driftmirror._model_current(bigint, smallint, timestamptz),
     driftmirror._model_forecast_at(driftmirror.model, timestamptz, integer),
     driftmirror._train_model(bigint, bigint, smallint, text, timestamptz),
