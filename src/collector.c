@@ -62,6 +62,7 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "http.h"
 #include "secrets.h"
 #include "spi_util.h"
@@ -549,6 +550,17 @@ TargetStart(PgTarget *t, long timeout_ms)
 	{
 		PQfinish(t->conn);
 		t->conn = NULL;
+	}
+
+	/* defence in depth: the endpoint keyword allow-list (endpoint.c) */
+	{
+		char	   *refused = DmConninfoProblem(t->conninfo);
+
+		if (refused != NULL)
+		{
+			TargetFail(t, refused);
+			return;
+		}
 	}
 
 	values[0] = t->conninfo;

@@ -62,6 +62,37 @@ Chomp(const char *msg)
 PGconn *
 DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 {
+	PGconn	   *volatile conn = DmRemoteConnectPlain(conninfo, label, timeout);
+
+	PG_TRY();
+	{
+		/* harden the session: our statements qualify every name anyway */
+		DmRemoteCommand(conn, label,
+						"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
+						"pg_catalog.set_config('datestyle', 'ISO', false), "
+						"pg_catalog.set_config('timezone', 'UTC', false), "
+						"pg_catalog.set_config('intervalstyle', 'postgres', false), "
+						"pg_catalog.set_config('default_transaction_read_only', 'off', false)");
+	}
+	PG_CATCH();
+	{
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return conn;
+}
+
+/*
+ * DmRemoteConnectPlain
+ *		Connect without running anything: for servers that speak the
+ *		protocol but are not PostgreSQL (the pgbouncer admin console).
+ *		Returns the connection; raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
+ */
+PGconn *
+DmRemoteConnectPlain(const char *conninfo, const char *label, int timeout)
+{
 	volatile int timeout_ms = timeout > 0 ? timeout : DmConnectTimeoutMs;
 	const char *keywords[] = {"dbname", "application_name", NULL};
 	const char *values[] = {conninfo, "driftmirror", NULL};
@@ -116,14 +147,6 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 					 errmsg("could not connect to node \"%s\"", label),
 					 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
 					 DmPassfileHint(PQerrorMessage(conn))));
-
-		/* harden the session: our statements qualify every name anyway */
-		DmRemoteCommand(conn, label,
-						"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-						"pg_catalog.set_config('datestyle', 'ISO', false), "
-						"pg_catalog.set_config('timezone', 'UTC', false), "
-						"pg_catalog.set_config('intervalstyle', 'postgres', false), "
-						"pg_catalog.set_config('default_transaction_read_only', 'off', false)");
 	}
 	PG_CATCH();
 	{

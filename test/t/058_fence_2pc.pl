@@ -5,8 +5,9 @@
 # the fence and COMMIT PREPARED after it: that commit would land on the old
 # primary after the fence LSN and be lost by a promotion.  So:
 #  - a fenced database refuses COMMIT PREPARED (25006); ROLLBACK PREPARED
-#    passes; PREPARE TRANSACTION of a transaction that wrote is refused,
-#    also when it wrote before the fence; driftmirror's own sessions pass;
+#    passes; PREPARE TRANSACTION is refused, also of a transaction that
+#    wrote before the fence, and of a read-only one; driftmirror's own
+#    sessions pass;
 #  - dm_promote refuses while the primary's database has prepared
 #    transactions (state refused, the reason and the count in
 #    dm_promotions), and a transaction prepared between the guardrails and
@@ -79,8 +80,11 @@ is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'fx_
 
 ($state, $err) = sql_error($a, 'fx', q{BEGIN; INSERT INTO t VALUES (2005, 'x'); PREPARE TRANSACTION 'fx_new'});
 is($state, '25006', 'PREPARE TRANSACTION of a write is refused');
+($state, $err) = sql_error($a, 'fx', q{BEGIN; SELECT count(*) FROM t; PREPARE TRANSACTION 'fx_read'});
+is($state, '25006', 'PREPARE TRANSACTION of a read-only transaction is refused too');
+like($err, qr/cannot execute PREPARE TRANSACTION in database "fx"/, 'PREPARE TRANSACTION: the message says why');
 my $out = $early->query(q{PREPARE TRANSACTION 'fx_early'});
-is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'fx_early'}), '0',
+is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid IN ('fx_early', 'fx_new', 'fx_read')}), '0',
 	'PREPARE TRANSACTION of a transaction that wrote before the fence is refused');
 $early->quit;
 is($a->safe_psql('fx', q{SELECT count(*) FROM t WHERE id IN (2004, 2005)}), '0',
@@ -180,18 +184,14 @@ not_lost('app_1', 'prepared 1', 'refused');
 ok(wait_mirroring($p), 'the mirror mirrors');
 
 # 2. prepared after the guardrails, before the fence: rolled back
-$a->safe_psql('postgres', q{ALTER SYSTEM SET driftmirror.promote_test_pause = 'fence:20000';
-	SELECT pg_reload_conf()});
-my $caller = $a->background_psql('postgres', on_error_stop => 0);
-$caller->query_until(qr/started/,
-	"\\echo started\nSELECT * FROM driftmirror.dm_promote('orders', 'db', '{\"promote_timeout\": \"120 s\"}');\n");
-ok($a->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
-	WHERE query LIKE '%paused before step fence (test)'}), 'the driver waits before the fence');
-$a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+promote_pause($p, 'fence', 20000);
+my $caller = promote_start($p, '{"promote_timeout": "120 s"}');
+promote_wait_paused($p, 'fence', 'prepared before the fence');
 $a->safe_psql('app', q{BEGIN; INSERT INTO orders (note) VALUES ('prepared 2'); PREPARE TRANSACTION 'app_2'});
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
 	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion ended');
-eval { $caller->quit; };
+like(promote_finish($caller), qr/promotion failed and was rolled back: 1 prepared transaction/,
+	'prepared before the fence: the caller is told');
 is(last_promotion('state'), 'rolled_back', 'prepared before the fence: rolled back');
 like(last_promotion('error'), qr/1 prepared transaction\(s\) in the primary's database/,
 	'the error says why');
