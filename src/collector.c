@@ -558,7 +558,7 @@ TargetStart(PgTarget *t, long timeout_ms)
 
 		if (refused != NULL)
 		{
-			TargetFail(t, refused);
+			TargetFail(t, "endpoint refused by the connection keyword allow-list", refused);
 			return;
 		}
 	}
