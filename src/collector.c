@@ -364,6 +364,7 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 	uint64		i;
 	int			j;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -1178,6 +1179,7 @@ Record(List *sources, Samples *samples)
 	ListCell   *lc;
 	int			i = 0;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: storing collected metrics");
@@ -1554,6 +1556,7 @@ DmMaybeRunMetricMaintenance(bool force)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "driftmirror: metric store maintenance");

@@ -37,6 +37,7 @@
 static void
 RunInTransaction(const char *sql, int64 group_id)
 {
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -65,6 +66,7 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	 * session or node failure) get a recovery worker, which finishes them or
 	 * rolls them back
 	 */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();

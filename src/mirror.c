@@ -459,6 +459,7 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 	bool		found = false;
 
 	memset(a, 0, sizeof(RemoteAction));
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -492,6 +493,7 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	bool		isnull;
 	int			i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -548,6 +550,7 @@ DmRunMirrorPhase(int64 group_id, TimestampTz step_started)
 	ListCell   *lc;
 	uint64		i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -609,6 +612,7 @@ DmRunMirrorCleanups(void)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
@@ -672,6 +676,7 @@ DmRunMirrorCleanups(void)
 			char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 			bool		isnull;
 
+			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			DmSpiConnect();

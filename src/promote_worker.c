@@ -441,6 +441,10 @@ Guardrails(PromInfo *p)
 						   "'oldest_write_xact_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.max(pg_catalog.now() OPERATOR(pg_catalog.-) xact_start))::numeric, 3) "
 						   "   FROM pg_catalog.pg_stat_activity WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
 						   "   AND backend_xid IS NOT NULL AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()),"
+						   "'prepared_xacts', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
+						   "   WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
+						   "'oldest_prepared_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.max(pg_catalog.now() OPERATOR(pg_catalog.-) prepared))::numeric, 3) "
+						   "   FROM pg_catalog.pg_prepared_xacts WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
 						   "'schema', " SCHEMA_SQL ")::text",
 						   2, pargs, t);
 	t = RemainingMs(p);
@@ -530,6 +534,29 @@ Fence(PromInfo *p)
 		}
 		Nap(1);
 	}
+
+	/*
+	 * A transaction prepared after the guardrails could only be committed
+	 * here, and the fence refuses its COMMIT PREPARED: finishing the
+	 * promotion would strand it.  No new one can appear (the fence refuses
+	 * PREPARE of a writing transaction, and a PREPARE under way holds its
+	 * transaction id until it is done, so the loop above waited for it).
+	 * Roll back instead.
+	 */
+	{
+		char	   *prepared = RemoteValue(conn, OldLabel,
+										   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
+										   "WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+										   0, NULL, RemainingMs(p));
+
+		if (prepared != NULL && strcmp(prepared, "0") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("%s prepared transaction(s) in the primary's database when it was fenced: the fence would refuse their COMMIT PREPARED",
+							prepared),
+					 errhint("Finish them (COMMIT PREPARED or ROLLBACK PREPARED) and promote again.")));
+	}
+
 	/*
 	 * The fence LSN must be flushed, or the WAL sender would not send up to
 	 * it before the WAL writer's next round: a commit of our own (it has a

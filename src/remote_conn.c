@@ -68,6 +68,7 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "io_dns.h"
 #include "remote_conn.h"
 
@@ -184,6 +185,9 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
+	/* defence in depth: the keyword allow-list of endpoint.c, again here */
+	DmCheckConninfo(conninfo);
+
 	/* later keywords override what the conninfo (dbname) says */
 	keywords[n] = "dbname";
 	values[n++] = conninfo;
@@ -252,7 +256,8 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not connect to node \"%s\"", label),
-					 errdetail_internal("%s", Chomp(PQerrorMessage(conn)))));
+					 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
+					 DmPassfileHint(PQerrorMessage(conn))));
 
 		if (PQsetnonblocking(conn, 1) != 0)
 			ereport(ERROR,

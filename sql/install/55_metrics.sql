@@ -794,6 +794,10 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'The file is read from the driftmirror_secrets directory of the data directory; no paths.';
         END IF;
+        IF p_config ? 'bearer_token_file' THEN
+            -- the token is sent to this URL: who may choose it (35_resources.sql)
+            PERFORM driftmirror._check_endpoint_delegated('metric source URL', p_config ->> 'url');
+        END IF;
         IF p_config ? 'bearer_token' AND p_config ? 'bearer_token_file' THEN
             RAISE EXCEPTION 'give either bearer_token or bearer_token_file, not both'
                 USING ERRCODE = 'invalid_parameter_value';

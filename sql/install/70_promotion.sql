@@ -184,6 +184,19 @@ RETURNS text
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'driftmirror_multihost';
 
+-- _route_endpoint: an endpoint of a resource as routes hand it to
+-- application clients: for postgres resources without the administration
+-- role (dm_client_conninfo); clients add their own user=
+CREATE FUNCTION driftmirror._route_endpoint(p_resource_id bigint, p_endpoint text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN r.kind = 'postgres' THEN driftmirror.dm_client_conninfo(p_endpoint)
+                ELSE p_endpoint END
+      FROM driftmirror.resource r WHERE r.id = p_resource_id
+$$;
+
 -- dm_route: the endpoint a client of a resource should use.  'write': the
 -- primary.  'read': chosen by weight among the read routes, deterministically
 -- for a given key (same key, same endpoint), at random without one.  With
@@ -217,7 +230,7 @@ BEGIN
      WHERE rt.resource_id = rid AND rt.access = p_access AND rt.weight > 0;
     IF total IS NULL THEN
         SELECT r.endpoint INTO ep FROM driftmirror.resource r WHERE r.id = rid;
-        RETURN ep;
+        RETURN driftmirror._route_endpoint(rid, ep);
     END IF;
     IF p_key IS NULL THEN
         pick := random() * total;
@@ -233,7 +246,7 @@ BEGIN
      WHERE w.upto > pick
      ORDER BY w.upto
      LIMIT 1;
-    RETURN ep;
+    RETURN driftmirror._route_endpoint(rid, ep);
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_route(text, text, text, text) IS
@@ -264,7 +277,7 @@ BEGIN
                                            FROM driftmirror.mirror m WHERE m.resource_id = r.id), '{}')
       INTO eps
       FROM driftmirror.resource r WHERE r.id = rid;
-    RETURN driftmirror._multihost(eps, 'read-write');
+    RETURN driftmirror.dm_client_conninfo(driftmirror._multihost(eps, 'read-write'));
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text) IS
@@ -648,14 +661,15 @@ COMMENT ON VIEW driftmirror.dm_promotion_steps IS
 
 CREATE VIEW driftmirror.dm_routes AS
 SELECT g.name AS group_name, r.name AS resource_name, rt.access,
-       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
-            THEN rt.endpoint END AS endpoint,
+       CASE WHEN NOT pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN NULL
+            WHEN r.kind OPERATOR(pg_catalog.=) 'postgres' THEN driftmirror.dm_client_conninfo(rt.endpoint)
+            ELSE rt.endpoint END AS endpoint,
        rt.weight, rt.updated_at
   FROM driftmirror.route rt
   JOIN driftmirror.resource r ON r.id = rt.resource_id
   JOIN driftmirror.resource_group g ON g.id = rt.group_id;
 COMMENT ON VIEW driftmirror.dm_routes IS
-    'Routes per resource and access kind; endpoint is null unless the reader is a driftmirror_admin';
+    'Routes per resource and access kind; endpoint (without user=) is null unless the reader is a driftmirror_admin';
 
 -- _promotion_guardrails: compare what the driver read on both nodes with
 -- the limits; store the figures; return NULL when every check passes, else
@@ -723,6 +737,12 @@ BEGIN
         reasons := reasons || format('%s write transaction(s) on the primary older than promote_max_xact_seconds %s; the oldest has run %s s',
                                      o ->> 'long_xacts', max_x, o ->> 'oldest_write_xact_seconds');
     END IF;
+    -- the fence refuses COMMIT PREPARED: a transaction prepared before it
+    -- could only commit on the old primary, after the fence LSN, and be lost
+    IF coalesce((o ->> 'prepared_xacts')::integer, 0) > 0 THEN
+        reasons := reasons || format('%s prepared transaction(s) in the primary''s database, the oldest prepared %s s ago: the fence would refuse their COMMIT PREPARED; finish them (COMMIT PREPARED or ROLLBACK PREPARED) first',
+                                     o ->> 'prepared_xacts', o ->> 'oldest_prepared_seconds');
+    END IF;
     SELECT array_agg(x ORDER BY x) INTO only_old
       FROM (SELECT jsonb_array_elements_text(o -> 'schema') EXCEPT
             SELECT jsonb_array_elements_text(n -> 'schema')) d (x);
@@ -746,6 +766,8 @@ BEGIN
                'tables_not_ready', n -> 'tables_not_ready',
                'long_write_xacts', o -> 'long_xacts', 'max_xact_seconds', max_x,
                'oldest_write_xact_seconds', o -> 'oldest_write_xact_seconds',
+               'prepared_xacts', o -> 'prepared_xacts',
+               'oldest_prepared_seconds', o -> 'oldest_prepared_seconds',
                'schema_only_on_primary', to_jsonb(coalesce(only_old, '{}')),
                'schema_only_on_mirror', to_jsonb(coalesce(only_new, '{}')),
                'passed', cardinality(reasons) = 0,

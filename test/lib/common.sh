@@ -25,7 +25,7 @@ DM_PACKAGES=(
     build-essential make gcc pkg-config ca-certificates
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
-    prometheus
+    prometheus prometheus-postgres-exporter
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl

@@ -18,6 +18,11 @@ my $node = dm_node('upgrade', no_extension => 1);
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'driftmirror'");
 
+# the PGXN metadata names the version the control file installs
+like(slurp_file("$ENV{DM_ROOT}/META.json"),
+	qr/"file": "sql\/driftmirror--\Q$current\E\.sql",\s*"docfile": "README.md",\s*"version": "\Q$current\E"/,
+	"META.json provides driftmirror $current");
+
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('postgres', 'CREATE DATABASE updated');
 $node->safe_psql('fresh', 'CREATE EXTENSION driftmirror');
