@@ -544,7 +544,7 @@ Fence(PromInfo *p)
 	 * Roll back instead.
 	 */
 	{
-		char	   *prepared = RemoteValue(conn, OldLabel,
+		char	   *prepared = DmRemoteValue(conn, OldLabel,
 										   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
 										   "WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
 										   0, NULL, RemainingMs(p));
