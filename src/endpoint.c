@@ -251,6 +251,36 @@ DmCheckConninfo(const char *conninfo)
 }
 
 /*
+ * DmConninfoProblem
+ *		DmCheckConninfo for callers that must not raise (the metric
+ *		collector): NULL when conninfo passes, else the error message,
+ *		palloc'd in the caller's memory context.  The check only parses and
+ *		allocates, so the caught error leaves nothing to clean up.
+ */
+char *
+DmConninfoProblem(const char *conninfo)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	char	   *volatile problem = NULL;
+
+	PG_TRY();
+	{
+		DmCheckConninfo(conninfo);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		problem = edata->message;
+	}
+	PG_END_TRY();
+	return problem;
+}
+
+/*
  * DmCheckUrl
  *		Raise an error unless url is an http or https URL with a host and no
  *		credentials.

@@ -12,6 +12,7 @@
 #include "lib/stringinfo.h"
 
 extern void DmCheckConninfo(const char *conninfo);
+extern char *DmConninfoProblem(const char *conninfo);
 extern void DmCheckUrl(const char *url);
 extern void DmAppendConnValue(StringInfo buf, const char *v);
 extern char *DmClientConninfo(const char *conninfo);

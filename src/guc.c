@@ -27,6 +27,7 @@ int			DmLatencyProbeTimeoutMs = 1000;
 int			DmHttpMaxResponseKb = 16 * 1024;
 int			DmMetricMaintenanceS = 60;
 char	   *DmPromoteTestPause = NULL;
+char	   *DmRouterFilesDirectory = NULL;
 
 /*
  * DmDefineSettings
@@ -137,6 +138,15 @@ DmDefineSettings(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("driftmirror.router_files_directory",
+							   "Directory where driftmirror writes the files routers include (pgbouncer [databases]).",
+							   "Absolute path; empty: no router file is written (pgbouncer routers fail).",
+							   &DmRouterFilesDirectory,
+							   "",
+							   PGC_SIGHUP,
+							   0,
 							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");

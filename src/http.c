@@ -256,7 +256,7 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 	if ((bad = CheckUrl(req->url)) != NULL)
 		return bad;
 	if (!HeaderValueOk(req->bearer_token) || !HeaderValueOk(req->idempotency_key) ||
-		!HeaderValueOk(req->content_type))
+		!HeaderValueOk(req->content_type) || !HeaderValueOk(req->signature))
 		return "header values must not contain line breaks";
 	if (strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(method) || method[0] == '\0')
 		return "invalid HTTP method";
@@ -332,6 +332,8 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 			DM_ADD_HEADER("Authorization: Bearer %s", req->bearer_token);
 		if (req->idempotency_key)
 			DM_ADD_HEADER("Idempotency-Key: %s", req->idempotency_key);
+		if (req->signature)
+			DM_ADD_HEADER("X-Driftmirror-Signature: %s", req->signature);
 		/* no "Expect: 100-continue" round trip */
 		DM_ADD_HEADER("%s", "Expect:");
 #undef DM_ADD_HEADER

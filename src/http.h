@@ -34,6 +34,7 @@ typedef struct DmHttpRequest
 	const char *content_type;	/* Content-Type of body, or NULL */
 	const char *bearer_token;	/* Authorization: Bearer ..., or NULL */
 	const char *idempotency_key;	/* Idempotency-Key header, or NULL */
+	const char *signature;		/* X-Driftmirror-Signature header, or NULL */
 	long		timeout_ms;		/* per attempt; <= 0 means 10 s */
 	int			max_retries;	/* extra attempts after a transport error or
 								 * a 429/502/503/504 answer */

@@ -165,6 +165,36 @@ DmAutoPromote(int64 group_id)
 	}
 }
 
+/* what the caller's error says while it waits for the driver */
+typedef struct PromoteWait
+{
+	DmPromoteShared *shared;
+	const char *group;
+	const char *resource;
+} PromoteWait;
+
+/*
+ * PromoteWaitContext
+ *		Error context of an interrupted wait (pg_cancel_backend, a
+ *		statement_timeout): the caller gives up waiting, the promotion does
+ *		not stop.
+ */
+static void
+PromoteWaitContext(void *arg)
+{
+	PromoteWait *w = (PromoteWait *) arg;
+	int64		id;
+
+	pg_read_barrier();
+	id = w->shared->promotion_id;
+	if (id != 0)
+		errcontext("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\" goes on in the background: its driver finishes or rolls it back on its own (see dm_promotions)",
+				   id, w->resource, w->group);
+	else
+		errcontext("the promotion of resource \"%s\" of group \"%s\" goes on in the background: its driver finishes or rolls it back on its own (see dm_promotions)",
+				   w->resource, w->group);
+}
+
 /*
  * PromoteOne
  *		Run the promotion of one resource through a worker and wait for it.
@@ -208,7 +238,17 @@ PromoteOne(const char *group, const char *resource, const char *options,
 				 errmsg("could not start a promotion worker")));
 
 	/* interruptible: a cancel leaves the worker to finish on its own */
-	status = WaitForBackgroundWorkerShutdown(handle);
+	{
+		ErrorContextCallback errcallback;
+		PromoteWait wait = {shared, group, resource};
+
+		errcallback.callback = PromoteWaitContext;
+		errcallback.arg = (void *) &wait;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		status = WaitForBackgroundWorkerShutdown(handle);
+		error_context_stack = errcallback.previous;
+	}
 	pg_read_barrier();
 	if (!shared->done)
 		ereport(ERROR,

@@ -1151,12 +1151,27 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	{
 		if (recovering && BeforeFlip(pp->state))
 		{
-			/* interrupted before the commit point: undo */
-			Rollback(pp, "the promotion was interrupted before the routes were flipped");
-			{
-				const char *args[3] = {Int64Text(id), "rolled_back",
-				"interrupted before the flip (driver, session or node failure); rolled back"};
+			/*
+			 * Interrupted before the commit point: undo.  A rollback that an
+			 * error had started keeps that error as the reason.
+			 */
+			const char *args[3] = {Int64Text(id), "rolled_back", NULL};
+			char	   *earlier = NULL;
 
+			if (strcmp(pp->state, "rolling_back") == 0)
+				earlier = CtlValue("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
+								   1, args);
+			Rollback(pp, earlier ? earlier :
+					 "the promotion was interrupted before the routes were flipped");
+			if (earlier)
+			{
+				args[2] = psprintf("%s (rolled back; the rollback was finished by a recovery after it could not complete at first)",
+								   earlier);
+				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+			}
+			else
+			{
+				args[2] = "interrupted before the flip (driver, session or node failure); rolled back";
 				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
 			}
 		}
@@ -1217,6 +1232,10 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 				char	   *why = psprintf("%s", edata->message);
 
 				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
+				/* kept if the rollback has to be finished by a recovery */
+				CtlValue("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
+						 "WHERE id OPERATOR(pg_catalog.=) $1::bigint AND finished_at IS NULL",
+						 4, args);
 				Rollback(pp, why);
 				args[1] = "rolled_back";
 				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);

@@ -82,6 +82,8 @@
 #define DM_CLIENT_CHECK_INTERVAL "1000"
 
 static void Abandon(PGconn *conn);
+static PGconn *ConnectHardened(const char *conninfo, const char *label,
+							   int timeout_ms);
 static void ReportRemoteError(PGresult *res, PGconn *conn, const char *label,
 							  const char *sql);
 
@@ -164,15 +166,15 @@ HardenSession(PGconn *conn, const char *label, int budget_ms, int timeout_ms)
 }
 
 /*
- * DmRemoteConnect
- *		Connect to a node and harden the session.  Returns the connection;
- *		raises an error (nothing left open) on failure, timeout or
- *		interrupt.
+ * ConnectBy
+ *		Connect before deadline, without running anything; the connection
+ *		is non-blocking on return.  Raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
  */
-PGconn *
-DmRemoteConnect(const char *conninfo, const char *label, int timeout)
+static PGconn *
+ConnectBy(const char *conninfo, const char *label, int timeout_ms,
+		  TimestampTz deadline)
 {
-	volatile int timeout_ms = timeout > 0 ? timeout : DmConnectTimeoutMs;
 	const char *keywords[16];
 	const char *values[16];
 	int			n = 0;
@@ -181,9 +183,6 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 	char	   *ports;
 	char		connect_timeout[16];
 	PGconn	   *volatile conn;
-	TimestampTz deadline;
-
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	/* defence in depth: the keyword allow-list of endpoint.c, again here */
 	DmCheckConninfo(conninfo);
@@ -264,7 +263,39 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not connect to node \"%s\"", label),
 					 errdetail_internal("%s", Chomp(PQerrorMessage(conn)))));
+	}
+	PG_CATCH();
+	{
+		Abandon(conn);
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
+	return conn;
+}
+
+/*
+ * DmRemoteConnect
+ *		Connect to a node and harden the session, all before one deadline.
+ *		Returns the connection; raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
+ */
+PGconn *
+DmRemoteConnect(const char *conninfo, const char *label, int timeout)
+{
+	return ConnectHardened(conninfo, label, timeout > 0 ? timeout : DmConnectTimeoutMs);
+}
+
+/* ConnectHardened: DmRemoteConnect with the timeout resolved */
+static PGconn *
+ConnectHardened(const char *conninfo, const char *label, int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	PGconn	   *volatile conn = ConnectBy(conninfo, label, timeout_ms, deadline);
+
+	PG_TRY();
+	{
 		/*
 		 * The set-up counts against the connection's deadline: a node that
 		 * logs us in and then never answers fails here, in time.
@@ -279,8 +310,23 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-
 	return conn;
+}
+
+/*
+ * DmRemoteConnectPlain
+ *		Connect without running anything: for servers that speak the
+ *		protocol but are not PostgreSQL (the pgbouncer admin console).
+ *		Returns the (non-blocking) connection; raises an error (nothing left
+ *		open) on failure, timeout or interrupt.
+ */
+PGconn *
+DmRemoteConnectPlain(const char *conninfo, const char *label, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmConnectTimeoutMs;
+
+	return ConnectBy(conninfo, label, timeout_ms,
+					 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms));
 }
 
 /*

@@ -52,6 +52,8 @@
 
 extern PGconn *DmRemoteConnect(const char *conninfo, const char *label,
 							   int timeout_ms);
+extern PGconn *DmRemoteConnectPlain(const char *conninfo, const char *label,
+									int timeout_ms);
 extern PGresult *DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 							  int nparams, const char *const *values,
 							  int timeout_ms);

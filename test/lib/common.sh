@@ -8,6 +8,8 @@
 #                       checkouts never share an installed library
 #   dm_ensure_user      the unprivileged OS user that runs the servers
 #   dm_as_user CMD...   run a command as that user with the private PATH
+#   dm_bg_as_user PIDFILE CMD...   start CMD in the background as that user,
+#                       its own PID in PIDFILE; dm_stop_pidfile PIDFILE ends it
 #
 # PostgreSQL refuses to run as root, so servers always run as $DM_USER.
 
@@ -26,6 +28,7 @@ DM_PACKAGES=(
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
     prometheus prometheus-postgres-exporter
+    haproxy pgbouncer  # routers in front of the test clusters (065_routing.pl)
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl
@@ -122,9 +125,11 @@ dm_reexec_readable() {
 
 # dm_output_plugin_conf: the postgresql.conf line that lets the driftmirror
 # output plugin load, on builds that have output_plugin_libraries (15.19 and
-# later minor releases); nothing on older ones, which load any plugin
+# later minor releases); nothing on older ones, which load any plugin.
+# postgres refuses to run as root, even to describe its settings: asked as
+# root it would say nothing, and a 15.19+ node would get no such line.
 dm_output_plugin_conf() {
-    if "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
+    if dm_as_user "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
         echo "output_plugin_libraries = 'pgoutput, driftmirror'"
     fi
 }
@@ -136,4 +141,35 @@ dm_as_user() {
     else
         env PATH="$path" "$@"
     fi
+}
+
+# dm_bg_as_user PIDFILE CMD...: start CMD in the background as $DM_USER and
+# write the PID of CMD itself (not of runuser, which does not pass signals on
+# to its child) to PIDFILE, in a directory that user can write.  Returns
+# once PIDFILE exists (at most 10 s), so a stop right after finds it.
+dm_bg_as_user() {
+    local pidfile=$1 _; shift
+    rm -f "$pidfile"
+    # shellcheck disable=SC2016
+    dm_as_user sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" &
+    for _ in $(seq 1 100); do
+        [ -s "$pidfile" ] && return 0
+        sleep 0.1
+    done
+    dm_die "could not start $1"
+}
+
+# dm_stop_pidfile PIDFILE: stop the process PIDFILE names, if it still runs:
+# SIGTERM, then SIGKILL after 5 s; removes PIDFILE
+dm_stop_pidfile() {
+    local pidfile=$1 pid _
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    rm -f "$pidfile"
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
 }

@@ -180,18 +180,14 @@ not_lost('app_1', 'prepared 1', 'refused');
 ok(wait_mirroring($p), 'the mirror mirrors');
 
 # 2. prepared after the guardrails, before the fence: rolled back
-$a->safe_psql('postgres', q{ALTER SYSTEM SET driftmirror.promote_test_pause = 'fence:20000';
-	SELECT pg_reload_conf()});
-my $caller = $a->background_psql('postgres', on_error_stop => 0);
-$caller->query_until(qr/started/,
-	"\\echo started\nSELECT * FROM driftmirror.dm_promote('orders', 'db', '{\"promote_timeout\": \"120 s\"}');\n");
-ok($a->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
-	WHERE query LIKE '%paused before step fence (test)'}), 'the driver waits before the fence');
-$a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+promote_pause($p, 'fence', 20000);
+my $caller = promote_start($p, '{"promote_timeout": "120 s"}');
+promote_wait_paused($p, 'fence', 'prepared before the fence');
 $a->safe_psql('app', q{BEGIN; INSERT INTO orders (note) VALUES ('prepared 2'); PREPARE TRANSACTION 'app_2'});
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
 	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion ended');
-eval { $caller->quit; };
+like(promote_finish($caller), qr/promotion failed and was rolled back: 1 prepared transaction/,
+	'prepared before the fence: the caller is told');
 is(last_promotion('state'), 'rolled_back', 'prepared before the fence: rolled back');
 like(last_promotion('error'), qr/1 prepared transaction\(s\) in the primary's database/,
 	'the error says why');

@@ -233,6 +233,16 @@ for my $kw ("passfile=$tmp/other.pgpass", 'service=prod', "sslkey=$tmp/k", "sslc
 	like($err, qr/ERROR:  22023: connection string keyword "$name" is not allowed in an endpoint/,
 		"keyword $name is refused");
 }
+# the metric collector's own connections refuse it too: a postgres metric
+# source of a resource whose endpoint was written around the API
+$a->safe_psql('postgres', qq{
+	SELECT driftmirror.dm_add_resource('g', 'm', 'postgres', 'host=127.0.0.2 port=$hostile_port dbname=app user=replicator');
+	UPDATE driftmirror.resource SET endpoint = '$steal' WHERE name = 'm';
+	SELECT driftmirror.dm_add_metric_source('g', 'm', 'postgres', '{"timeout": "2s", "max_backoff": "2s"}');
+});
+dm_wait_for($a, "SELECT state = 'failing' FROM driftmirror.dm_metric_sources WHERE resource_name = 'm'",
+	't', 'the collector polled the source and failed');
+note('collector: ' . $a->safe_psql('postgres', "SELECT last_error FROM driftmirror.dm_metric_sources WHERE resource_name = 'm'"));
 is(captured(), '', 'the hostile server received no password');
 
 # --- issue 15: a login without a passfile entry gets a hint; a
