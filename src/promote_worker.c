@@ -539,7 +539,7 @@ Fence(PromInfo *p)
 	 * A transaction prepared after the guardrails could only be committed
 	 * here, and the fence refuses its COMMIT PREPARED: finishing the
 	 * promotion would strand it.  No new one can appear (the fence refuses
-	 * PREPARE of a writing transaction, and a PREPARE under way holds its
+	 * PREPARE TRANSACTION, and a PREPARE under way holds its
 	 * transaction id until it is done, so the loop above waited for it).
 	 * Roll back instead.
 	 */
