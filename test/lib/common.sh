@@ -96,6 +96,25 @@ dm_build() {
     fi
 }
 
+# dm_install_npm_tools: servers from the npm registry that tests start, into
+# .build/npm (kept across builds): s3rver, an S3-compatible object store.
+# Needs node and npm (the nodejs image's, or Debian's packages).
+DM_NPM_TOOLS=(s3rver@3.7.1)
+dm_install_npm_tools() {
+    [ -x "$DM_BUILD/npm/node_modules/.bin/s3rver" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        [ "$(id -u)" -eq 0 ] || { dm_log "npm missing: tests that need s3rver will skip"; return 0; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null \
+            || { dm_log "could not install npm: tests that need s3rver will skip"; return 0; }
+    fi
+    dm_log "installing from npm: ${DM_NPM_TOOLS[*]}"
+    mkdir -p "$DM_BUILD/npm"
+    (cd "$DM_BUILD/npm" && npm install --no-audit --no-fund --silent --prefix . "${DM_NPM_TOOLS[@]}" >/dev/null) \
+        || dm_log "npm install failed: tests that need s3rver will skip"
+    chmod -R a+rX "$DM_BUILD/npm"
+    return 0
+}
+
 dm_ensure_user() {
     if [ "$(id -u)" -ne 0 ]; then
         DM_USER=$(id -un)
