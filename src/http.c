@@ -283,6 +283,16 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, Min(timeout, (long) DM_HTTP_MAX_CONNECT_MS));
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+
+	/*
+	 * Without it, removing a handle whose name lookup still runs waits for
+	 * the resolver thread (Curl_resolver_kill joins it): a dead DNS server
+	 * would block the worker there, deaf to interrupts, past every timeout.
+	 */
+	curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->limit);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, DM_HTTP_USER_AGENT);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WriteCallback);
