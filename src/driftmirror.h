@@ -29,6 +29,10 @@ extern int	DmLatencyProbeTimeoutMs;
 extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;
+extern char *DmS3Endpoint;
+extern char *DmS3Region;
+extern char *DmS3AccessKeyId;
+extern char *DmS3SecretFile;
 extern char *DmRouterFilesDirectory;
 
 extern void DmDefineSettings(void);

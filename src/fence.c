@@ -24,7 +24,8 @@
  *	 - ProcessUtility_hook refuses, before they start, what PostgreSQL
  *	   allows in a read-only transaction but the fence must not: COMMIT
  *	   PREPARED (a transaction prepared before the fence would commit after
- *	   the fence LSN; ROLLBACK PREPARED passes), the rewrites VACUUM FULL,
+ *	   the fence LSN; ROLLBACK PREPARED passes) and PREPARE TRANSACTION
+ *	   (as on a hot standby), the rewrites VACUUM FULL,
  *	   CLUSTER, REINDEX, also ANALYZE, and
  *	   LOCK stronger than ROW EXCLUSIVE (each would hold a lock that stalls
  *	   the apply worker, and fail at commit anyway); plain VACUUM passes.
@@ -678,6 +679,9 @@ RefusedUtility(Node *stmt)
 		case T_TransactionStmt:
 			if (((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 				return "COMMIT PREPARED";
+			/* even of a read-only transaction: it could not commit here */
+			if (((TransactionStmt *) stmt)->kind == TRANS_STMT_PREPARE)
+				return "PREPARE TRANSACTION";
 			return NULL;
 		case T_VacuumStmt:
 			{
@@ -740,7 +744,8 @@ DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	{
 		const char *refused = RefusedUtility(pstmt->utilityStmt);
 
-		if (refused != NULL && IsA(pstmt->utilityStmt, TransactionStmt))
+		if (refused != NULL && IsA(pstmt->utilityStmt, TransactionStmt) &&
+			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 			FenceErrorHint(mode, refused,
 						   "ROLLBACK PREPARED is allowed; COMMIT PREPARED waits until the database is not fenced.");
 		if (refused != NULL)

@@ -133,8 +133,8 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 	{
 		conn = DmRemoteConnect(conninfo, label, 0);
 		if (node_session)
-			DmRemoteNodeSession(conn, label);
-		val = DmRemoteValue(conn, label, sql, 0, NULL);
+			DmRemoteNodeSession(conn, label, DM_REMOTE_ACTION_LOCK_TIMEOUT_MS, 0);
+		val = DmRemoteValue(conn, label, sql, 0, NULL, 0);
 	}
 	PG_CATCH();
 	{
@@ -249,8 +249,8 @@ RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
 	PG_TRY();
 	{
 		conn = DmRemoteConnect(a->conninfo, a->label, 0);
-		DmRemoteNodeSession(conn, a->label);
-		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL);
+		DmRemoteNodeSession(conn, a->label, 0, 0);
+		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL, 0);
 		if (a->probe_sql != NULL)
 			out->has_latency = MeasureLatency(conn, a->label, a->probe_sql,
 											  &out->latency_ms,

@@ -87,6 +87,7 @@ static char OldLabel[256];
 static char NewLabel[256];
 
 static TimestampTz FencedAt = 0;
+static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
 static TimestampTz UnfencedAt = 0;
 
 /* ---- control database helpers ---- */
@@ -309,14 +310,49 @@ RemainingMs(PromInfo *p)
 static void
 CheckDeadline(PromInfo *p, const char *step)
 {
-	if (GetCurrentTimestamp() >= p->deadline)
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("promotion of resource \"%s\" of group \"%s\" timed out in step %s",
-						p->resource, p->group, step),
-				 errhint("The limit is the group option promote_timeout; dm_promote accepts it in its options too.")));
+	if (GetCurrentTimestamp() < p->deadline)
+		return;
+	DeadlineRaised = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("promotion of resource \"%s\" of group \"%s\" timed out in step %s",
+					p->resource, p->group, step),
+			 errhint("The limit is the group option promote_timeout; dm_promote accepts it in its options too.")));
 }
 
+/*
+ * ConnectNode
+ *		A hardened node session (remote_conn.c) within timeout_ms in all:
+ *		the connection and the node-session set-up share the deadline.
+ *		Raises; leaves nothing open on error.
+ */
+static PGconn *
+ConnectNode(const char *conninfo, const char *label, int timeout_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													timeout_ms > 0 ? timeout_ms : DmConnectTimeoutMs);
+	PGconn	   *c = DmRemoteConnect(conninfo, label, timeout_ms);
+
+	PG_TRY();
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		DmRemoteNodeSession(c, label, 0, (int) Max(left, 1));
+	}
+	PG_CATCH();
+	{
+		DmRemoteClose(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return c;
+}
+
+/*
+ * OldPrimary, NewPrimary
+ *		The driver's session on each node, (re)connected within timeout_ms
+ *		when there is none or the last one was abandoned after a timeout.
+ */
 static PGconn *
 OldPrimary(PromInfo *p, int timeout_ms)
 {
@@ -326,21 +362,7 @@ OldPrimary(PromInfo *p, int timeout_ms)
 		OldConn = NULL;
 	}
 	if (OldConn == NULL)
-	{
-		PGconn	   *c = DmRemoteConnect(p->old_primary, OldLabel, timeout_ms);
-
-		PG_TRY();
-		{
-			DmRemoteNodeSession(c, OldLabel);
-		}
-		PG_CATCH();
-		{
-			DmRemoteClose(c);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		OldConn = c;
-	}
+		OldConn = ConnectNode(p->old_primary, OldLabel, timeout_ms);
 	return OldConn;
 }
 
@@ -353,21 +375,7 @@ NewPrimary(PromInfo *p, int timeout_ms)
 		NewConn = NULL;
 	}
 	if (NewConn == NULL)
-	{
-		PGconn	   *c = DmRemoteConnect(p->new_primary, NewLabel, timeout_ms);
-
-		PG_TRY();
-		{
-			DmRemoteNodeSession(c, NewLabel);
-		}
-		PG_CATCH();
-		{
-			DmRemoteClose(c);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		NewConn = c;
-	}
+		NewConn = ConnectNode(p->new_primary, NewLabel, timeout_ms);
 	return NewConn;
 }
 
@@ -378,20 +386,6 @@ CloseNodes(void)
 	DmRemoteClose(NewConn);
 	OldConn = NULL;
 	NewConn = NULL;
-}
-
-/* RemoteValue: DmRemoteValue with a timeout */
-static char *
-RemoteValue(PGconn *conn, const char *label, const char *sql, int nparams,
-			const char *const *values, int timeout_ms)
-{
-	PGresult   *res = DmRemoteExec(conn, label, sql, nparams, values, timeout_ms);
-	char	   *val = NULL;
-
-	if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
-		val = pstrdup(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return val;
 }
 
 /* Nap: sleep a little, interruptibly */
@@ -435,7 +429,7 @@ Guardrails(PromInfo *p)
 	char	   *verdict;
 	int			t = RemainingMs(p);
 
-	old_json = RemoteValue(OldPrimary(p, t), OldLabel,
+	old_json = DmRemoteValue(OldPrimary(p, t), OldLabel,
 						   "SELECT pg_catalog.jsonb_build_object("
 						   "'slot_exists', EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1),"
 						   "'lag_bytes', (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
@@ -454,7 +448,7 @@ Guardrails(PromInfo *p)
 						   "'schema', " SCHEMA_SQL ")::text",
 						   2, pargs, t);
 	t = RemainingMs(p);
-	new_json = RemoteValue(NewPrimary(p, t), NewLabel,
+	new_json = DmRemoteValue(NewPrimary(p, t), NewLabel,
 						   "SELECT pg_catalog.jsonb_build_object("
 						   "'sub_exists', s.oid IS NOT NULL, 'sub_enabled', s.subenabled,"
 						   "'worker_running', EXISTS (SELECT FROM pg_catalog.pg_stat_subscription w "
@@ -499,7 +493,7 @@ Fence(PromInfo *p)
 	int			terminated = 0;
 
 	FencedAt = GetCurrentTimestamp();
-	(void) RemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
+	(void) DmRemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
 					   0, NULL, RemainingMs(p));
 	grace_end = TimestampTzPlusMilliseconds(FencedAt, p->fence_grace_ms);
 
@@ -528,7 +522,7 @@ Fence(PromInfo *p)
 		{
 			char	   *n;
 
-			n = RemoteValue(conn, OldLabel,
+			n = DmRemoteValue(conn, OldLabel,
 							"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) "
 							"FROM pg_catalog.pg_stat_activity "
 							"WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
@@ -545,12 +539,12 @@ Fence(PromInfo *p)
 	 * A transaction prepared after the guardrails could only be committed
 	 * here, and the fence refuses its COMMIT PREPARED: finishing the
 	 * promotion would strand it.  No new one can appear (the fence refuses
-	 * PREPARE of a writing transaction, and a PREPARE under way holds its
+	 * PREPARE TRANSACTION, and a PREPARE under way holds its
 	 * transaction id until it is done, so the loop above waited for it).
 	 * Roll back instead.
 	 */
 	{
-		char	   *prepared = RemoteValue(conn, OldLabel,
+		char	   *prepared = DmRemoteValue(conn, OldLabel,
 										   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
 										   "WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
 										   0, NULL, RemainingMs(p));
@@ -568,8 +562,8 @@ Fence(PromInfo *p)
 	 * it before the WAL writer's next round: a commit of our own (it has a
 	 * transaction id, so its commit flushes all WAL before it) does that.
 	 */
-	(void) RemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
-	lsn = RemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
+	(void) DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+	lsn = DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
 					  RemainingMs(p));
 
 	if (terminated > 0)
@@ -627,7 +621,7 @@ CatchUp(PromInfo *p, const char *fence_lsn)
 		 * old primary (skipped by the decoder) makes sure it does.
 		 */
 		if (++rounds % 5 == 0)
-			(void) RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+			(void) DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
 							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
 		Nap(1);
 	}
@@ -645,7 +639,7 @@ SyncSequences(PromInfo *p)
 	char	   *n;
 	const char *args[2];
 
-	seqs = RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+	seqs = DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
 					   "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
 					   "'s', pg_catalog.format('%I.%I', schemaname, sequencename), 'v', last_value, "
 					   "'i', increment_by, 'lo', min_value, 'hi', max_value)), '[]')::text "
@@ -653,7 +647,7 @@ SyncSequences(PromInfo *p)
 					   0, NULL, RemainingMs(p));
 	args[0] = seqs;
 	args[1] = p->sequence_gap;
-	n = RemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
+	n = DmRemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
 					"SELECT pg_catalog.count(pg_catalog.setval(x.s::pg_catalog.regclass, "
 					"  CASE WHEN x.i OPERATOR(pg_catalog.>) 0 "
 					"       THEN LEAST(x.hi::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
@@ -692,7 +686,7 @@ ReverseSlot(PromInfo *p)
 	else
 	{
 		args[0] = p->new_slot;
-		if (RemoteValue(conn, NewLabel,
+		if (DmRemoteValue(conn, NewLabel,
 						"SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
 						1, args, RemainingMs(p)) == NULL)
 			ereport(ERROR,
@@ -708,7 +702,7 @@ ReverseSlot(PromInfo *p)
 static void
 Unfence(PromInfo *p)
 {
-	(void) RemoteValue(NewPrimary(p, 0), NewLabel,
+	(void) DmRemoteValue(NewPrimary(p, 0), NewLabel,
 					   "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
 	UnfencedAt = GetCurrentTimestamp();
 }
@@ -731,22 +725,22 @@ Reverse(PromInfo *p)
 	TimestampTz give_up;
 
 	if (p->mirror_fence)
-		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
+		(void) DmRemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
 	else
-		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
+		(void) DmRemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
 
 	if (p->two_way)
 		return;					/* both directions run already */
 
 	/* stop the old direction; its slot keeps its position meanwhile */
 	args[0] = p->old_subscription;
-	sql = RemoteValue(newc, NewLabel,
+	sql = DmRemoteValue(newc, NewLabel,
 					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', subname) "
 					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 AND subenabled "
 					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(newc, NewLabel, sql);
+		DmRemoteCommand(newc, NewLabel, sql, 0);
 
 	/* the way back */
 	args[0] = p->new_subscription;
@@ -754,14 +748,14 @@ Reverse(PromInfo *p)
 	args[2] = p->new_publication;
 	args[3] = p->new_slot;
 	sql = CtlValue("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
-	DmRemoteCommand(oldc, OldLabel, sql);
+	DmRemoteCommand(oldc, OldLabel, sql, 0);
 
 	/* wait until it streams: the new primary's slot is in use */
 	args[0] = p->new_slot;
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	for (;;)
 	{
-		char	   *active = RemoteValue(newc, NewLabel,
+		char	   *active = DmRemoteValue(newc, NewLabel,
 										 "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
 										 1, args, 0);
 
@@ -778,19 +772,19 @@ Reverse(PromInfo *p)
 	/* retire the old direction: subscription on the new primary, slot and
 	 * publication on the old one */
 	args[0] = p->old_subscription;
-	sql = RemoteValue(newc, NewLabel,
+	sql = DmRemoteValue(newc, NewLabel,
 					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %1$I DISABLE; ALTER SUBSCRIPTION %1$I SET (slot_name = NONE); DROP SUBSCRIPTION %1$I', subname) "
 					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 "
 					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(newc, NewLabel, sql);
+		DmRemoteCommand(newc, NewLabel, sql, 0);
 	/* the old slot: its WAL sender ends shortly after the subscription */
 	args[0] = p->old_slot;
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30 * 1000);
 	for (;;)
 	{
-		char	   *state = RemoteValue(oldc, OldLabel,
+		char	   *state = DmRemoteValue(oldc, OldLabel,
 										"SELECT CASE WHEN active THEN 'active' "
 										"ELSE pg_catalog.pg_drop_replication_slot(slot_name)::text END "
 										"FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
@@ -806,12 +800,12 @@ Reverse(PromInfo *p)
 		Nap(10);
 	}
 	args[0] = p->old_publication;
-	sql = RemoteValue(oldc, OldLabel,
+	sql = DmRemoteValue(oldc, OldLabel,
 					  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
 					  "WHERE pubname OPERATOR(pg_catalog.=) $1",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(oldc, OldLabel, sql);
+		DmRemoteCommand(oldc, OldLabel, sql, 0);
 }
 
 /*
@@ -829,30 +823,42 @@ Rollback(PromInfo *p, const char *why)
 
 	Step(p, "rollback", "running", "rolling_back", why, NULL, NULL);
 
-	/* the mirror: best effort (it was never unfenced) */
+	/*
+	 * the mirror: best effort (it was never unfenced).  Past promote_timeout
+	 * without a working session to it (the mirror is what did not answer),
+	 * it is not contacted again: that would hold the rollback, and the old
+	 * primary's unfence, as long again.  Its cleanup queue does the drops.
+	 */
 	PG_TRY();
 	{
-		PGconn	   *conn = NewPrimary(p, 5000);
+		PGconn	   *conn;
 		const char *args[1];
 
+		if (GetCurrentTimestamp() >= p->deadline &&
+			(NewConn == NULL || PQstatus(NewConn) != CONNECTION_OK))
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("the mirror did not answer before promote_timeout; its cleanup queue drops what the promotion made")));
+		conn = NewPrimary(p, 5000);
+
 		if (p->mirror_fence)
-			(void) RemoteValue(conn, NewLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 5000);
+			(void) DmRemoteValue(conn, NewLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 5000);
 		if (!p->two_way)
 		{
 			args[0] = p->new_slot;
-			(void) RemoteValue(conn, NewLabel,
+			(void) DmRemoteValue(conn, NewLabel,
 							   "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
 							   "WHERE slot_name OPERATOR(pg_catalog.=) $1 AND NOT active",
 							   1, args, 5000);
 			args[0] = p->new_publication;
 			{
-				char	   *sql = RemoteValue(conn, NewLabel,
+				char	   *sql = DmRemoteValue(conn, NewLabel,
 											  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
 											  "WHERE pubname OPERATOR(pg_catalog.=) $1",
 											  1, args, 5000);
 
 				if (sql)
-					DmRemoteCommand(conn, NewLabel, sql);
+					DmRemoteCommand(conn, NewLabel, sql, 5000);
 			}
 		}
 	}
@@ -883,7 +889,7 @@ Rollback(PromInfo *p, const char *why)
 
 		PG_TRY();
 		{
-			(void) RemoteValue(OldPrimary(p, 5000), OldLabel,
+			(void) DmRemoteValue(OldPrimary(p, 5000), OldLabel,
 							   "SELECT driftmirror_node.fence_clear()", 0, NULL, 5000);
 			ok = true;
 		}
@@ -1195,6 +1201,20 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 				 errmsg("driftmirror: promotion " INT64_FORMAT " in state %s: %s",
 						id, state, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+
+		/*
+		 * A wait cut by the deadline (a node that did not answer in time)
+		 * says which node and what it was asked; say that promote_timeout
+		 * ended the promotion, and in which step.
+		 */
+		if (BeforeFlip(state) && !DeadlineRaised &&
+			GetCurrentTimestamp() >= pp->deadline)
+		{
+			edata->message = psprintf("promotion of resource \"%s\" of group \"%s\" timed out in step %s: %s",
+									  pp->resource, pp->group, StepOfState(state),
+									  edata->message);
+			edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
+		}
 
 		PG_TRY();
 		{

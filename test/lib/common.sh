@@ -85,8 +85,34 @@ dm_build() {
     make -C "$DM_ROOT" -s clean PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null
     make -C "$DM_ROOT" -s PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
         || dm_die "build failed"
+    # bitcode a system-wide install of an older driftmirror left in the copy
+    rm -rf "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror"*
     make -C "$DM_ROOT" -s install PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null \
         || dm_die "install into $DM_PGROOT failed"
+    # no LLVM bitcode built or installed (the Makefile overrides with_llvm)
+    if [ -n "$(find "$DM_ROOT/src" -name '*.bc' -print -quit)" ] \
+        || [ -e "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror" ]; then
+        dm_die "LLVM bitcode was built or installed"
+    fi
+}
+
+# dm_install_npm_tools: servers from the npm registry that tests start, into
+# .build/npm (kept across builds): s3rver, an S3-compatible object store.
+# Needs node and npm (the nodejs image's, or Debian's packages).
+DM_NPM_TOOLS=(s3rver@3.7.1)
+dm_install_npm_tools() {
+    [ -x "$DM_BUILD/npm/node_modules/.bin/s3rver" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        [ "$(id -u)" -eq 0 ] || { dm_log "npm missing: tests that need s3rver will skip"; return 0; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null \
+            || { dm_log "could not install npm: tests that need s3rver will skip"; return 0; }
+    fi
+    dm_log "installing from npm: ${DM_NPM_TOOLS[*]}"
+    mkdir -p "$DM_BUILD/npm"
+    (cd "$DM_BUILD/npm" && npm install --no-audit --no-fund --silent --prefix . "${DM_NPM_TOOLS[@]}" >/dev/null) \
+        || dm_log "npm install failed: tests that need s3rver will skip"
+    chmod -R a+rX "$DM_BUILD/npm"
+    return 0
 }
 
 dm_ensure_user() {

@@ -5,8 +5,9 @@
 # the fence and COMMIT PREPARED after it: that commit would land on the old
 # primary after the fence LSN and be lost by a promotion.  So:
 #  - a fenced database refuses COMMIT PREPARED (25006); ROLLBACK PREPARED
-#    passes; PREPARE TRANSACTION of a transaction that wrote is refused,
-#    also when it wrote before the fence; driftmirror's own sessions pass;
+#    passes; PREPARE TRANSACTION is refused, also of a transaction that
+#    wrote before the fence, and of a read-only one; driftmirror's own
+#    sessions pass;
 #  - dm_promote refuses while the primary's database has prepared
 #    transactions (state refused, the reason and the count in
 #    dm_promotions), and a transaction prepared between the guardrails and
@@ -79,8 +80,11 @@ is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'fx_
 
 ($state, $err) = sql_error($a, 'fx', q{BEGIN; INSERT INTO t VALUES (2005, 'x'); PREPARE TRANSACTION 'fx_new'});
 is($state, '25006', 'PREPARE TRANSACTION of a write is refused');
+($state, $err) = sql_error($a, 'fx', q{BEGIN; SELECT count(*) FROM t; PREPARE TRANSACTION 'fx_read'});
+is($state, '25006', 'PREPARE TRANSACTION of a read-only transaction is refused too');
+like($err, qr/cannot execute PREPARE TRANSACTION in database "fx"/, 'PREPARE TRANSACTION: the message says why');
 my $out = $early->query(q{PREPARE TRANSACTION 'fx_early'});
-is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'fx_early'}), '0',
+is($a->safe_psql('fx', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid IN ('fx_early', 'fx_new', 'fx_read')}), '0',
 	'PREPARE TRANSACTION of a transaction that wrote before the fence is refused');
 $early->quit;
 is($a->safe_psql('fx', q{SELECT count(*) FROM t WHERE id IN (2004, 2005)}), '0',

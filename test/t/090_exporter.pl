@@ -32,6 +32,7 @@ my $http = HTTP::Tiny->new(timeout => 10);
 my ($exporter, $prom);
 END
 {
+	local $?;
 	for my $h ($exporter, $prom)
 	{
 		next unless $h;

@@ -22,7 +22,7 @@ my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
 my $listener = IPC::Run::start(
 	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres') . ' user=listener' ],
 	'<', \$in, '>', \$out, '2>', \$err, $timer);
-END { eval { $listener->kill_kill(grace => 5) if $listener; }; }
+END { local $?; eval { $listener->kill_kill(grace => 5) if $listener; }; }
 
 $in .= "LISTEN driftmirror_actions;\nSELECT 'listening';\n";
 $listener->pump until $out =~ /listening/ || $timer->is_expired;
