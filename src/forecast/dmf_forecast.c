@@ -357,6 +357,7 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	in.h = horizon;
 	in.events = ev;
 	in.nevents = nevents;
+	in.arima_hint = NULL;
 
 	lo = hi = work[0];
 	for (i = 1; i < nfit; i++)
