@@ -29,6 +29,7 @@ extern int	DmLatencyProbeTimeoutMs;
 extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;
+extern int	DmForecastWorkMemKb;
 
 extern void DmDefineSettings(void);
 

@@ -314,6 +314,8 @@ arima_kalman(ArimaWork *w, double *sigma2)
 		double		F = P[0],
 					v = w->z[t] - a[0];
 
+		if ((t & 63) == 0)
+			dmf_tick(w->ctx);
 		if (!(F > 1e-12))
 			return -HUGE_VAL;
 		ssq += v * v / F;

@@ -94,6 +94,8 @@ typedef struct DmfInput
 
 /* dmf_util.c */
 extern void *dmf_alloc(DmfCtx *ctx, size_t nbytes);
+extern size_t dmf_memory_limit(const DmfCtx *ctx);
+extern void dmf_memory_check(DmfCtx *ctx, size_t nbytes);
 extern double *dmf_dalloc(DmfCtx *ctx, size_t n);
 extern void dmf_fail(DmfCtx *ctx, int status, const char *fmt,...)
 			DMF_PRINTF(3, 4) DMF_NORETURN;
