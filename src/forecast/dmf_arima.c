@@ -56,6 +56,7 @@
 #define MAX_ML_STATE 40			/* exact-ML refinement up to this state size */
 #define FAST_MODELS	20			/* auto's cheap search: models tried, */
 #define FAST_EVALS(np)	(20 + 25 * (np))	/* CSS evaluations per model */
+#define FAST_ABSTOL	1e-2		/* log-likelihood: nothing for AICc */
 #define WARM_EVALS(np)	(10 + 10 * (np))	/* and from a hint's estimates */
 #define MAX_EXACT_STATE 20		/* search scored by exact likelihood up to
 								 * this state size, by CSS above */
@@ -175,17 +176,26 @@ arima_expand(ArimaWork *w, const double *raw)
 	}
 }
 
-/* conditional sum of squares objective */
+/*
+ * arima_css
+ *		Conditional sum of squares objective (negative log-likelihood with
+ *		sigma^2 concentrated out).  The residuals before the largest MA lag
+ *		need a bounds check; the loop is split so that the rest, nearly all
+ *		of the series, runs without it.
+ */
 static double
 arima_css(const double *raw, void *arg)
 {
 	ArimaWork  *w = (ArimaWork *) arg;
 	const double *z = w->z;
 	double	   *e = w->resid;
-	double		sse = 0;
+	double		sse = 0,
+				cp[16],
+				cq[16];
 	int			t,
 				i,
-				nc;
+				nc,
+				tq;
 	int			lagp[16],
 				lagq[16],
 				np = 0,
@@ -194,26 +204,42 @@ arima_css(const double *raw, void *arg)
 	arima_expand(w, raw);
 	for (i = 1; i <= w->pmax; i++)
 		if (w->phi[i] != 0 && np < 16)
+		{
+			cp[np] = w->phi[i];
 			lagp[np++] = i;
+		}
 	for (i = 1; i <= w->qmax; i++)
 		if (w->theta[i] != 0 && nq < 16)
-			lagq[nq++] = i;
-	nc = w->pmax;
-	for (t = 0; t < w->nz; t++)
-	{
-		double		v;
-
-		if (t < nc)
 		{
-			e[t] = 0;
-			continue;
+			cq[nq] = w->theta[i];
+			lagq[nq++] = i;
 		}
-		v = z[t];
+	nc = w->pmax;
+	tq = nq > 0 ? lagq[nq - 1] : 0;
+	if (tq < nc)
+		tq = nc;
+	for (t = 0; t < nc && t < w->nz; t++)
+		e[t] = 0;
+	for (t = nc; t < tq && t < w->nz; t++)
+	{
+		double		v = z[t];
+
 		for (i = 0; i < np; i++)
-			v -= w->phi[lagp[i]] * z[t - lagp[i]];
+			v -= cp[i] * z[t - lagp[i]];
 		for (i = 0; i < nq; i++)
 			if (t - lagq[i] >= 0)
-				v -= w->theta[lagq[i]] * e[t - lagq[i]];
+				v -= cq[i] * e[t - lagq[i]];
+		e[t] = v;
+		sse += v * v;
+	}
+	for (t = tq; t < w->nz; t++)
+	{
+		double		v = z[t];
+
+		for (i = 0; i < np; i++)
+			v -= cp[i] * z[t - lagp[i]];
+		for (i = 0; i < nq; i++)
+			v -= cq[i] * e[t - lagq[i]];
 		e[t] = v;
 		sse += v * v;
 	}
@@ -401,7 +427,7 @@ arima_fit(ArimaWork *w, const double *w0, double *zbuf, int nw,
 						w->warm ? 0.1 : 0.5,
 						w->warm ? WARM_EVALS(mod->np) :
 						w->fast ? FAST_EVALS(mod->np) : 60 + 60 * mod->np,
-						1e-4);
+						w->fast ? FAST_ABSTOL : 1e-4);
 	arima_expand(w, mod->raw);
 	if (w->fast || state_dim(&mod->s, w->m) > MAX_EXACT_STATE)
 	{
