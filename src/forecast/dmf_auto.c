@@ -18,7 +18,8 @@
  *	  once to a daily profile that drifts, which no smoothed model does;
  *	- mstl (MSTL + ETS, R's seasonal windows) and mstl_fast (seasonal
  *	  windows of three cycles: follows a changing pattern);
- *	- hw (additive Holt-Winters, one or two seasons);
+ *	- hw (additive Holt-Winters, one or two seasons, maximum likelihood:
+ *	  the hw method's two-horizon fit made the combinations worse);
  *	- seasonal ARIMA: the full stepwise search when n m^2 (the cost of its
  *	  Kalman filter, m the period it models) is at most ARIMA_MAX_COST
  *	  (monthly, quarterly, weekly data), else the cheap search of
@@ -182,7 +183,7 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 
 	add_candidate(cand, &ncand, "snaive", dmf_method_snaive, 1);
 	add_candidate(cand, &ncand, "mstl", dmf_method_mstl, 0);
-	add_candidate(cand, &ncand, "hw", dmf_method_hw, 0);
+	add_candidate(cand, &ncand, "hw", dmf_method_hw_mle, 0);
 	if (in->nseasons > 1)
 		add_candidate(cand, &ncand, "snaive_short", dmf_method_snaive_short, 1);
 	if (in->nseasons > 0)

@@ -139,10 +139,15 @@ typedef struct DmfEts
 } DmfEts;
 
 extern void dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-						const int *m, int nseas, const DmfEts *from,
-						int maxeval, DmfEts *fit);
+						const int *m, int nseas, int kstep,
+						const DmfEts *from, int maxeval, DmfEts *fit);
 extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
-						   const int *m, int nseas, DmfEts *best);
+						   const int *m, int nseas, int kstep,
+						   DmfEts *best);
+extern void dmf_ets_eval(const double *y, int n, int trend, const int *m,
+						 int nseas, const double *par, double l0, double b0,
+						 double *const *s0, double *const *s, int kstep,
+						 double *sse, double *sse_plain, double *ssek);
 extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,
 							 double *sd);
 extern const char *dmf_ets_name(const DmfEts *fit, char *buf, size_t len);
@@ -154,6 +159,7 @@ extern int	dmf_arima_period(const DmfInput *in);
 extern void dmf_method_naive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_snaive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in,

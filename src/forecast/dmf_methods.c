@@ -98,12 +98,13 @@ dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 }
 
 /*
- * dmf_method_hw
+ * hw_fit
  *		Additive Holt-Winters / ETS on the (at most two) longest periods,
- *		trend chosen by AICc among none, additive and damped.
+ *		trend chosen by AICc among none, additive and damped; kstep as in
+ *		dmf_ets_fit (0: maximum likelihood).
  */
-void
-dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+static void
+hw_fit(DmfCtx *ctx, const DmfInput *in, int kstep, DmfFc *fc)
 {
 	DmfEts		fit;
 	int			nseas = in->nseasons > 2 ? 2 : in->nseasons;
@@ -116,12 +117,39 @@ dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		dmf_method_naive(ctx, in, fc);
 		return;
 	}
-	dmf_ets_select(ctx, in->y, in->n, m, nseas, &fit);
+	dmf_ets_select(ctx, in->y, in->n, m, nseas, nseas == 2 ? kstep : 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);
 	snprintf(fc->desc, sizeof(fc->desc), "hw %s",
 			 dmf_ets_name(&fit, name, sizeof(name)));
+}
+
+/*
+ * dmf_method_hw
+ *		The hw method.  With two seasons (Taylor's double seasonal
+ *		Holt-Winters), the smoothing parameters minimise the one-step and
+ *		the half-shortest-period-step errors together (dmf_ets_fit): by
+ *		likelihood alone, two-season fits to hourly data chase the last
+ *		hours and were worse than seasonal naive over two days.
+ */
+void
+dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	hw_fit(ctx, in, in->nseasons >= 2 ? in->seasons[in->nseasons - 2] / 2 : 0,
+		   fc);
+}
+
+/*
+ * dmf_method_hw_mle
+ *		Holt-Winters by maximum likelihood whatever the seasons: auto's
+ *		candidate, which its backtest measured better as a member of the
+ *		combinations than the two-horizon fit.
+ */
+void
+dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	hw_fit(ctx, in, 0, fc);
 }
 
 /*
@@ -154,7 +182,7 @@ mstl_ets(DmfCtx *ctx, const DmfInput *in, int swin, DmfFc *fc)
 	for (i = 0; i < ns; i++)
 		seas[i] = dmf_dalloc(ctx, n);
 	dmf_mstl(ctx, in->y, n, in->seasons, ns, swin, seas, adj);
-	dmf_ets_select(ctx, adj, n, NULL, 0, &fit);
+	dmf_ets_select(ctx, adj, n, NULL, 0, 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);

@@ -544,6 +544,7 @@ main(void)
 	test_arima_fast();
 	test_allocator_and_cap();
 	test_event_setup_interruptible();
+	test_ets_kstep();
 	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;

@@ -334,3 +334,99 @@ test_event_setup_interruptible(void)
 	free(ev);
 	free(names);
 }
+
+/*
+ * The k-step fit of hw (dmf_ets_fit with kstep): its filter must give the
+ * same one-step errors as the two-steps-at-a-time filter, and its k-step
+ * sum of squares must equal a brute-force one computed here from the full
+ * history of states (every origin's own forecast k steps ahead).
+ */
+static void
+test_ets_kstep(void)
+{
+	enum
+	{
+		N = 200, M1 = 6, M2 = 21
+	};
+	static const int m[2] = {M1, M2};
+	double		y[N],
+				s0a[M1],
+				s0b[M2],
+				sa[M1],
+				sb[M2];
+	double	   *s0[2] = {s0a, s0b},
+			   *s[2] = {sa, sb};
+	/* history of the states after each observation */
+	static double L[N],
+				B[N],
+				S1[N][M1],
+				S2[N][M2];
+	const double par[5] = {0.3, 0.05, 0.2, 0.1, 0.9};
+	unsigned long st = 7;
+	int			trend,
+				kstep = 3,
+				t,
+				j;
+
+	for (t = 0; t < N; t++)
+		y[t] = 10 + 3 * sin(2 * 3.14159265358979 * t / M1) +
+			2 * cos(2 * 3.14159265358979 * t / M2) + 0.05 * t + 0.5 * lcg_normal(&st);
+	for (j = 0; j < M1; j++)
+		s0a[j] = 3 * sin(2 * 3.14159265358979 * j / M1) + 0.1;
+	for (j = 0; j < M2; j++)
+		s0b[j] = 2 * cos(2 * 3.14159265358979 * j / M2) - 0.1;
+	for (trend = 0; trend <= 2; trend++)
+	{
+		double		phi = trend == 2 ? par[4] : (trend ? 1 : 0),
+					beta = trend ? par[1] : 0,
+					l = 10,
+					b = trend ? 0.04 : 0,
+					s1[M1],
+					s2[M2],
+					sse = 0,
+					ssek = 0,
+					got,
+					got_plain,
+					gotk;
+
+		memcpy(s1, s0a, sizeof(s1));
+		memcpy(s2, s0b, sizeof(s2));
+		for (t = 0; t < N; t++)
+		{
+			double		e = y[t] - (l + phi * b) - s1[t % M1] - s2[t % M2];
+
+			sse += e * e;
+			l = l + phi * b + par[0] * e;
+			b = phi * b + beta * e;
+			s1[t % M1] += par[2] * e;
+			s2[t % M2] += par[3] * e;
+			L[t] = l;
+			B[t] = b;
+			memcpy(S1[t], s1, sizeof(s1));
+			memcpy(S2[t], s2, sizeof(s2));
+		}
+		for (t = kstep; t < N; t++)
+		{
+			int			u = t - kstep;
+			double		damp = 0,
+						pw = 1,
+						f;
+
+			for (j = 1; j <= kstep && trend; j++)
+			{
+				pw *= phi;
+				damp += pw;
+			}
+			f = L[u] + damp * B[u] + S1[u][t % M1] + S2[u][t % M2];
+			ssek += (y[t] - f) * (y[t] - f);
+		}
+		dmf_ets_eval(y, N, trend, m, 2, par, 10, trend ? 0.04 : 0, s0, s,
+					 kstep, &got, &got_plain, &gotk);
+		CHECK(fabs(got - sse) < 1e-8 * sse && fabs(got_plain - sse) < 1e-8 * sse,
+			  "ets trend %d: one-step SSE %.10g / %.10g, brute force %.10g",
+			  trend, got, got_plain, sse);
+		CHECK(fabs(gotk - ssek) < 1e-8 * ssek,
+			  "ets trend %d: %d-step SSE %.10g, brute force %.10g",
+			  trend, kstep, gotk, ssek);
+	}
+}
