@@ -20,9 +20,11 @@
  *	  windows of three cycles: follows a changing pattern);
  *	- hw (additive Holt-Winters, one or two seasons, maximum likelihood:
  *	  the hw method's two-horizon fit made the combinations worse);
- *	- seasonal ARIMA: the full stepwise search when n m^2 (the cost of its
- *	  Kalman filter, m the period it models) is at most ARIMA_MAX_COST
- *	  (monthly, quarterly, weekly data), else the cheap search of
+ *	- seasonal ARIMA, on series of at most ARIMA_MAX_N values (its cost
+ *	  grows faster than linearly; longer ones do without): the full
+ *	  stepwise search when n m^2 (the cost of its Kalman filter, m the
+ *	  period it models) is at most ARIMA_MAX_COST (monthly, quarterly,
+ *	  weekly data), else the cheap search of
  *	  dmf_method_arima_fast, whose orders are chosen once, at the earliest
  *	  origin, and reused with warm-started estimates at the later origin and
  *	  in the final fit (DmfArimaHint).  Choosing the orders on the earliest
@@ -60,6 +62,7 @@
 #define MAX_CAND	8
 #define MAX_ORIG	2
 #define ARIMA_MAX_COST 100000.0 /* full arima search while n m^2 is below */
+#define ARIMA_MAX_N	2500		/* no arima candidate on longer series */
 #define AUTO_TAU	1.5			/* combine candidates within this factor of
 								 * the best backtest error */
 #define CAND_MSTL	1			/* index of mstl, the fallback */
@@ -189,9 +192,9 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	if (in->nseasons > 0)
 		add_candidate(cand, &ncand, "mstl_fast", dmf_method_mstl_fast, 0);
 	marima = dmf_arima_period(in);
-	if ((double) n * marima * marima <= ARIMA_MAX_COST)
+	if (n <= ARIMA_MAX_N && (double) n * marima * marima <= ARIMA_MAX_COST)
 		add_candidate(cand, &ncand, "arima", dmf_method_arima, 0);
-	else
+	else if (n <= ARIMA_MAX_N)
 		add_candidate(cand, &ncand, "arima_fast", dmf_method_arima_fast, 0);
 	mmain = in->nseasons > 0 ? in->seasons[in->nseasons - 1] : 1;
 

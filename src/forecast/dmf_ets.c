@@ -53,6 +53,8 @@ typedef struct EtsWork
 	double		level;
 	double		slope;
 	int			kstep;			/* 0, or the second horizon of the fit */
+	double	   *lring;			/* kstep levels and slopes (ets_run_kstep) */
+	double	   *bring;
 } EtsWork;
 
 /*
@@ -314,12 +316,10 @@ ets_run(EtsWork *w)
  * ets_run_kstep
  *		The filter of ets_run one step at a time, also summing into *ssek the
  *		squared errors of the forecasts made kstep steps earlier (kstep at
- *		most the shortest period and KSTEP_MAX): such a forecast is the level
- *		and slope of then, which a ring buffer keeps, plus the seasonal
- *		states of now, which no observation has changed since then.
+ *		most the shortest period): such a forecast is the level and slope
+ *		of then, which a ring buffer keeps, plus the seasonal states of now,
+ *		which no observation has changed since then.
  */
-#define KSTEP_MAX	64
-
 static double
 ets_run_kstep(EtsWork *w, double *ssek)
 {
@@ -331,9 +331,9 @@ ets_run_kstep(EtsWork *w, double *ssek)
 				sse = 0,
 				sk = 0,
 				phk = 0,
-				pj = 1,
-				lring[KSTEP_MAX],
-				bring[KSTEP_MAX];
+				pj = 1;
+	double	   *lring = w->lring,
+			   *bring = w->bring;
 	double	   *s1 = w->s[0],
 			   *s2 = w->s[1];
 	int			i1 = 0,
@@ -409,15 +409,16 @@ ets_objective(const double *x, void *arg)
  * dmf_ets_eval
  *		For tests: run both filters on y[0..n) with the given parameters
  *		(alpha, beta, gamma1, gamma2, phi in par) and initial states (s0[k]
- *		holds m[k] values; s[k], m[k] values of scratch); *sse the one-step
+ *		holds m[k] values; s[k], m[k] values of scratch; ring, 2 kstep
+ *		values of scratch); *sse the one-step
  *		sum of squares of the two-step-at-a-time filter, *sse_plain that
  *		of the plain one, *ssek the kstep-step sum of squares.
  */
 void
 dmf_ets_eval(const double *y, int n, int trend, const int *m, int nseas,
 			 const double *par, double l0, double b0, double *const *s0,
-			 double *const *s, int kstep, double *sse, double *sse_plain,
-			 double *ssek)
+			 double *const *s, int kstep, double *ring, double *sse,
+			 double *sse_plain, double *ssek)
 {
 	EtsWork		w;
 	static double one = 0;
@@ -443,6 +444,8 @@ dmf_ets_eval(const double *y, int n, int trend, const int *m, int nseas,
 	w.phi = trend == 2 ? par[4] : (trend ? 1 : 0);
 	*sse = ets_run(&w);
 	w.kstep = kstep;
+	w.lring = ring;
+	w.bring = ring + kstep;
 	*sse_plain = ets_run_kstep(&w, ssek);
 }
 
@@ -548,8 +551,13 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	w.n = n;
 	w.trend = trend;
 	/* the k-step ring starts after kstep values: leave some */
-	w.kstep = (kstep > 0 && nseas > 0 && kstep <= m[0] &&
-			   kstep <= KSTEP_MAX && n > 4 * kstep) ? kstep : 0;
+	w.kstep = (kstep > 0 && nseas > 0 && kstep <= m[0] && n > 4 * kstep)
+		? kstep : 0;
+	if (w.kstep > 0)
+	{
+		w.lring = dmf_dalloc(ctx, w.kstep);
+		w.bring = dmf_dalloc(ctx, w.kstep);
+	}
 	w.nseas = nseas;
 	for (k = 0; k < 2; k++)
 	{

@@ -147,7 +147,8 @@ extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
 extern void dmf_ets_eval(const double *y, int n, int trend, const int *m,
 						 int nseas, const double *par, double l0, double b0,
 						 double *const *s0, double *const *s, int kstep,
-						 double *sse, double *sse_plain, double *ssek);
+						 double *ring, double *sse, double *sse_plain,
+						 double *ssek);
 extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,
 							 double *sd);
 extern const char *dmf_ets_name(const DmfEts *fit, char *buf, size_t len);

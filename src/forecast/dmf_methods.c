@@ -131,13 +131,21 @@ hw_fit(DmfCtx *ctx, const DmfInput *in, int kstep, DmfFc *fc)
  *		Holt-Winters), the smoothing parameters minimise the one-step and
  *		the half-shortest-period-step errors together (dmf_ets_fit): by
  *		likelihood alone, two-season fits to hourly data chase the last
- *		hours and were worse than seasonal naive over two days.
+ *		hours and were worse than seasonal naive over two days.  Only while
+ *		that step is at most HW_KSTEP_MAX (hourly {24, 168}, half-hourly
+ *		{48, 336}): at five minutes ({288, 2016}, step 144) the fit took ten
+ *		times longer, and nothing measured its accuracy there.
  */
+#define HW_KSTEP_MAX	64
+
 void
 dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 {
-	hw_fit(ctx, in, in->nseasons >= 2 ? in->seasons[in->nseasons - 2] / 2 : 0,
-		   fc);
+	int			kstep = 0;
+
+	if (in->nseasons >= 2 && in->seasons[in->nseasons - 2] / 2 <= HW_KSTEP_MAX)
+		kstep = in->seasons[in->nseasons - 2] / 2;
+	hw_fit(ctx, in, kstep, fc);
 }
 
 /*

@@ -420,8 +420,10 @@ test_ets_kstep(void)
 			f = L[u] + damp * B[u] + S1[u][t % M1] + S2[u][t % M2];
 			ssek += (y[t] - f) * (y[t] - f);
 		}
+		double		ring[2 * 3];
+
 		dmf_ets_eval(y, N, trend, m, 2, par, 10, trend ? 0.04 : 0, s0, s,
-					 kstep, &got, &got_plain, &gotk);
+					 kstep, ring, &got, &got_plain, &gotk);
 		CHECK(fabs(got - sse) < 1e-8 * sse && fabs(got_plain - sse) < 1e-8 * sse,
 			  "ets trend %d: one-step SSE %.10g / %.10g, brute force %.10g",
 			  trend, got, got_plain, sse);
