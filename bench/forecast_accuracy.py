@@ -47,7 +47,13 @@ def load_cases(cases_dir):
 
 def run_method(args, cases, method):
     """One psql session per method; returns {case_id: (rows, ms, notices)}."""
-    script = ["\\set ON_ERROR_STOP 0", "\\timing on", "\\pset footer off"]
+    script = ["\\set ON_ERROR_STOP 0", "\\pset footer off",
+              # the server process's CPU time (user + system ticks), before
+              # and after: a figure that the load of the machine leaves alone
+              "SELECT pg_backend_pid() AS dm_pid \\gset",
+              "\\setenv DM_PID :dm_pid",
+              "\\! echo @@cpu $(cut -d' ' -f14,15 /proc/$DM_PID/stat)",
+              "\\timing on"]
     for c in cases:
         vals = ",".join(repr(v) for v in c["train"])
         seas = ",".join(str(s) for s in c["seasons"])
@@ -58,10 +64,17 @@ def run_method(args, cases, method):
     proc = subprocess.run(
         ["psql", "-X", "-q", "-A", "-t", "-F", ",", "-h", args.host, "-p", str(args.port),
          "-U", args.user, "-d", args.dbname],
-        input="\n".join(script) + "\n", capture_output=True, text=True, check=False)
+        input="\n".join(script + ["\\timing off",
+                                   "\\! echo @@cpu $(cut -d' ' -f14,15 /proc/$DM_PID/stat)"])
+        + "\n", capture_output=True, text=True, check=False)
     res = {}
     cur = None
+    ticks = []
     for line in proc.stdout.splitlines():
+        if line.startswith("@@cpu "):
+            f = line.split()[1:]
+            ticks.append(sum(int(x) for x in f) if len(f) == 2 else None)
+            continue
         if line.startswith("@@case "):
             cur = line.split(" ", 1)[1]
             res[cur] = {"rows": [], "ms": None}
@@ -70,6 +83,8 @@ def run_method(args, cases, method):
         elif cur and line and line[0].isdigit():
             res[cur]["rows"].append([float(x) for x in line.split(",")])
     errors = [l for l in proc.stderr.splitlines() if l.startswith(("ERROR", "psql:"))]
+    if len(ticks) == 2 and None not in ticks and cases:
+        res["@cpu_ms_per_case"] = (ticks[1] - ticks[0]) * 1000.0 / os.sysconf("SC_CLK_TCK") / len(cases)
     return res, errors
 
 

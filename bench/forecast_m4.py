@@ -9,7 +9,10 @@ dm_forecast(vals, '{24,168}', 48, method), in one psql session per method;
 it is scored as in the M4 paper: MASE scaled by the in-sample seasonal naive
 error at lag 24, sMAPE, and (ours) the share of test values inside the 80
 and 95 percent intervals.  "median ms" is the statement time psql reports
-(parse of the literal, fit, forecast, transfer), per series.
+(parse of the literal, fit, forecast, transfer), per series; "CPU ms" the
+server process's CPU time (user + system, from /proc) over the session
+divided by the number of series: unlike the wall time, the other processes
+of a busy machine leave it alone.
 
 The first line is seasonal naive at lag 24 through the same function
 (dm_forecast(vals, '{24}', 48, 'snaive')), the M4 paper's benchmark, measured
@@ -62,8 +65,8 @@ def main():
 
     print("dm_forecast via SQL on %d M4 Hourly series, seasons {24,168}, horizon 48\n"
           % len(series))
-    print("| method | series ok/run | mean MASE | median MASE | mean sMAPE % | 80% cov | 95% cov | median ms | total s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| method | series ok/run | mean MASE | median MASE | mean sMAPE % | 80% cov | 95% cov | median ms | CPU ms | total s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     failed = False
     for label, method, cases in runs:
         res, errors = run_method(args, cases, method)
@@ -84,15 +87,17 @@ def main():
         if len(scores) < len(cases):
             failed = True
         if not scores:
-            print("| %s | 0/%d | | | | | | | |" % (label, len(cases)))
+            print("| %s | 0/%d | | | | | | | | |" % (label, len(cases)))
             continue
         mase = [s["mase"] for s in scores]
-        print("| %s | %d/%d | %.3f | %.3f | %.2f | %.2f | %.2f | %.1f | %.1f |" % (
+        cpu = res.get("@cpu_ms_per_case")
+        print("| %s | %d/%d | %.3f | %.3f | %.2f | %.2f | %.2f | %.1f | %s | %.1f |" % (
             label, len(scores), len(cases), statistics.mean(mase), statistics.median(mase),
             statistics.mean(s["smape"] for s in scores),
             statistics.mean(s["c80"] for s in scores),
             statistics.mean(s["c95"] for s in scores),
-            statistics.median(times) if times else 0, sum(times) / 1000))
+            statistics.median(times) if times else 0,
+            "%.1f" % cpu if cpu is not None else "–", sum(times) / 1000))
         sys.stdout.flush()
     print("\nM4 paper (Makridakis et al., IJF 2020), hourly, mean MASE / sMAPE %: "
           "seasonal naive 1.193 / 13.91, winner (Smyl) 0.893 / 9.33, best hourly entry 0.801 / 8.91")
