@@ -9,6 +9,13 @@
 # SQL controls of the write fence; it uses the same library.
 # pg_regress inputs are test/sql/*.sql with outputs in test/expected/; test/run drives
 # pg_regress, the unit tests and the TAP suites (see README.md).
+#
+# Against an installed build (after make install; see README.md):
+#   make installcheck         pg_regress in database dm_regression of the
+#                             running server (PGHOST, PGPORT, PGUSER)
+#   make prove_installcheck   the TAP files (PROVE_TESTS=test/t/001_worker.pl
+#                             for some), on clusters they make with the
+#                             installed binaries; not as root
 
 EXTENSION   = driftmirror driftmirror_node
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" driftmirror.control)
@@ -32,10 +39,36 @@ PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializer
 SHLIB_LINK_INTERNAL = -L$(shell $(PG_CONFIG) --libdir) -lpq
 SHLIB_LINK  = -lcurl -lm
 
+REGRESS      = $(sort $(basename $(notdir $(wildcard test/sql/*.sql))))
+REGRESS_OPTS = --inputdir=test --load-extension=driftmirror
+# the expected output names this database (test/expected/cron.out)
+override CONTRIB_TESTDB = dm_regression
+# pg_cron's launcher stays connected to its database (cron.database_name =
+# dm_regression on a test server), so pg_regress could not drop it on a
+# second run: drop it first, forcing the launcher out
+REGRESS_PREP = dm_regression_drop
+
 # No LLVM bitcode: it needs clang and buys nothing for this module.
-with_llvm   = no
+# Makefile.global assigns with_llvm = yes on LLVM-enabled servers, which
+# would win over a plain assignment here; override makes it stick, so
+# neither `make` nor `make install` touches bitcode.
+override with_llvm = no
 
 include $(PGXS)
+
+PG_PROVE_FLAGS += -I $(srcdir)/test/lib
+PROVE_TESTS ?= test/t/*.pl
+
+.PHONY: dm_regression_drop
+dm_regression_drop:
+	'$(bindir)/psql' -X -q -d postgres -c 'DROP DATABASE IF EXISTS $(CONTRIB_TESTDB) WITH (FORCE)'
+
+# the TAP files against the installed build; PGXS defines no such target
+# unless TAP_TESTS is set, which would also make installcheck run them all
+.PHONY: prove_installcheck
+prove_installcheck: export DM_ROOT := $(abspath $(srcdir))
+prove_installcheck:
+	$(prove_installcheck)
 
 $(DM_INSTALL_SQL): $(sort $(wildcard sql/install/*.sql)) driftmirror.control
 	{ printf '%s\n' '-- generated from sql/install/*.sql by make: do not edit' \
@@ -43,13 +76,20 @@ $(DM_INSTALL_SQL): $(sort $(wildcard sql/install/*.sql)) driftmirror.control
 	  for f in $(sort $(wildcard sql/install/*.sql)); do \
 	    printf '\n-- ---- %s ----\n' "$$f"; cat "$$f"; done; } > $@
 
-# sql/driftmirror--FROM--TO.sql from sql/upgrade/FROM--TO/*.sql
+# sql/driftmirror--FROM--TO.sql from sql/upgrade/FROM--TO/: its *.sql files,
+# and its *.include files, each a list of sql/install/ files that an update
+# creates whole (new in that version), pasted in their place, in name order
 .SECONDEXPANSION:
-$(DM_UPGRADE_SQL): sql/driftmirror--%.sql: $$(sort $$(wildcard sql/upgrade/%/*.sql))
-	{ printf '%s\n' '-- generated from sql/upgrade/$*/*.sql by make: do not edit' \
+$(DM_UPGRADE_SQL): sql/driftmirror--%.sql: $$(sort $$(wildcard sql/upgrade/%/*)) \
+		$$(sort $$(wildcard sql/install/*.sql))
+	{ printf '%s\n' '-- generated from sql/upgrade/$*/ by make: do not edit' \
 	    '\echo Use "ALTER EXTENSION driftmirror UPDATE" to load this file. \quit'; \
-	  for f in $(sort $(wildcard sql/upgrade/$*/*.sql)); do \
-	    printf '\n-- ---- %s ----\n' "$$f"; cat "$$f"; done; } > $@
+	  for f in $(sort $(wildcard sql/upgrade/$*/*.sql sql/upgrade/$*/*.include)); do \
+	    case "$$f" in \
+	    *.include) for i in $$(grep -v '^#' "$$f"); do \
+	        printf '\n-- ---- %s (from %s) ----\n' "$$i" "$$f"; cat "$$i" || exit 1; done ;; \
+	    *) printf '\n-- ---- %s ----\n' "$$f"; cat "$$f" ;; \
+	    esac; done; } > $@
 
 $(OBJS): $(wildcard src/*.h src/forecast/*.h)
 

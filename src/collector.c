@@ -57,10 +57,12 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "http.h"
 #include "secrets.h"
 #include "spi_util.h"
@@ -196,7 +198,10 @@ typedef struct Source
 	/* outcome */
 	bool		ok;
 	char	   *error;
+	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
+	int			dropped;		/* points outside the window, not finite */
+	int			error_code;		/* SQLSTATE of a storage error, else 0 */
 	StringInfoData new_watermarks;	/* JSON object text, prometheus only */
 } Source;
 
@@ -255,7 +260,7 @@ LookupMetric(MetricIds *ids, const char *name)
 static void
 AddSample(Samples *s, TimestampTz ts, int64 rid, int16 mid, double v)
 {
-	if (mid == 0 || isnan(v) || isinf(v))
+	if (mid == 0 || !isfinite(v))
 		return;
 	if (s->n == s->cap)
 	{
@@ -315,22 +320,53 @@ JsonGetIntervalMs(JsonbContainer *c, const char *key, long dflt)
 	return dflt;
 }
 
+/*
+ * ParseDouble
+ *		The number in a string (Prometheus writes values as strings: "1.5",
+ *		"NaN", "+Inf", "1e400").  Returns NAN for anything that is not a
+ *		number; values beyond the range of a double come back as infinities.
+ *		Never raises.
+ */
+static double
+ParseDouble(const char *s, int len)
+{
+	char		buf[64];
+	char	   *end;
+	double		d;
+
+	/* no number we keep has more than 63 characters: longer ones are junk */
+	if (len <= 0 || len >= (int) sizeof(buf))
+		return (len > 0 && strspn(s, "0123456789") == (size_t) len) ? INFINITY : NAN;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	errno = 0;
+	d = strtod(buf, &end);
+	if (*end != '\0' || end == buf)
+		return NAN;
+	return d;
+}
+
+/*
+ * JsonNumber
+ *		A JSON number, or a string holding one, as a double; NAN for
+ *		anything else.  Out-of-range numbers (1e400) become infinities:
+ *		numeric_float8 would raise, and one bad point must not stop the
+ *		collection.  Never raises.
+ */
 static double
 JsonNumber(JsonbValue *v)
 {
 	if (v->type == jbvNumeric)
-		return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-												  NumericGetDatum(v->val.numeric)));
-	if (v->type == jbvString)
 	{
-		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
-		char	   *end;
-		double		d = strtod(s, &end);
+		/* scientific notation: 1e300 stays short; NaN, Infinity parse too */
+		char	   *txt = numeric_out_sci(v->val.numeric, 17);
+		double		d = strtod(txt, NULL);
 
-		if (*end != '\0' || end == s)
-			return NAN;
+		pfree(txt);
 		return d;
 	}
+	if (v->type == jbvString)
+		return ParseDouble(v->val.string.val, v->val.string.len);
 	return NAN;
 }
 
@@ -340,10 +376,24 @@ TimestampToUnix(TimestampTz t)
 	return (double) t / 1e6 + (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
 }
 
-static TimestampTz
-UnixToTimestamp(double s)
+/*
+ * UnixToTimestamp
+ *		Unix seconds as a timestamptz.  Returns false for a value that is not
+ *		finite or outside the range of timestamptz (the cast of such a double
+ *		to int64 would be undefined).  Never raises.
+ */
+static bool
+UnixToTimestamp(double s, TimestampTz *out)
 {
-	return (TimestampTz) ((s - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1e6);
+	double		us;
+
+	if (!isfinite(s))
+		return false;
+	us = (s - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1e6;
+	if (!(us >= (double) MIN_TIMESTAMP && us < (double) END_TIMESTAMP))
+		return false;
+	*out = (TimestampTz) us;
+	return true;
 }
 
 /* ---------------------------------------------------------------- */
@@ -364,6 +414,7 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 	uint64		i;
 	int			j;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -492,6 +543,17 @@ TargetStart(PgTarget *t, long timeout_ms)
 	{
 		PQfinish(t->conn);
 		t->conn = NULL;
+	}
+
+	/* defence in depth: the endpoint keyword allow-list (endpoint.c) */
+	{
+		char	   *refused = DmConninfoProblem(t->conninfo);
+
+		if (refused != NULL)
+		{
+			TargetFail(t, refused);
+			return;
+		}
 	}
 
 	values[0] = t->conninfo;
@@ -992,7 +1054,6 @@ ParsePrometheus(Source *s, Samples *samples)
 {
 	int			q;
 	int			first_new = samples->n;
-	TimestampTz max_ts = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 86400 * 1000);
 
 	initStringInfo(&s->new_watermarks);
 	appendStringInfoChar(&s->new_watermarks, '{');
@@ -1093,6 +1154,7 @@ ParsePrometheus(Source *s, Samples *samples)
 			JsonbValue *vv;
 			double		ts;
 			double		val;
+			TimestampTz at;
 
 			if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
 				JsonContainerSize(pt->val.binary.data) != 2 ||
@@ -1105,16 +1167,25 @@ ParsePrometheus(Source *s, Samples *samples)
 			}
 			ts = JsonNumber(tv);
 			val = JsonNumber(vv);
-			if (isnan(ts) || UnixToTimestamp(ts) > max_ts)
+
+			/*
+			 * Only points of the window asked for: a point far in the past or
+			 * future (or not a time at all: 1e300, 1e400) would otherwise
+			 * make the store create partitions for it, or fail the pass.
+			 */
+			if (!(ts >= pq->start - 0.001 && ts <= pq->end + 0.001) ||
+				!UnixToTimestamp(ts, &at))
 			{
-				s->error = psprintf("query \"%s\": point %d has a bad timestamp", pq->metric, i);
-				break;
+				s->dropped++;
+				continue;
 			}
 			if (!isnan(last) && ts <= last)
 				continue;		/* already stored */
 			/* Prometheus NaN / +Inf / -Inf are not samples: skip them */
-			if (!isnan(val) && !isinf(val))
-				AddSample(samples, UnixToTimestamp(ts), s->resource_id, pq->metric_id, val);
+			if (isfinite(val))
+				AddSample(samples, at, s->resource_id, pq->metric_id, val);
+			else
+				s->dropped++;
 			if (isnan(last) || ts > last)
 				last = ts;
 		}
@@ -1127,6 +1198,7 @@ keep_watermark:
 	}
 	appendStringInfoChar(&s->new_watermarks, '}');
 
+	s->first = first_new;
 	if (s->error)
 	{
 		samples->n = first_new; /* nothing of a failed source */
@@ -1160,9 +1232,64 @@ MakeArray(Datum *d, bool *nulls, int n, Oid type)
 }
 
 /*
+ * StoreSourceSamples
+ *		In a subtransaction of the recording transaction: store the samples
+ *		of one source.  A failure (a value the store refuses, a partition
+ *		that cannot be made) rolls back that source's rows only and becomes
+ *		that source's error, backed off like any other; the other sources'
+ *		samples are stored.  Sets s->rows to the rows written.  Raises only
+ *		for what a subtransaction cannot contain (out of memory, interrupts).
+ */
+static void
+StoreSourceSamples(Source *s, Samples *samples)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			first = s->first;
+	int			n = s->rows;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		bool		isnull;
+
+		DmSpiExec("SELECT driftmirror._store_samples($1, $2, $3, $4)",
+				  4, (Oid[]) {TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID},
+				  (Datum[]) {PointerGetDatum(MakeArray(samples->ts + first, NULL, n, TIMESTAMPTZOID)),
+					  PointerGetDatum(MakeArray(samples->rid + first, NULL, n, INT8OID)),
+					  PointerGetDatum(MakeArray(samples->mid + first, NULL, n, INT2OID)),
+				  PointerGetDatum(MakeArray(samples->val + first, NULL, n, FLOAT8OID))});
+		s->rows = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		s->ok = false;
+		s->rows = 0;
+		s->error = TrimErrorIn(cxt, psprintf("storing the samples failed: %s", edata->message));
+		s->error_code = edata->sqlerrcode;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Record
- *		One transaction: store the samples and the outcome of every poll.
- *		Raises on error.
+ *		One transaction: store the samples of every source (each on its own,
+ *		see StoreSourceSamples) and the outcome of every poll.  Raises on
+ *		error.
  */
 static void
 Record(List *sources, Samples *samples)
@@ -1178,9 +1305,19 @@ Record(List *sources, Samples *samples)
 	ListCell   *lc;
 	int			i = 0;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: storing collected metrics");
+	DmSpiConnect();
+
+	foreach(lc, sources)
+	{
+		Source	   *s = lfirst(lc);
+
+		if (s->ok && s->rows > 0)
+			StoreSourceSamples(s, samples);
+	}
 
 	foreach(lc, sources)
 	{
@@ -1197,14 +1334,6 @@ Record(List *sources, Samples *samples)
 		i++;
 	}
 
-	DmSpiConnect();
-	if (samples->n > 0)
-		DmSpiExec("SELECT driftmirror._store_samples($1, $2, $3, $4)",
-				  4, (Oid[]) {TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID},
-				  (Datum[]) {PointerGetDatum(MakeArray(samples->ts, NULL, samples->n, TIMESTAMPTZOID)),
-					  PointerGetDatum(MakeArray(samples->rid, NULL, samples->n, INT8OID)),
-					  PointerGetDatum(MakeArray(samples->mid, NULL, samples->n, INT2OID)),
-				  PointerGetDatum(MakeArray(samples->val, NULL, samples->n, FLOAT8OID))});
 	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5)",
 			  5, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID},
 			  (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
@@ -1306,6 +1435,7 @@ RecordFinished(void)
 					if (t->have[i])
 						AddSample(&samples, t->sample_at, s->resource_id, PgIds[i], t->values[i]);
 				s->ok = true;
+				s->first = before;
 				s->rows = samples.n - before;
 			}
 			else
@@ -1554,6 +1684,7 @@ DmMaybeRunMetricMaintenance(bool force)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "driftmirror: metric store maintenance");

@@ -30,6 +30,11 @@ extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;
 extern int	DmForecastWorkMemKb;
+extern char *DmS3Endpoint;
+extern char *DmS3Region;
+extern char *DmS3AccessKeyId;
+extern char *DmS3SecretFile;
+extern char *DmRouterFilesDirectory;
 
 extern void DmDefineSettings(void);
 

@@ -21,13 +21,21 @@
  *	   temporary tables, and marks the transaction read-only, so that
  *	   functions called by the plan (nextval, setval, lo_*, ...) hit
  *	   PostgreSQL's own read-only checks;
- *	 - ProcessUtility_hook refuses LOCK stronger than ROW EXCLUSIVE (it
- *	   would stall the apply worker) and marks the transaction read-only
+ *	 - ProcessUtility_hook refuses, before they start, what PostgreSQL
+ *	   allows in a read-only transaction but the fence must not: COMMIT
+ *	   PREPARED (a transaction prepared before the fence would commit after
+ *	   the fence LSN; ROLLBACK PREPARED passes) and PREPARE TRANSACTION
+ *	   (as on a hot standby), the rewrites VACUUM FULL,
+ *	   CLUSTER, REINDEX, also ANALYZE, and
+ *	   LOCK stronger than ROW EXCLUSIVE (each would hold a lock that stalls
+ *	   the apply worker, and fail at commit anyway); plain VACUUM passes.
+ *	   It marks the transaction read-only
  *	   before every utility statement, so COPY FROM, TRUNCATE, DDL,
  *	   CALL/DO bodies, etc. are refused by PostgreSQL's read-only checks; a
  *	   client's SET transaction_read_only = off is undone by the next
  *	   statement;
- *	 - a pre-commit transaction callback refuses to commit any transaction
+ *	 - a pre-commit (and pre-prepare) transaction callback refuses to
+ *	   commit or PREPARE any transaction
  *	   that has a transaction id, i.e. that wrote anything at all: this
  *	   catches what PostgreSQL's read-only checks let through (large object
  *	   writes, which PostgreSQL 15 does not check, also through libpq's
@@ -69,6 +77,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -610,7 +619,7 @@ PlanWrites(PlannedStmt *plannedstmt)
 }
 
 static void
-FenceError(DmFenceMode mode, const char *what)
+FenceErrorHint(DmFenceMode mode, const char *what, const char *hint)
 {
 	char	   *db = get_database_name(MyDatabaseId);
 
@@ -620,7 +629,88 @@ FenceError(DmFenceMode mode, const char *what)
 					what, db ? db : "?"),
 			 errdetail("The database is fenced in %s mode; only logical replication and driftmirror may write.",
 					   DmFenceModeName(mode)),
-			 errhint("Write to the primary of this database.")));
+			 errhint("%s", hint)));
+}
+
+static void
+FenceError(DmFenceMode mode, const char *what)
+{
+	FenceErrorHint(mode, what, "Write to the primary of this database.");
+}
+
+/*
+ * VacuumOption
+ *		Whether a VACUUM statement's option list turns option "name" on.
+ */
+static bool
+VacuumOption(VacuumStmt *stmt, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *opt = (DefElem *) lfirst(lc);
+
+		if (strcmp(opt->defname, name) == 0)
+			return defGetBoolean(opt);
+	}
+	return false;
+}
+
+/*
+ * RefusedUtility
+ *		The name of a utility statement the fence refuses before it starts,
+ *		or NULL.  PostgreSQL lets these run in a read-only transaction
+ *		(they change no data as pg_dump sees it), so without this they
+ *		would run to the end, holding strong locks that stall the apply
+ *		worker, and fail only at commit (they take a transaction id):
+ *		VACUUM FULL, CLUSTER and REINDEX rewrite whole relations, ANALYZE
+ *		writes pg_statistic.  COMMIT PREPARED is refused because the
+ *		transaction it commits was prepared before the fence: its commit
+ *		would land after the fence LSN, on a node that is no longer the
+ *		primary (ROLLBACK PREPARED passes).  Plain VACUUM passes, as it does
+ *		on a hot standby's primary: it writes no transaction id.
+ */
+static const char *
+RefusedUtility(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_TransactionStmt:
+			if (((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+				return "COMMIT PREPARED";
+			/* even of a read-only transaction: it could not commit here */
+			if (((TransactionStmt *) stmt)->kind == TRANS_STMT_PREPARE)
+				return "PREPARE TRANSACTION";
+			return NULL;
+		case T_VacuumStmt:
+			{
+				VacuumStmt *v = (VacuumStmt *) stmt;
+
+				if (!v->is_vacuumcmd)
+					return "ANALYZE";
+				if (VacuumOption(v, "full"))
+					return "VACUUM FULL";
+				if (VacuumOption(v, "analyze"))
+					return "VACUUM ANALYZE";
+				return NULL;
+			}
+		case T_ClusterStmt:
+			return "CLUSTER";
+		case T_ReindexStmt:
+			return "REINDEX";
+		case T_LockStmt:
+			/*
+			 * PostgreSQL allows LOCK in read-only transactions, but a strong
+			 * lock on a mirror stalls the apply worker: refuse what a hot
+			 * standby refuses.
+			 */
+			if (((LockStmt *) stmt)->mode > RowExclusiveLock)
+				return "LOCK TABLE in this mode";
+			return NULL;
+		default:
+			return NULL;
+	}
 }
 
 static void
@@ -652,14 +742,14 @@ DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (mode != DM_FENCE_NONE)
 	{
-		/*
-		 * PostgreSQL allows LOCK in read-only transactions, but a strong lock
-		 * on a mirror stalls the apply worker: refuse what a hot standby
-		 * refuses.
-		 */
-		if (IsA(pstmt->utilityStmt, LockStmt) &&
-			((LockStmt *) pstmt->utilityStmt)->mode > RowExclusiveLock)
-			FenceError(mode, "LOCK TABLE in this mode");
+		const char *refused = RefusedUtility(pstmt->utilityStmt);
+
+		if (refused != NULL && IsA(pstmt->utilityStmt, TransactionStmt) &&
+			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+			FenceErrorHint(mode, refused,
+						   "ROLLBACK PREPARED is allowed; COMMIT PREPARED waits until the database is not fenced.");
+		if (refused != NULL)
+			FenceError(mode, refused);
 		XactReadOnly = true;
 		errcallback.callback = DmFenceErrorContext;
 		errcallback.arg = (void *) DmFenceModeName(mode);

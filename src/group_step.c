@@ -8,7 +8,8 @@
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
  * results in the next one.  Phases: recovery of interrupted promotions
- * (promote.c), mirrors (mirror.c), then the heartbeat that dm_status shows;
+ * (promote.c), mirrors (mirror.c), auto-promotion, routers left behind
+ * (router.c), then the heartbeat that dm_status shows;
  * collection, forecasting and actions plug in as further phases.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
@@ -27,6 +28,7 @@
 #include "driftmirror.h"
 #include "mirror.h"
 #include "promote.h"
+#include "router.h"
 #include "spi_util.h"
 
 /*
@@ -37,6 +39,7 @@
 static void
 RunInTransaction(const char *sql, int64 group_id)
 {
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -65,6 +68,7 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	 * session or node failure) get a recovery worker, which finishes them or
 	 * rolls them back
 	 */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -82,6 +86,13 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 
 	/* phase: auto-promotion, on the status the mirror phase just read */
 	DmAutoPromote(group_id);
+
+	/*
+	 * phase: routers behind the group's shares are retried (router.c; the
+	 * I/O runs outside transactions)
+	 */
+	DmRunRouterPhase(group_id);
+	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
 	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);

@@ -29,6 +29,11 @@ int			DmHttpMaxResponseKb = 16 * 1024;
 int			DmMetricMaintenanceS = 60;
 char	   *DmPromoteTestPause = NULL;
 int			DmForecastWorkMemKb = 64 * 1024;
+char	   *DmS3Endpoint = NULL;
+char	   *DmS3Region = NULL;
+char	   *DmS3AccessKeyId = NULL;
+char	   *DmS3SecretFile = NULL;
+char	   *DmRouterFilesDirectory = NULL;
 
 /*
  * DmDefineSettings
@@ -139,6 +144,54 @@ DmDefineSettings(void)
 							   "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("driftmirror.router_files_directory",
+							   "Directory where driftmirror writes the files routers include (pgbouncer [databases]).",
+							   "Absolute path; empty: no router file is written (pgbouncer routers fail).",
+							   &DmRouterFilesDirectory,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	/*
+	 * Object storage for dm_export/dm_import (object_store.c): where, and
+	 * with which credentials.  Superuser-only, and the key id hidden from
+	 * other roles, so that an admin can neither point the server's
+	 * credentials at a store of its choice nor read them.
+	 */
+	DefineCustomStringVariable("driftmirror.s3_endpoint",
+							   "Base URL under which dm_export and dm_import may address objects.",
+							   "An S3-compatible service with path-style URLs, e.g. https://s3.eu-west-1.amazonaws.com/my-bucket; empty disables them.",
+							   &DmS3Endpoint,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("driftmirror.s3_region",
+							   "Region used in the AWS Signature Version 4 of object storage requests.",
+							   NULL,
+							   &DmS3Region,
+							   "us-east-1",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("driftmirror.s3_access_key_id",
+							   "Access key id for object storage requests.",
+							   NULL,
+							   &DmS3AccessKeyId,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("driftmirror.s3_secret_access_key_file",
+							   "File in $PGDATA/driftmirror_secrets holding the secret access key for object storage.",
+							   NULL,
+							   &DmS3SecretFile,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
 	/*

@@ -256,8 +256,13 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 	if ((bad = CheckUrl(req->url)) != NULL)
 		return bad;
 	if (!HeaderValueOk(req->bearer_token) || !HeaderValueOk(req->idempotency_key) ||
-		!HeaderValueOk(req->content_type))
+		!HeaderValueOk(req->content_type) || !HeaderValueOk(req->signature))
 		return "header values must not contain line breaks";
+	for (const char *const *hl = req->headers; hl && *hl; hl++)
+		if (!HeaderValueOk(*hl) || strchr(*hl, ':') == NULL)
+			return "header values must not contain line breaks";
+	if (req->aws_sigv4 && (req->username == NULL || req->password == NULL))
+		return "a signed request needs an access key id and a secret";
 	if (strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(method) || method[0] == '\0')
 		return "invalid HTTP method";
 
@@ -278,12 +283,29 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, Min(timeout, (long) DM_HTTP_MAX_CONNECT_MS));
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+
+	/*
+	 * Without it, removing a handle whose name lookup still runs waits for
+	 * the resolver thread (Curl_resolver_kill joins it): a dead DNS server
+	 * would block the worker there, deaf to interrupts, past every timeout.
+	 */
+	curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->limit);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, DM_HTTP_USER_AGENT);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, WriteCallback);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+	if (req->aws_sigv4)
+	{
+		/* libcurl signs the method, path, query and headers with these */
+		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+		curl_easy_setopt(e, CURLOPT_USERNAME, req->username);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, req->password);
+	}
 
 	if (strcmp(method, "GET") == 0)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -322,6 +344,10 @@ SetupTransfer(DmHttpTransfer *t, const DmHttpRequest *req)
 			DM_ADD_HEADER("Authorization: Bearer %s", req->bearer_token);
 		if (req->idempotency_key)
 			DM_ADD_HEADER("Idempotency-Key: %s", req->idempotency_key);
+		for (const char *const *hl = req->headers; hl && *hl; hl++)
+			DM_ADD_HEADER("%s", *hl);
+		if (req->signature)
+			DM_ADD_HEADER("X-Driftmirror-Signature: %s", req->signature);
 		/* no "Expect: 100-continue" round trip */
 		DM_ADD_HEADER("%s", "Expect:");
 #undef DM_ADD_HEADER

@@ -34,9 +34,18 @@ typedef struct DmHttpRequest
 	const char *content_type;	/* Content-Type of body, or NULL */
 	const char *bearer_token;	/* Authorization: Bearer ..., or NULL */
 	const char *idempotency_key;	/* Idempotency-Key header, or NULL */
+	const char *signature;		/* X-Driftmirror-Signature header, or NULL */
 	long		timeout_ms;		/* per attempt; <= 0 means 10 s */
 	int			max_retries;	/* extra attempts after a transport error or
 								 * a 429/502/503/504 answer */
+	const char *aws_sigv4;		/* sign with AWS Signature Version 4, this
+								 * provider ("aws:amz:REGION:SERVICE"), or
+								 * NULL; needs username and password */
+	const char *username;		/* with aws_sigv4: the access key id */
+	const char *password;		/* with aws_sigv4: the secret access key;
+								 * handed only to libcurl, never shown */
+	const char *const *headers; /* more "Name: value" lines, NULL-terminated,
+								 * or NULL */
 } DmHttpRequest;
 
 typedef struct DmHttpResponse

@@ -133,8 +133,8 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 	{
 		conn = DmRemoteConnect(conninfo, label, 0);
 		if (node_session)
-			DmRemoteNodeSession(conn, label);
-		val = DmRemoteValue(conn, label, sql, 0, NULL);
+			DmRemoteNodeSession(conn, label, DM_REMOTE_ACTION_LOCK_TIMEOUT_MS, 0);
+		val = DmRemoteValue(conn, label, sql, 0, NULL, 0);
 	}
 	PG_CATCH();
 	{
@@ -249,8 +249,8 @@ RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
 	PG_TRY();
 	{
 		conn = DmRemoteConnect(a->conninfo, a->label, 0);
-		DmRemoteNodeSession(conn, a->label);
-		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL);
+		DmRemoteNodeSession(conn, a->label, 0, 0);
+		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL, 0);
 		if (a->probe_sql != NULL)
 			out->has_latency = MeasureLatency(conn, a->label, a->probe_sql,
 											  &out->latency_ms,
@@ -459,6 +459,7 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 	bool		found = false;
 
 	memset(a, 0, sizeof(RemoteAction));
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -492,6 +493,7 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	bool		isnull;
 	int			i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -548,6 +550,7 @@ DmRunMirrorPhase(int64 group_id, TimestampTz step_started)
 	ListCell   *lc;
 	uint64		i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -609,6 +612,7 @@ DmRunMirrorCleanups(void)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
@@ -672,6 +676,7 @@ DmRunMirrorCleanups(void)
 			char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 			bool		isnull;
 
+			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			DmSpiConnect();

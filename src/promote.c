@@ -35,6 +35,7 @@
 #include "utils/tuplestore.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "fence.h"
 #include "promote.h"
 #include "spi_util.h"
@@ -131,6 +132,7 @@ DmAutoPromote(int64 group_id)
 	ListCell   *lc;
 	uint64		i;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
@@ -161,6 +163,36 @@ DmAutoPromote(int64 group_id)
 					 errmsg("driftmirror: no background worker slot free to auto-promote resource " INT64_FORMAT, rid),
 					 errhint("Raise max_worker_processes.")));
 	}
+}
+
+/* what the caller's error says while it waits for the driver */
+typedef struct PromoteWait
+{
+	DmPromoteShared *shared;
+	const char *group;
+	const char *resource;
+} PromoteWait;
+
+/*
+ * PromoteWaitContext
+ *		Error context of an interrupted wait (pg_cancel_backend, a
+ *		statement_timeout): the caller gives up waiting, the promotion does
+ *		not stop.
+ */
+static void
+PromoteWaitContext(void *arg)
+{
+	PromoteWait *w = (PromoteWait *) arg;
+	int64		id;
+
+	pg_read_barrier();
+	id = w->shared->promotion_id;
+	if (id != 0)
+		errcontext("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\" goes on in the background: its driver finishes or rolls it back on its own (see dm_promotions)",
+				   id, w->resource, w->group);
+	else
+		errcontext("the promotion of resource \"%s\" of group \"%s\" goes on in the background: its driver finishes or rolls it back on its own (see dm_promotions)",
+				   w->resource, w->group);
 }
 
 /*
@@ -206,7 +238,17 @@ PromoteOne(const char *group, const char *resource, const char *options,
 				 errmsg("could not start a promotion worker")));
 
 	/* interruptible: a cancel leaves the worker to finish on its own */
-	status = WaitForBackgroundWorkerShutdown(handle);
+	{
+		ErrorContextCallback errcallback;
+		PromoteWait wait = {shared, group, resource};
+
+		errcallback.callback = PromoteWaitContext;
+		errcallback.arg = (void *) &wait;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		status = WaitForBackgroundWorkerShutdown(handle);
+		error_context_stack = errcallback.previous;
+	}
 	pg_read_barrier();
 	if (!shared->done)
 		ereport(ERROR,
@@ -315,6 +357,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 						 errmsg("group \"%s\" has no resource with a mirror to promote", group),
 						 errhint("Create one with dm_create_mirror.")));
 		}
+		/* a non-superuser promotes only mirrors of approved endpoints */
+		foreach(lc, resources)
+			DmSpiExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
+					  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+					  (Datum[]) {gid, CStringGetTextDatum(group),
+					  CStringGetTextDatum((char *) lfirst(lc))});
 	}
 	SPI_finish();
 
@@ -347,31 +395,6 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
-}
-
-/* AppendConnValue: a conninfo value, quoted when needed */
-static void
-AppendConnValue(StringInfo buf, const char *v)
-{
-	const char *c;
-	bool		plain = *v != '\0';
-
-	for (c = v; *c; c++)
-		if (*c == ' ' || *c == '\'' || *c == '\\' || *c == '=')
-			plain = false;
-	if (plain)
-	{
-		appendStringInfoString(buf, v);
-		return;
-	}
-	appendStringInfoChar(buf, '\'');
-	for (c = v; *c; c++)
-	{
-		if (*c == '\'' || *c == '\\')
-			appendStringInfoChar(buf, '\\');
-		appendStringInfoChar(buf, *c);
-	}
-	appendStringInfoChar(buf, '\'');
 }
 
 /*
@@ -451,9 +474,9 @@ driftmirror_multihost(PG_FUNCTION_ARGS)
 				 errmsg("no endpoint given")));
 
 	appendStringInfoString(&out, "host=");
-	AppendConnValue(&out, hosts.data);
+	DmAppendConnValue(&out, hosts.data);
 	appendStringInfoString(&out, " port=");
-	AppendConnValue(&out, ports.data);
+	DmAppendConnValue(&out, ports.data);
 	{
 		PQconninfoOption *o;
 
@@ -468,11 +491,11 @@ driftmirror_multihost(PG_FUNCTION_ARGS)
 			if (o->compiled && strcmp(o->val, o->compiled) == 0)
 				continue;
 			appendStringInfo(&out, " %s=", o->keyword);
-			AppendConnValue(&out, o->val);
+			DmAppendConnValue(&out, o->val);
 		}
 	}
 	PQconninfoFree(first);
 	appendStringInfoString(&out, " target_session_attrs=");
-	AppendConnValue(&out, tsa);
+	DmAppendConnValue(&out, tsa);
 	PG_RETURN_TEXT_P(cstring_to_text(out.data));
 }

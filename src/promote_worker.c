@@ -87,6 +87,7 @@ static char OldLabel[256];
 static char NewLabel[256];
 
 static TimestampTz FencedAt = 0;
+static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
 static TimestampTz UnfencedAt = 0;
 
 /* ---- control database helpers ---- */
@@ -309,14 +310,49 @@ RemainingMs(PromInfo *p)
 static void
 CheckDeadline(PromInfo *p, const char *step)
 {
-	if (GetCurrentTimestamp() >= p->deadline)
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("promotion of resource \"%s\" of group \"%s\" timed out in step %s",
-						p->resource, p->group, step),
-				 errhint("The limit is the group option promote_timeout; dm_promote accepts it in its options too.")));
+	if (GetCurrentTimestamp() < p->deadline)
+		return;
+	DeadlineRaised = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("promotion of resource \"%s\" of group \"%s\" timed out in step %s",
+					p->resource, p->group, step),
+			 errhint("The limit is the group option promote_timeout; dm_promote accepts it in its options too.")));
 }
 
+/*
+ * ConnectNode
+ *		A hardened node session (remote_conn.c) within timeout_ms in all:
+ *		the connection and the node-session set-up share the deadline.
+ *		Raises; leaves nothing open on error.
+ */
+static PGconn *
+ConnectNode(const char *conninfo, const char *label, int timeout_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													timeout_ms > 0 ? timeout_ms : DmConnectTimeoutMs);
+	PGconn	   *c = DmRemoteConnect(conninfo, label, timeout_ms);
+
+	PG_TRY();
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		DmRemoteNodeSession(c, label, 0, (int) Max(left, 1));
+	}
+	PG_CATCH();
+	{
+		DmRemoteClose(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return c;
+}
+
+/*
+ * OldPrimary, NewPrimary
+ *		The driver's session on each node, (re)connected within timeout_ms
+ *		when there is none or the last one was abandoned after a timeout.
+ */
 static PGconn *
 OldPrimary(PromInfo *p, int timeout_ms)
 {
@@ -326,21 +362,7 @@ OldPrimary(PromInfo *p, int timeout_ms)
 		OldConn = NULL;
 	}
 	if (OldConn == NULL)
-	{
-		PGconn	   *c = DmRemoteConnect(p->old_primary, OldLabel, timeout_ms);
-
-		PG_TRY();
-		{
-			DmRemoteNodeSession(c, OldLabel);
-		}
-		PG_CATCH();
-		{
-			DmRemoteClose(c);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		OldConn = c;
-	}
+		OldConn = ConnectNode(p->old_primary, OldLabel, timeout_ms);
 	return OldConn;
 }
 
@@ -353,21 +375,7 @@ NewPrimary(PromInfo *p, int timeout_ms)
 		NewConn = NULL;
 	}
 	if (NewConn == NULL)
-	{
-		PGconn	   *c = DmRemoteConnect(p->new_primary, NewLabel, timeout_ms);
-
-		PG_TRY();
-		{
-			DmRemoteNodeSession(c, NewLabel);
-		}
-		PG_CATCH();
-		{
-			DmRemoteClose(c);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		NewConn = c;
-	}
+		NewConn = ConnectNode(p->new_primary, NewLabel, timeout_ms);
 	return NewConn;
 }
 
@@ -378,20 +386,6 @@ CloseNodes(void)
 	DmRemoteClose(NewConn);
 	OldConn = NULL;
 	NewConn = NULL;
-}
-
-/* RemoteValue: DmRemoteValue with a timeout */
-static char *
-RemoteValue(PGconn *conn, const char *label, const char *sql, int nparams,
-			const char *const *values, int timeout_ms)
-{
-	PGresult   *res = DmRemoteExec(conn, label, sql, nparams, values, timeout_ms);
-	char	   *val = NULL;
-
-	if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
-		val = pstrdup(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return val;
 }
 
 /* Nap: sleep a little, interruptibly */
@@ -435,7 +429,7 @@ Guardrails(PromInfo *p)
 	char	   *verdict;
 	int			t = RemainingMs(p);
 
-	old_json = RemoteValue(OldPrimary(p, t), OldLabel,
+	old_json = DmRemoteValue(OldPrimary(p, t), OldLabel,
 						   "SELECT pg_catalog.jsonb_build_object("
 						   "'slot_exists', EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1),"
 						   "'lag_bytes', (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
@@ -447,10 +441,14 @@ Guardrails(PromInfo *p)
 						   "'oldest_write_xact_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.max(pg_catalog.now() OPERATOR(pg_catalog.-) xact_start))::numeric, 3) "
 						   "   FROM pg_catalog.pg_stat_activity WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
 						   "   AND backend_xid IS NOT NULL AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()),"
+						   "'prepared_xacts', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
+						   "   WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
+						   "'oldest_prepared_seconds', (SELECT pg_catalog.round(EXTRACT(epoch FROM pg_catalog.max(pg_catalog.now() OPERATOR(pg_catalog.-) prepared))::numeric, 3) "
+						   "   FROM pg_catalog.pg_prepared_xacts WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()),"
 						   "'schema', " SCHEMA_SQL ")::text",
 						   2, pargs, t);
 	t = RemainingMs(p);
-	new_json = RemoteValue(NewPrimary(p, t), NewLabel,
+	new_json = DmRemoteValue(NewPrimary(p, t), NewLabel,
 						   "SELECT pg_catalog.jsonb_build_object("
 						   "'sub_exists', s.oid IS NOT NULL, 'sub_enabled', s.subenabled,"
 						   "'worker_running', EXISTS (SELECT FROM pg_catalog.pg_stat_subscription w "
@@ -495,7 +493,7 @@ Fence(PromInfo *p)
 	int			terminated = 0;
 
 	FencedAt = GetCurrentTimestamp();
-	(void) RemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
+	(void) DmRemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
 					   0, NULL, RemainingMs(p));
 	grace_end = TimestampTzPlusMilliseconds(FencedAt, p->fence_grace_ms);
 
@@ -524,7 +522,7 @@ Fence(PromInfo *p)
 		{
 			char	   *n;
 
-			n = RemoteValue(conn, OldLabel,
+			n = DmRemoteValue(conn, OldLabel,
 							"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) "
 							"FROM pg_catalog.pg_stat_activity "
 							"WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
@@ -536,13 +534,36 @@ Fence(PromInfo *p)
 		}
 		Nap(1);
 	}
+
+	/*
+	 * A transaction prepared after the guardrails could only be committed
+	 * here, and the fence refuses its COMMIT PREPARED: finishing the
+	 * promotion would strand it.  No new one can appear (the fence refuses
+	 * PREPARE TRANSACTION, and a PREPARE under way holds its
+	 * transaction id until it is done, so the loop above waited for it).
+	 * Roll back instead.
+	 */
+	{
+		char	   *prepared = DmRemoteValue(conn, OldLabel,
+										   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
+										   "WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+										   0, NULL, RemainingMs(p));
+
+		if (prepared != NULL && strcmp(prepared, "0") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("%s prepared transaction(s) in the primary's database when it was fenced: the fence would refuse their COMMIT PREPARED",
+							prepared),
+					 errhint("Finish them (COMMIT PREPARED or ROLLBACK PREPARED) and promote again.")));
+	}
+
 	/*
 	 * The fence LSN must be flushed, or the WAL sender would not send up to
 	 * it before the WAL writer's next round: a commit of our own (it has a
 	 * transaction id, so its commit flushes all WAL before it) does that.
 	 */
-	(void) RemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
-	lsn = RemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
+	(void) DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+	lsn = DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
 					  RemainingMs(p));
 
 	if (terminated > 0)
@@ -600,7 +621,7 @@ CatchUp(PromInfo *p, const char *fence_lsn)
 		 * old primary (skipped by the decoder) makes sure it does.
 		 */
 		if (++rounds % 5 == 0)
-			(void) RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+			(void) DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
 							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
 		Nap(1);
 	}
@@ -618,7 +639,7 @@ SyncSequences(PromInfo *p)
 	char	   *n;
 	const char *args[2];
 
-	seqs = RemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
+	seqs = DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
 					   "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
 					   "'s', pg_catalog.format('%I.%I', schemaname, sequencename), 'v', last_value, "
 					   "'i', increment_by, 'lo', min_value, 'hi', max_value)), '[]')::text "
@@ -626,7 +647,7 @@ SyncSequences(PromInfo *p)
 					   0, NULL, RemainingMs(p));
 	args[0] = seqs;
 	args[1] = p->sequence_gap;
-	n = RemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
+	n = DmRemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
 					"SELECT pg_catalog.count(pg_catalog.setval(x.s::pg_catalog.regclass, "
 					"  CASE WHEN x.i OPERATOR(pg_catalog.>) 0 "
 					"       THEN LEAST(x.hi::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
@@ -665,7 +686,7 @@ ReverseSlot(PromInfo *p)
 	else
 	{
 		args[0] = p->new_slot;
-		if (RemoteValue(conn, NewLabel,
+		if (DmRemoteValue(conn, NewLabel,
 						"SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
 						1, args, RemainingMs(p)) == NULL)
 			ereport(ERROR,
@@ -681,7 +702,7 @@ ReverseSlot(PromInfo *p)
 static void
 Unfence(PromInfo *p)
 {
-	(void) RemoteValue(NewPrimary(p, 0), NewLabel,
+	(void) DmRemoteValue(NewPrimary(p, 0), NewLabel,
 					   "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
 	UnfencedAt = GetCurrentTimestamp();
 }
@@ -704,22 +725,22 @@ Reverse(PromInfo *p)
 	TimestampTz give_up;
 
 	if (p->mirror_fence)
-		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
+		(void) DmRemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 0);
 	else
-		(void) RemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
+		(void) DmRemoteValue(oldc, OldLabel, "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
 
 	if (p->two_way)
 		return;					/* both directions run already */
 
 	/* stop the old direction; its slot keeps its position meanwhile */
 	args[0] = p->old_subscription;
-	sql = RemoteValue(newc, NewLabel,
+	sql = DmRemoteValue(newc, NewLabel,
 					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', subname) "
 					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 AND subenabled "
 					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(newc, NewLabel, sql);
+		DmRemoteCommand(newc, NewLabel, sql, 0);
 
 	/* the way back */
 	args[0] = p->new_subscription;
@@ -727,14 +748,14 @@ Reverse(PromInfo *p)
 	args[2] = p->new_publication;
 	args[3] = p->new_slot;
 	sql = CtlValue("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
-	DmRemoteCommand(oldc, OldLabel, sql);
+	DmRemoteCommand(oldc, OldLabel, sql, 0);
 
 	/* wait until it streams: the new primary's slot is in use */
 	args[0] = p->new_slot;
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	for (;;)
 	{
-		char	   *active = RemoteValue(newc, NewLabel,
+		char	   *active = DmRemoteValue(newc, NewLabel,
 										 "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
 										 1, args, 0);
 
@@ -751,19 +772,19 @@ Reverse(PromInfo *p)
 	/* retire the old direction: subscription on the new primary, slot and
 	 * publication on the old one */
 	args[0] = p->old_subscription;
-	sql = RemoteValue(newc, NewLabel,
+	sql = DmRemoteValue(newc, NewLabel,
 					  "SELECT pg_catalog.format('ALTER SUBSCRIPTION %1$I DISABLE; ALTER SUBSCRIPTION %1$I SET (slot_name = NONE); DROP SUBSCRIPTION %1$I', subname) "
 					  "FROM pg_catalog.pg_subscription WHERE subname OPERATOR(pg_catalog.=) $1 "
 					  "AND subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(newc, NewLabel, sql);
+		DmRemoteCommand(newc, NewLabel, sql, 0);
 	/* the old slot: its WAL sender ends shortly after the subscription */
 	args[0] = p->old_slot;
 	give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30 * 1000);
 	for (;;)
 	{
-		char	   *state = RemoteValue(oldc, OldLabel,
+		char	   *state = DmRemoteValue(oldc, OldLabel,
 										"SELECT CASE WHEN active THEN 'active' "
 										"ELSE pg_catalog.pg_drop_replication_slot(slot_name)::text END "
 										"FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1",
@@ -779,12 +800,12 @@ Reverse(PromInfo *p)
 		Nap(10);
 	}
 	args[0] = p->old_publication;
-	sql = RemoteValue(oldc, OldLabel,
+	sql = DmRemoteValue(oldc, OldLabel,
 					  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
 					  "WHERE pubname OPERATOR(pg_catalog.=) $1",
 					  1, args, 0);
 	if (sql)
-		DmRemoteCommand(oldc, OldLabel, sql);
+		DmRemoteCommand(oldc, OldLabel, sql, 0);
 }
 
 /*
@@ -802,30 +823,42 @@ Rollback(PromInfo *p, const char *why)
 
 	Step(p, "rollback", "running", "rolling_back", why, NULL, NULL);
 
-	/* the mirror: best effort (it was never unfenced) */
+	/*
+	 * the mirror: best effort (it was never unfenced).  Past promote_timeout
+	 * without a working session to it (the mirror is what did not answer),
+	 * it is not contacted again: that would hold the rollback, and the old
+	 * primary's unfence, as long again.  Its cleanup queue does the drops.
+	 */
 	PG_TRY();
 	{
-		PGconn	   *conn = NewPrimary(p, 5000);
+		PGconn	   *conn;
 		const char *args[1];
 
+		if (GetCurrentTimestamp() >= p->deadline &&
+			(NewConn == NULL || PQstatus(NewConn) != CONNECTION_OK))
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("the mirror did not answer before promote_timeout; its cleanup queue drops what the promotion made")));
+		conn = NewPrimary(p, 5000);
+
 		if (p->mirror_fence)
-			(void) RemoteValue(conn, NewLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 5000);
+			(void) DmRemoteValue(conn, NewLabel, "SELECT driftmirror_node.fence_set('mirror')", 0, NULL, 5000);
 		if (!p->two_way)
 		{
 			args[0] = p->new_slot;
-			(void) RemoteValue(conn, NewLabel,
+			(void) DmRemoteValue(conn, NewLabel,
 							   "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
 							   "WHERE slot_name OPERATOR(pg_catalog.=) $1 AND NOT active",
 							   1, args, 5000);
 			args[0] = p->new_publication;
 			{
-				char	   *sql = RemoteValue(conn, NewLabel,
+				char	   *sql = DmRemoteValue(conn, NewLabel,
 											  "SELECT pg_catalog.format('DROP PUBLICATION %I', pubname) FROM pg_catalog.pg_publication "
 											  "WHERE pubname OPERATOR(pg_catalog.=) $1",
 											  1, args, 5000);
 
 				if (sql)
-					DmRemoteCommand(conn, NewLabel, sql);
+					DmRemoteCommand(conn, NewLabel, sql, 5000);
 			}
 		}
 	}
@@ -856,7 +889,7 @@ Rollback(PromInfo *p, const char *why)
 
 		PG_TRY();
 		{
-			(void) RemoteValue(OldPrimary(p, 5000), OldLabel,
+			(void) DmRemoteValue(OldPrimary(p, 5000), OldLabel,
 							   "SELECT driftmirror_node.fence_clear()", 0, NULL, 5000);
 			ok = true;
 		}
@@ -1118,12 +1151,27 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	{
 		if (recovering && BeforeFlip(pp->state))
 		{
-			/* interrupted before the commit point: undo */
-			Rollback(pp, "the promotion was interrupted before the routes were flipped");
-			{
-				const char *args[3] = {Int64Text(id), "rolled_back",
-				"interrupted before the flip (driver, session or node failure); rolled back"};
+			/*
+			 * Interrupted before the commit point: undo.  A rollback that an
+			 * error had started keeps that error as the reason.
+			 */
+			const char *args[3] = {Int64Text(id), "rolled_back", NULL};
+			char	   *earlier = NULL;
 
+			if (strcmp(pp->state, "rolling_back") == 0)
+				earlier = CtlValue("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
+								   1, args);
+			Rollback(pp, earlier ? earlier :
+					 "the promotion was interrupted before the routes were flipped");
+			if (earlier)
+			{
+				args[2] = psprintf("%s (rolled back; the rollback was finished by a recovery after it could not complete at first)",
+								   earlier);
+				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+			}
+			else
+			{
+				args[2] = "interrupted before the flip (driver, session or node failure); rolled back";
 				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
 			}
 		}
@@ -1154,6 +1202,20 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 						id, state, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 
+		/*
+		 * A wait cut by the deadline (a node that did not answer in time)
+		 * says which node and what it was asked; say that promote_timeout
+		 * ended the promotion, and in which step.
+		 */
+		if (BeforeFlip(state) && !DeadlineRaised &&
+			GetCurrentTimestamp() >= pp->deadline)
+		{
+			edata->message = psprintf("promotion of resource \"%s\" of group \"%s\" timed out in step %s: %s",
+									  pp->resource, pp->group, StepOfState(state),
+									  edata->message);
+			edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
+		}
+
 		PG_TRY();
 		{
 			const char *args[4] = {Int64Text(id), NULL, edata->message,
@@ -1170,6 +1232,10 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 				char	   *why = psprintf("%s", edata->message);
 
 				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
+				/* kept if the rollback has to be finished by a recovery */
+				CtlValue("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
+						 "WHERE id OPERATOR(pg_catalog.=) $1::bigint AND finished_at IS NULL",
+						 4, args);
 				Rollback(pp, why);
 				args[1] = "rolled_back";
 				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);

@@ -1,14 +1,56 @@
 /*-------------------------------------------------------------------------
  *
  * remote_conn.c
- *	  Interruptible libpq connections to managed nodes (see remote_conn.h).
+ *	  Hardened libpq connections to managed nodes (see remote_conn.h).
  *
- * Every wait here is WaitLatchOrSocket on the connection's socket with a
- * deadline, so a query cancel, a SIGTERM or a postmaster death interrupts
- * it; an interrupted remote statement is cancelled on the remote side
- * before the error propagates.  Remote errors are re-raised with their own
- * SQLSTATE and an errcontext naming the node and the command; connection
- * strings never appear in messages (nodes take passwords from a passfile).
+ * Every wait here is WaitLatchOrSocket on the connection's socket and the
+ * process latch with a deadline, so a query cancel, a SIGTERM or a
+ * postmaster death ends it at once, and a node that never answers costs at
+ * most the caller's timeout.  Nothing here blocks outside such a wait:
+ *
+ *	 - names: libpq (PostgreSQL 15) resolves host names synchronously inside
+ *	   PQconnectStart/PQconnectPoll, so io_dns.c resolves them first (with a
+ *	   deadline, interruptibly) and libpq gets numeric hostaddr entries;
+ *	 - sending: the connection is non-blocking once logged in, and the
+ *	   output is flushed under the same waits (a node that stops reading
+ *	   cannot block a send);
+ *	 - results: PQgetResult is only called when PQisBusy says it will not
+ *	   block, also when draining the results that follow an error;
+ *	 - cancelling: there is no cancel request.  PG15's PQcancel opens a
+ *	   blocking connection and then waits, with no limit, for the server to
+ *	   close it: a node that accepts the cancel connection and holds it open
+ *	   froze the worker for good (and made it deaf to pg_terminate_backend:
+ *	   the wait retries on EINTR).  libpq 15 offers no non-blocking cancel
+ *	   (that came in 17), and sending our own CancelRequest would need the
+ *	   cancel key, which libpq 15 keeps in an opaque struct.  So a statement
+ *	   that runs past its deadline, or is interrupted, abandons the
+ *	   connection: the socket is shut down at once (nothing waits for the
+ *	   node) and libpq marks the connection bad.  The node then ends the
+ *	   statement on its own: every session is hardened at login with
+ *	   client_connection_check_interval (1 s; PostgreSQL 14 and later), so a
+ *	   running or lock-waiting statement notices the vanished client within
+ *	   a second, and with statement_timeout and
+ *	   idle_in_transaction_session_timeout set to the caller's budget plus a
+ *	   second, which bound it even on older nodes or when the check cannot
+ *	   see the disconnection.  The cost is a new connection after a timeout,
+ *	   which every caller already handles (mirror actions connect per
+ *	   action; promotion reconnects when PQstatus is bad).
+ *	 - the network: TCP keepalives (idle 10 s, interval 5 s, 3 probes) and
+ *	   tcp_user_timeout (25 s) let the kernel drop dead peers of idle or
+ *	   sending connections; libpq's connect_timeout is passed too (for its
+ *	   own blocking paths; ours is the deadline above).
+ *
+ * lock_timeout is not a session setting: status reads time the latency
+ * probe, whose lock waits are the measurement, and promotion steps may wait
+ * for locks within promote_timeout.  Sessions that run mirror actions (DDL
+ * on the node) get DM_REMOTE_ACTION_LOCK_TIMEOUT_MS through
+ * DmRemoteNodeSession, so that a DDL queued behind a long transaction does
+ * not hold the application's queries behind it for remote_timeout.
+ *
+ * Remote errors are re-raised with their own SQLSTATE and an errcontext
+ * naming the node and the command; connection strings never appear in
+ * messages (nodes take passwords from a passfile), host names only in the
+ * details, which only admins see.
  *
  * libpq memory (PGconn, PGresult) is malloc'd: callers free it, in
  * PG_FINALLY blocks where an error can intervene.
@@ -17,6 +59,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "libpq-fe.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -24,9 +68,22 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
+#include "io_dns.h"
 #include "remote_conn.h"
 
-static void CancelRemote(PGconn *conn);
+/* TCP settings given to libpq for every node connection */
+#define DM_KEEPALIVES_IDLE		"10"
+#define DM_KEEPALIVES_INTERVAL	"5"
+#define DM_KEEPALIVES_COUNT		"3"
+#define DM_TCP_USER_TIMEOUT		"25000"
+
+/* how often a node checks that we are still there during a statement */
+#define DM_CLIENT_CHECK_INTERVAL "1000"
+
+static void Abandon(PGconn *conn);
+static PGconn *ConnectHardened(const char *conninfo, const char *label,
+							   int timeout_ms);
 static void ReportRemoteError(PGresult *res, PGconn *conn, const char *label,
 							  const char *sql);
 
@@ -53,21 +110,117 @@ Chomp(const char *msg)
 }
 
 /*
- * DmRemoteConnect
- *		Connect to a node and harden the session.  Returns the connection;
- *		raises an error (nothing left open) on failure, timeout or
- *		interrupt.
+ * WaitOnSocket
+ *		Wait for socket_events on the connection, the latch or the deadline;
+ *		serves interrupts (which may raise).  Returns the events seen, 0 when
+ *		the deadline has passed.
  */
-PGconn *
-DmRemoteConnect(const char *conninfo, const char *label, int timeout)
+static int
+WaitOnSocket(PGconn *conn, int socket_events, TimestampTz deadline)
 {
-	volatile int timeout_ms = timeout > 0 ? timeout : DmConnectTimeoutMs;
-	const char *keywords[] = {"dbname", "application_name", NULL};
-	const char *values[] = {conninfo, "driftmirror", NULL};
-	PGconn	   *volatile conn;
-	TimestampTz deadline;
+	long		left = RemainingMs(deadline);
+	int			rc;
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	if (left <= 0)
+		return 0;
+	rc = WaitLatchOrSocket(MyLatch,
+						   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | socket_events,
+						   PQsocket(conn), left, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return rc & ~(WL_LATCH_SET | WL_TIMEOUT);
+}
+
+/*
+ * HardenSession
+ *		Session settings of every node connection (see the file header);
+ *		statement and idle-in-transaction limits of budget_ms.
+ */
+static void
+HardenSession(PGconn *conn, const char *label, int budget_ms, int timeout_ms)
+{
+	char		budget[32];
+	const char *values[1] = {budget};
+
+	snprintf(budget, sizeof(budget), "%d", budget_ms);
+	PQclear(DmRemoteExec(conn, label,
+						 PQserverVersion(conn) >= 140000 ?
+						 "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
+						 "pg_catalog.set_config('datestyle', 'ISO', false), "
+						 "pg_catalog.set_config('timezone', 'UTC', false), "
+						 "pg_catalog.set_config('intervalstyle', 'postgres', false), "
+						 "pg_catalog.set_config('default_transaction_read_only', 'off', false), "
+						 "pg_catalog.set_config('statement_timeout', $1, false), "
+						 "pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false), "
+						 "pg_catalog.set_config('client_connection_check_interval', '" DM_CLIENT_CHECK_INTERVAL "', false)"
+						 :
+						 "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
+						 "pg_catalog.set_config('datestyle', 'ISO', false), "
+						 "pg_catalog.set_config('timezone', 'UTC', false), "
+						 "pg_catalog.set_config('intervalstyle', 'postgres', false), "
+						 "pg_catalog.set_config('default_transaction_read_only', 'off', false), "
+						 "pg_catalog.set_config('statement_timeout', $1, false), "
+						 "pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false)",
+						 1, values, timeout_ms));
+}
+
+/*
+ * ConnectBy
+ *		Connect before deadline, without running anything; the connection
+ *		is non-blocking on return.  Raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
+ */
+static PGconn *
+ConnectBy(const char *conninfo, const char *label, int timeout_ms,
+		  TimestampTz deadline)
+{
+	const char *keywords[16];
+	const char *values[16];
+	int			n = 0;
+	char	   *hosts;
+	char	   *hostaddrs;
+	char	   *ports;
+	char		connect_timeout[16];
+	PGconn	   *volatile conn;
+
+	/* defence in depth: the keyword allow-list of endpoint.c, again here */
+	DmCheckConninfo(conninfo);
+
+	/* later keywords override what the conninfo (dbname) says */
+	keywords[n] = "dbname";
+	values[n++] = conninfo;
+	if (DmResolveConninfo(conninfo, label, deadline, &hosts, &hostaddrs, &ports))
+	{
+		keywords[n] = "host";
+		values[n++] = hosts;
+		keywords[n] = "hostaddr";
+		values[n++] = hostaddrs;
+		if (ports != NULL)
+		{
+			keywords[n] = "port";
+			values[n++] = ports;
+		}
+	}
+	snprintf(connect_timeout, sizeof(connect_timeout), "%d",
+			 Max(2, (timeout_ms + 999) / 1000));
+	keywords[n] = "application_name";
+	values[n++] = "driftmirror";
+	keywords[n] = "connect_timeout";
+	values[n++] = connect_timeout;
+	keywords[n] = "keepalives";
+	values[n++] = "1";
+	keywords[n] = "keepalives_idle";
+	values[n++] = DM_KEEPALIVES_IDLE;
+	keywords[n] = "keepalives_interval";
+	values[n++] = DM_KEEPALIVES_INTERVAL;
+	keywords[n] = "keepalives_count";
+	values[n++] = DM_KEEPALIVES_COUNT;
+	keywords[n] = "tcp_user_timeout";
+	values[n++] = DM_TCP_USER_TIMEOUT;
+	keywords[n] = NULL;
+	values[n] = NULL;
+	Assert(n < lengthof(keywords));
 
 	conn = PQconnectStartParams(keywords, values, 1);
 	if (conn == NULL)
@@ -84,24 +237,16 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 
 		while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED)
 		{
-			int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 			int			rc;
-			long		left = RemainingMs(deadline);
 
-			if (left <= 0)
+			rc = WaitOnSocket(conn, st == PGRES_POLLING_READING ?
+							  WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+							  deadline);
+			if (rc == 0 && RemainingMs(deadline) <= 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 						 errmsg("could not connect to node \"%s\": timed out after %d ms",
 								label, timeout_ms)));
-			events |= (st == PGRES_POLLING_READING) ?
-				WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-			rc = WaitLatchOrSocket(MyLatch, events, PQsocket(conn), left,
-								   PG_WAIT_EXTENSION);
-			if (rc & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-			}
 			if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
 				st = PQconnectPoll(conn);
 		}
@@ -110,18 +255,18 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not connect to node \"%s\"", label),
-					 errdetail_internal("%s", Chomp(PQerrorMessage(conn)))));
+					 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
+					 DmPassfileHint(PQerrorMessage(conn))));
 
-		/* harden the session: our statements qualify every name anyway */
-		DmRemoteCommand(conn, label,
-						"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-						"pg_catalog.set_config('datestyle', 'ISO', false), "
-						"pg_catalog.set_config('timezone', 'UTC', false), "
-						"pg_catalog.set_config('intervalstyle', 'postgres', false), "
-						"pg_catalog.set_config('default_transaction_read_only', 'off', false)");
+		if (PQsetnonblocking(conn, 1) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not connect to node \"%s\"", label),
+					 errdetail_internal("%s", Chomp(PQerrorMessage(conn)))));
 	}
 	PG_CATCH();
 	{
+		Abandon(conn);
 		PQfinish(conn);
 		PG_RE_THROW();
 	}
@@ -131,8 +276,63 @@ DmRemoteConnect(const char *conninfo, const char *label, int timeout)
 }
 
 /*
+ * DmRemoteConnect
+ *		Connect to a node and harden the session, all before one deadline.
+ *		Returns the connection; raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
+ */
+PGconn *
+DmRemoteConnect(const char *conninfo, const char *label, int timeout)
+{
+	return ConnectHardened(conninfo, label, timeout > 0 ? timeout : DmConnectTimeoutMs);
+}
+
+/* ConnectHardened: DmRemoteConnect with the timeout resolved */
+static PGconn *
+ConnectHardened(const char *conninfo, const char *label, int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	PGconn	   *volatile conn = ConnectBy(conninfo, label, timeout_ms, deadline);
+
+	PG_TRY();
+	{
+		/*
+		 * The set-up counts against the connection's deadline: a node that
+		 * logs us in and then never answers fails here, in time.
+		 */
+		HardenSession(conn, label, Max(DmRemoteTimeoutMs, timeout_ms) + 1000,
+					  Max(RemainingMs(deadline), 1));
+	}
+	PG_CATCH();
+	{
+		Abandon(conn);
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return conn;
+}
+
+/*
+ * DmRemoteConnectPlain
+ *		Connect without running anything: for servers that speak the
+ *		protocol but are not PostgreSQL (the pgbouncer admin console).
+ *		Returns the (non-blocking) connection; raises an error (nothing left
+ *		open) on failure, timeout or interrupt.
+ */
+PGconn *
+DmRemoteConnectPlain(const char *conninfo, const char *label, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmConnectTimeoutMs;
+
+	return ConnectBy(conninfo, label, timeout_ms,
+					 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms));
+}
+
+/*
  * DmRemoteClose
- *		Close a connection; NULL is ignored.
+ *		Close a connection; NULL is ignored.  Does not block: the connection
+ *		is non-blocking, so the goodbye message is sent if it fits.
  */
 void
 DmRemoteClose(PGconn *conn)
@@ -142,37 +342,25 @@ DmRemoteClose(PGconn *conn)
 }
 
 /*
- * CancelRemote
- *		Best effort: ask the node to cancel the running statement and drain
- *		the results for a short while.  Never raises an error.
+ * Abandon
+ *		Cut a connection whose node did not answer in time (see the file
+ *		header: no cancel request).  The socket is shut down without
+ *		waiting, and libpq, reading the end of the stream, marks the
+ *		connection bad.  Never raises; the caller still PQfinish()es.
  */
 static void
-CancelRemote(PGconn *conn)
+Abandon(PGconn *conn)
 {
-	PGcancel   *cancel = PQgetCancel(conn);
-	char		errbuf[256];
-	PGresult   *res;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2000);
+	pgsocket	sock = PQsocket(conn);
+	int			i;
 
-	if (cancel != NULL)
-	{
-		(void) PQcancel(cancel, errbuf, sizeof(errbuf));
-		PQfreeCancel(cancel);
-	}
-	/* drain without blocking forever; the caller closes the connection */
-	while (PQisBusy(conn) && RemainingMs(deadline) > 0)
-	{
-		int			rc = WaitLatchOrSocket(NULL, WL_SOCKET_READABLE | WL_TIMEOUT |
-										   WL_EXIT_ON_PM_DEATH,
-										   PQsocket(conn), RemainingMs(deadline),
-										   PG_WAIT_EXTENSION);
-
-		if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
-			return;
-	}
-	if (!PQisBusy(conn))
-		while ((res = PQgetResult(conn)) != NULL)
-			PQclear(res);
+	if (sock == PGINVALID_SOCKET)
+		return;
+	(void) shutdown(sock, SHUT_RDWR);
+	/* what was already buffered comes first, then the end of the stream */
+	for (i = 0; i < 16 && PQstatus(conn) == CONNECTION_OK; i++)
+		if (!PQconsumeInput(conn))
+			break;
 }
 
 /*
@@ -209,11 +397,23 @@ ReportRemoteError(PGresult *res, PGconn *conn, const char *label,
 			 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
 }
 
+/* LostConnection: raise the error of a connection that broke */
+static void
+LostConnection(PGconn *conn, const char *label, const char *sql)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("lost the connection to node \"%s\"", label),
+			 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
+			 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+}
+
 /*
  * DmRemoteExec
  *		Run sql on the node; returns the (last) result, which the caller
- *		PQclear()s.  Raises the remote error, or an error on timeout,
- *		interrupt or lost connection (the remote statement is cancelled).
+ *		PQclear()s.  Raises the remote error (the connection stays usable),
+ *		or an error on timeout, interrupt or lost connection (the connection
+ *		is abandoned).
  */
 PGresult *
 DmRemoteExec(PGconn *conn, const char *label, const char *sql,
@@ -222,53 +422,68 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 	volatile int timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
 	TimestampTz deadline;
 	PGresult   *volatile last = NULL;
+	PGresult   *volatile failed = NULL;
 	int			sent;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
+	if (PQstatus(conn) != CONNECTION_OK)
+		LostConnection(conn, label, sql);
 	if (nparams > 0)
 		sent = PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
 	else
 		sent = PQsendQuery(conn, sql);
 	if (!sent)
+	{
+		char	   *why = Chomp(PQerrorMessage(conn));
+
+		Abandon(conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not send a command to node \"%s\"", label),
-				 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
+				 errdetail_internal("%s", why),
 				 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+	}
 
 	PG_TRY();
 	{
+		int			flushed;
+
+		/* the rest of the command, as the node reads it */
+		while ((flushed = PQflush(conn)) != 0)
+		{
+			int			rc;
+
+			if (flushed < 0)
+				LostConnection(conn, label, sql);
+			rc = WaitOnSocket(conn, WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE, deadline);
+			if (rc == 0 && RemainingMs(deadline) <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("command on node \"%s\" timed out after %d ms",
+								label, timeout_ms),
+						 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
+				LostConnection(conn, label, sql);
+		}
+
+		/* every result, without ever letting PQgetResult block */
 		for (;;)
 		{
 			PGresult   *res;
 
 			while (PQisBusy(conn))
 			{
-				long		left = RemainingMs(deadline);
-				int			rc;
+				int			rc = WaitOnSocket(conn, WL_SOCKET_READABLE, deadline);
 
-				if (left <= 0)
+				if (rc == 0 && RemainingMs(deadline) <= 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_QUERY_CANCELED),
 							 errmsg("command on node \"%s\" timed out after %d ms",
 									label, timeout_ms),
 							 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
-				rc = WaitLatchOrSocket(MyLatch,
-									   WL_LATCH_SET | WL_SOCKET_READABLE |
-									   WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									   PQsocket(conn), left, PG_WAIT_EXTENSION);
-				if (rc & WL_LATCH_SET)
-				{
-					ResetLatch(MyLatch);
-					CHECK_FOR_INTERRUPTS();
-				}
 				if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("lost the connection to node \"%s\"", label),
-							 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
-							 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+					LostConnection(conn, label, sql);
 			}
 			res = PQgetResult(conn);
 			if (res == NULL)
@@ -276,15 +491,12 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 			if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 				PQresultStatus(res) != PGRES_TUPLES_OK)
 			{
-				/* drain the rest so the connection stays usable */
-				PGresult   *more;
-
-				while ((more = PQgetResult(conn)) != NULL)
-					PQclear(more);
-				if (last)
-					PQclear(last);
-				last = NULL;
-				ReportRemoteError(res, conn, label, sql);
+				/* keep the first error; drain the rest */
+				if (failed == NULL)
+					failed = res;
+				else
+					PQclear(res);
+				continue;
 			}
 			if (last)
 				PQclear(last);
@@ -295,12 +507,19 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 	{
 		if (last)
 			PQclear(last);
-		if (PQisBusy(conn))
-			CancelRemote(conn);
+		if (failed)
+			PQclear(failed);
+		Abandon(conn);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
+	if (failed != NULL)
+	{
+		if (last)
+			PQclear(last);
+		ReportRemoteError(failed, conn, label, sql);
+	}
 	if (last == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -315,21 +534,22 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
  *		Run sql and discard its result.  Raises an error as DmRemoteExec.
  */
 void
-DmRemoteCommand(PGconn *conn, const char *label, const char *sql)
+DmRemoteCommand(PGconn *conn, const char *label, const char *sql,
+				int timeout_ms)
 {
-	PQclear(DmRemoteExec(conn, label, sql, 0, NULL, 0));
+	PQclear(DmRemoteExec(conn, label, sql, 0, NULL, timeout_ms));
 }
 
 /*
  * DmRemoteValue
  *		The first column of the first row, palloc'd, or NULL (no row or a
- *		null value).
+ *		null value).  Raises an error as DmRemoteExec.
  */
 char *
 DmRemoteValue(PGconn *conn, const char *label, const char *sql,
-			  int nparams, const char *const *values)
+			  int nparams, const char *const *values, int timeout_ms)
 {
-	PGresult   *res = DmRemoteExec(conn, label, sql, nparams, values, 0);
+	PGresult   *res = DmRemoteExec(conn, label, sql, nparams, values, timeout_ms);
 	char	   *val = NULL;
 
 	if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
@@ -342,15 +562,24 @@ DmRemoteValue(PGconn *conn, const char *label, const char *sql,
  * DmRemoteNodeSession
  *		Make sure the driftmirror_node extension exists in the remote
  *		database and mark the session as driftmirror's own, so that the
- *		write fence lets it through.  Needs a superuser connection.
+ *		write fence lets it through; with lock_timeout_ms > 0, also limit
+ *		the session's lock waits.  Needs a superuser connection.  Raises an
+ *		error as DmRemoteExec.
  */
 void
-DmRemoteNodeSession(PGconn *conn, const char *label)
+DmRemoteNodeSession(PGconn *conn, const char *label, int lock_timeout_ms,
+					int timeout_ms)
 {
-	DmRemoteCommand(conn, label,
-					"DO $dm$ BEGIN "
-					"IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension "
-					"WHERE extname OPERATOR(pg_catalog.=) 'driftmirror_node') THEN "
-					"CREATE EXTENSION driftmirror_node; END IF; "
-					"PERFORM driftmirror_node.session_bypass(); END $dm$");
+	char		sql[512];
+
+	snprintf(sql, sizeof(sql),
+			 "DO $dm$ BEGIN "
+			 "IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension "
+			 "WHERE extname OPERATOR(pg_catalog.=) 'driftmirror_node') THEN "
+			 "CREATE EXTENSION driftmirror_node; END IF; "
+			 "PERFORM driftmirror_node.session_bypass(); "
+			 "IF %d > 0 THEN PERFORM pg_catalog.set_config('lock_timeout', '%d', false); END IF; "
+			 "END $dm$",
+			 lock_timeout_ms, lock_timeout_ms);
+	DmRemoteCommand(conn, label, sql, timeout_ms);
 }

@@ -25,6 +25,12 @@
  * allocates outside transactions lives there.  Transaction commit switches
  * to TopMemoryContext, so code that commits switches back explicitly.
  *
+ * Time: a background worker has no client loop setting the statement start
+ * time, which a transaction's now() is taken from; every transaction the
+ * worker (and its callees in group_step.c, mirror.c, collector.c, promote.c)
+ * starts is preceded by SetCurrentStatementStartTimestamp(), or now() would
+ * stay at the worker's start.
+ *
  * Signals: SIGHUP reloads settings (and restarts the worker if
  * driftmirror.database changed), SIGTERM ends it through the standard die()
  * path.  A crash restarts it through the postmaster.
@@ -238,6 +244,7 @@ ReadDueGroups(bool reloaded)
 
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING,
@@ -351,6 +358,7 @@ RecordStepFailure(DueGroup *group, ErrorData *edata)
 {
 	PG_TRY();
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		DmSpiConnect();

@@ -171,8 +171,12 @@ $$;
 -- many it created.  Bounds are aligned on the partition interval; a range
 -- next to an existing partition made with another interval is clipped to
 -- fit.  Creations are serialised by an advisory lock; the common case (all
--- covered) takes no lock.
-CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz)
+-- covered) takes no lock.  Data decide the range for the collectors and
+-- dm_ingest: they pass no p_max and get at most 400 partitions made by one
+-- call, an error beyond (nothing is made then: the error rolls back);
+-- dm_create_partitions, an explicit request, passes its own bound.
+CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
+                                               p_max integer DEFAULT 400)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -218,6 +222,11 @@ BEGIN
         hi := lo + iv;
         lo := greatest(lo, (SELECT max(p.hi) FROM driftmirror.metric_partition p WHERE p.hi <= t));
         hi := least(hi, (SELECT min(p.lo) FROM driftmirror.metric_partition p WHERE p.lo > t));
+        IF p_max IS NOT NULL AND n >= p_max THEN
+            RAISE EXCEPTION 'the metric partitions from % to % would be more than % new partitions', p_from, p_to, p_max
+                USING ERRCODE = 'program_limit_exceeded',
+                      HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
+        END IF;
         nm := 'metric_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');
         EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.metric FOR VALUES FROM (%L) TO (%L)',
                        nm, lo, hi);
@@ -447,7 +456,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The range must be finite, ordered, and within 3650 days before and 400 days after now.';
     END IF;
-    RETURN driftmirror._ensure_partitions(starts, ends);
+    RETURN driftmirror._ensure_partitions(starts, ends, NULL);
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
@@ -794,6 +803,10 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'The file is read from the driftmirror_secrets directory of the data directory; no paths.';
         END IF;
+        IF p_config ? 'bearer_token_file' THEN
+            -- the token is sent to this URL: who may choose it (35_resources.sql)
+            PERFORM driftmirror._check_endpoint_delegated('metric source URL', p_config ->> 'url');
+        END IF;
         IF p_config ? 'bearer_token' AND p_config ? 'bearer_token_file' THEN
             RAISE EXCEPTION 'give either bearer_token or bearer_token_file, not both'
                 USING ERRCODE = 'invalid_parameter_value';
@@ -898,8 +911,10 @@ AS $$
      ORDER BY s.id
 $$;
 
--- _store_samples: write collected samples (rows of resources removed
--- meanwhile are dropped); returns rows written
+-- _store_samples: write collected samples; returns rows written.  Rows of
+-- resources removed meanwhile are dropped, and so are rows outside what
+-- dm_ingest accepts (older than the group's retention, later than now plus
+-- one day): a source's data never decide which partitions exist beyond that.
 CREATE FUNCTION driftmirror._store_samples(p_ts timestamptz[], p_rid bigint[],
                                            p_mid smallint[], p_val float8[])
 RETURNS bigint
@@ -907,16 +922,33 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
+    n   bigint;
+    lo  timestamptz;
+    hi  timestamptz;
+    ts  timestamptz[];
+    rid bigint[];
+    mid smallint[];
+    val float8[];
 BEGIN
     IF cardinality(p_ts) = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM driftmirror._ensure_partitions(min(t), max(t)) FROM unnest(p_ts) t;
-    INSERT INTO driftmirror.metric (ts, resource_id, metric_id, value)
-    SELECT u.t, u.rid, u.mid, u.v
+    SELECT array_agg(u.t), array_agg(u.rid), array_agg(u.mid), array_agg(u.v), min(u.t), max(u.t)
+      INTO ts, rid, mid, val, lo, hi
       FROM unnest(p_ts, p_rid, p_mid, p_val) AS u (t, rid, mid, v)
-     WHERE EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = u.rid);
+      JOIN (SELECT r.id,
+                   now() - driftmirror._opt_interval(
+                       driftmirror._effective_options('group', g.options) -> 'retention') AS oldest
+              FROM driftmirror.resource r
+              JOIN driftmirror.resource_group g ON g.id = r.group_id
+             WHERE r.id = ANY (p_rid)) k ON k.id = u.rid
+     WHERE u.t >= k.oldest AND u.t <= now() + interval '1 day';
+    IF ts IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM driftmirror._ensure_partitions(lo, hi);
+    INSERT INTO driftmirror.metric (ts, resource_id, metric_id, value)
+    SELECT u.t, u.rid, u.mid, u.v FROM unnest(ts, rid, mid, val) AS u (t, rid, mid, v);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

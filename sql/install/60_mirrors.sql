@@ -290,6 +290,18 @@ SELECT pg_catalog.jsonb_build_object(
                          GROUP BY r.name) t))::text
 $q$ $sql$;
 
+-- _node_role_sql: the connection role of a node, as one jsonb: user,
+-- superuser, replication (readable by any role)
+CREATE FUNCTION driftmirror._node_role_sql()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $sql$ SELECT $q$
+SELECT pg_catalog.jsonb_build_object('user', rolname, 'superuser', rolsuper,
+                                     'replication', rolreplication)::text
+  FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user
+$q$ $sql$;
+
 -- _split_list: a comma-separated setting as a trimmed array
 CREATE FUNCTION driftmirror._split_list(p_list text)
 RETURNS text[]
@@ -324,6 +336,24 @@ DECLARE
     mcols   jsonb;
     i       integer;
 BEGIN
+    -- the connection role first: the facts query reads settings only a
+    -- superuser (or pg_read_all_settings) may read, and everything the
+    -- worker creates on the nodes needs a superuser
+    FOR i IN 1..2 LOOP
+        lbl := CASE i WHEN 1 THEN p_primary_label ELSE p_mirror_label END;
+        f := driftmirror._remote_value(CASE i WHEN 1 THEN p_primary ELSE p_mirror END, lbl,
+                                       driftmirror._node_role_sql())::jsonb;
+        IF NOT coalesce((f ->> 'superuser')::boolean, false) THEN
+            probs := probs || format('node "%s": the connection role %s is not a superuser%s; driftmirror creates publications, slots, subscriptions and the driftmirror_node extension with it: name a superuser in the endpoint (user=...), or run ALTER ROLE %s SUPERUSER on that node',
+                                     lbl, quote_ident(f ->> 'user'),
+                                     CASE WHEN (f ->> 'replication')::boolean THEN ' (it has REPLICATION, which is not enough)' ELSE '' END,
+                                     quote_ident(f ->> 'user'));
+        END IF;
+    END LOOP;
+    IF cardinality(probs) > 0 THEN
+        RETURN probs;
+    END IF;
+
     facts := ARRAY[driftmirror._remote_value(p_primary, p_primary_label, driftmirror._node_facts_sql())::jsonb,
                    driftmirror._remote_value(p_mirror, p_mirror_label, driftmirror._node_facts_sql())::jsonb];
     FOR i IN 1..2 LOOP
@@ -1534,6 +1564,10 @@ BEGIN
     PERFORM driftmirror._check_endpoint('postgres', p_endpoint);
     pub_ep := coalesce(eff ->> 'publisher_endpoint', res.endpoint);
     PERFORM driftmirror._check_endpoint('postgres', pub_ep);
+    -- every node this mirror reaches with the servers' credentials
+    PERFORM driftmirror._check_endpoint_delegated('primary endpoint', res.endpoint);
+    PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', p_endpoint, 'dm_create_mirror');
+    PERFORM driftmirror._check_endpoint_delegated('publisher endpoint', pub_ep, 'dm_create_mirror');
     IF p_endpoint = res.endpoint THEN
         RAISE EXCEPTION 'the mirror endpoint is the endpoint of the primary'
             USING ERRCODE = 'invalid_parameter_value';
@@ -1660,6 +1694,27 @@ BEGIN
 END
 $$;
 
+-- _check_mirror_delegated: the check of _check_endpoint_delegated
+-- (35_resources.sql) on both endpoints of the postgres mirror of a resource,
+-- for the calls that use an existing mirror (sequences, verify, promote);
+-- nothing for other kinds (their tokens go only to approved URLs) or
+-- without a mirror
+CREATE FUNCTION driftmirror._check_mirror_delegated(p_resource_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m driftmirror.mirror;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror x WHERE x.resource_id = p_resource_id;
+    IF FOUND AND m.kind = 'postgres' THEN
+        PERFORM driftmirror._check_endpoint_delegated('primary endpoint', m.primary_endpoint);
+        PERFORM driftmirror._check_endpoint_delegated('mirror endpoint', m.mirror_endpoint);
+    END IF;
+END
+$$;
+
 -- dm_sync_sequences: read every sequence of the primary now and set the
 -- mirror's sequences to the same values; returns how many were set.  For
 -- switchover (after the primary is fenced).  Talks to both nodes from the
@@ -1683,6 +1738,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     seqs := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
         $q$SELECT COALESCE(pg_catalog.jsonb_object_agg(
                pg_catalog.format('%I.%I', schemaname, sequencename),
@@ -1740,6 +1796,7 @@ BEGIN
     gid := driftmirror._group_id(p_group);
     rid := driftmirror._resource_id(gid, p_group, p_resource);
     m := driftmirror._postgres_mirror(rid, p_group, p_resource);
+    PERFORM driftmirror._check_mirror_delegated(rid);
     facts := driftmirror._remote_value(m.primary_endpoint, format('%s/%s primary', p_group, p_resource),
                                        driftmirror._node_facts_sql())::jsonb;
     -- table names come from the node as format('%I.%I'): accept nothing else

@@ -184,39 +184,56 @@ RETURNS text
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'driftmirror_multihost';
 
--- dm_route: the endpoint a client of a resource should use.  'write': the
--- primary.  'read': chosen by weight among the read routes, deterministically
--- for a given key (same key, same endpoint), at random without one.  With
--- no route recorded yet, the resource's endpoint (its primary).
-CREATE FUNCTION driftmirror.dm_route("group" text, resource text, access text DEFAULT 'read',
-                                     key text DEFAULT NULL)
+-- _route_endpoint: an endpoint of a resource as routes hand it to
+-- application clients: for postgres resources without the administration
+-- role (dm_client_conninfo); clients add their own user=
+CREATE FUNCTION driftmirror._route_endpoint(p_resource_id bigint, p_endpoint text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN r.kind = 'postgres' THEN driftmirror.dm_client_conninfo(p_endpoint)
+                ELSE p_endpoint END
+      FROM driftmirror.resource r WHERE r.id = p_resource_id
+$$;
+
+-- _route_pick: the endpoint (as stored) of the node a client of a
+-- resource should use for an access kind, chosen by weight among its
+-- routes (dm_shift sets them; a promotion moves them to the new primary).
+-- With a key the choice is stable: a point in [0, 1) from the key's hash,
+-- the primary's share first, so a key stays on its node at a given share
+-- and, as the mirror's share grows, only keys move to the mirror (none
+-- come back).  Without a key: reads at random by weight, writes to the
+-- endpoint with the largest write share (the primary on a tie): a write
+-- share only ever applies to keyed writes, so that no row has two
+-- writers.  With no route recorded, the resource's endpoint (its primary).
+CREATE FUNCTION driftmirror._route_pick(p_resource_id bigint, p_access text, p_key text)
 RETURNS text
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_group ALIAS FOR $1;
-    p_resource ALIAS FOR $2;
-    p_access ALIAS FOR $3;
-    p_key ALIAS FOR $4;
-    gid    bigint;
-    rid    bigint;
+    prim   text;
     total  bigint;
     pick   double precision;
     ep     text;
 BEGIN
-    gid := driftmirror._group_id(p_group);
-    rid := driftmirror._resource_id(gid, p_group, p_resource);
     IF p_access IS NULL OR p_access NOT IN ('read', 'write') THEN
         RAISE EXCEPTION 'invalid access kind "%"', p_access
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ''read'' or ''write''.';
     END IF;
+    SELECT r.endpoint INTO prim FROM driftmirror.resource r WHERE r.id = p_resource_id;
     SELECT sum(rt.weight) INTO total FROM driftmirror.route rt
-     WHERE rt.resource_id = rid AND rt.access = p_access AND rt.weight > 0;
+     WHERE rt.resource_id = p_resource_id AND rt.access = p_access AND rt.weight > 0;
     IF total IS NULL THEN
-        SELECT r.endpoint INTO ep FROM driftmirror.resource r WHERE r.id = rid;
+        RETURN prim;
+    END IF;
+    IF p_key IS NULL AND p_access = 'write' THEN
+        SELECT rt.endpoint INTO ep FROM driftmirror.route rt
+         WHERE rt.resource_id = p_resource_id AND rt.access = 'write' AND rt.weight > 0
+         ORDER BY rt.weight DESC, rt.endpoint IS DISTINCT FROM prim, rt.endpoint
+         LIMIT 1;
         RETURN ep;
     END IF;
     IF p_key IS NULL THEN
@@ -227,48 +244,73 @@ BEGIN
     END IF;
     SELECT w.endpoint INTO ep
       FROM (SELECT rt.endpoint,
-                   sum(rt.weight) OVER (ORDER BY rt.endpoint) AS upto
+                   sum(rt.weight) OVER (ORDER BY rt.endpoint IS DISTINCT FROM prim, rt.endpoint) AS upto
               FROM driftmirror.route rt
-             WHERE rt.resource_id = rid AND rt.access = p_access AND rt.weight > 0) w
+             WHERE rt.resource_id = p_resource_id AND rt.access = p_access AND rt.weight > 0) w
      WHERE w.upto > pick
      ORDER BY w.upto
      LIMIT 1;
     RETURN ep;
 END
 $$;
-COMMENT ON FUNCTION driftmirror.dm_route(text, text, text, text) IS
-    'The endpoint (conninfo) a client of a resource should use for reads or writes';
 
--- dm_route_multihost: a libpq multi-host string listing the primary first,
--- then its mirror, with target_session_attrs=read-write: clients using it
--- follow a promotion on their own (the fenced node reports read-only)
-CREATE FUNCTION driftmirror.dm_route_multihost("group" text, resource text)
+-- dm_route: the endpoint a client of a resource should use (_route_pick),
+-- as clients get it (_route_endpoint)
+CREATE FUNCTION driftmirror.dm_route("group" text, resource text, access text DEFAULT 'read',
+                                     key text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    gid bigint;
     rid bigint;
-    eps text[];
 BEGIN
-    gid := driftmirror._group_id($1);
-    rid := driftmirror._resource_id(gid, $1, $2);
+    rid := driftmirror._resource_id(driftmirror._group_id($1), $1, $2);
+    RETURN driftmirror._route_endpoint(rid, driftmirror._route_pick(rid, $3, $4));
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_route(text, text, text, text) IS
+    'The endpoint (conninfo) a client of a resource should use for reads or writes';
+
+-- dm_route_multihost: a libpq multi-host string listing first the node
+-- dm_route picks for this access and key, then the other(s).  For writes
+-- with target_session_attrs=read-write: clients using it follow a
+-- promotion on their own (the fenced node reports read-only); for reads
+-- with target_session_attrs=any.  With the defaults: the primary first.
+CREATE FUNCTION driftmirror.dm_route_multihost("group" text, resource text,
+                                               access text DEFAULT 'write', key text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rid   bigint;
+    first text;
+    eps   text[];
+BEGIN
+    rid := driftmirror._resource_id(driftmirror._group_id($1), $1, $2);
     IF (SELECT r.kind FROM driftmirror.resource r WHERE r.id = rid) <> 'postgres' THEN
         RAISE EXCEPTION 'resource "%" of group "%" is not a postgres resource: a libpq multi-host string needs one', $2, $1
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Use dm_route() or dm_routes for other kinds.';
     END IF;
-    SELECT ARRAY[r.endpoint] || coalesce((SELECT array_agg(m.mirror_endpoint)
-                                           FROM driftmirror.mirror m WHERE m.resource_id = r.id), '{}')
+    first := driftmirror._route_pick(rid, $3, $4);
+    SELECT ARRAY[first] || coalesce(array_agg(e.ep ORDER BY e.ord) FILTER (WHERE e.ep IS DISTINCT FROM first), '{}')
       INTO eps
-      FROM driftmirror.resource r WHERE r.id = rid;
-    RETURN driftmirror._multihost(eps, 'read-write');
+      FROM driftmirror.resource r,
+           LATERAL (SELECT r.endpoint, 0
+                    UNION ALL
+                    SELECT m.mirror_endpoint, 1 FROM driftmirror.mirror m
+                     WHERE m.resource_id = r.id AND m.mirror_endpoint IS NOT NULL) e (ep, ord)
+     WHERE r.id = rid;
+    RETURN driftmirror.dm_client_conninfo(
+        driftmirror._multihost(eps, CASE $3 WHEN 'read' THEN 'any' ELSE 'read-write' END));
 END
 $$;
-COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text) IS
-    'A libpq multi-host conninfo (primary first, then its mirror) with target_session_attrs=read-write';
+COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text, text, text) IS
+    'A libpq multi-host conninfo: the node dm_route picks first, then the other; read-write for writes';
 
 -- _promotion_order: the resources of a group that have a mirror (postgres
 -- ones and those switched through an HTTP actuator), dependencies first
@@ -648,14 +690,15 @@ COMMENT ON VIEW driftmirror.dm_promotion_steps IS
 
 CREATE VIEW driftmirror.dm_routes AS
 SELECT g.name AS group_name, r.name AS resource_name, rt.access,
-       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
-            THEN rt.endpoint END AS endpoint,
+       CASE WHEN NOT pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN NULL
+            WHEN r.kind OPERATOR(pg_catalog.=) 'postgres' THEN driftmirror.dm_client_conninfo(rt.endpoint)
+            ELSE rt.endpoint END AS endpoint,
        rt.weight, rt.updated_at
   FROM driftmirror.route rt
   JOIN driftmirror.resource r ON r.id = rt.resource_id
   JOIN driftmirror.resource_group g ON g.id = rt.group_id;
 COMMENT ON VIEW driftmirror.dm_routes IS
-    'Routes per resource and access kind; endpoint is null unless the reader is a driftmirror_admin';
+    'Routes per resource and access kind; endpoint (without user=) is null unless the reader is a driftmirror_admin';
 
 -- _promotion_guardrails: compare what the driver read on both nodes with
 -- the limits; store the figures; return NULL when every check passes, else
@@ -723,6 +766,12 @@ BEGIN
         reasons := reasons || format('%s write transaction(s) on the primary older than promote_max_xact_seconds %s; the oldest has run %s s',
                                      o ->> 'long_xacts', max_x, o ->> 'oldest_write_xact_seconds');
     END IF;
+    -- the fence refuses COMMIT PREPARED: a transaction prepared before it
+    -- could only commit on the old primary, after the fence LSN, and be lost
+    IF coalesce((o ->> 'prepared_xacts')::integer, 0) > 0 THEN
+        reasons := reasons || format('%s prepared transaction(s) in the primary''s database, the oldest prepared %s s ago: the fence would refuse their COMMIT PREPARED; finish them (COMMIT PREPARED or ROLLBACK PREPARED) first',
+                                     o ->> 'prepared_xacts', o ->> 'oldest_prepared_seconds');
+    END IF;
     SELECT array_agg(x ORDER BY x) INTO only_old
       FROM (SELECT jsonb_array_elements_text(o -> 'schema') EXCEPT
             SELECT jsonb_array_elements_text(n -> 'schema')) d (x);
@@ -746,6 +795,8 @@ BEGIN
                'tables_not_ready', n -> 'tables_not_ready',
                'long_write_xacts', o -> 'long_xacts', 'max_xact_seconds', max_x,
                'oldest_write_xact_seconds', o -> 'oldest_write_xact_seconds',
+               'prepared_xacts', o -> 'prepared_xacts',
+               'oldest_prepared_seconds', o -> 'oldest_prepared_seconds',
                'schema_only_on_primary', to_jsonb(coalesce(only_old, '{}')),
                'schema_only_on_mirror', to_jsonb(coalesce(only_new, '{}')),
                'passed', cardinality(reasons) = 0,

@@ -18,7 +18,7 @@ DO $privileges$
 DECLARE
     obj record;
     -- pure functions that reveal nothing: the monitor may call them too
-    monitor_functions CONSTANT text[] := ARRAY['dm_forecast', 'dm_forecast_model'];
+    monitor_functions CONSTANT text[] := ARRAY['dm_forecast', 'dm_forecast_model', 'dm_client_conninfo'];
 BEGIN
     FOR obj IN
         SELECT p.oid::regprocedure AS sig, p.proname

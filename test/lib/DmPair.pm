@@ -5,7 +5,8 @@
 # test schema on both (the probe's table, a serial table, a sequence),
 # group "orders" (interval 1s, plus opts{group_options}), resource "db"
 # and its mirror (opts{mirror_options}), and waits until the mirror is
-# mirroring.  Returns a hash:
+# mirroring.  opts{extension_version}: the version of driftmirror created
+# on node a (default: the current one).  Returns a hash:
 #   a, b          the nodes
 #   ca, cb        conninfo of app on a and on b
 #   multihost     dm_route_multihost('orders', 'db')
@@ -14,6 +15,16 @@
 #   primary_of($p)     the node that is primary now (per dm_resources)
 #   wait_mirroring($p) wait until the mirror is mirroring with a measured lag
 #   writable($node)    whether a client can write app on that node
+#   probe_verify($p, $probe)
+#                      probe_check against the current primary and mirror
+# Fault injection (driftmirror.promote_test_pause, on node a):
+#   promote_pause($p, STEP, MS)        hold the next driver before STEP
+#   promote_start($p, OPTIONS)         dm_promote('orders', 'db', OPTIONS) in
+#                                      a background session; returns it
+#   promote_wait_paused($p, STEP, WHAT) wait until the driver waits before
+#                                      STEP, then reset the pause
+#   promote_finish($session)           wait for that dm_promote; returns its
+#                                      output and errors (VERBOSITY verbose)
 package DmPair;
 
 use strict;
@@ -26,7 +37,8 @@ use Test::More;
 use DmTest;
 use DmProbe;
 
-our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable reads_to_mirror);
+our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable reads_to_mirror
+  probe_verify promote_pause promote_start promote_wait_paused promote_finish);
 
 sub conninfo
 {
@@ -38,7 +50,8 @@ sub dm_pair
 {
 	my (%opts) = @_;
 	my $conf = "restart_after_crash = on\nlog_statement = none\n" . ($opts{conf} // '');
-	my $a = dm_node('a', logical => 1, conf => $conf);
+	my $a = dm_node('a', logical => 1, conf => $conf,
+		extension_version => $opts{extension_version});
 	my $b = dm_node('b', logical => 1, no_extension => 1, conf => $conf);
 	my $p = { a => $a, b => $b };
 	$p->{probe} = probe_build();
@@ -132,6 +145,53 @@ sub reads_to_mirror
 		  FROM driftmirror.resource r JOIN driftmirror.mirror m ON m.resource_id = r.id;
 		SELECT driftmirror._set_route(r.group_id, r.id, 'read', r.endpoint, 0, 'test: reads shifted')
 		  FROM driftmirror.resource r});
+}
+
+sub probe_verify
+{
+	my ($p, $probe) = @_;
+	my ($primary, $mirror) = (primary_of($p), mirror_of($p));
+	return probe_check($p->{probe}, $probe,
+		'host=' . $primary->host . ' port=' . $primary->port . ' dbname=app',
+		'host=' . $mirror->host . ' port=' . $mirror->port . ' dbname=app');
+}
+
+sub promote_pause
+{
+	my ($p, $step, $ms) = @_;
+	$p->{a}->safe_psql('postgres', qq{ALTER SYSTEM SET driftmirror.promote_test_pause = '$step:$ms';
+		SELECT pg_reload_conf()});
+}
+
+sub promote_start
+{
+	my ($p, $opts) = @_;
+	$opts //= '{}';
+	my $s = $p->{a}->background_psql('postgres', on_error_stop => 0);
+	$s->query_until(qr/started/,
+		"\\echo started\n\\set VERBOSITY verbose\n"
+		  . "SELECT resource_name FROM driftmirror.dm_promote('orders', 'db', '$opts');\n"
+		  . "\\echo finished\n\\warn finished\n");
+	return $s;
+}
+
+sub promote_wait_paused
+{
+	my ($p, $step, $what) = @_;
+	ok($p->{a}->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+		WHERE query LIKE '%paused before step $step (test)'}), "$what: the driver waits before $step");
+	$p->{a}->safe_psql('postgres',
+		q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+}
+
+sub promote_finish
+{
+	my ($s) = @_;
+	my $out = $s->query_until(qr/finished/, '');
+	pump_until($s->{run}, $s->{timeout}, \$s->{stderr}, qr/finished/);
+	$out .= $s->{stderr};
+	eval { $s->quit; };
+	return $out;
 }
 
 1;

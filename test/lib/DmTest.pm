@@ -7,6 +7,7 @@
 #                       output_plugin_libraries listing driftmirror
 #   cron         => 1   also preload pg_cron (cron.database_name = postgres)
 #   no_extension => 1   do not CREATE EXTENSION
+#   extension_version => '0.1.0'   CREATE EXTENSION ... VERSION (upgrade tests)
 #   conf         => '...' extra postgresql.conf lines
 package DmTest;
 
@@ -62,7 +63,8 @@ max_worker_processes = 30
 	$node->append_conf('postgresql.conf', $conf);
 	$node->start;
 
-	$node->safe_psql('postgres', 'CREATE EXTENSION driftmirror')
+	$node->safe_psql('postgres', 'CREATE EXTENSION driftmirror'
+		  . ($opts{extension_version} ? " VERSION '$opts{extension_version}'" : ''))
 	  unless $opts{no_extension};
 	return $node;
 }

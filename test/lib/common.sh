@@ -8,6 +8,8 @@
 #                       checkouts never share an installed library
 #   dm_ensure_user      the unprivileged OS user that runs the servers
 #   dm_as_user CMD...   run a command as that user with the private PATH
+#   dm_bg_as_user PIDFILE CMD...   start CMD in the background as that user,
+#                       its own PID in PIDFILE; dm_stop_pidfile PIDFILE ends it
 #
 # PostgreSQL refuses to run as root, so servers always run as $DM_USER.
 
@@ -25,7 +27,8 @@ DM_PACKAGES=(
     build-essential make gcc pkg-config ca-certificates
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
-    prometheus
+    prometheus prometheus-postgres-exporter
+    haproxy pgbouncer  # routers in front of the test clusters (065_routing.pl)
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them
     libipc-run-perl perl
@@ -82,8 +85,34 @@ dm_build() {
     make -C "$DM_ROOT" -s clean PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null
     make -C "$DM_ROOT" -s PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
         || dm_die "build failed"
+    # bitcode a system-wide install of an older driftmirror left in the copy
+    rm -rf "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror"*
     make -C "$DM_ROOT" -s install PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null \
         || dm_die "install into $DM_PGROOT failed"
+    # no LLVM bitcode built or installed (the Makefile overrides with_llvm)
+    if [ -n "$(find "$DM_ROOT/src" -name '*.bc' -print -quit)" ] \
+        || [ -e "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror" ]; then
+        dm_die "LLVM bitcode was built or installed"
+    fi
+}
+
+# dm_install_npm_tools: servers from the npm registry that tests start, into
+# .build/npm (kept across builds): s3rver, an S3-compatible object store.
+# Needs node and npm (the nodejs image's, or Debian's packages).
+DM_NPM_TOOLS=(s3rver@3.7.1)
+dm_install_npm_tools() {
+    [ -x "$DM_BUILD/npm/node_modules/.bin/s3rver" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        [ "$(id -u)" -eq 0 ] || { dm_log "npm missing: tests that need s3rver will skip"; return 0; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null \
+            || { dm_log "could not install npm: tests that need s3rver will skip"; return 0; }
+    fi
+    dm_log "installing from npm: ${DM_NPM_TOOLS[*]}"
+    mkdir -p "$DM_BUILD/npm"
+    (cd "$DM_BUILD/npm" && npm install --no-audit --no-fund --silent --prefix . "${DM_NPM_TOOLS[@]}" >/dev/null) \
+        || dm_log "npm install failed: tests that need s3rver will skip"
+    chmod -R a+rX "$DM_BUILD/npm"
+    return 0
 }
 
 dm_ensure_user() {
@@ -122,9 +151,11 @@ dm_reexec_readable() {
 
 # dm_output_plugin_conf: the postgresql.conf line that lets the driftmirror
 # output plugin load, on builds that have output_plugin_libraries (15.19 and
-# later minor releases); nothing on older ones, which load any plugin
+# later minor releases); nothing on older ones, which load any plugin.
+# postgres refuses to run as root, even to describe its settings: asked as
+# root it would say nothing, and a 15.19+ node would get no such line.
 dm_output_plugin_conf() {
-    if "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
+    if dm_as_user "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
         echo "output_plugin_libraries = 'pgoutput, driftmirror'"
     fi
 }
@@ -136,4 +167,35 @@ dm_as_user() {
     else
         env PATH="$path" "$@"
     fi
+}
+
+# dm_bg_as_user PIDFILE CMD...: start CMD in the background as $DM_USER and
+# write the PID of CMD itself (not of runuser, which does not pass signals on
+# to its child) to PIDFILE, in a directory that user can write.  Returns
+# once PIDFILE exists (at most 10 s), so a stop right after finds it.
+dm_bg_as_user() {
+    local pidfile=$1 _; shift
+    rm -f "$pidfile"
+    # shellcheck disable=SC2016
+    dm_as_user sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" &
+    for _ in $(seq 1 100); do
+        [ -s "$pidfile" ] && return 0
+        sleep 0.1
+    done
+    dm_die "could not start $1"
+}
+
+# dm_stop_pidfile PIDFILE: stop the process PIDFILE names, if it still runs:
+# SIGTERM, then SIGKILL after 5 s; removes PIDFILE
+dm_stop_pidfile() {
+    local pidfile=$1 pid _
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    rm -f "$pidfile"
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
 }

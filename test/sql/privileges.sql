@@ -59,7 +59,9 @@ RESET ROLE;
 SET ROLE regress_dm_admin;
 SELECT driftmirror.dm_create_group('by_admin') > 0 AS created;
 SELECT name, endpoint FROM driftmirror.dm_resources ORDER BY name;
-SELECT actor, kind, group_name FROM driftmirror.dm_actions WHERE group_name = 'by_admin';
+-- the actor is the login role (whatever the server's superuser is called)
+SELECT actor = session_user AS actor_is_login, kind, group_name
+  FROM driftmirror.dm_actions WHERE group_name = 'by_admin';
 -- but not behind the API's back
 DELETE FROM driftmirror.resource_group;
 SELECT driftmirror._step_heartbeat(1);

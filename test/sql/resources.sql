@@ -9,7 +9,7 @@ SELECT dm_add_resource('shop', 'cache', 'cache', 'http://127.0.0.1:8081/cache', 
 SELECT dm_add_resource('shop', 'app', 'app', 'https://actuator.example/app', '{db,cache}',
                        '{"capacity": 3, "description": "checkout service"}') > 0 AS added;
 SELECT dm_add_resource('shop', 'web', 'web', 'http://127.0.0.1:8082/', '{app}') > 0 AS added;
-SELECT dm_add_resource('shop', 'replica', 'postgres', 'service=shop_replica', '{}',
+SELECT dm_add_resource('shop', 'replica', 'postgres', 'host=replica.example dbname=shop', '{}',
                        '{"role": "mirror"}') > 0 AS added;
 SELECT group_name, name, kind, endpoint, role, capacity, depends_on
   FROM dm_resources ORDER BY name;

@@ -1,5 +1,10 @@
 # 003_upgrade.pl: ALTER EXTENSION driftmirror UPDATE from every kept release.
 #
+# Then a running mirror (DmPair: two clusters, the control database on the
+# primary's) made under 0.1.0 is updated in place: the update takes the
+# catalog's locks for a moment while the worker steps and the subscription
+# streams, and the mirror, its data and the worker's steps go on.
+#
 # A database gets the released 0.1.0 script (sql/old/), some data, and the
 # update to the current version; another gets a fresh install.  The two
 # catalogs must be the same: both schemas are dumped with pg_dump
@@ -13,10 +18,16 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DmTest;
+use DmPair;
 
 my $node = dm_node('upgrade', no_extension => 1);
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'driftmirror'");
+
+# the PGXN metadata names the version the control file installs
+like(slurp_file("$ENV{DM_ROOT}/META.json"),
+	qr/"file": "sql\/driftmirror--\Q$current\E\.sql",\s*"docfile": "README.md",\s*"version": "\Q$current\E"/,
+	"META.json provides driftmirror $current");
 
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('postgres', 'CREATE DATABASE updated');
@@ -91,5 +102,35 @@ else
 	fail('an updated 0.1.0 catalog equals a fresh install');
 	diag($diff);
 }
+
+# a running mirror made under 0.1.0 survives the update
+my $p = dm_pair(extension_version => '0.1.0');
+my ($pa, $pb) = ($p->{a}, $p->{b});
+is($pa->safe_psql('postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'driftmirror'"),
+	'0.1.0', 'the pair runs with the 0.1.0 catalog');
+my $mirror_id = $pa->safe_psql('postgres', 'SELECT id FROM driftmirror.mirror');
+$pa->safe_psql('app', "INSERT INTO orders (note) SELECT 'before ' || g FROM generate_series(1, 50) g");
+($ret, $out, $err) = $pa->psql('postgres', 'ALTER EXTENSION driftmirror UPDATE');
+is($ret, 0, 'ALTER EXTENSION driftmirror UPDATE with a mirror running') or diag($err);
+is($pa->safe_psql('postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'driftmirror'"),
+	$current, "the control database is at $current");
+$pa->safe_psql('app', "INSERT INTO orders (note) SELECT 'after ' || g FROM generate_series(1, 50) g");
+
+my $steps = $pa->safe_psql('postgres',
+	"SELECT steps_ok FROM driftmirror.dm_status WHERE group_name = 'orders'");
+dm_wait_for($pa, "SELECT steps_ok > $steps + 2 FROM driftmirror.dm_status WHERE group_name = 'orders'",
+	't', 'the worker keeps stepping the group after the update');
+ok(wait_mirroring($p), 'the mirror is still mirroring, with a fresh status');
+is($pa->safe_psql('postgres', 'SELECT id FROM driftmirror.mirror'), $mirror_id,
+	'it is the same mirror');
+my $sum = q{SELECT count(*) || ' ' || md5(string_agg(id || note, ',' ORDER BY id)) FROM orders};
+my $want = $pa->safe_psql('app', $sum);
+like($want, qr/^200 /, 'the primary has the rows written before and after the update');
+ok($pb->poll_query_until('app', $sum, $want),
+	'the rows written before and after the update reach the mirror');
+$pa->stop;
+$pb->stop;
 
 done_testing();

@@ -7,6 +7,12 @@
 # store nothing; bearer tokens never show in views, the action log or the
 # server log; when Prometheus stops, the source fails with backoff while
 # other groups carry on, and collection resumes when it is back.
+#
+# A broken Prometheus (test/lib/hostile_prometheus.py) answers points at
+# 1e300, 1e400, 40 days ago, 1970, next month and values beyond a double:
+# those points are dropped, no partition is made for them, and the good
+# points of the same answers are stored; a source whose samples the store
+# refuses fails on its own (with backoff) while the others are stored.
 use strict;
 use warnings;
 
@@ -25,6 +31,7 @@ my $ctl = dm_node('ctl');
 my $base = PostgreSQL::Test::Utils::tempdir();
 my $prom_port = PostgreSQL::Test::Cluster::get_free_port();
 my $junk_port = PostgreSQL::Test::Cluster::get_free_port();
+my $hostile_port = PostgreSQL::Test::Cluster::get_free_port();
 
 # --- Prometheus: a temporary config and storage, scraping itself
 make_path("$base/prom-data");
@@ -38,11 +45,11 @@ scrape_configs:
       - targets: ['127.0.0.1:$prom_port']
 });
 
-my ($prom, $junk);
+my ($prom, $junk, $hostile);
 # never leave the helper servers behind, even when the test dies midway
 END
 {
-	for my $h ($prom, $junk)
+	for my $h ($prom, $junk, $hostile)
 	{
 		next unless $h;
 		eval { $h->kill_kill(grace => 5); };
@@ -202,6 +209,63 @@ is($ctl->safe_psql('postgres', q{
 is($ctl->safe_psql('postgres', q{
 	SELECT count(*) FROM driftmirror.dm_actions WHERE inputs::text LIKE '%secret-token%'}),
 	'0', 'and absent from the action log');
+
+# --- a broken Prometheus: bad points dropped, a refused source fails alone
+$hostile = IPC::Run::start(
+	[ 'python3', "$ENV{DM_ROOT}/test/lib/hostile_prometheus.py", $hostile_port ],
+	'>', "$base/hostile.log", '2>&1');
+my $hurl = "http://127.0.0.1:$hostile_port";
+dm_wait_for($ctl, qq{
+	SELECT (driftmirror._http_request('GET', '$hurl/api/v1/query_range?query=good&start=0&end=0&step=1', NULL, 1000)).status = 200},
+	't', 'the broken Prometheus answers');
+# the store refuses the value 666 (a stand-in for any storage error)
+$ctl->safe_psql('postgres', qq{
+	ALTER TABLE driftmirror.metric ADD CONSTRAINT test_refuse_666 CHECK (value <> 666);
+	SELECT driftmirror.dm_create_group('hostile', '{"interval": "1s"}');
+	SELECT driftmirror.dm_add_resource('hostile', 'exporter', 'service', '$hurl');
+	SELECT driftmirror.dm_add_metric_source('hostile', 'exporter', 'prometheus', jsonb_build_object(
+		'url', '$hurl', 'step', '1s', 'max_backoff', '2s',
+		'queries', '{"h.good": "good", "h.e300": "ts_1e300", "h.e400": "ts_1e400",
+		             "h.old": "ts_old", "h.epoch": "ts_1970", "h.future": "ts_future",
+		             "h.junk": "val_junk"}'::jsonb));
+	SELECT driftmirror.dm_add_resource('hostile', 'refuser', 'service', '$hurl');
+	SELECT driftmirror.dm_add_metric_source('hostile', 'refuser', 'prometheus', jsonb_build_object(
+		'url', '$hurl', 'step', '1s', 'max_backoff', '2s',
+		'queries', '{"h.refused": "refused"}'::jsonb));
+});
+my $before = $ctl->safe_psql('postgres',
+	"SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'prom.up'");
+dm_wait_for($ctl, q{
+	SELECT count(DISTINCT metric) = 6 AND bool_and(value = 7) AND min(ts) > now() - interval '1 hour'
+	  FROM driftmirror.dm_metrics WHERE resource_name = 'exporter'},
+	't', 'the good points of answers holding 1e300, 1e400, old and future points are stored');
+dm_wait_for($ctl, q{
+	SELECT state = 'ok' AND rows_total > 0 FROM driftmirror.dm_metric_sources
+	 WHERE resource_name = 'exporter'},
+	't', 'and the source is ok');
+is($ctl->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'h.junk'}),
+	'0', 'values beyond a double, NaN and infinities are not stored');
+is($ctl->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_metric_partitions
+	 WHERE lo < now() - interval '2 days' OR lo > now() + interval '10 days'}),
+	'0', 'no partition is made for points outside the window');
+dm_wait_for($ctl, q{
+	SELECT state = 'failing' AND consecutive_failures >= 2 AND next_attempt_at IS NOT NULL
+	       AND last_error LIKE 'storing the samples failed:%test_refuse_666%'
+	  FROM driftmirror.dm_metric_sources WHERE resource_name = 'refuser'},
+	't', 'a source whose samples the store refuses fails on its own, backed off');
+dm_wait_for($ctl, qq{
+	SELECT count(*) >= $before + 3 FROM driftmirror.dm_metrics WHERE metric = 'prom.up'},
+	't', 'meanwhile the real Prometheus source is still stored');
+is($ctl->safe_psql('postgres', q{
+	SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'h.refused'}),
+	'0', 'nothing of the refused source is stored');
+$ctl->safe_psql('postgres', q{
+	SELECT driftmirror.dm_drop_group('hostile', true);
+	ALTER TABLE driftmirror.metric DROP CONSTRAINT test_refuse_666;});
+$hostile->signal('TERM');
+$hostile->finish;
 
 # --- Prometheus stops: the source fails with backoff, others carry on
 my $other_ok = $ctl->safe_psql('postgres',

@@ -132,9 +132,9 @@ is($a->safe_psql('postgres', q{
 	   AND (SELECT max(m.value) FROM driftmirror.dm_metrics m WHERE m.metric = 'mirror.apply_errors') = 0
 	  FROM driftmirror.dm_mirror_status s}),
 	't', 'the newest lag samples are the lag dm_mirror_status shows');
-ok($a->safe_psql('postgres', q{
-	SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'mirror.lag_bytes'}) >= 3,
-	'one sample per refresh');
+dm_wait_for($a, q{
+	SELECT count(*) >= 3 FROM driftmirror.dm_metrics WHERE metric = 'mirror.lag_bytes'},
+	't', 'one sample per refresh');
 
 # the mirror is fenced
 my ($ret, $out, $err) = $b->psql('app',

@@ -5,3 +5,9 @@
 -- Every change to sql/install/ that alters the 0.1.0 catalog needs its
 -- counterpart here, in a file named after its concern (NN_concern.sql).
 -- test/t/003_upgrade.pl checks that an updated 0.1.0 equals a fresh 0.2.0.
+--
+-- Objects new in 0.2.0 that live in an sql/install/ file of their own need
+-- no copy here: list the file in an NN_concern.include file of this folder
+-- (one path a line, '#' starts a comment) and make pastes it in its place.
+-- Grants: 99_privileges.sql runs only at install, so a fragment grants what
+-- it creates (see 96_ecosystem_grants.sql).

@@ -1,0 +1,531 @@
+/*-------------------------------------------------------------------------
+ *
+ * router.c
+ *	  Traffic shares through routers: dm_shift, its dynamic worker, and the
+ *	  group step's phase that retries routers left behind.
+ *
+ * dm_shift runs in the caller's transaction, which cannot commit and must
+ * not wait on the network, so it hands the work to a dynamic background
+ * worker (backend_type "driftmirror shift") and waits for it, as
+ * dm_promote does.  The worker sets the shares and the routes in its own
+ * transaction (driftmirror._shift_set: validation, nothing changed on a
+ * refusal), then updates every router of the group: the work is read in
+ * one transaction, each router is talked to outside any transaction, and
+ * each outcome is recorded in a transaction of its own.  The result (or
+ * the error with its SQLSTATE) travels back through a DSM segment.
+ *
+ * Updates of one group's routers are serialised by a session-level
+ * advisory lock (DM_ROUTER_LOCK_KEY, group id), so that two changes never
+ * reach a router in the wrong order: the shift worker waits for it, the
+ * main worker's phase only tries it.  It is released with LockRelease on
+ * every path, errors included (a session lock outlives an abort).
+ *
+ * Memory: tasks and results live in the memory context current at the
+ * call; each SPI result is copied out before its transaction ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "driftmirror.h"
+#include "router.h"
+#include "spi_util.h"
+
+PG_FUNCTION_INFO_V1(driftmirror_dm_shift);
+
+#define DM_ROUTER_DEFAULT_TIMEOUT_MS	2000
+#define DM_ROUTER_DEFAULT_RETRIES		3
+
+/* request and result exchanged between dm_shift and its worker (DSM) */
+typedef struct DmShiftShared
+{
+	/* request */
+	char		group_name[NAMEDATALEN * 2];
+	char		read_pct[64];
+	char		write_pct[64];
+	char		requested_by[NAMEDATALEN];
+
+	/* result; "done" is set last */
+	bool		ok;
+	int			sqlstate;
+	char		message[1024];
+	char		detail[1024];
+	char		hint[512];
+	char		result[16384];
+	volatile bool done;
+} DmShiftShared;
+
+/* ---- control database ---- */
+
+/*
+ * CtlBegin / CtlEnd
+ *		A transaction with a snapshot and SPI around some statements.
+ */
+static void
+CtlBegin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+}
+
+static void
+CtlEnd(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* SPI value of column colname of row i, copied into cxt (NULL for NULL) */
+static char *
+Col(int i, const char *colname, MemoryContext cxt)
+{
+	int			fno = SPI_fnumber(SPI_tuptable->tupdesc, colname);
+	char	   *v;
+
+	if (fno <= 0)
+		elog(ERROR, "column \"%s\" missing", colname);
+	v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, fno);
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/*
+ * LoadTasks
+ *		The routers of a group and the change each must apply, palloc'd in
+ *		cxt.  Runs its own transaction; raises on error.
+ */
+static List *
+LoadTasks(int64 group_id, bool due_only, MemoryContext cxt)
+{
+	List	   *tasks = NIL;
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		vals[2] = {Int64GetDatum(group_id), BoolGetDatum(due_only)};
+	MemoryContext old;
+	uint64		i;
+	ListCell   *lc;
+
+	CtlBegin();
+	DmSpiExec("SELECT w.router_id, w.name, w.kind, w.endpoint, w.change::text AS change, w.digest, "
+			  "  w.change ->> 'change_id' AS change_id, "
+			  "  w.change ->> 'idempotency_key' AS idempotency_key, "
+			  "  (extract(epoch FROM driftmirror._opt_interval(w.options -> 'timeout')) * 1000)::integer AS timeout_ms, "
+			  "  w.change ->> 'database' AS database, w.change ->> 'target' AS target, "
+			  "  w.options ->> 'databases_file' AS databases_file, "
+			  "  w.options ->> 'retries' AS retries, w.options ->> 'hmac_key_file' AS hmac_key_file "
+			  "FROM driftmirror._router_work($1, $2) w",
+			  2, types, vals);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		DmRouterTask *t = MemoryContextAllocZero(cxt, sizeof(DmRouterTask));
+		char	   *v;
+
+		t->router_id = strtoll(Col(i, "router_id", cxt), NULL, 10);
+		t->name = Col(i, "name", cxt);
+		t->kind = Col(i, "kind", cxt);
+		t->endpoint = Col(i, "endpoint", cxt);
+		t->change = Col(i, "change", cxt);
+		t->change_id = strtoll(Col(i, "change_id", cxt), NULL, 10);
+		t->digest = Col(i, "digest", cxt);
+		t->idempotency_key = Col(i, "idempotency_key", cxt);
+		v = Col(i, "timeout_ms", cxt);
+		t->timeout_ms = v ? atoi(v) : DM_ROUTER_DEFAULT_TIMEOUT_MS;
+		t->database = Col(i, "database", cxt);
+		t->target = Col(i, "target", cxt);
+		t->databases_file = Col(i, "databases_file", cxt);
+		v = Col(i, "retries", cxt);
+		t->retries = v ? atoi(v) : DM_ROUTER_DEFAULT_RETRIES;
+		t->hmac_key_file = Col(i, "hmac_key_file", cxt);
+		old = MemoryContextSwitchTo(cxt);
+		tasks = lappend(tasks, t);
+		MemoryContextSwitchTo(old);
+	}
+
+	/* HAProxy: the server weights */
+	DmSpiExec("SELECT w.router_id, s.backend, s.server, s.weight "
+			  "FROM driftmirror._router_work($1, $2) w, "
+			  "     jsonb_to_recordset(w.change -> 'servers') s (backend text, server text, weight integer) "
+			  "WHERE w.kind = 'haproxy' ORDER BY w.router_id, s.backend, s.server",
+			  2, types, vals);
+	foreach(lc, tasks)
+	{
+		DmRouterTask *t = lfirst(lc);
+
+		for (i = 0; i < SPI_processed; i++)
+			if (strtoll(Col(i, "router_id", cxt), NULL, 10) == t->router_id)
+				t->nservers++;
+		if (t->nservers == 0)
+			continue;
+		t->servers = MemoryContextAllocZero(cxt, sizeof(DmRouterServer) * t->nservers);
+		t->nservers = 0;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			DmRouterServer *s;
+
+			if (strtoll(Col(i, "router_id", cxt), NULL, 10) != t->router_id)
+				continue;
+			s = &t->servers[t->nservers++];
+			s->backend = Col(i, "backend", cxt);
+			s->server = Col(i, "server", cxt);
+			s->weight = atoi(Col(i, "weight", cxt));
+		}
+	}
+	CtlEnd();
+	return tasks;
+}
+
+/*
+ * RecordOutcome
+ *		Store one router's outcome in its own transaction.  Raises on error.
+ */
+static void
+RecordOutcome(DmRouterTask *t)
+{
+	Oid			types[6] = {INT8OID, INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID};
+	Datum		vals[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	vals[0] = Int64GetDatum(t->router_id);
+	vals[1] = Int64GetDatum(t->change_id);
+	vals[2] = CStringGetTextDatum(t->digest);
+	vals[3] = BoolGetDatum(t->ok);
+	if (t->error)
+		vals[4] = CStringGetTextDatum(t->error);
+	else
+		nulls[4] = 'n';
+	if (t->applied)
+		vals[5] = CStringGetTextDatum(t->applied);
+	else
+		nulls[5] = 'n';
+
+	CtlBegin();
+	if (SPI_execute_with_args("SELECT driftmirror._router_record($1, $2, $3, $4, $5, $6::jsonb)",
+							  6, types, vals, nulls, false, 0) < 0)
+		elog(ERROR, "could not record the outcome of router " INT64_FORMAT, t->router_id);
+	CtlEnd();
+}
+
+/*
+ * ApplyOne
+ *		Run the driver of one task outside any transaction; an error becomes
+ *		the task's outcome.  Never raises, except FATAL (process exit).
+ */
+static void
+ApplyOne(DmRouterTask *t, MemoryContext cxt)
+{
+	char		activity[256];
+
+	snprintf(activity, sizeof(activity), "driftmirror: updating router \"%s\" (%s)",
+			 t->name, t->kind);
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	PG_TRY();
+	{
+		if (strcmp(t->kind, "haproxy") == 0)
+			DmRouterApplyHaproxy(t);
+		else if (strcmp(t->kind, "pgbouncer") == 0)
+			DmRouterApplyPgbouncer(t);
+		else if (strcmp(t->kind, "webhook") == 0)
+			DmRouterApplyWebhook(t);
+		else
+			elog(ERROR, "unknown router kind \"%s\"", t->kind);
+		t->ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		t->ok = false;
+		t->error = edata->detail ?
+			psprintf("%s: %s", edata->message, edata->detail) : pstrdup(edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * DmApplyRouters
+ *		See router.h.  Raises only if the control database fails.
+ */
+void
+DmApplyRouters(int64 group_id, bool due_only)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "driftmirror routers",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	List	   *tasks;
+	ListCell   *lc;
+
+	tasks = LoadTasks(group_id, due_only, cxt);
+	foreach(lc, tasks)
+	{
+		DmRouterTask *t = lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		ApplyOne(t, cxt);
+		RecordOutcome(t);
+		if (!t->ok)
+			ereport(LOG,
+					(errmsg("driftmirror: router \"%s\" (%s) could not apply change " INT64_FORMAT ": %s",
+							t->name, t->kind, t->change_id, t->error)));
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* ---- the group's router lock ---- */
+
+static void
+RouterLockTag(LOCKTAG *tag, int64 group_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, DM_ROUTER_LOCK_KEY, (uint32) group_id, 2);
+}
+
+/*
+ * RouterLock
+ *		Take the group's router lock for the session (waiting if asked).
+ *		Returns whether it is held.  Runs its own transaction.
+ */
+static bool
+RouterLock(int64 group_id, bool wait)
+{
+	LOCKTAG		tag;
+	LockAcquireResult res;
+
+	RouterLockTag(&tag, group_id);
+	StartTransactionCommand();
+	res = LockAcquire(&tag, ExclusiveLock, true, !wait);
+	CommitTransactionCommand();
+	return res != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+RouterUnlock(int64 group_id)
+{
+	LOCKTAG		tag;
+
+	RouterLockTag(&tag, group_id);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
+ * DmRunRouterPhase
+ *		The group step's phase: routers behind the group's shares (failed,
+ *		new, or changed while nobody could reach them) are retried with a
+ *		back-off.  Skipped while a dm_shift updates them.  May raise.
+ */
+void
+DmRunRouterPhase(int64 group_id)
+{
+	if (!RouterLock(group_id, false))
+		return;
+	PG_TRY();
+	{
+		DmApplyRouters(group_id, true);
+	}
+	PG_FINALLY();
+	{
+		RouterUnlock(group_id);
+	}
+	PG_END_TRY();
+}
+
+/* ---- dm_shift and its worker ---- */
+
+/*
+ * DmShiftWorkerMain
+ *		Entry point of the dm_shift worker; main_arg is the DSM handle of
+ *		the request.  Always sets the result's "done" unless the request is
+ *		gone.
+ */
+void
+DmShiftWorkerMain(Datum main_arg)
+{
+	dsm_segment *seg;
+	DmShiftShared *volatile shared;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "driftmirror shift", PGC_USERSET, PGC_S_SESSION);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror shift", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("driftmirror: the shift request is gone")));
+	shared = dsm_segment_address(seg);
+	pgstat_report_activity(STATE_RUNNING, "driftmirror: shift");
+
+	PG_TRY();
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		vals[4];
+		int64		group_id;
+		char	   *result;
+
+		vals[0] = CStringGetTextDatum(shared->group_name);
+		vals[1] = CStringGetTextDatum(shared->read_pct);
+		vals[2] = CStringGetTextDatum(shared->write_pct);
+		vals[3] = CStringGetTextDatum(psprintf("dm_shift by %s", shared->requested_by));
+
+		/* the shares and routes, validated, in one transaction */
+		CtlBegin();
+		DmSpiExec("SELECT driftmirror._shift_set($1, $2::numeric, $3::numeric, $4), "
+				  "driftmirror._group_id($1)",
+				  4, types, vals);
+		group_id = strtoll(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
+		CtlEnd();
+		MemoryContextSwitchTo(cxt);
+
+		/* every router, in order with any other update of the group's */
+		(void) RouterLock(group_id, true);
+		DmApplyRouters(group_id, false);
+		RouterUnlock(group_id);
+
+		CtlBegin();
+		DmSpiExec("SELECT driftmirror._shift_result($1)::text", 1,
+				  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
+		result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (result == NULL || strlen(result) >= sizeof(shared->result))
+			elog(ERROR, "the result of the shift does not fit its buffer");
+		strlcpy(shared->result, result, sizeof(shared->result));
+		CtlEnd();
+		shared->ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		shared->ok = false;
+		shared->sqlstate = edata->sqlerrcode;
+		strlcpy(shared->message, edata->message ? edata->message : "unknown error",
+				sizeof(shared->message));
+		strlcpy(shared->detail, edata->detail ? edata->detail : "", sizeof(shared->detail));
+		strlcpy(shared->hint, edata->hint ? edata->hint : "", sizeof(shared->hint));
+	}
+	PG_END_TRY();
+
+	pg_write_barrier();
+	shared->done = true;
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/*
+ * driftmirror_dm_shift
+ *		dm_shift(group, read_pct, write_pct DEFAULT 0) → jsonb: run the
+ *		shift through a worker and wait for it.  Returns what was applied
+ *		(shares, change id, each router's outcome); raises the worker's
+ *		refusal with its SQLSTATE.
+ */
+Datum
+driftmirror_dm_shift(PG_FUNCTION_ARGS)
+{
+	dsm_segment *seg;
+	DmShiftShared *shared;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	pid_t		pid;
+	char	   *db;
+	Datum		result;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("group name must not be null")));
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("shares must not be null")));
+	db = get_database_name(MyDatabaseId);
+	if (db == NULL || strcmp(db, DmDatabase) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dm_shift runs in the control database \"%s\" only", DmDatabase)));
+
+	seg = dsm_create(sizeof(DmShiftShared), 0);
+	shared = dsm_segment_address(seg);
+	memset(shared, 0, sizeof(DmShiftShared));
+	if (strlen(text_to_cstring(PG_GETARG_TEXT_PP(0))) >= sizeof(shared->group_name))
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("group name is too long")));
+	strlcpy(shared->group_name, text_to_cstring(PG_GETARG_TEXT_PP(0)), sizeof(shared->group_name));
+	strlcpy(shared->read_pct, DatumGetCString(DirectFunctionCall1(numeric_out, PG_GETARG_DATUM(1))),
+			sizeof(shared->read_pct));
+	strlcpy(shared->write_pct, DatumGetCString(DirectFunctionCall1(numeric_out, PG_GETARG_DATUM(2))),
+			sizeof(shared->write_pct));
+	strlcpy(shared->requested_by, GetUserNameFromId(GetSessionUserId(), false),
+			sizeof(shared->requested_by));
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "driftmirror");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "DmShiftWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "driftmirror shift");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "driftmirror shift");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a shift worker: no background worker slot is free"),
+				 errhint("Raise max_worker_processes.")));
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status != BGWH_STARTED && status != BGWH_STOPPED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start a shift worker")));
+	/* interruptible: a cancel leaves the worker to finish on its own */
+	(void) WaitForBackgroundWorkerShutdown(handle);
+	pg_read_barrier();
+	if (!shared->done)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the shift worker of group \"%s\" ended without a result", shared->group_name),
+				 errdetail("Routers left behind are brought up to date by the driftmirror worker; see dm_routers.")));
+	if (!shared->ok)
+		ereport(ERROR,
+				(errcode(shared->sqlstate ? shared->sqlstate : ERRCODE_INTERNAL_ERROR),
+				 errmsg("%s", shared->message),
+				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
+				 shared->hint[0] ? errhint("%s", shared->hint) : 0));
+	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(shared->result));
+	dsm_detach(seg);
+	PG_RETURN_DATUM(result);
+}
