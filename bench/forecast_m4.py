@@ -23,11 +23,10 @@ Only the standard library; psql must be on PATH.
 import argparse
 import csv
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forecast_accuracy import run_method, score  # noqa: E402
+from forecast_accuracy import method_row  # noqa: E402
 
 METHODS = ["snaive", "hw", "mstl", "arima", "prophet", "auto"]
 
@@ -69,36 +68,10 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     failed = False
     for label, method, cases in runs:
-        res, errors = run_method(args, cases, method)
-        scores, times = [], []
-        for c in cases:
-            r = res.get(c["id"])
-            if not r or len(r["rows"]) < len(c["test"]):
-                continue
-            s = score(c, r["rows"])
-            scores.append(s)
-            if r["ms"] is not None:
-                times.append(r["ms"])
-            if args.verbose:
-                print("  %-8s %-6s MASE %.3f  cov95 %.2f  %.1f ms"
-                      % (method, c["id"], s["mase"], s["c95"], r["ms"] or 0), file=sys.stderr)
-        for e in errors:
-            print("  %s: %s" % (method, e), file=sys.stderr)
-        if len(scores) < len(cases):
-            failed = True
-        if not scores:
-            print("| %s | 0/%d | | | | | | | | |" % (label, len(cases)))
-            continue
-        mase = [s["mase"] for s in scores]
-        cpu = res.get("@cpu_ms_per_case")
-        print("| %s | %d/%d | %.3f | %.3f | %.2f | %.2f | %.2f | %.1f | %s | %.1f |" % (
-            label, len(scores), len(cases), statistics.mean(mase), statistics.median(mase),
-            statistics.mean(s["smape"] for s in scores),
-            statistics.mean(s["c80"] for s in scores),
-            statistics.mean(s["c95"] for s in scores),
-            statistics.median(times) if times else 0,
-            "%.1f" % cpu if cpu is not None else "–", sum(times) / 1000))
+        line, ok = method_row(args, cases, method, label, cpu=True, ms_fmt="%.1f")
+        print(line)
         sys.stdout.flush()
+        failed = failed or not ok
     print("\nM4 paper (Makridakis et al., IJF 2020), hourly, mean MASE / sMAPE %: "
           "seasonal naive 1.193 / 13.91, winner (Smyl) 0.893 / 9.33, best hourly entry 0.801 / 8.91")
     return 1 if failed else 0

@@ -16,13 +16,9 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "../src/forecast/forecast.h"
+#include "forecast_bench.h"
 
 #define MAXS	414
 #define MAXV	1024
@@ -70,40 +66,13 @@ read_m4(const char *path, Series *s, int max)
 	return ns;
 }
 
-static int
-cmpd(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *x, int n)
-{
-	qsort(x, n, sizeof(double), cmpd);
-	return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 int
 main(int argc, char **argv)
 {
 	static Series train[MAXS],
 				test[MAXS];
+	static BenchScore sc[MAXS];
 	static double mase[MAXS],
-				smape[MAXS],
-				c80[MAXS],
-				c95[MAXS],
 				ms[MAXS];
 	const char *methods[16];
 	char		path[1024];
@@ -152,70 +121,34 @@ main(int argc, char **argv)
 		int			method = dmf_method_parse(methods[mi]);
 		int			i,
 					nc = 0;
-		double		tot = 0,
-					sm_ = 0,
-					ss = 0,
-					s80 = 0,
-					s95 = 0;
 
 		for (i = 0; i < ns; i++)
 		{
-			const double *y = train[i].v;
-			int			n = train[i].n,
-						h = test[i].n < 48 ? test[i].n : 48,
-						t,
-						k;
+			int			h = test[i].n < 48 ? test[i].n : 48;
 			DmfResult	res;
 			char		err[256];
-			double		t0,
-						sc = 0,
-						e = 0,
-						sm = 0,
-						in80 = 0,
-						in95 = 0;
+			double		t0;
 			DmfStatus	st;
 
-			t0 = now_ms();
-			st = dmf_forecast(y, n, seasons, nseas, h, (DmfMethod) method,
-							  NULL, 0, NULL, &res, err, sizeof(err));
-			ms[nc] = now_ms() - t0;
-			tot += ms[nc];
+			t0 = bench_now_ms();
+			st = dmf_forecast(train[i].v, train[i].n, seasons, nseas, h,
+							  (DmfMethod) method, NULL, 0, NULL, &res, err,
+							  sizeof(err));
+			ms[nc] = bench_now_ms() - t0;
 			if (st != DMF_OK)
 			{
 				printf("%s H%d: error %s (%s)\n", methods[mi], i + 1, err, res.detail);
 				continue;
 			}
-			for (t = 24; t < n; t++)
-				sc += fabs(y[t] - y[t - 24]);
-			sc /= (n - 24);
-			for (k = 0; k < h; k++)
-			{
-				double		o = test[i].v[k],
-							f = res.yhat[k];
-
-				e += fabs(o - f);
-				sm += (fabs(o) + fabs(f) > 0) ? 200 * fabs(o - f) / (fabs(o) + fabs(f)) : 0;
-				in80 += (o >= res.lo80[k] && o <= res.hi80[k]);
-				in95 += (o >= res.lo95[k] && o <= res.hi95[k]);
-			}
-			mase[nc] = e / h / sc;
-			smape[nc] = sm / h;
-			c80[nc] = in80 / h;
-			c95[nc] = in95 / h;
+			sc[nc] = bench_score(train[i].v, train[i].n, 24, test[i].v, h, &res);
 			if (verbose)
 				printf("  %-8s H%-4d n=%d MASE %6.3f cov95 %.2f %7.1f ms  %s\n",
-					   methods[mi], i + 1, n, mase[nc], c95[nc], ms[nc], res.model);
-			sm_ += mase[nc];
-			ss += smape[nc];
-			s80 += c80[nc];
-			s95 += c95[nc];
+					   methods[mi], i + 1, train[i].n, sc[nc].mase, sc[nc].c95,
+					   ms[nc], res.model);
 			nc++;
 			dmf_result_free(&res);
 		}
-		printf("%-8s %5d %9.3f %9.3f %8.2f %6.2f %6.2f %9.2f %9.2f\n", methods[mi], nc,
-			   sm_ / nc, median(mase, nc), ss / nc, s80 / nc, s95 / nc,
-			   median(ms, nc), tot / 1e3);
-		fflush(stdout);
+		bench_summary(methods[mi], sc, mase, ms, nc);
 	}
 	return 0;
 }
