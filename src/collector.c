@@ -161,8 +161,9 @@ typedef struct PgTarget
 				prev_hit,
 				prev_blks_read,
 				prev_wal;
-	/* this pass: error (in the pass context) or values */
+	/* this pass: error (raw text, and a label without host or port) or values */
 	char	   *error;
+	const char *label;			/* a string constant */
 	TimestampTz sample_at;
 	double		values[PGM_COUNT];
 	bool		have[PGM_COUNT];
@@ -197,11 +198,11 @@ typedef struct Source
 	double		step;
 	/* outcome */
 	bool		ok;
-	char	   *error;
+	char	   *error;			/* raw text: for driftmirror_admin */
+	char	   *label;			/* the same without remote text: for the monitor */
 	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
 	int			dropped;		/* points outside the window, not finite */
-	int			error_code;		/* SQLSTATE of a storage error, else 0 */
 	StringInfoData new_watermarks;	/* JSON object text, prometheus only */
 } Source;
 
@@ -496,12 +497,18 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 /* step 2: the event loop                                             */
 /* ---------------------------------------------------------------- */
 
+/*
+ * TargetFail
+ *		End a target's poll with an error: msg is the raw text (libpq's, which
+ *		names the host), label a constant saying the same without it.
+ */
 static void
-TargetFail(PgTarget *t, const char *msg)
+TargetFail(PgTarget *t, const char *label, const char *msg)
 {
 	if (t->error)
 		pfree(t->error);
 	t->error = TrimErrorIn(TopMemoryContext, msg);
+	t->label = label;
 	t->state = TS_FAILED;
 	if (t->conn)
 	{
@@ -551,7 +558,7 @@ TargetStart(PgTarget *t, long timeout_ms)
 
 		if (refused != NULL)
 		{
-			TargetFail(t, refused);
+			TargetFail(t, "endpoint refused by the connection keyword allow-list", refused);
 			return;
 		}
 	}
@@ -562,12 +569,12 @@ TargetStart(PgTarget *t, long timeout_ms)
 	t->conn = PQconnectStartParams(keywords, values, 1);
 	if (t->conn == NULL)
 	{
-		TargetFail(t, "out of memory");
+		TargetFail(t, "connection failed", "out of memory");
 		return;
 	}
 	if (PQstatus(t->conn) == CONNECTION_BAD)
 	{
-		TargetFail(t, PQerrorMessage(t->conn));
+		TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 		return;
 	}
 	t->state = TS_CONNECTING;
@@ -591,7 +598,7 @@ TargetResult(PgTarget *t, PGresult *res)
 
 	if (PQntuples(res) != 1 || PQnfields(res) != 13)
 	{
-		TargetFail(t, PQntuples(res) == 0 ?
+		TargetFail(t, "statistics query failed", PQntuples(res) == 0 ?
 				   "the polled database is missing from pg_stat_database" :
 				   "statistics query returned an unexpected result");
 		return;
@@ -671,14 +678,14 @@ TargetAdvance(PgTarget *t, uint32 events)
 		t->pstat = PQconnectPoll(t->conn);
 		if (t->pstat == PGRES_POLLING_FAILED)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 			return;
 		}
 		if (t->pstat != PGRES_POLLING_OK)
 			return;
 		if (PQsetnonblocking(t->conn, 1) != 0)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 			return;
 		}
 		t->state = TS_SEND;
@@ -690,14 +697,14 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 		if (!PQsendQuery(t->conn, PgPollQuery))
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 			return;
 		}
 		t->state = TS_BUSY;
 		rc = PQflush(t->conn);
 		if (rc < 0)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 			return;
 		}
 		t->flush_pending = (rc == 1);
@@ -712,7 +719,7 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 			if (rc < 0)
 			{
-				TargetFail(t, PQerrorMessage(t->conn));
+				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 				return;
 			}
 			t->flush_pending = (rc == 1);
@@ -721,7 +728,7 @@ TargetAdvance(PgTarget *t, uint32 events)
 		{
 			if (!PQconsumeInput(t->conn))
 			{
-				TargetFail(t, PQerrorMessage(t->conn));
+				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 				return;
 			}
 			/* read every result up to the end of the query */
@@ -737,12 +744,13 @@ TargetAdvance(PgTarget *t, uint32 events)
 						if (t->error)
 							pfree(t->error);
 						t->error = t->query_error;
+						t->label = "statistics query failed";
 						t->query_error = NULL;
 						t->state = TS_FAILED;
 						t->have_prev = false;
 					}
 					else if (!t->got_result)
-						TargetFail(t, "no result from the statistics query");
+						TargetFail(t, "statistics query failed", "no result from the statistics query");
 					else
 						t->state = TS_DONE;
 					return;
@@ -764,18 +772,18 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 /*
  * ReadBearerToken
- *		The bearer token of a prometheus source: inline, or read from
- *		$PGDATA/driftmirror_secrets/<name>.  Returns NULL and sets *error
- *		if the file cannot be read; never puts the token in *error.
+ *		The bearer token of a prometheus source, read from
+ *		$PGDATA/driftmirror_secrets/<bearer_token_file> (inline tokens are
+ *		refused since 0.2.0), or NULL without one.  Returns NULL and sets
+ *		*error if the file cannot be read; never puts the token in *error.
  */
 static char *
 ReadBearerToken(Source *s, char **error)
 {
-	char	   *tok = JsonGetString(&s->config->root, "bearer_token");
 	char	   *file = JsonGetString(&s->config->root, "bearer_token_file");
 
-	if (tok != NULL || file == NULL)
-		return tok;
+	if (file == NULL)
+		return NULL;
 	return DmReadSecretFile(file, error);
 }
 
@@ -808,6 +816,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 	if (err != NULL || url == NULL)
 	{
 		s->error = err ? err : pstrdup("no url");
+		s->label = err ? "bearer_token_file unreadable" : "configuration incomplete";
 		return;
 	}
 	ulen = strlen(url);
@@ -817,6 +826,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 	if (!JsonGet(&s->config->root, "queries", &qv) || qv.type != jbvBinary)
 	{
 		s->error = pstrdup("no queries");
+		s->label = "configuration incomplete";
 		return;
 	}
 	it = JsonbIteratorInit(qv.val.binary.data);
@@ -941,7 +951,9 @@ Pump(long budget_ms, bool stop_on_latch)
 											   t->state == TS_CONNECTING ? "connecting" :
 											   "waiting for the statistics query");
 
-					TargetFail(t, msg);
+					TargetFail(t, t->state == TS_CONNECTING ?
+							   "no answer within the timeout (connecting)" :
+							   "no answer within the timeout (statistics query)", msg);
 				}
 				else
 				{
@@ -1080,11 +1092,13 @@ ParsePrometheus(Source *s, Samples *samples)
 		if (pq->metric_id == 0)
 		{
 			s->error = psprintf("metric \"%s\" is not registered", pq->metric);
+			s->label = s->error;
 			break;
 		}
 		if (pq->resp.error)
 		{
 			s->error = psprintf("query \"%s\": %s", pq->metric, pq->resp.error);
+			s->label = psprintf("query \"%s\": the server could not be reached or did not answer", pq->metric);
 			break;
 		}
 
@@ -1094,6 +1108,7 @@ ParsePrometheus(Source *s, Samples *samples)
 		{
 			char	   *perr = (jb && JB_ROOT_IS_OBJECT(jb)) ? JsonGetString(&jb->root, "error") : NULL;
 
+			s->label = psprintf("query \"%s\": HTTP status %ld", pq->metric, pq->resp.status);
 			s->error = psprintf("query \"%s\": HTTP status %ld%s%s", pq->metric, pq->resp.status,
 								perr ? ": " : "", perr ? perr : "");
 			break;
@@ -1108,6 +1123,7 @@ ParsePrometheus(Source *s, Samples *samples)
 		{
 			char	   *perr = JsonGetString(&jb->root, "error");
 
+			s->label = psprintf("query \"%s\": Prometheus answered without success", pq->metric);
 			s->error = psprintf("query \"%s\": Prometheus answered without success%s%s",
 								pq->metric, perr ? ": " : "", perr ? perr : "");
 			break;
@@ -1279,7 +1295,8 @@ StoreSourceSamples(Source *s, Samples *samples)
 		s->ok = false;
 		s->rows = 0;
 		s->error = TrimErrorIn(cxt, psprintf("storing the samples failed: %s", edata->message));
-		s->error_code = edata->sqlerrcode;
+		s->label = psprintf("storing the samples failed (SQLSTATE %s)",
+							unpack_sql_state(edata->sqlerrcode));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -1298,6 +1315,7 @@ Record(List *sources, Samples *samples)
 	Datum	   *sid = palloc(sizeof(Datum) * n);
 	Datum	   *ok = palloc(sizeof(Datum) * n);
 	Datum	   *err = palloc(sizeof(Datum) * n);
+	Datum	   *label = palloc(sizeof(Datum) * n);
 	bool	   *errnull = palloc(sizeof(bool) * n);
 	Datum	   *rows = palloc(sizeof(Datum) * n);
 	Datum	   *wm = palloc(sizeof(Datum) * n);
@@ -1327,6 +1345,8 @@ Record(List *sources, Samples *samples)
 		ok[i] = BoolGetDatum(s->ok);
 		errnull[i] = (s->error == NULL);
 		err[i] = s->error ? CStringGetTextDatum(s->error) : (Datum) 0;
+		/* our own messages (no remote text) are their own label */
+		label[i] = s->error ? CStringGetTextDatum(s->label ? s->label : s->error) : (Datum) 0;
 		rows[i] = Int32GetDatum(s->rows);
 		wmnull[i] = (s->is_postgres || !s->ok);
 		wm[i] = wmnull[i] ? (Datum) 0 :
@@ -1334,13 +1354,15 @@ Record(List *sources, Samples *samples)
 		i++;
 	}
 
-	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5)",
-			  5, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID},
+	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5, $6)",
+			  6, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
+			  TEXTARRAYOID},
 			  (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
 				  PointerGetDatum(MakeArray(ok, NULL, n, BOOLOID)),
 				  PointerGetDatum(MakeArray(err, errnull, n, TEXTOID)),
 				  PointerGetDatum(MakeArray(rows, NULL, n, INT4OID)),
-			  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID))});
+				  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID)),
+			  PointerGetDatum(MakeArray(label, errnull, n, TEXTOID))});
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -1442,6 +1464,7 @@ RecordFinished(void)
 			{
 				s->ok = false;
 				s->error = pstrdup(t->error ? t->error : "poll did not finish");
+				s->label = pstrdup(t->error ? t->label : "poll did not finish");
 			}
 		}
 		else if (s->error != NULL)

@@ -1835,12 +1835,20 @@ COMMENT ON FUNCTION driftmirror.dm_mirror_verify(text, text) IS
 
 -- ---- views ----
 
+-- raw error text (libpq, libcurl, the nodes' messages) only for admins;
+-- others read labels (25_error_labels.sql): a reason quoting an error is cut
+-- where the error starts and ends with the error's label instead
 CREATE VIEW driftmirror.dm_mirror_status AS
 SELECT m.group_name,
        m.resource_name,
        m.kind,
        m.state,
-       m.state_reason,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.state_reason
+            WHEN m.last_error IS NOT NULL AND strpos(m.state_reason, m.last_error) > 0
+            THEN replace(m.state_reason, m.last_error, driftmirror._error_label(m.last_error_sqlstate))
+            WHEN m.state_reason ~ '(failed|could not|error)'
+            THEN split_part(m.state_reason, ': ', 1) || ': ' || driftmirror._error_label(m.last_error_sqlstate)
+            ELSE m.state_reason END AS state_reason,
        m.two_way,
        m.fence,
        m.mirror_fence,
@@ -1859,14 +1867,22 @@ SELECT m.group_name,
        round(m.primary_latency_median_ms::numeric, 3) AS primary_latency_median_ms,
        round(m.mirror_latency_median_ms::numeric, 3) AS mirror_latency_median_ms,
        m.latency_samples,
-       m.latency_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.latency_error
+            WHEN m.latency_error IS NOT NULL
+            THEN split_part(m.latency_error, ':', 1) || ': probe failed' END AS latency_error,
        m.apply_error_count,
        m.sync_error_count,
        m.rev_apply_error_count,
        m.rev_sync_error_count,
        m.conflicts,
        m.last_conflict_at,
-       m.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.last_error
+            WHEN m.last_error IS NOT NULL
+            -- our own sentences naming a node by its label, not its host
+            THEN coalesce(substring(m.last_error from
+                              '^(?:(?:could not connect to|no answer from) node "[^"]*"|the actuator reports that the mirror failed)'),
+                          'step ' || m.step, 'mirror')
+                 || ': ' || driftmirror._error_label(m.last_error_sqlstate) END AS last_error,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN m.last_error_detail END AS last_error_detail,
        m.last_error_sqlstate,
@@ -1895,11 +1911,14 @@ SELECT m.group_name,
        m.id
   FROM driftmirror.mirror m;
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
-    'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error details (which may name hosts) only for driftmirror_admin';
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error text (which may name hosts) only for driftmirror_admin, labels for others';
 
 CREATE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
-       c.next_attempt_at, c.last_error,
+       c.next_attempt_at,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN c.last_error
+            WHEN c.last_error IS NOT NULL
+            THEN format('dropping %s on the %s failed', c.what, c.node) END AS last_error,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN c.last_error_detail END AS last_error_detail,
        c.last_error_at, c.created_at, c.id
