@@ -10,7 +10,8 @@
  *		(_store_samples, then _record_polls: errors, backoff, watermarks);
  *		then reads the due sources of the due groups (_due_sources) in
  *		another and starts their polls: PQconnectStartParams / PQsendQuery
- *		for postgres targets, DmHttpMultiAdd for Prometheus queries;
+ *		for postgres targets, DmHttpMultiAdd for the queries of HTTP sources
+ *		(Prometheus query_range, InfluxDB 1.x /query with InfluxQL);
  *	 2. DmCollectorWait (the worker's nap) drives every poll in flight
  *		outside any transaction: one WaitEventSet over the latch, every
  *		libpq socket (PQconnectPoll, PQflush, PQconsumeInput) and libcurl's
@@ -170,7 +171,11 @@ typedef struct PgTarget
 	struct PgTarget *next;
 } PgTarget;
 
-/* one PromQL query of a prometheus source, for this pass */
+/*
+ * One query of an HTTP source (prometheus: PromQL; influxdb: InfluxQL),
+ * for this pass.  Both kinds share everything but the request's URL and
+ * the shape of the answer (see HttpQueryUrl and SeriesPoints).
+ */
 typedef struct PromQuery
 {
 	char	   *metric;			/* metric name */
@@ -187,13 +192,14 @@ typedef struct Source
 	int64		id;
 	int64		resource_id;
 	bool		is_postgres;
+	bool		is_influx;		/* else prometheus, when not postgres */
 	char	   *endpoint;
 	Jsonb	   *config;
 	long		interval_ms;
 	long		timeout_ms;
 	Jsonb	   *watermarks;
 	PgTarget   *target;			/* postgres */
-	PromQuery  *queries;		/* prometheus */
+	PromQuery  *queries;		/* prometheus, influxdb */
 	int			nqueries;
 	double		step;
 	/* outcome */
@@ -203,7 +209,7 @@ typedef struct Source
 	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
 	int			dropped;		/* points outside the window, not finite */
-	StringInfoData new_watermarks;	/* JSON object text, prometheus only */
+	StringInfoData new_watermarks;	/* JSON object text, HTTP sources only */
 } Source;
 
 /* samples collected in this pass */
@@ -457,6 +463,7 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 		s->resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		kind = SPI_getvalue(tup, desc, 3);
 		s->is_postgres = (strcmp(kind, "postgres") == 0);
+		s->is_influx = (strcmp(kind, "influxdb") == 0);
 		s->endpoint = SPI_getvalue(tup, desc, 4);
 		s->config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
 		s->interval_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
@@ -788,11 +795,43 @@ ReadBearerToken(Source *s, char **error)
 }
 
 /*
- * StartPrometheus
- *		Add one query_range request per query of a prometheus source.
+ * HttpQueryUrl
+ *		The URL asking an HTTP source for one query's points in
+ *		[start, end] (unix seconds), palloc'd.  Prometheus: query_range at
+ *		the source's step.  InfluxDB 1.x: /query with the InfluxQL text,
+ *		its $timeFilter replaced by the window (validated to be there by
+ *		_source_config), times in milliseconds.
+ */
+static char *
+HttpQueryUrl(Source *s, const char *url, const char *query, double start, double end)
+{
+	StringInfoData q;
+	const char *p;
+	const char *mark;
+	char	   *db;
+
+	if (!s->is_influx)
+		return psprintf("%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=%.3f",
+						url, DmHttpUrlEncode(query), start, end, s->step);
+
+	initStringInfo(&q);
+	for (p = query; (mark = strstr(p, "$timeFilter")) != NULL; p = mark + strlen("$timeFilter"))
+	{
+		appendBinaryStringInfo(&q, p, mark - p);
+		appendStringInfo(&q, "time >= %.0fms AND time <= %.0fms", start * 1000.0, end * 1000.0);
+	}
+	appendStringInfoString(&q, p);
+	db = JsonGetString(&s->config->root, "database");
+	return psprintf("%s/query?db=%s&epoch=ms&q=%s", url, DmHttpUrlEncode(db ? db : ""),
+					DmHttpUrlEncode(q.data));
+}
+
+/*
+ * StartHttpSource
+ *		Add one request per query of a prometheus or influxdb source.
  */
 static void
-StartPrometheus(Source *s, MetricIds *ids)
+StartHttpSource(Source *s, MetricIds *ids)
 {
 	JsonbValue	qv;
 	JsonbIterator *it;
@@ -858,7 +897,8 @@ StartPrometheus(Source *s, MetricIds *ids)
 			q->start = JsonNumber(&wm) + s->step;
 		else
 			q->start = q->end - lookback_ms / 1000.0;
-		/* Prometheus refuses more than 11,000 points per series */
+		/* Prometheus refuses more than 11,000 points per series (and a
+		 * bounded window keeps an InfluxDB answer bounded too) */
 		if ((q->end - q->start) / s->step > 10000)
 			q->start = q->end - 10000 * s->step;
 		if (q->start > q->end)
@@ -869,8 +909,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 
 		memset(&req, 0, sizeof(req));
 		req.method = "GET";
-		req.url = psprintf("%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=%.3f",
-						   url, DmHttpUrlEncode(promql), q->start, q->end, s->step);
+		req.url = HttpQueryUrl(s, url, promql, q->start, q->end);
 		req.bearer_token = token;
 		req.timeout_ms = s->timeout_ms;
 		DmHttpMultiAdd(Http, &req, &q->resp);
@@ -1056,13 +1095,144 @@ ParseJson(const char *text)
 }
 
 /*
- * ParsePrometheus
- *		Turn the answers of one prometheus source into samples.  Any problem
+ * SeriesPoints
+ *		Find the points of the one series in an HTTP source's answer (a JSON
+ *		object already checked): *points is the array of points, or NULL when
+ *		the window holds no data.  Returns NULL, or what is wrong (palloc'd).
+ *		Prometheus: {"status": "success", "data": {"resultType": "matrix",
+ *		"result": [{"values": [[t, "v"], ...]}]}}.  InfluxDB 1.x:
+ *		{"results": [{"series": [{"columns": ["time", f], "values":
+ *		[[t_ms, v], ...]}]}]}, or an "error" in the result.  When the
+ *		problem carries the server's own text, *label says the same
+ *		without it (for the monitor role).
+ */
+static char *
+SeriesPoints(Source *s, Jsonb *jb, JsonbContainer **points, const char **label)
+{
+	JsonbValue	v;
+	JsonbValue	data;
+	JsonbValue	result;
+	JsonbValue *series;
+	JsonbValue	values;
+	int			nseries;
+
+	*points = NULL;
+	*label = NULL;
+	if (s->is_influx)
+	{
+		JsonbValue *first;
+		char	   *ierr;
+
+		if (!JsonGet(&jb->root, "results", &result) || result.type != jbvBinary ||
+			!JsonContainerIsArray(result.val.binary.data) ||
+			JsonContainerSize(result.val.binary.data) != 1 ||
+			(first = getIthJsonbValueFromContainer(result.val.binary.data, 0)) == NULL ||
+			first->type != jbvBinary || !JsonContainerIsObject(first->val.binary.data))
+			return pstrdup("the answer has no results array with one result (one statement per query)");
+		if ((ierr = JsonGetString(first->val.binary.data, "error")) != NULL)
+		{
+			*label = "InfluxDB answered with an error";
+			return psprintf("InfluxDB answered: %s", ierr);
+		}
+		if (!JsonGet(first->val.binary.data, "series", &data))
+			return NULL;		/* no data in the window: not an error */
+		if (data.type != jbvBinary || !JsonContainerIsArray(data.val.binary.data))
+			return pstrdup("the result's series is not an array");
+		nseries = JsonContainerSize(data.val.binary.data);
+		if (nseries > 1)
+			return psprintf("the query returned %d series; aggregate it to one (no GROUP BY tag)",
+							nseries);
+		if (nseries == 0)
+			return NULL;
+		series = getIthJsonbValueFromContainer(data.val.binary.data, 0);
+		if (series == NULL || series->type != jbvBinary ||
+			!JsonGet(series->val.binary.data, "columns", &v) || v.type != jbvBinary ||
+			!JsonContainerIsArray(v.val.binary.data) || JsonContainerSize(v.val.binary.data) != 2)
+			return pstrdup("the series must have two columns: time and one field");
+	}
+	else
+	{
+		char	   *rtype;
+
+		if (!JsonGet(&jb->root, "status", &v) || v.type != jbvString ||
+			v.val.string.len != 7 || strncmp(v.val.string.val, "success", 7) != 0)
+		{
+			char	   *perr = JsonGetString(&jb->root, "error");
+
+			*label = "Prometheus answered without success";
+			return psprintf("Prometheus answered without success%s%s",
+							perr ? ": " : "", perr ? perr : "");
+		}
+		if (!JsonGet(&jb->root, "data", &data) || data.type != jbvBinary ||
+			!JsonGet(data.val.binary.data, "result", &result) || result.type != jbvBinary ||
+			!JsonContainerIsArray(result.val.binary.data))
+			return pstrdup("the answer has no data.result array");
+		rtype = JsonGetString(data.val.binary.data, "resultType");
+		if (rtype == NULL || strcmp(rtype, "matrix") != 0)
+			return pstrdup("expected a matrix result");
+		nseries = JsonContainerSize(result.val.binary.data);
+		if (nseries > 1)
+			return psprintf("returned %d series; aggregate it to one, e.g. sum(...)", nseries);
+		if (nseries == 0)
+			return NULL;		/* no data in the window: not an error */
+		series = getIthJsonbValueFromContainer(result.val.binary.data, 0);
+	}
+	if (series == NULL || series->type != jbvBinary ||
+		!JsonGet(series->val.binary.data, "values", &values) ||
+		values.type != jbvBinary || !JsonContainerIsArray(values.val.binary.data))
+		return pstrdup("the series has no values array");
+	*points = values.val.binary.data;
+	return NULL;
+}
+
+/*
+ * DecodePoint
+ *		One point of a series: its time in unix seconds and its value; a
+ *		value that is missing (InfluxDB's null of an empty interval) gives
+ *		NaN.  Returns false if the point is not of the expected shape:
+ *		Prometheus [seconds, "value"], InfluxDB [milliseconds, value|null].
+ */
+static bool
+DecodePoint(Source *s, JsonbValue *pt, double *ts, double *val)
+{
+	JsonbValue *tv;
+	JsonbValue *vv;
+
+	if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
+		JsonContainerSize(pt->val.binary.data) != 2 ||
+		(tv = getIthJsonbValueFromContainer(pt->val.binary.data, 0)) == NULL ||
+		(vv = getIthJsonbValueFromContainer(pt->val.binary.data, 1)) == NULL ||
+		tv->type != jbvNumeric)
+		return false;
+	if (s->is_influx)
+	{
+		if (vv->type == jbvNull)
+			*val = NAN;
+		else if (vv->type == jbvNumeric)
+			*val = JsonNumber(vv);
+		else
+			return false;
+		*ts = JsonNumber(tv) / 1000.0;
+	}
+	else
+	{
+		if (vv->type != jbvString)
+			return false;
+		*val = JsonNumber(vv);
+		*ts = JsonNumber(tv);
+	}
+	return true;
+}
+
+/*
+ * ParseHttpSource
+ *		Turn the answers of one prometheus or influxdb source into samples.
+ *		Any problem
  *		with any query fails the whole source for this poll and stores
  *		nothing of it.
  */
 static void
-ParsePrometheus(Source *s, Samples *samples)
+ParseHttpSource(Source *s, Samples *samples)
 {
 	int			q;
 	int			first_new = samples->n;
@@ -1073,12 +1243,7 @@ ParsePrometheus(Source *s, Samples *samples)
 	{
 		PromQuery  *pq = &s->queries[q];
 		Jsonb	   *jb = NULL;
-		JsonbValue	v;
-		JsonbValue	data;
-		JsonbValue	result;
-		JsonbValue *series;
-		JsonbValue	values;
-		int			nseries;
+		JsonbContainer *points;
 		int			npoints;
 		int			i;
 		double		last = NAN;
@@ -1118,71 +1283,33 @@ ParsePrometheus(Source *s, Samples *samples)
 			s->error = psprintf("query \"%s\": the answer is not a JSON object", pq->metric);
 			break;
 		}
-		if (!JsonGet(&jb->root, "status", &v) || v.type != jbvString ||
-			v.val.string.len != 7 || strncmp(v.val.string.val, "success", 7) != 0)
 		{
-			char	   *perr = JsonGetString(&jb->root, "error");
+			const char *slabel;
+			char	   *serr = SeriesPoints(s, jb, &points, &slabel);
 
-			s->label = psprintf("query \"%s\": Prometheus answered without success", pq->metric);
-			s->error = psprintf("query \"%s\": Prometheus answered without success%s%s",
-								pq->metric, perr ? ": " : "", perr ? perr : "");
-			break;
-		}
-		if (!JsonGet(&jb->root, "data", &data) || data.type != jbvBinary ||
-			!JsonGet(data.val.binary.data, "result", &result) || result.type != jbvBinary ||
-			!JsonContainerIsArray(result.val.binary.data))
-		{
-			s->error = psprintf("query \"%s\": the answer has no data.result array", pq->metric);
-			break;
-		}
-		{
-			char	   *rtype = JsonGetString(data.val.binary.data, "resultType");
-
-			if (rtype == NULL || strcmp(rtype, "matrix") != 0)
+			if (serr != NULL)
 			{
-				s->error = psprintf("query \"%s\": expected a matrix result", pq->metric);
+				s->error = psprintf("query \"%s\": %s", pq->metric, serr);
+				if (slabel)
+					s->label = psprintf("query \"%s\": %s", pq->metric, slabel);
 				break;
 			}
+			if (points == NULL)
+				goto keep_watermark;	/* no data in the window */
 		}
-		nseries = JsonContainerSize(result.val.binary.data);
-		if (nseries > 1)
-		{
-			s->error = psprintf("query \"%s\" returned %d series; aggregate it to one, e.g. sum(...)",
-								pq->metric, nseries);
-			break;
-		}
-		if (nseries == 0)
-			goto keep_watermark;	/* no data in the window: not an error */
-
-		series = getIthJsonbValueFromContainer(result.val.binary.data, 0);
-		if (series == NULL || series->type != jbvBinary ||
-			!JsonGet(series->val.binary.data, "values", &values) ||
-			values.type != jbvBinary || !JsonContainerIsArray(values.val.binary.data))
-		{
-			s->error = psprintf("query \"%s\": the series has no values array", pq->metric);
-			break;
-		}
-		npoints = JsonContainerSize(values.val.binary.data);
+		npoints = JsonContainerSize(points);
 		for (i = 0; i < npoints; i++)
 		{
-			JsonbValue *pt = getIthJsonbValueFromContainer(values.val.binary.data, i);
-			JsonbValue *tv;
-			JsonbValue *vv;
+			JsonbValue *pt = getIthJsonbValueFromContainer(points, i);
 			double		ts;
 			double		val;
 			TimestampTz at;
 
-			if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
-				JsonContainerSize(pt->val.binary.data) != 2 ||
-				(tv = getIthJsonbValueFromContainer(pt->val.binary.data, 0)) == NULL ||
-				(vv = getIthJsonbValueFromContainer(pt->val.binary.data, 1)) == NULL ||
-				tv->type != jbvNumeric || vv->type != jbvString)
+			if (!DecodePoint(s, pt, &ts, &val))
 			{
-				s->error = psprintf("query \"%s\": point %d is not [time, \"value\"]", pq->metric, i);
+				s->error = psprintf("query \"%s\": point %d is not [time, value]", pq->metric, i);
 				break;
 			}
-			ts = JsonNumber(tv);
-			val = JsonNumber(vv);
 
 			/*
 			 * Only points of the window asked for: a point far in the past or
@@ -1197,7 +1324,7 @@ ParsePrometheus(Source *s, Samples *samples)
 			}
 			if (!isnan(last) && ts <= last)
 				continue;		/* already stored */
-			/* Prometheus NaN / +Inf / -Inf are not samples: skip them */
+			/* NaN / +Inf / -Inf / InfluxDB's null are not samples: skip them */
 			if (isfinite(val))
 				AddSample(samples, at, s->resource_id, pq->metric_id, val);
 			else
@@ -1470,7 +1597,7 @@ RecordFinished(void)
 		else if (s->error != NULL)
 			s->ok = false;
 		else
-			ParsePrometheus(s, &samples);
+			ParseHttpSource(s, &samples);
 	}
 
 	Record(done, &samples);
@@ -1585,7 +1712,7 @@ CollectInner(int64 *group_ids, int ngroups)
 				Http = DmHttpMultiCreate();
 				MemoryContextSwitchTo(s->cxt);
 			}
-			StartPrometheus(s, &ids);
+			StartHttpSource(s, &ids);
 		}
 		MemoryContextSwitchTo(old);
 	}

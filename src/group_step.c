@@ -9,8 +9,8 @@
  * systems (libpq, HTTP) run outside any transaction and record their
  * results in the next one.  Phases: recovery of interrupted promotions
  * (promote.c), mirrors (mirror.c), auto-promotion, routers left behind
- * (router.c), then the heartbeat that dm_status shows;
- * collection, forecasting and actions plug in as further phases.
+ * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
+ * that dm_status shows.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -29,6 +29,7 @@
 #include "mirror.h"
 #include "promote.h"
 #include "router.h"
+#include "scaling.h"
 #include "spi_util.h"
 
 /*
@@ -92,6 +93,14 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	 * I/O runs outside transactions)
 	 */
 	DmRunRouterPhase(group_id);
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	/*
+	 * phase: forecasts and scaling (models retrained on their schedule or
+	 * when their accuracy degrades, decisions, actuators); HTTP requests run
+	 * outside transactions, see scaling_phase.c
+	 */
+	DmRunForecastPhase(group_id);
 	pgstat_report_activity(STATE_RUNNING, activity);
 
 	/* phase: heartbeat and status (always last: it marks the step done) */
