@@ -8,9 +8,9 @@
  * catalog runs in its own short transaction; phases that talk to other
  * systems (libpq, HTTP) run outside any transaction and record their
  * results in the next one.  Phases: recovery of interrupted promotions
- * (promote.c), mirrors (mirror.c), auto-promotion, routers left behind
- * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
- * that dm_status shows.
+ * (promote.c), mirrors (mirror.c), auto-promotion, the shift plan, routers
+ * behind the shares (router.c), forecasts and scaling (scaling_phase.c),
+ * then the heartbeat that dm_status shows.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group and goes on with the next group.
@@ -89,8 +89,14 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	DmAutoPromote(group_id);
 
 	/*
-	 * phase: routers behind the group's shares are retried (router.c; the
-	 * I/O runs outside transactions)
+	 * phase: the group's shift plan, on the mirror status just read: gates,
+	 * next step or rollback (76_routing_plans.sql; catalog only)
+	 */
+	RunInTransaction("SELECT driftmirror._shift_plan_tick($1)", group_id);
+
+	/*
+	 * phase: routers behind the group's shares are brought up to date,
+	 * failed ones retried (router.c; the I/O runs outside transactions)
 	 */
 	DmRunRouterPhase(group_id);
 	pgstat_report_activity(STATE_RUNNING, activity);

@@ -768,6 +768,19 @@ $$;
 -- records the mirror's state.  p_values: {"metric name": number, ...};
 -- nulls and non-finite values are skipped.  Does nothing when the metric
 -- store is absent.
+-- _mirror_json_float8: a JSON number as float8, NULL for anything else and
+-- for numbers beyond a double (an actuator answering 1e400 must not make
+-- the recording of its mirror fail: a plain ::float8 cast raises)
+CREATE FUNCTION driftmirror._mirror_json_float8(p_value jsonb)
+RETURNS float8
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_value) = 'number'
+                     AND abs((p_value #>> '{}')::numeric) <= 1e300
+                THEN (p_value #>> '{}')::float8 END
+$$;
+
 CREATE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -783,13 +796,11 @@ BEGIN
         RETURN;
     END IF;
     SELECT array_agg(clock_timestamp()), array_agg(p_resource_id), array_agg(d.id),
-           array_agg((v.value #>> '{}')::float8)
+           array_agg(driftmirror._mirror_json_float8(v.value))
       INTO ts, rids, mids, vals
       FROM jsonb_each(p_values) v
       JOIN driftmirror.metric_def d ON d.name = v.key
-     WHERE jsonb_typeof(v.value) = 'number'
-       AND (v.value #>> '{}')::float8 > '-Infinity'::float8
-       AND (v.value #>> '{}')::float8 < 'Infinity'::float8;
+     WHERE driftmirror._mirror_json_float8(v.value) IS NOT NULL;
     IF ts IS NOT NULL THEN
         PERFORM driftmirror._store_samples(ts, rids, mids, vals);
     END IF;
@@ -1168,8 +1179,7 @@ BEGIN
            actuator_detail = CASE WHEN j IS NOT NULL THEN det ELSE actuator_detail END,
            mirror_endpoint = CASE WHEN jsonb_typeof(j -> 'endpoint') = 'string'
                                   THEN left(j ->> 'endpoint', 1000) ELSE mirror_endpoint END,
-           lag_seconds = CASE WHEN jsonb_typeof(j -> 'lag_seconds') = 'number'
-                              THEN (j ->> 'lag_seconds')::float8 ELSE lag_seconds END,
+           lag_seconds = coalesce(driftmirror._mirror_json_float8(j -> 'lag_seconds'), lag_seconds),
            lag_bytes = CASE WHEN jsonb_typeof(j -> 'lag_bytes') = 'number'
                                  AND (j ->> 'lag_bytes')::numeric BETWEEN 0 AND 1e18
                             THEN (j ->> 'lag_bytes')::numeric::bigint ELSE lag_bytes END,
