@@ -958,7 +958,13 @@ BEGIN
         END IF;
         -- lag in seconds: age of the oldest primary position (sampled once
         -- per step) the mirror has not confirmed yet; 0 once it has
-        -- confirmed the previous sample (resolution: the group interval)
+        -- confirmed the previous sample (resolution: the group interval).
+        -- A sample ahead of the primary's current position was taken on
+        -- the other node (a status read that overlapped a promotion's flip):
+        -- it would never be confirmed here, so sampling starts again.
+        IF probe IS NOT NULL AND (r ->> 'now_lsn')::pg_lsn < probe THEN
+            probe := NULL;
+        END IF;
         IF probe IS NULL OR (r ->> 'confirmed_lsn')::pg_lsn >= probe THEN
             lagsec := CASE WHEN probe IS NULL THEN NULL ELSE 0 END;
             probe := (r ->> 'now_lsn')::pg_lsn;
