@@ -21,6 +21,15 @@
  * steps and the other polls go on, and a poll still running when its
  * group is due again is not started twice.
  *
+ * What a server answers is data, never trusted: numbers are converted
+ * without raising (JsonNumber, UnixToTimestamp), points outside the window
+ * asked for or not finite are dropped, and each source's samples are stored
+ * in a subtransaction of their own (StoreSourceSamples): a failure there is
+ * that source's error, backed off, and the other sources are stored.  Every
+ * error is recorded twice: its raw text (libpq's, libcurl's, the server's:
+ * it names hosts and ports) for driftmirror_admin, and a label without it
+ * for every other reader of dm_metric_sources and dm_status.
+ *
  * PostgreSQL targets are shared by conninfo: sources whose resources have
  * the same connection string share one connection and one query per poll.
  * Connections stay open between polls (TopMemoryContext); a failed one is
@@ -337,19 +346,18 @@ JsonGetIntervalMs(JsonbContainer *c, const char *key, long dflt)
 static double
 ParseDouble(const char *s, int len)
 {
-	char		buf[64];
+	char	   *buf;
 	char	   *end;
 	double		d;
 
-	/* no number we keep has more than 63 characters: longer ones are junk */
-	if (len <= 0 || len >= (int) sizeof(buf))
-		return (len > 0 && strspn(s, "0123456789") == (size_t) len) ? INFINITY : NAN;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	errno = 0;
+	/* a number of a thousand characters is junk, not a value */
+	if (len <= 0 || len > 1000)
+		return NAN;
+	buf = pnstrdup(s, len);
 	d = strtod(buf, &end);
 	if (*end != '\0' || end == buf)
-		return NAN;
+		d = NAN;
+	pfree(buf);
 	return d;
 }
 
