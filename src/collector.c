@@ -217,7 +217,6 @@ typedef struct Source
 	char	   *label;			/* the same without remote text: for the monitor */
 	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
-	int			dropped;		/* points outside the window, not finite */
 	StringInfoData new_watermarks;	/* JSON object text, HTTP sources only */
 } Source;
 
@@ -1326,17 +1325,12 @@ ParseHttpSource(Source *s, Samples *samples)
 			 */
 			if (!(ts >= pq->start - 0.001 && ts <= pq->end + 0.001) ||
 				!UnixToTimestamp(ts, &at))
-			{
-				s->dropped++;
 				continue;
-			}
 			if (!isnan(last) && ts <= last)
 				continue;		/* already stored */
 			/* NaN / +Inf / -Inf / InfluxDB's null are not samples: skip them */
 			if (isfinite(val))
 				AddSample(samples, at, s->resource_id, pq->metric_id, val);
-			else
-				s->dropped++;
 			if (isnan(last) || ts > last)
 				last = ts;
 		}
