@@ -256,6 +256,7 @@ test_allocator_and_cap(void)
 			same &= a.yhat[k] == b.yhat[k] && a.hi95[k] == b.hi95[k];
 		CHECK(same && strcmp(a.model, b.model) == 0,
 			  "hook and malloc give different forecasts");
+		dmf_result_free(&b);
 		/* a cap just under what the call used fails it, and frees all */
 		memset(&cnt, 0, sizeof(cnt));
 		opts.max_memory = a.work_bytes / 2;
