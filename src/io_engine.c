@@ -87,6 +87,7 @@ static DmIoPgRequest *Finished = NULL;	/* finished, not called back */
 static Session *Idle = NULL;
 
 static void Advance(DmIoPgRequest *r, uint32 events);
+static void StartConnection(DmIoPgRequest *r);
 
 static void
 EnsureContext(void)
@@ -137,6 +138,17 @@ Unlink(DmIoPgRequest *r)
 	r->next = NULL;
 }
 
+/* ClearResults: drop the results a request holds */
+static void
+ClearResults(DmIoPgRequest *r)
+{
+	if (r->last)
+		PQclear(r->last);
+	if (r->failed)
+		PQclear(r->failed);
+	r->last = r->failed = NULL;
+}
+
 /*
  * Finish
  *		End a request: its session goes back to the pool when it is clean,
@@ -147,11 +159,7 @@ Finish(DmIoPgRequest *r, bool cut)
 {
 	Session    *s = (Session *) r->session;
 
-	if (r->last)
-		PQclear(r->last);
-	if (r->failed)
-		PQclear(r->failed);
-	r->last = r->failed = NULL;
+	ClearResults(r);
 	if (s != NULL)
 	{
 		if (!cut && s->ready && PQstatus(s->conn) == CONNECTION_OK &&
@@ -195,12 +203,29 @@ Fail(DmIoPgRequest *r, const char *sqlstate, char *error, const char *detail,
 	Finish(r, cut);
 }
 
-/* LostConnection: the session broke under a request */
+/*
+ * LostConnection
+ *		The session broke under a request.  A pooled session the node closed
+ *		meanwhile (a restart, a terminated backend) is replaced once by a new
+ *		connection, if nothing of the request's sql came back yet; otherwise
+ *		the request fails.
+ */
 static void
 LostConnection(DmIoPgRequest *r)
 {
 	Session    *s = (Session *) r->session;
 
+	if (r->reused && r->step == STEP_SQL && r->last == NULL && r->failed == NULL)
+	{
+		r->reused = false;
+		Unlink(r);
+		r->session = NULL;
+		CloseSession(s, true);
+		r->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  r->connect_timeout_ms);
+		StartConnection(r);
+		return;
+	}
 	Fail(r, "08006",
 		 psprintf("lost the connection to node \"%s\"", r->label),
 		 Chomp(r->cxt, PQerrorMessage(s->conn)), true);
@@ -592,6 +617,7 @@ DmIoPgStart(DmIoPgRequest *r)
 		r->next = Active;
 		Active = r;
 		r->session = s;
+		r->reused = true;
 		r->step = STEP_SQL;
 		SendStep(r, TimestampTzPlusMilliseconds(r->started, r->timeout_ms), r->timeout_ms);
 		if (r->state == RS_RUNNING)
@@ -730,11 +756,7 @@ DmIoDiscardAll(void)
 		Session    *s = (Session *) r->session;
 
 		Active = r->next;
-		if (r->last)
-			PQclear(r->last);
-		if (r->failed)
-			PQclear(r->failed);
-		r->last = r->failed = NULL;
+		ClearResults(r);
 		if (s != NULL)
 			CloseSession(s, true);
 		r->session = NULL;

@@ -80,6 +80,7 @@ struct DmIoPgRequest
 	int			state;
 	void	   *session;
 	int			step;
+	bool		reused;			/* on a session taken from the pool */
 	TimestampTz deadline;
 	instr_time	probe_start;
 	PGresult   *last;

@@ -16,15 +16,24 @@
  * itself as driftmirror's own (DmRemoteNodeSession), so it passes the write
  * fence.
  *
- * Latency: a status read of a postgres mirror (status_primary,
- * status_mirror) comes with a probe statement, the same text for both
- * nodes.  After the status query, on the same connection (so connection
- * set-up and the first query of a new backend are not counted), the probe
- * runs DM_LATENCY_PROBES times and each round trip is timed with the
+ * Status reads (status_primary, status_mirror: every step of every
+ * postgres mirror) go through the I/O engine (io_engine.c): the mirror
+ * phase hands the read over and returns DM_PHASE_WAITING, the group's step
+ * is parked, and other groups' steps go on; the engine wakes the step when
+ * the read is done, and the phase records it and goes on with the mirror's
+ * next action.  The engine keeps the session to each node between steps.
+ * Creation actions and HTTP actions still run here, each bounded by its
+ * timeout (they are rare, and back off after a failure).
+ *
+ * Latency: a status read comes with a probe statement, the same text for
+ * both nodes.  After the status query, on the same session (so connection
+ * set-up and the first query of a new backend are not counted), the engine
+ * runs the probe DM_LATENCY_PROBES times and times each round trip with the
  * monotonic clock; the median is the node's sample for this step, passed
  * to _mirror_done.  A probe still running after
- * driftmirror.latency_probe_timeout is cancelled on the node and ends the
- * measurement: the sample is its elapsed time (at least the timeout).  The
+ * driftmirror.latency_probe_timeout (or ended by the node's own
+ * statement_timeout or lock_timeout) ends the measurement: the sample is
+ * its elapsed time (at least the timeout), and the session is cut.  The
  * ratio and its window are computed in SQL (_mirror_latency).
  *
  * Mirrors of cache, app, web and service resources are made by an HTTP
@@ -39,8 +48,8 @@
  * error message or the log.
  *
  * Memory: strings read inside a transaction are copied into the caller's
- * context (the worker's loop context), which is current again after every
- * commit.
+ * context (the step's context in the mirror phase, the worker's loop
+ * context for cleanups), which is current again after every commit.
  *
  *-------------------------------------------------------------------------
  */

@@ -140,23 +140,21 @@ WaitOnSocket(PGconn *conn, int socket_events, TimestampTz deadline)
 const char *
 DmRemoteHardenSql(PGconn *conn)
 {
+#define DM_HARDEN_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), " \
+	"pg_catalog.set_config('datestyle', 'ISO', false), " \
+	"pg_catalog.set_config('timezone', 'UTC', false), " \
+	"pg_catalog.set_config('intervalstyle', 'postgres', false), " \
+	"pg_catalog.set_config('default_transaction_read_only', 'off', false), " \
+	"pg_catalog.set_config('statement_timeout', $1, false), " \
+	"pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false)"
+
+	/* client_connection_check_interval exists from PostgreSQL 14 on */
 	return PQserverVersion(conn) >= 140000 ?
-		"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-		"pg_catalog.set_config('datestyle', 'ISO', false), "
-		"pg_catalog.set_config('timezone', 'UTC', false), "
-		"pg_catalog.set_config('intervalstyle', 'postgres', false), "
-		"pg_catalog.set_config('default_transaction_read_only', 'off', false), "
-		"pg_catalog.set_config('statement_timeout', $1, false), "
-		"pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false), "
-		"pg_catalog.set_config('client_connection_check_interval', '" DM_CLIENT_CHECK_INTERVAL "', false)"
-		:
-		"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-		"pg_catalog.set_config('datestyle', 'ISO', false), "
-		"pg_catalog.set_config('timezone', 'UTC', false), "
-		"pg_catalog.set_config('intervalstyle', 'postgres', false), "
-		"pg_catalog.set_config('default_transaction_read_only', 'off', false), "
-		"pg_catalog.set_config('statement_timeout', $1, false), "
-		"pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false)";
+		DM_HARDEN_SQL ", pg_catalog.set_config('client_connection_check_interval', '"
+		DM_CLIENT_CHECK_INTERVAL "', false)" :
+		DM_HARDEN_SQL;
+#undef DM_HARDEN_SQL
 }
 
 /*
