@@ -5,15 +5,20 @@
  *
  * One worker per cluster, registered when the library is preloaded.  It
  * connects to driftmirror.database and loops: each pass reads the groups
- * whose monitoring step is due (one short transaction), then runs each
- * group's step on its own (DmRunGroupStep manages its transactions, so no
- * transaction is held across a network wait).  While the extension does not
- * exist in that database the worker waits quietly.
+ * whose monitoring step is due (one short transaction), then starts each
+ * group's step (group_step.c manages its transactions, so no transaction is
+ * held across a network wait).  A step whose phase waits for the I/O engine
+ * (io_engine.c) is parked in Runs and the pass goes on; the nap between
+ * passes drives the engine's requests and resumes the parked steps they
+ * answer, so a node that does not answer holds only its own group.  A
+ * group with a parked step is not started again.  While the extension does
+ * not exist in that database the worker waits quietly.
  *
  * Metric collection (collector.c) is a pass-level phase before the group
  * steps: it records the polls that finished and starts those of the due
- * groups; the nap between passes (DmCollectorWait) drives the polls in
- * flight on their sockets.  The metric store maintenance runs after the
+ * groups; the nap between passes (DmCollectorWait, or slices of it between
+ * the engine's waits while the engine has requests in flight) drives the
+ * polls in flight on their sockets.  The metric store maintenance runs after the
  * steps, at most every driftmirror.metric_maintenance_interval.
  *
  * Fault isolation: an error in one group's step is caught here, logged,
@@ -22,7 +27,8 @@
  * interval has passed, so a broken group cannot make the worker spin.
  *
  * Memory: LoopContext is reset at the start of every pass; everything a pass
- * allocates outside transactions lives there.  Transaction commit switches
+ * allocates outside transactions lives there, except parked steps, which
+ * live in their own contexts (freed when the step ends or is discarded).  Transaction commit switches
  * to TopMemoryContext, so code that commits switches back explicitly.
  *
  * Time: a background worker has no client loop setting the statement start
