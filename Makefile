@@ -10,8 +10,7 @@
 # pg_regress inputs are test/sql/*.sql with outputs in test/expected/; test/run drives
 # pg_regress, the unit tests and the TAP suites (see README.md).
 #
-# Against an installed build (after make install; see README.md, "Testing an
-# installed build"):
+# Against an installed build (after make install; see README.md):
 #   make installcheck         pg_regress in database dm_regression of the
 #                             running server (PGHOST, PGPORT, PGUSER)
 #   make prove_installcheck   the TAP files (PROVE_TESTS=test/t/001_worker.pl
@@ -60,12 +59,12 @@ include $(PGXS)
 PG_PROVE_FLAGS += -I $(srcdir)/test/lib
 PROVE_TESTS ?= test/t/*.pl
 
-# the TAP files against the installed build; PGXS defines no such target
-# unless TAP_TESTS is set, which would also make installcheck run them all
 .PHONY: dm_regression_drop
 dm_regression_drop:
 	'$(bindir)/psql' -X -q -d postgres -c 'DROP DATABASE IF EXISTS $(CONTRIB_TESTDB) WITH (FORCE)'
 
+# the TAP files against the installed build; PGXS defines no such target
+# unless TAP_TESTS is set, which would also make installcheck run them all
 .PHONY: prove_installcheck
 prove_installcheck: export DM_ROOT := $(abspath $(srcdir))
 prove_installcheck:

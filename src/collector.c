@@ -10,7 +10,8 @@
  *		(_store_samples, then _record_polls: errors, backoff, watermarks);
  *		then reads the due sources of the due groups (_due_sources) in
  *		another and starts their polls: PQconnectStartParams / PQsendQuery
- *		for postgres targets, DmHttpMultiAdd for Prometheus queries;
+ *		for postgres targets, DmHttpMultiAdd for the queries of HTTP sources
+ *		(Prometheus query_range, InfluxDB 1.x /query with InfluxQL);
  *	 2. DmCollectorWait (the worker's nap) drives every poll in flight
  *		outside any transaction: one WaitEventSet over the latch, every
  *		libpq socket (PQconnectPoll, PQflush, PQconsumeInput) and libcurl's
@@ -161,15 +162,20 @@ typedef struct PgTarget
 				prev_hit,
 				prev_blks_read,
 				prev_wal;
-	/* this pass: error (in the pass context) or values */
+	/* this pass: error (raw text, and a label without host or port) or values */
 	char	   *error;
+	const char *label;			/* a string constant */
 	TimestampTz sample_at;
 	double		values[PGM_COUNT];
 	bool		have[PGM_COUNT];
 	struct PgTarget *next;
 } PgTarget;
 
-/* one PromQL query of a prometheus source, for this pass */
+/*
+ * One query of an HTTP source (prometheus: PromQL; influxdb: InfluxQL),
+ * for this pass.  Both kinds share everything but the request's URL and
+ * the shape of the answer (see HttpQueryUrl and SeriesPoints).
+ */
 typedef struct PromQuery
 {
 	char	   *metric;			/* metric name */
@@ -186,23 +192,24 @@ typedef struct Source
 	int64		id;
 	int64		resource_id;
 	bool		is_postgres;
+	bool		is_influx;		/* else prometheus, when not postgres */
 	char	   *endpoint;
 	Jsonb	   *config;
 	long		interval_ms;
 	long		timeout_ms;
 	Jsonb	   *watermarks;
 	PgTarget   *target;			/* postgres */
-	PromQuery  *queries;		/* prometheus */
+	PromQuery  *queries;		/* prometheus, influxdb */
 	int			nqueries;
 	double		step;
 	/* outcome */
 	bool		ok;
-	char	   *error;
+	char	   *error;			/* raw text: for driftmirror_admin */
+	char	   *label;			/* the same without remote text: for the monitor */
 	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
 	int			dropped;		/* points outside the window, not finite */
-	int			error_code;		/* SQLSTATE of a storage error, else 0 */
-	StringInfoData new_watermarks;	/* JSON object text, prometheus only */
+	StringInfoData new_watermarks;	/* JSON object text, HTTP sources only */
 } Source;
 
 /* samples collected in this pass */
@@ -456,6 +463,7 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 		s->resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		kind = SPI_getvalue(tup, desc, 3);
 		s->is_postgres = (strcmp(kind, "postgres") == 0);
+		s->is_influx = (strcmp(kind, "influxdb") == 0);
 		s->endpoint = SPI_getvalue(tup, desc, 4);
 		s->config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
 		s->interval_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
@@ -496,12 +504,18 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 /* step 2: the event loop                                             */
 /* ---------------------------------------------------------------- */
 
+/*
+ * TargetFail
+ *		End a target's poll with an error: msg is the raw text (libpq's, which
+ *		names the host), label a constant saying the same without it.
+ */
 static void
-TargetFail(PgTarget *t, const char *msg)
+TargetFail(PgTarget *t, const char *label, const char *msg)
 {
 	if (t->error)
 		pfree(t->error);
 	t->error = TrimErrorIn(TopMemoryContext, msg);
+	t->label = label;
 	t->state = TS_FAILED;
 	if (t->conn)
 	{
@@ -551,7 +565,7 @@ TargetStart(PgTarget *t, long timeout_ms)
 
 		if (refused != NULL)
 		{
-			TargetFail(t, refused);
+			TargetFail(t, "endpoint refused by the connection keyword allow-list", refused);
 			return;
 		}
 	}
@@ -562,12 +576,12 @@ TargetStart(PgTarget *t, long timeout_ms)
 	t->conn = PQconnectStartParams(keywords, values, 1);
 	if (t->conn == NULL)
 	{
-		TargetFail(t, "out of memory");
+		TargetFail(t, "connection failed", "out of memory");
 		return;
 	}
 	if (PQstatus(t->conn) == CONNECTION_BAD)
 	{
-		TargetFail(t, PQerrorMessage(t->conn));
+		TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 		return;
 	}
 	t->state = TS_CONNECTING;
@@ -591,7 +605,7 @@ TargetResult(PgTarget *t, PGresult *res)
 
 	if (PQntuples(res) != 1 || PQnfields(res) != 13)
 	{
-		TargetFail(t, PQntuples(res) == 0 ?
+		TargetFail(t, "statistics query failed", PQntuples(res) == 0 ?
 				   "the polled database is missing from pg_stat_database" :
 				   "statistics query returned an unexpected result");
 		return;
@@ -671,14 +685,14 @@ TargetAdvance(PgTarget *t, uint32 events)
 		t->pstat = PQconnectPoll(t->conn);
 		if (t->pstat == PGRES_POLLING_FAILED)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 			return;
 		}
 		if (t->pstat != PGRES_POLLING_OK)
 			return;
 		if (PQsetnonblocking(t->conn, 1) != 0)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
 			return;
 		}
 		t->state = TS_SEND;
@@ -690,14 +704,14 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 		if (!PQsendQuery(t->conn, PgPollQuery))
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 			return;
 		}
 		t->state = TS_BUSY;
 		rc = PQflush(t->conn);
 		if (rc < 0)
 		{
-			TargetFail(t, PQerrorMessage(t->conn));
+			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 			return;
 		}
 		t->flush_pending = (rc == 1);
@@ -712,7 +726,7 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 			if (rc < 0)
 			{
-				TargetFail(t, PQerrorMessage(t->conn));
+				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 				return;
 			}
 			t->flush_pending = (rc == 1);
@@ -721,7 +735,7 @@ TargetAdvance(PgTarget *t, uint32 events)
 		{
 			if (!PQconsumeInput(t->conn))
 			{
-				TargetFail(t, PQerrorMessage(t->conn));
+				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
 				return;
 			}
 			/* read every result up to the end of the query */
@@ -737,12 +751,13 @@ TargetAdvance(PgTarget *t, uint32 events)
 						if (t->error)
 							pfree(t->error);
 						t->error = t->query_error;
+						t->label = "statistics query failed";
 						t->query_error = NULL;
 						t->state = TS_FAILED;
 						t->have_prev = false;
 					}
 					else if (!t->got_result)
-						TargetFail(t, "no result from the statistics query");
+						TargetFail(t, "statistics query failed", "no result from the statistics query");
 					else
 						t->state = TS_DONE;
 					return;
@@ -764,27 +779,59 @@ TargetAdvance(PgTarget *t, uint32 events)
 
 /*
  * ReadBearerToken
- *		The bearer token of a prometheus source: inline, or read from
- *		$PGDATA/driftmirror_secrets/<name>.  Returns NULL and sets *error
- *		if the file cannot be read; never puts the token in *error.
+ *		The bearer token of a prometheus source, read from
+ *		$PGDATA/driftmirror_secrets/<bearer_token_file> (inline tokens are
+ *		refused since 0.2.0), or NULL without one.  Returns NULL and sets
+ *		*error if the file cannot be read; never puts the token in *error.
  */
 static char *
 ReadBearerToken(Source *s, char **error)
 {
-	char	   *tok = JsonGetString(&s->config->root, "bearer_token");
 	char	   *file = JsonGetString(&s->config->root, "bearer_token_file");
 
-	if (tok != NULL || file == NULL)
-		return tok;
+	if (file == NULL)
+		return NULL;
 	return DmReadSecretFile(file, error);
 }
 
 /*
- * StartPrometheus
- *		Add one query_range request per query of a prometheus source.
+ * HttpQueryUrl
+ *		The URL asking an HTTP source for one query's points in
+ *		[start, end] (unix seconds), palloc'd.  Prometheus: query_range at
+ *		the source's step.  InfluxDB 1.x: /query with the InfluxQL text,
+ *		its $timeFilter replaced by the window (validated to be there by
+ *		_source_config), times in milliseconds.
+ */
+static char *
+HttpQueryUrl(Source *s, const char *url, const char *query, double start, double end)
+{
+	StringInfoData q;
+	const char *p;
+	const char *mark;
+	char	   *db;
+
+	if (!s->is_influx)
+		return psprintf("%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=%.3f",
+						url, DmHttpUrlEncode(query), start, end, s->step);
+
+	initStringInfo(&q);
+	for (p = query; (mark = strstr(p, "$timeFilter")) != NULL; p = mark + strlen("$timeFilter"))
+	{
+		appendBinaryStringInfo(&q, p, mark - p);
+		appendStringInfo(&q, "time >= %.0fms AND time <= %.0fms", start * 1000.0, end * 1000.0);
+	}
+	appendStringInfoString(&q, p);
+	db = JsonGetString(&s->config->root, "database");
+	return psprintf("%s/query?db=%s&epoch=ms&q=%s", url, DmHttpUrlEncode(db ? db : ""),
+					DmHttpUrlEncode(q.data));
+}
+
+/*
+ * StartHttpSource
+ *		Add one request per query of a prometheus or influxdb source.
  */
 static void
-StartPrometheus(Source *s, MetricIds *ids)
+StartHttpSource(Source *s, MetricIds *ids)
 {
 	JsonbValue	qv;
 	JsonbIterator *it;
@@ -808,6 +855,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 	if (err != NULL || url == NULL)
 	{
 		s->error = err ? err : pstrdup("no url");
+		s->label = err ? "bearer_token_file unreadable" : "configuration incomplete";
 		return;
 	}
 	ulen = strlen(url);
@@ -817,6 +865,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 	if (!JsonGet(&s->config->root, "queries", &qv) || qv.type != jbvBinary)
 	{
 		s->error = pstrdup("no queries");
+		s->label = "configuration incomplete";
 		return;
 	}
 	it = JsonbIteratorInit(qv.val.binary.data);
@@ -848,7 +897,8 @@ StartPrometheus(Source *s, MetricIds *ids)
 			q->start = JsonNumber(&wm) + s->step;
 		else
 			q->start = q->end - lookback_ms / 1000.0;
-		/* Prometheus refuses more than 11,000 points per series */
+		/* Prometheus refuses more than 11,000 points per series (and a
+		 * bounded window keeps an InfluxDB answer bounded too) */
 		if ((q->end - q->start) / s->step > 10000)
 			q->start = q->end - 10000 * s->step;
 		if (q->start > q->end)
@@ -859,8 +909,7 @@ StartPrometheus(Source *s, MetricIds *ids)
 
 		memset(&req, 0, sizeof(req));
 		req.method = "GET";
-		req.url = psprintf("%s/api/v1/query_range?query=%s&start=%.3f&end=%.3f&step=%.3f",
-						   url, DmHttpUrlEncode(promql), q->start, q->end, s->step);
+		req.url = HttpQueryUrl(s, url, promql, q->start, q->end);
 		req.bearer_token = token;
 		req.timeout_ms = s->timeout_ms;
 		DmHttpMultiAdd(Http, &req, &q->resp);
@@ -941,7 +990,9 @@ Pump(long budget_ms, bool stop_on_latch)
 											   t->state == TS_CONNECTING ? "connecting" :
 											   "waiting for the statistics query");
 
-					TargetFail(t, msg);
+					TargetFail(t, t->state == TS_CONNECTING ?
+							   "no answer within the timeout (connecting)" :
+							   "no answer within the timeout (statistics query)", msg);
 				}
 				else
 				{
@@ -1044,13 +1095,144 @@ ParseJson(const char *text)
 }
 
 /*
- * ParsePrometheus
- *		Turn the answers of one prometheus source into samples.  Any problem
+ * SeriesPoints
+ *		Find the points of the one series in an HTTP source's answer (a JSON
+ *		object already checked): *points is the array of points, or NULL when
+ *		the window holds no data.  Returns NULL, or what is wrong (palloc'd).
+ *		Prometheus: {"status": "success", "data": {"resultType": "matrix",
+ *		"result": [{"values": [[t, "v"], ...]}]}}.  InfluxDB 1.x:
+ *		{"results": [{"series": [{"columns": ["time", f], "values":
+ *		[[t_ms, v], ...]}]}]}, or an "error" in the result.  When the
+ *		problem carries the server's own text, *label says the same
+ *		without it (for the monitor role).
+ */
+static char *
+SeriesPoints(Source *s, Jsonb *jb, JsonbContainer **points, const char **label)
+{
+	JsonbValue	v;
+	JsonbValue	data;
+	JsonbValue	result;
+	JsonbValue *series;
+	JsonbValue	values;
+	int			nseries;
+
+	*points = NULL;
+	*label = NULL;
+	if (s->is_influx)
+	{
+		JsonbValue *first;
+		char	   *ierr;
+
+		if (!JsonGet(&jb->root, "results", &result) || result.type != jbvBinary ||
+			!JsonContainerIsArray(result.val.binary.data) ||
+			JsonContainerSize(result.val.binary.data) != 1 ||
+			(first = getIthJsonbValueFromContainer(result.val.binary.data, 0)) == NULL ||
+			first->type != jbvBinary || !JsonContainerIsObject(first->val.binary.data))
+			return pstrdup("the answer has no results array with one result (one statement per query)");
+		if ((ierr = JsonGetString(first->val.binary.data, "error")) != NULL)
+		{
+			*label = "InfluxDB answered with an error";
+			return psprintf("InfluxDB answered: %s", ierr);
+		}
+		if (!JsonGet(first->val.binary.data, "series", &data))
+			return NULL;		/* no data in the window: not an error */
+		if (data.type != jbvBinary || !JsonContainerIsArray(data.val.binary.data))
+			return pstrdup("the result's series is not an array");
+		nseries = JsonContainerSize(data.val.binary.data);
+		if (nseries > 1)
+			return psprintf("the query returned %d series; aggregate it to one (no GROUP BY tag)",
+							nseries);
+		if (nseries == 0)
+			return NULL;
+		series = getIthJsonbValueFromContainer(data.val.binary.data, 0);
+		if (series == NULL || series->type != jbvBinary ||
+			!JsonGet(series->val.binary.data, "columns", &v) || v.type != jbvBinary ||
+			!JsonContainerIsArray(v.val.binary.data) || JsonContainerSize(v.val.binary.data) != 2)
+			return pstrdup("the series must have two columns: time and one field");
+	}
+	else
+	{
+		char	   *rtype;
+
+		if (!JsonGet(&jb->root, "status", &v) || v.type != jbvString ||
+			v.val.string.len != 7 || strncmp(v.val.string.val, "success", 7) != 0)
+		{
+			char	   *perr = JsonGetString(&jb->root, "error");
+
+			*label = "Prometheus answered without success";
+			return psprintf("Prometheus answered without success%s%s",
+							perr ? ": " : "", perr ? perr : "");
+		}
+		if (!JsonGet(&jb->root, "data", &data) || data.type != jbvBinary ||
+			!JsonGet(data.val.binary.data, "result", &result) || result.type != jbvBinary ||
+			!JsonContainerIsArray(result.val.binary.data))
+			return pstrdup("the answer has no data.result array");
+		rtype = JsonGetString(data.val.binary.data, "resultType");
+		if (rtype == NULL || strcmp(rtype, "matrix") != 0)
+			return pstrdup("expected a matrix result");
+		nseries = JsonContainerSize(result.val.binary.data);
+		if (nseries > 1)
+			return psprintf("returned %d series; aggregate it to one, e.g. sum(...)", nseries);
+		if (nseries == 0)
+			return NULL;		/* no data in the window: not an error */
+		series = getIthJsonbValueFromContainer(result.val.binary.data, 0);
+	}
+	if (series == NULL || series->type != jbvBinary ||
+		!JsonGet(series->val.binary.data, "values", &values) ||
+		values.type != jbvBinary || !JsonContainerIsArray(values.val.binary.data))
+		return pstrdup("the series has no values array");
+	*points = values.val.binary.data;
+	return NULL;
+}
+
+/*
+ * DecodePoint
+ *		One point of a series: its time in unix seconds and its value; a
+ *		value that is missing (InfluxDB's null of an empty interval) gives
+ *		NaN.  Returns false if the point is not of the expected shape:
+ *		Prometheus [seconds, "value"], InfluxDB [milliseconds, value|null].
+ */
+static bool
+DecodePoint(Source *s, JsonbValue *pt, double *ts, double *val)
+{
+	JsonbValue *tv;
+	JsonbValue *vv;
+
+	if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
+		JsonContainerSize(pt->val.binary.data) != 2 ||
+		(tv = getIthJsonbValueFromContainer(pt->val.binary.data, 0)) == NULL ||
+		(vv = getIthJsonbValueFromContainer(pt->val.binary.data, 1)) == NULL ||
+		tv->type != jbvNumeric)
+		return false;
+	if (s->is_influx)
+	{
+		if (vv->type == jbvNull)
+			*val = NAN;
+		else if (vv->type == jbvNumeric)
+			*val = JsonNumber(vv);
+		else
+			return false;
+		*ts = JsonNumber(tv) / 1000.0;
+	}
+	else
+	{
+		if (vv->type != jbvString)
+			return false;
+		*val = JsonNumber(vv);
+		*ts = JsonNumber(tv);
+	}
+	return true;
+}
+
+/*
+ * ParseHttpSource
+ *		Turn the answers of one prometheus or influxdb source into samples.
+ *		Any problem
  *		with any query fails the whole source for this poll and stores
  *		nothing of it.
  */
 static void
-ParsePrometheus(Source *s, Samples *samples)
+ParseHttpSource(Source *s, Samples *samples)
 {
 	int			q;
 	int			first_new = samples->n;
@@ -1061,12 +1243,7 @@ ParsePrometheus(Source *s, Samples *samples)
 	{
 		PromQuery  *pq = &s->queries[q];
 		Jsonb	   *jb = NULL;
-		JsonbValue	v;
-		JsonbValue	data;
-		JsonbValue	result;
-		JsonbValue *series;
-		JsonbValue	values;
-		int			nseries;
+		JsonbContainer *points;
 		int			npoints;
 		int			i;
 		double		last = NAN;
@@ -1080,11 +1257,13 @@ ParsePrometheus(Source *s, Samples *samples)
 		if (pq->metric_id == 0)
 		{
 			s->error = psprintf("metric \"%s\" is not registered", pq->metric);
+			s->label = s->error;
 			break;
 		}
 		if (pq->resp.error)
 		{
 			s->error = psprintf("query \"%s\": %s", pq->metric, pq->resp.error);
+			s->label = psprintf("query \"%s\": the server could not be reached or did not answer", pq->metric);
 			break;
 		}
 
@@ -1094,6 +1273,7 @@ ParsePrometheus(Source *s, Samples *samples)
 		{
 			char	   *perr = (jb && JB_ROOT_IS_OBJECT(jb)) ? JsonGetString(&jb->root, "error") : NULL;
 
+			s->label = psprintf("query \"%s\": HTTP status %ld", pq->metric, pq->resp.status);
 			s->error = psprintf("query \"%s\": HTTP status %ld%s%s", pq->metric, pq->resp.status,
 								perr ? ": " : "", perr ? perr : "");
 			break;
@@ -1103,70 +1283,33 @@ ParsePrometheus(Source *s, Samples *samples)
 			s->error = psprintf("query \"%s\": the answer is not a JSON object", pq->metric);
 			break;
 		}
-		if (!JsonGet(&jb->root, "status", &v) || v.type != jbvString ||
-			v.val.string.len != 7 || strncmp(v.val.string.val, "success", 7) != 0)
 		{
-			char	   *perr = JsonGetString(&jb->root, "error");
+			const char *slabel;
+			char	   *serr = SeriesPoints(s, jb, &points, &slabel);
 
-			s->error = psprintf("query \"%s\": Prometheus answered without success%s%s",
-								pq->metric, perr ? ": " : "", perr ? perr : "");
-			break;
-		}
-		if (!JsonGet(&jb->root, "data", &data) || data.type != jbvBinary ||
-			!JsonGet(data.val.binary.data, "result", &result) || result.type != jbvBinary ||
-			!JsonContainerIsArray(result.val.binary.data))
-		{
-			s->error = psprintf("query \"%s\": the answer has no data.result array", pq->metric);
-			break;
-		}
-		{
-			char	   *rtype = JsonGetString(data.val.binary.data, "resultType");
-
-			if (rtype == NULL || strcmp(rtype, "matrix") != 0)
+			if (serr != NULL)
 			{
-				s->error = psprintf("query \"%s\": expected a matrix result", pq->metric);
+				s->error = psprintf("query \"%s\": %s", pq->metric, serr);
+				if (slabel)
+					s->label = psprintf("query \"%s\": %s", pq->metric, slabel);
 				break;
 			}
+			if (points == NULL)
+				goto keep_watermark;	/* no data in the window */
 		}
-		nseries = JsonContainerSize(result.val.binary.data);
-		if (nseries > 1)
-		{
-			s->error = psprintf("query \"%s\" returned %d series; aggregate it to one, e.g. sum(...)",
-								pq->metric, nseries);
-			break;
-		}
-		if (nseries == 0)
-			goto keep_watermark;	/* no data in the window: not an error */
-
-		series = getIthJsonbValueFromContainer(result.val.binary.data, 0);
-		if (series == NULL || series->type != jbvBinary ||
-			!JsonGet(series->val.binary.data, "values", &values) ||
-			values.type != jbvBinary || !JsonContainerIsArray(values.val.binary.data))
-		{
-			s->error = psprintf("query \"%s\": the series has no values array", pq->metric);
-			break;
-		}
-		npoints = JsonContainerSize(values.val.binary.data);
+		npoints = JsonContainerSize(points);
 		for (i = 0; i < npoints; i++)
 		{
-			JsonbValue *pt = getIthJsonbValueFromContainer(values.val.binary.data, i);
-			JsonbValue *tv;
-			JsonbValue *vv;
+			JsonbValue *pt = getIthJsonbValueFromContainer(points, i);
 			double		ts;
 			double		val;
 			TimestampTz at;
 
-			if (pt == NULL || pt->type != jbvBinary || !JsonContainerIsArray(pt->val.binary.data) ||
-				JsonContainerSize(pt->val.binary.data) != 2 ||
-				(tv = getIthJsonbValueFromContainer(pt->val.binary.data, 0)) == NULL ||
-				(vv = getIthJsonbValueFromContainer(pt->val.binary.data, 1)) == NULL ||
-				tv->type != jbvNumeric || vv->type != jbvString)
+			if (!DecodePoint(s, pt, &ts, &val))
 			{
-				s->error = psprintf("query \"%s\": point %d is not [time, \"value\"]", pq->metric, i);
+				s->error = psprintf("query \"%s\": point %d is not [time, value]", pq->metric, i);
 				break;
 			}
-			ts = JsonNumber(tv);
-			val = JsonNumber(vv);
 
 			/*
 			 * Only points of the window asked for: a point far in the past or
@@ -1181,7 +1324,7 @@ ParsePrometheus(Source *s, Samples *samples)
 			}
 			if (!isnan(last) && ts <= last)
 				continue;		/* already stored */
-			/* Prometheus NaN / +Inf / -Inf are not samples: skip them */
+			/* NaN / +Inf / -Inf / InfluxDB's null are not samples: skip them */
 			if (isfinite(val))
 				AddSample(samples, at, s->resource_id, pq->metric_id, val);
 			else
@@ -1279,7 +1422,8 @@ StoreSourceSamples(Source *s, Samples *samples)
 		s->ok = false;
 		s->rows = 0;
 		s->error = TrimErrorIn(cxt, psprintf("storing the samples failed: %s", edata->message));
-		s->error_code = edata->sqlerrcode;
+		s->label = psprintf("storing the samples failed (SQLSTATE %s)",
+							unpack_sql_state(edata->sqlerrcode));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -1298,6 +1442,7 @@ Record(List *sources, Samples *samples)
 	Datum	   *sid = palloc(sizeof(Datum) * n);
 	Datum	   *ok = palloc(sizeof(Datum) * n);
 	Datum	   *err = palloc(sizeof(Datum) * n);
+	Datum	   *label = palloc(sizeof(Datum) * n);
 	bool	   *errnull = palloc(sizeof(bool) * n);
 	Datum	   *rows = palloc(sizeof(Datum) * n);
 	Datum	   *wm = palloc(sizeof(Datum) * n);
@@ -1327,6 +1472,8 @@ Record(List *sources, Samples *samples)
 		ok[i] = BoolGetDatum(s->ok);
 		errnull[i] = (s->error == NULL);
 		err[i] = s->error ? CStringGetTextDatum(s->error) : (Datum) 0;
+		/* our own messages (no remote text) are their own label */
+		label[i] = s->error ? CStringGetTextDatum(s->label ? s->label : s->error) : (Datum) 0;
 		rows[i] = Int32GetDatum(s->rows);
 		wmnull[i] = (s->is_postgres || !s->ok);
 		wm[i] = wmnull[i] ? (Datum) 0 :
@@ -1334,13 +1481,15 @@ Record(List *sources, Samples *samples)
 		i++;
 	}
 
-	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5)",
-			  5, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID},
+	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5, $6)",
+			  6, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
+			  TEXTARRAYOID},
 			  (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
 				  PointerGetDatum(MakeArray(ok, NULL, n, BOOLOID)),
 				  PointerGetDatum(MakeArray(err, errnull, n, TEXTOID)),
 				  PointerGetDatum(MakeArray(rows, NULL, n, INT4OID)),
-			  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID))});
+				  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID)),
+			  PointerGetDatum(MakeArray(label, errnull, n, TEXTOID))});
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -1442,12 +1591,13 @@ RecordFinished(void)
 			{
 				s->ok = false;
 				s->error = pstrdup(t->error ? t->error : "poll did not finish");
+				s->label = pstrdup(t->error ? t->label : "poll did not finish");
 			}
 		}
 		else if (s->error != NULL)
 			s->ok = false;
 		else
-			ParsePrometheus(s, &samples);
+			ParseHttpSource(s, &samples);
 	}
 
 	Record(done, &samples);
@@ -1562,7 +1712,7 @@ CollectInner(int64 *group_ids, int ngroups)
 				Http = DmHttpMultiCreate();
 				MemoryContextSwitchTo(s->cxt);
 			}
-			StartPrometheus(s, &ids);
+			StartHttpSource(s, &ids);
 		}
 		MemoryContextSwitchTo(old);
 	}

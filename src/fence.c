@@ -22,24 +22,20 @@
  *	   functions called by the plan (nextval, setval, lo_*, ...) hit
  *	   PostgreSQL's own read-only checks;
  *	 - ProcessUtility_hook refuses, before they start, what PostgreSQL
- *	   allows in a read-only transaction but the fence must not: COMMIT
- *	   PREPARED (a transaction prepared before the fence would commit after
- *	   the fence LSN; ROLLBACK PREPARED passes) and PREPARE TRANSACTION
- *	   (as on a hot standby), the rewrites VACUUM FULL,
- *	   CLUSTER, REINDEX, also ANALYZE, and
- *	   LOCK stronger than ROW EXCLUSIVE (each would hold a lock that stalls
- *	   the apply worker, and fail at commit anyway); plain VACUUM passes.
- *	   It marks the transaction read-only
- *	   before every utility statement, so COPY FROM, TRUNCATE, DDL,
- *	   CALL/DO bodies, etc. are refused by PostgreSQL's read-only checks; a
- *	   client's SET transaction_read_only = off is undone by the next
- *	   statement;
+ *	   allows in a read-only transaction but the fence must not (see
+ *	   RefusedUtility): COMMIT PREPARED and PREPARE TRANSACTION, the
+ *	   rewrites VACUUM FULL, CLUSTER, REINDEX, also ANALYZE, and LOCK
+ *	   stronger than ROW EXCLUSIVE; plain VACUUM passes.  It marks the
+ *	   transaction read-only before every utility statement, so COPY FROM,
+ *	   TRUNCATE, DDL, CALL/DO bodies, etc. are refused by PostgreSQL's
+ *	   read-only checks; a client's SET transaction_read_only = off is
+ *	   undone by the next statement;
  *	 - a pre-commit (and pre-prepare) transaction callback refuses to
- *	   commit or PREPARE any transaction
- *	   that has a transaction id, i.e. that wrote anything at all: this
- *	   catches what PostgreSQL's read-only checks let through (large object
- *	   writes, which PostgreSQL 15 does not check, also through libpq's
- *	   fast-path lo_* calls that go through neither hook).  Side effect:
+ *	   commit or prepare any transaction that has a transaction id, i.e.
+ *	   that wrote anything at all: this catches what PostgreSQL's read-only
+ *	   checks let through (large object writes, which PostgreSQL 15 does
+ *	   not check, also through libpq's fast-path lo_* calls that go through
+ *	   neither hook).  Side effect:
  *	   like on a hot standby, temporary tables cannot be written, and a
  *	   function that only assigns an xid (txid_current()) fails at commit.
  *	 Errors use ERRCODE_READ_ONLY_SQL_TRANSACTION.
@@ -668,8 +664,10 @@ VacuumOption(VacuumStmt *stmt, const char *name)
  *		writes pg_statistic.  COMMIT PREPARED is refused because the
  *		transaction it commits was prepared before the fence: its commit
  *		would land after the fence LSN, on a node that is no longer the
- *		primary (ROLLBACK PREPARED passes).  Plain VACUUM passes, as it does
- *		on a hot standby's primary: it writes no transaction id.
+ *		primary (ROLLBACK PREPARED passes); PREPARE TRANSACTION, as on a hot
+ *		standby, because what it prepares could not commit here.  Plain
+ *		VACUUM passes: it takes no transaction id, and autovacuum does the
+ *		same work anyway.
  */
 static const char *
 RefusedUtility(Node *stmt)
@@ -747,7 +745,7 @@ DmFenceProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		if (refused != NULL && IsA(pstmt->utilityStmt, TransactionStmt) &&
 			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 			FenceErrorHint(mode, refused,
-						   "ROLLBACK PREPARED is allowed; COMMIT PREPARED waits until the database is not fenced.");
+						   "ROLLBACK PREPARED is allowed; COMMIT PREPARED only once the database is no longer fenced.");
 		if (refused != NULL)
 			FenceError(mode, refused);
 		XactReadOnly = true;

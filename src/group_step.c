@@ -13,9 +13,9 @@
  * worker resumes this one when the engine calls back.  So a node that does
  * not answer holds only its own group's step, until its deadline.
  * Phases: recovery of interrupted promotions (promote.c), mirrors
- * (mirror.c), auto-promotion, routers left behind (router.c), then the
- * heartbeat that dm_status shows; forecasting and actions plug in as
- * further phases.
+ * (mirror.c), auto-promotion, the shift plan, routers behind the shares
+ * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
+ * that dm_status shows.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
  * while a phase runs; transaction commits switch to TopMemoryContext, so
@@ -40,6 +40,7 @@
 #include "mirror.h"
 #include "promote.h"
 #include "router.h"
+#include "scaling.h"
 #include "spi_util.h"
 
 /*
@@ -96,12 +97,33 @@ PhaseAutoPromote(DmGroupRun *run)
 	return DM_PHASE_DONE;
 }
 
-/* phase: routers behind the group's shares are retried (router.c; the
- * I/O runs outside transactions) */
+/* phase: the group's shift plan, on the mirror status just read: gates,
+ * next step or rollback (76_routing_plans.sql; catalog only) */
+static DmPhaseResult
+PhaseShiftPlan(DmGroupRun *run)
+{
+	RunInTransaction("SELECT driftmirror._shift_plan_tick($1)", run->group_id);
+	MemoryContextSwitchTo(run->cxt);
+	return DM_PHASE_DONE;
+}
+
+/* phase: routers behind the group's shares are brought up to date, failed
+ * ones retried (router.c; the I/O runs outside transactions) */
 static DmPhaseResult
 PhaseRouters(DmGroupRun *run)
 {
 	DmRunRouterPhase(run->group_id);
+	MemoryContextSwitchTo(run->cxt);
+	return DM_PHASE_DONE;
+}
+
+/* phase: forecasts and scaling (models retrained on their schedule or when
+ * their accuracy degrades, decisions, actuators); HTTP requests run outside
+ * transactions, see scaling_phase.c */
+static DmPhaseResult
+PhaseForecasts(DmGroupRun *run)
+{
+	DmRunForecastPhase(run->group_id);
 	MemoryContextSwitchTo(run->cxt);
 	return DM_PHASE_DONE;
 }
@@ -128,7 +150,9 @@ static const struct
 	{"promotion recovery", PhaseRecoverPromotions},
 	{"mirrors", PhaseMirrors},
 	{"auto-promotion", PhaseAutoPromote},
+	{"shift plan", PhaseShiftPlan},
 	{"routers", PhaseRouters},
+	{"forecasts and scaling", PhaseForecasts},
 	{"heartbeat", PhaseHeartbeat},
 };
 

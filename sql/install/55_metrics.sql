@@ -430,11 +430,17 @@ $$;
 
 CREATE FUNCTION driftmirror.dm_run_maintenance()
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT driftmirror._metric_maintenance(now())
+DECLARE
+    summary jsonb;
+BEGIN
+    summary := driftmirror._metric_maintenance(now());
+    PERFORM driftmirror._log_action('', NULL, 'run_maintenance', 'dm_run_maintenance', summary);
+    RETURN summary;
+END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_run_maintenance() IS
     'Run the metric store maintenance now (the worker also runs it): partitions ahead, retention, rollups';
@@ -445,6 +451,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n integer;
 BEGIN
     IF starts IS NULL OR ends IS NULL THEN
         RAISE EXCEPTION 'partition range bounds must not be null'
@@ -456,7 +464,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The range must be finite, ordered, and within 3650 days before and 400 days after now.';
     END IF;
-    RETURN driftmirror._ensure_partitions(starts, ends, NULL);
+    n := driftmirror._ensure_partitions(starts, ends, NULL);
+    PERFORM driftmirror._log_action('', NULL, 'create_partitions', 'dm_create_partitions',
+                                    jsonb_build_object('starts', starts, 'ends', ends, 'created', n));
+    RETURN n;
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
@@ -482,6 +493,8 @@ BEGIN
                     date_bin(st.width, starts, timestamptz '2000-01-01 00:00:00+00'),
                     date_bin(st.width, ends, timestamptz '2000-01-01 00:00:00+00') + st.width);
     END LOOP;
+    PERFORM driftmirror._log_action('', NULL, 'rollup', 'dm_rollup',
+                                    jsonb_build_object('starts', starts, 'ends', ends, 'rows', n));
     RETURN n;
 END
 $$;
@@ -523,6 +536,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
     END;
+    PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
+                                    jsonb_build_object('settings', settings));
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_set_metric_settings(jsonb) IS
@@ -569,6 +584,8 @@ BEGIN
     INSERT INTO driftmirror.metric_def (name, unit, description)
     VALUES (p_name, coalesce(unit, ''), coalesce(description, ''))
     RETURNING id INTO mid;
+    PERFORM driftmirror._log_action('', NULL, 'register_metric', 'dm_register_metric',
+                                    jsonb_build_object('name', p_name, 'id', mid, 'unit', coalesce(unit, '')));
     RETURN mid;
 END
 $$;
@@ -678,7 +695,7 @@ CREATE TABLE driftmirror.metric_source (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     group_id    bigint NOT NULL REFERENCES driftmirror.resource_group (id) ON DELETE CASCADE,
     resource_id bigint NOT NULL REFERENCES driftmirror.resource (id) ON DELETE CASCADE,
-    kind        text NOT NULL CHECK (kind IN ('postgres', 'prometheus')),
+    kind        text NOT NULL CHECK (kind IN ('postgres', 'prometheus', 'influxdb')),
     config      jsonb NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (resource_id, kind)
@@ -700,7 +717,10 @@ CREATE TABLE driftmirror.metric_source_state (
     next_attempt_at      timestamptz,
     rows_last_poll       integer NOT NULL DEFAULT 0,
     rows_total           bigint NOT NULL DEFAULT 0,
-    watermarks           jsonb NOT NULL DEFAULT '{}'
+    watermarks           jsonb NOT NULL DEFAULT '{}',
+    -- last_error without remote text (no host, port, URL or file name):
+    -- what readers other than driftmirror_admin see (0.2.0)
+    last_error_label     text
 );
 
 -- _source_config: check the configuration of a source; returns it with
@@ -733,11 +753,20 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     WHEN 'prometheus' THEN
-        allowed := '{url,queries,units,step,lookback,timeout,max_backoff,bearer_token,bearer_token_file}';
+        allowed := '{url,queries,units,step,lookback,timeout,max_backoff,bearer_token_file}';
+        IF p_config ? 'bearer_token' THEN
+            RAISE EXCEPTION 'inline bearer_token is not accepted: give bearer_token_file'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A token stored in the catalog would be readable in pg_dump output and backups.',
+                      HINT = 'Write the token to a file of the driftmirror_secrets directory of the data directory and give its name as bearer_token_file.';
+        END IF;
+    WHEN 'influxdb' THEN
+        -- InfluxDB 1.x: InfluxQL over /query, no authentication yet
+        allowed := '{url,database,queries,units,step,lookback,timeout,max_backoff}';
     ELSE
         RAISE EXCEPTION 'unknown metric source kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Known kinds: postgres, prometheus.';
+                  HINT = 'Known kinds: postgres, prometheus, influxdb.';
     END CASE;
 
     FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_config) e ORDER BY e.key LOOP
@@ -760,33 +789,47 @@ BEGIN
                     USING ERRCODE = 'invalid_parameter_value',
                           DETAIL = 'The value must be an interval from 1 second to 60 seconds (timeout), 1 day (lookback) or 1 hour (step, max_backoff).';
             END IF;
-        ELSIF k IN ('url', 'bearer_token', 'bearer_token_file') AND jsonb_typeof(v) <> 'string' THEN
+        ELSIF k IN ('url', 'bearer_token_file') AND jsonb_typeof(v) <> 'string' THEN
             RAISE EXCEPTION 'metric source setting "%" must be a string', k
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
 
-    IF p_kind = 'prometheus' THEN
+    IF p_kind IN ('prometheus', 'influxdb') THEN
         IF NOT p_config ? 'url' THEN
-            RAISE EXCEPTION 'a prometheus metric source needs a "url"'
+            RAISE EXCEPTION 'a % metric source needs a "url"', p_kind
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'For example {"url": "http://127.0.0.1:9090", "queries": {"app.cpu": "sum(rate(process_cpu_seconds_total[1m]))"}}.';
+                      HINT = CASE p_kind
+                             WHEN 'prometheus' THEN 'For example {"url": "http://127.0.0.1:9090", "queries": {"app.cpu": "sum(rate(process_cpu_seconds_total[1m]))"}}.'
+                             ELSE 'For example {"url": "http://127.0.0.1:8086", "database": "telegraf", "queries": {"app.cpu": "SELECT mean(usage_user) FROM cpu WHERE $timeFilter GROUP BY time(10s) fill(none)"}}.' END;
+        END IF;
+        IF p_kind = 'influxdb' AND coalesce(p_config ->> 'database', '') !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$' THEN
+            RAISE EXCEPTION 'an influxdb metric source needs a "database": a name of letters, digits, "_", "." or "-"'
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
         PERFORM driftmirror._check_endpoint('web', p_config ->> 'url');
         IF jsonb_typeof(p_config -> 'queries') IS DISTINCT FROM 'object'
            OR NOT EXISTS (SELECT FROM jsonb_object_keys(p_config -> 'queries')) THEN
-            RAISE EXCEPTION 'a prometheus metric source needs "queries": an object of metric name to PromQL'
+            RAISE EXCEPTION 'a % metric source needs "queries": an object of metric name to %', p_kind,
+                            CASE p_kind WHEN 'prometheus' THEN 'PromQL' ELSE 'InfluxQL' END
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF (SELECT count(*) FROM jsonb_object_keys(p_config -> 'queries')) > 100 THEN
-            RAISE EXCEPTION 'a prometheus metric source has at most 100 queries'
+            RAISE EXCEPTION 'a % metric source has at most 100 queries', p_kind
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_config -> 'queries') e ORDER BY e.key LOOP
             PERFORM driftmirror._check_metric_name(k);
             IF jsonb_typeof(v) <> 'string' OR length(v #>> '{}') NOT BETWEEN 1 AND 4000 THEN
-                RAISE EXCEPTION 'the PromQL query of metric "%" must be a string of 1 to 4000 characters', k
+                RAISE EXCEPTION 'the % query of metric "%" must be a string of 1 to 4000 characters',
+                                CASE p_kind WHEN 'prometheus' THEN 'PromQL' ELSE 'InfluxQL' END, k
                     USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            -- the collector puts the window it asks for where $timeFilter is
+            IF p_kind = 'influxdb' AND strpos(v #>> '{}', '$timeFilter') = 0 THEN
+                RAISE EXCEPTION 'the InfluxQL query of metric "%" must contain $timeFilter', k
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Write WHERE $timeFilter (or WHERE ... AND $timeFilter); the collector replaces it with the time window of each poll.';
             END IF;
             IF k LIKE 'pg.%' THEN
                 RAISE EXCEPTION 'metric names starting with "pg." are reserved for the postgres collector'
@@ -807,14 +850,11 @@ BEGIN
             -- the token is sent to this URL: who may choose it (35_resources.sql)
             PERFORM driftmirror._check_endpoint_delegated('metric source URL', p_config ->> 'url');
         END IF;
-        IF p_config ? 'bearer_token' AND p_config ? 'bearer_token_file' THEN
-            RAISE EXCEPTION 'give either bearer_token or bearer_token_file, not both'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
         -- the query names become metric names
         INSERT INTO driftmirror.metric_def (name, unit, description)
         SELECT q.key, coalesce(p_config -> 'units' ->> q.key, ''),
-               'Prometheus: ' || left(q.value #>> '{}', 200)
+               CASE p_kind WHEN 'prometheus' THEN 'Prometheus: ' ELSE 'InfluxDB: ' END
+               || left(q.value #>> '{}', 200)
           FROM jsonb_each(p_config -> 'queries') q
         ON CONFLICT (name) DO NOTHING;
     END IF;
@@ -854,7 +894,7 @@ BEGIN
     INSERT INTO driftmirror.metric_source_state (source_id) VALUES (sid);
     PERFORM driftmirror._log_action(p_group, p_resource, 'add_metric_source', 'dm_add_metric_source',
                                     jsonb_build_object('kind', p_kind,
-                                                       'config', cfg - 'bearer_token' - 'bearer_token_file' - 'url'));
+                                                       'config', cfg - 'bearer_token_file' - 'url'));
     RETURN sid;
 END
 $$;
@@ -959,7 +999,8 @@ $$;
 -- most max_backoff (default 60 s).  The first failure of a run and the
 -- recovery are logged as actions.
 CREATE FUNCTION driftmirror._record_polls(p_source bigint[], p_ok boolean[], p_error text[],
-                                          p_rows integer[], p_watermarks jsonb[])
+                                          p_rows integer[], p_watermarks jsonb[],
+                                          p_label text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -969,13 +1010,14 @@ DECLARE
 BEGIN
     FOR r IN
         WITH u AS (
-            SELECT * FROM unnest(p_source, p_ok, p_error, p_rows, p_watermarks)
-                       AS u (source_id, ok, error, nrows, wm)
+            SELECT * FROM unnest(p_source, p_ok, p_error, p_rows, p_watermarks, p_label)
+                       AS u (source_id, ok, error, nrows, wm, label)
         ), upd AS (
             UPDATE driftmirror.metric_source_state st
                SET last_poll_at = clock_timestamp(),
                    last_ok_at = CASE WHEN u.ok THEN clock_timestamp() ELSE st.last_ok_at END,
                    last_error = CASE WHEN u.ok THEN st.last_error ELSE u.error END,
+                   last_error_label = CASE WHEN u.ok THEN st.last_error_label ELSE u.label END,
                    last_error_at = CASE WHEN u.ok THEN st.last_error_at ELSE clock_timestamp() END,
                    consecutive_failures = CASE WHEN u.ok THEN 0 ELSE st.consecutive_failures + 1 END,
                    next_attempt_at = CASE WHEN u.ok THEN NULL
@@ -989,7 +1031,7 @@ BEGIN
                    watermarks = coalesce(u.wm, st.watermarks)
               FROM u, driftmirror.metric_source s, driftmirror.resource_group g
              WHERE st.source_id = u.source_id AND s.id = u.source_id AND g.id = s.group_id
-            RETURNING st.source_id, u.ok, u.error, st.consecutive_failures, s.kind,
+            RETURNING st.source_id, u.ok, u.error, u.label, st.consecutive_failures, s.kind,
                       s.resource_id, g.name AS group_name
         ), old AS (
             SELECT st.source_id, st.consecutive_failures AS old_failures
@@ -1008,7 +1050,8 @@ BEGIN
                 format('%s metric source polled again after %s failed poll(s)', r.kind, r.old_failures));
         ELSE
             PERFORM driftmirror._log_action(r.group_name, r.resource_name, 'metric_source_failed',
-                format('%s metric source failed: %s', r.kind, r.error), '{}', 'failed');
+                format('%s metric source failed: %s', r.kind, r.error),
+                jsonb_build_object('label', r.label), 'failed');
         END IF;
     END LOOP;
 END
@@ -1019,16 +1062,16 @@ SELECT g.name AS group_name,
        r.name AS resource_name,
        s.kind,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
-            THEN s.config - 'bearer_token'
-                 || CASE WHEN s.config ? 'bearer_token'
-                         THEN '{"bearer_token": "(redacted)"}'::jsonb ELSE '{}' END
-            ELSE s.config - 'bearer_token' - 'url' - 'bearer_token_file' END AS config,
+            THEN s.config
+            ELSE s.config - 'url' - 'bearer_token_file' END AS config,
        CASE WHEN st.last_poll_at IS NULL THEN 'pending'
             WHEN st.consecutive_failures > 0 THEN 'failing'
             ELSE 'ok' END AS state,
        st.last_poll_at,
        st.last_ok_at,
-       st.last_error,
+       -- raw text (libpq, libcurl, the server) names hosts: admins only
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN st.last_error ELSE st.last_error_label END AS last_error,
        st.last_error_at,
        coalesce(st.consecutive_failures, 0) AS consecutive_failures,
        st.next_attempt_at,
@@ -1041,4 +1084,4 @@ SELECT g.name AS group_name,
   JOIN driftmirror.resource_group g ON g.id = s.group_id
   LEFT JOIN driftmirror.metric_source_state st ON st.source_id = s.id;
 COMMENT ON VIEW driftmirror.dm_metric_sources IS
-    'Metric sources with their last poll, last error and next attempt; URLs and tokens hidden from non-admins';
+    'Metric sources with their last poll, last error and next attempt; URLs, token file names and raw error text (a label instead) hidden from non-admins';

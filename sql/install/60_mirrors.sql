@@ -768,6 +768,19 @@ $$;
 -- records the mirror's state.  p_values: {"metric name": number, ...};
 -- nulls and non-finite values are skipped.  Does nothing when the metric
 -- store is absent.
+-- _mirror_json_float8: a JSON number as float8, NULL for anything else and
+-- for numbers beyond a double (an actuator answering 1e400 must not make
+-- the recording of its mirror fail: a plain ::float8 cast raises)
+CREATE FUNCTION driftmirror._mirror_json_float8(p_value jsonb)
+RETURNS float8
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_value) = 'number'
+                     AND abs((p_value #>> '{}')::numeric) <= 1e300
+                THEN (p_value #>> '{}')::float8 END
+$$;
+
 CREATE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -783,13 +796,11 @@ BEGIN
         RETURN;
     END IF;
     SELECT array_agg(clock_timestamp()), array_agg(p_resource_id), array_agg(d.id),
-           array_agg((v.value #>> '{}')::float8)
+           array_agg(driftmirror._mirror_json_float8(v.value))
       INTO ts, rids, mids, vals
       FROM jsonb_each(p_values) v
       JOIN driftmirror.metric_def d ON d.name = v.key
-     WHERE jsonb_typeof(v.value) = 'number'
-       AND (v.value #>> '{}')::float8 > '-Infinity'::float8
-       AND (v.value #>> '{}')::float8 < 'Infinity'::float8;
+     WHERE driftmirror._mirror_json_float8(v.value) IS NOT NULL;
     IF ts IS NOT NULL THEN
         PERFORM driftmirror._store_samples(ts, rids, mids, vals);
     END IF;
@@ -947,7 +958,13 @@ BEGIN
         END IF;
         -- lag in seconds: age of the oldest primary position (sampled once
         -- per step) the mirror has not confirmed yet; 0 once it has
-        -- confirmed the previous sample (resolution: the group interval)
+        -- confirmed the previous sample (resolution: the group interval).
+        -- A sample ahead of the primary's current position was taken on
+        -- the other node (a status read that overlapped a promotion's flip):
+        -- it would never be confirmed here, so sampling starts again.
+        IF probe IS NOT NULL AND (r ->> 'now_lsn')::pg_lsn < probe THEN
+            probe := NULL;
+        END IF;
         IF probe IS NULL OR (r ->> 'confirmed_lsn')::pg_lsn >= probe THEN
             lagsec := CASE WHEN probe IS NULL THEN NULL ELSE 0 END;
             probe := (r ->> 'now_lsn')::pg_lsn;
@@ -1168,8 +1185,7 @@ BEGIN
            actuator_detail = CASE WHEN j IS NOT NULL THEN det ELSE actuator_detail END,
            mirror_endpoint = CASE WHEN jsonb_typeof(j -> 'endpoint') = 'string'
                                   THEN left(j ->> 'endpoint', 1000) ELSE mirror_endpoint END,
-           lag_seconds = CASE WHEN jsonb_typeof(j -> 'lag_seconds') = 'number'
-                              THEN (j ->> 'lag_seconds')::float8 ELSE lag_seconds END,
+           lag_seconds = coalesce(driftmirror._mirror_json_float8(j -> 'lag_seconds'), lag_seconds),
            lag_bytes = CASE WHEN jsonb_typeof(j -> 'lag_bytes') = 'number'
                                  AND (j ->> 'lag_bytes')::numeric BETWEEN 0 AND 1e18
                             THEN (j ->> 'lag_bytes')::numeric::bigint ELSE lag_bytes END,
@@ -1835,12 +1851,20 @@ COMMENT ON FUNCTION driftmirror.dm_mirror_verify(text, text) IS
 
 -- ---- views ----
 
+-- raw error text (libpq, libcurl, the nodes' messages) only for admins;
+-- others read labels (25_error_labels.sql): a reason quoting an error is cut
+-- where the error starts and ends with the error's label instead
 CREATE VIEW driftmirror.dm_mirror_status AS
 SELECT m.group_name,
        m.resource_name,
        m.kind,
        m.state,
-       m.state_reason,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.state_reason
+            WHEN m.last_error IS NOT NULL AND strpos(m.state_reason, m.last_error) > 0
+            THEN replace(m.state_reason, m.last_error, driftmirror._error_label(m.last_error_sqlstate))
+            WHEN m.state_reason ~ '(failed|could not|error)'
+            THEN split_part(m.state_reason, ': ', 1) || ': ' || driftmirror._error_label(m.last_error_sqlstate)
+            ELSE m.state_reason END AS state_reason,
        m.two_way,
        m.fence,
        m.mirror_fence,
@@ -1859,14 +1883,22 @@ SELECT m.group_name,
        round(m.primary_latency_median_ms::numeric, 3) AS primary_latency_median_ms,
        round(m.mirror_latency_median_ms::numeric, 3) AS mirror_latency_median_ms,
        m.latency_samples,
-       m.latency_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.latency_error
+            WHEN m.latency_error IS NOT NULL
+            THEN split_part(m.latency_error, ':', 1) || ': probe failed' END AS latency_error,
        m.apply_error_count,
        m.sync_error_count,
        m.rev_apply_error_count,
        m.rev_sync_error_count,
        m.conflicts,
        m.last_conflict_at,
-       m.last_error,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN m.last_error
+            WHEN m.last_error IS NOT NULL
+            -- our own sentences naming a node by its label, not its host
+            THEN coalesce(substring(m.last_error from
+                              '^(?:(?:could not connect to|no answer from) node "[^"]*"|the actuator reports that the mirror failed)'),
+                          'step ' || m.step, 'mirror')
+                 || ': ' || driftmirror._error_label(m.last_error_sqlstate) END AS last_error,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN m.last_error_detail END AS last_error_detail,
        m.last_error_sqlstate,
@@ -1895,11 +1927,14 @@ SELECT m.group_name,
        m.id
   FROM driftmirror.mirror m;
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
-    'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error details (which may name hosts) only for driftmirror_admin';
+    'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error text (which may name hosts) only for driftmirror_admin, labels for others';
 
 CREATE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
-       c.next_attempt_at, c.last_error,
+       c.next_attempt_at,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN c.last_error
+            WHEN c.last_error IS NOT NULL
+            THEN format('dropping %s on the %s failed', c.what, c.node) END AS last_error,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN c.last_error_detail END AS last_error_detail,
        c.last_error_at, c.created_at, c.id

@@ -300,8 +300,10 @@ $$;
 -- mirrored resource (primary 100 - pct, mirror pct) and the change id.
 -- Refuses (nothing changed): shares outside 0-100 or fractional, a write
 -- share on a one-way mirror, a read share on a mirror that is not
--- mirroring, an unfinished promotion.  Returns the new change id.
-CREATE FUNCTION driftmirror._shift_set(p_group text, p_read numeric, p_write numeric, p_reason text)
+-- mirroring, an unfinished promotion, a shift plan in progress (unless
+-- p_plan_id says the plan itself sets them).  Returns the new change id.
+CREATE FUNCTION driftmirror._shift_set(p_group text, p_read numeric, p_write numeric, p_reason text,
+                                       p_plan_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -324,6 +326,12 @@ BEGIN
     IF p_read <> trunc(p_read) OR p_write <> trunc(p_write) THEN
         RAISE EXCEPTION 'shares must be whole percentages (read %, write %)', p_read, p_write
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_plan_id IS NULL AND EXISTS (SELECT FROM driftmirror.shift_plan sp WHERE sp.group_id = gid
+                                       AND sp.state IN ('running', 'paused')) THEN
+        RAISE EXCEPTION 'group "%" has a shift plan in progress: its shares change only through the plan', p_group
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Pause it (dm_shift_pause) or abort it (dm_shift_abort) first.';
     END IF;
     IF EXISTS (SELECT FROM driftmirror.promotion p WHERE p.group_id = gid
                 AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
@@ -451,7 +459,7 @@ AS $$
      WHERE rt.group_id = p_group_id) w
      WHERE NOT p_due
         OR ((w.applied_change_id IS DISTINCT FROM w.change_id OR w.applied_digest IS DISTINCT FROM md5(w.body::text))
-            AND (w.last_attempt_at IS NULL
+            AND (w.attempts = 0 OR w.last_attempt_at IS NULL
                  OR w.last_attempt_at < clock_timestamp()
                     - make_interval(secs => least(60, 2 ^ least(w.attempts, 6)))))
      ORDER BY w.id

@@ -5,7 +5,9 @@
 -- with the reader's rights, so views read option defaults from option_def
 -- directly instead of calling the owner-only helpers.  Endpoints (connection strings, URLs)
 -- are shown only to members of driftmirror_admin: current_user inside a
--- view is the role that queries it.
+-- view is the role that queries it.  So is raw error text (libpq, libcurl,
+-- a remote server's message: hosts, ports, paths, file names): every other
+-- reader gets a label instead (25_error_labels.sql).
 
 -- the defaults of each scope as one object (a view, so readers need no
 -- right on option_def)
@@ -58,12 +60,27 @@ SELECT g.name AS group_name, e.name, e.starts, e.ends, e.options, e.id
   FROM driftmirror.event e
   JOIN driftmirror.resource_group g ON g.id = e.group_id;
 
+-- dm_actions: non-admins read the kind, the outcome and a label; reasons
+-- may quote errors (hosts, ports) and are for driftmirror_admin, except the
+-- name of the API function that made a change
 CREATE VIEW driftmirror.dm_actions AS
-SELECT a.id, a.group_name, a.resource_name, a.kind, a.reason, a.inputs, a.outcome,
-       a.actor, a.started_at, a.finished_at
+SELECT a.id, a.group_name, a.resource_name, a.kind,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+                 OR a.reason ~ '^dm_[a-z_]+$'
+            THEN a.reason
+            ELSE a.kind
+                 || coalesce(': ' || (a.inputs ->> 'label'), '')
+                 || CASE WHEN a.inputs ? 'sqlstate'
+                         THEN ': ' || driftmirror._error_label(a.inputs ->> 'sqlstate') ELSE '' END
+       END AS reason,
+       CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+            THEN a.inputs
+            ELSE (a.inputs - '{last_error,error,detail,url,endpoint,conninfo,bearer_token_file}'::text[])
+                 #- '{config,bearer_token_file}' #- '{config,url}' END AS inputs,
+       a.outcome, a.actor, a.started_at, a.finished_at
   FROM driftmirror.action a;
 COMMENT ON VIEW driftmirror.dm_actions IS
-    'Every change made through the API and every decision of the worker';
+    'Every change made through the API and every decision of the worker; reasons quoting errors are labels for non-admins';
 
 CREATE VIEW driftmirror.dm_worker AS
 SELECT w.pid,
@@ -109,7 +126,9 @@ SELECT g.name AS group_name,
            WHEN s.group_id IS NULL THEN 'waiting for the first monitoring step'
            WHEN s.consecutive_failures > 0 THEN
                format('%s consecutive failed step(s); last error: %s',
-                      s.consecutive_failures, s.last_error)
+                      s.consecutive_failures,
+                      CASE WHEN adm.admin THEN s.last_error
+                           ELSE driftmirror._error_label(s.last_error_sqlstate) END)
            WHEN s.last_heartbeat < now() - 3 * i.iv - interval '5 seconds' THEN
                format('no heartbeat since %s (interval %s)', s.last_heartbeat, i.iv)
            WHEN ms.failing > 0 THEN
@@ -118,12 +137,16 @@ SELECT g.name AS group_name,
        END
        || CASE WHEN cl.n > 0
                THEN format('; %s replication object(s) of dropped mirrors still to drop (last error: %s)',
-                           cl.n, coalesce(cl.last_error, 'none yet'))
+                           cl.n, CASE WHEN cl.last_error IS NULL THEN 'none yet'
+                                      WHEN adm.admin THEN cl.last_error
+                                      ELSE 'see dm_mirror_cleanups' END)
                ELSE '' END
        -- the group's last promotion failed (e.g. an actuator whose state is
        -- unknown after a timeout): said until a later promotion
        || CASE WHEN lp.state = 'failed'
-               THEN format('; promotion %s of resource "%s" failed: %s', lp.id, lp.resource_name, lp.error)
+               THEN format('; promotion %s of resource "%s" failed: %s', lp.id, lp.resource_name,
+                           CASE WHEN adm.admin THEN lp.error
+                                ELSE driftmirror._error_label(lp.error_sqlstate) END)
                ELSE '' END AS reason,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
        i.iv AS "interval",
@@ -132,11 +155,14 @@ SELECT g.name AS group_name,
        coalesce(s.steps_ok, 0) AS steps_ok,
        coalesce(s.steps_failed, 0) AS steps_failed,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
-       s.last_error,
+       CASE WHEN adm.admin THEN s.last_error
+            ELSE driftmirror._error_label(s.last_error_sqlstate) END AS last_error,
        s.last_error_sqlstate,
        s.last_error_at,
        cl.n AS pending_cleanups
   FROM driftmirror.resource_group g
+  -- raw error text for admins, labels for everyone else (25_error_labels.sql)
+  CROSS JOIN (SELECT pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') AS admin) adm
   CROSS JOIN LATERAL (SELECT d.defaults || g.options AS eff
                         FROM driftmirror._option_defaults d
                        WHERE d.scope = 'group') e
@@ -147,7 +173,7 @@ SELECT g.name AS group_name,
                              (array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1] AS last_error
                         FROM driftmirror.mirror_cleanup c
                        WHERE c.group_name = g.name) AS cl
-  LEFT JOIN LATERAL (SELECT p.id, p.resource_name, p.state, p.error
+  LEFT JOIN LATERAL (SELECT p.id, p.resource_name, p.state, p.error, p.error_sqlstate
                        FROM driftmirror.promotion p
                       WHERE p.group_id = g.id
                       ORDER BY p.id DESC LIMIT 1) lp ON true
@@ -157,7 +183,8 @@ SELECT g.name AS group_name,
   LEFT JOIN LATERAL (
       SELECT count(*) AS sources,
              count(*) FILTER (WHERE mst.consecutive_failures > 0) AS failing,
-             (array_agg(format('%s source of resource "%s": %s', src.kind, res.name, mst.last_error)
+             (array_agg(format('%s source of resource "%s": %s', src.kind, res.name,
+                               CASE WHEN adm.admin THEN mst.last_error ELSE mst.last_error_label END)
                         ORDER BY res.name, src.kind)
                   FILTER (WHERE mst.consecutive_failures > 0))[1] AS first_error
         FROM driftmirror.metric_source src
@@ -168,10 +195,14 @@ UNION ALL
 -- a dropped group whose mirrors' replication objects are not all dropped yet
 SELECT c.group_name, NULL, 'cleanup_pending',
        format('group dropped; %s replication object(s) of its mirrors still to drop (last error: %s)',
-              count(*), coalesce((array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1], 'none yet')),
+              count(*),
+              CASE WHEN count(c.last_error) = 0 THEN 'none yet'
+                   WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
+                   THEN (array_agg(c.last_error ORDER BY c.last_error_at DESC NULLS LAST))[1]
+                   ELSE 'see dm_mirror_cleanups' END),
        0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, count(*)
   FROM driftmirror.mirror_cleanup c
  WHERE NOT EXISTS (SELECT FROM driftmirror.resource_group g WHERE g.name = c.group_name)
  GROUP BY c.group_name;
 COMMENT ON VIEW driftmirror.dm_status IS
-    'One row per group: what it is doing now and why';
+    'One row per group: what it is doing now and why; errors as labels for non-admins';

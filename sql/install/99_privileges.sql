@@ -6,7 +6,8 @@
 --                        functions listed below
 --   driftmirror_admin    every dm_* function, plus what the monitor has
 --
--- Internal functions (_*) and tables stay with the owner.
+-- Internal functions (_*) and tables stay with the owner, except the pure
+-- _error_label that views call (granted at the end).
 
 REVOKE ALL ON SCHEMA driftmirror FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA driftmirror FROM PUBLIC;
@@ -43,3 +44,7 @@ BEGIN
     END LOOP;
 END
 $privileges$;
+
+-- the views call _error_label with the reader's rights: a pure function of
+-- a SQLSTATE (25_error_labels.sql), so both roles may execute it
+GRANT EXECUTE ON FUNCTION driftmirror._error_label(text) TO driftmirror_monitor, driftmirror_admin;

@@ -41,6 +41,10 @@
 # delete_keys{key}; promotion: promote_requests, promote_keys{key},
 # promotions (made), last_promote_body, aborts, abort_keys{key}, undone;
 # log: one line per promotion made or undone, in order.
+# Scaling (POST /mirrors/<m>/scale, "capacity"): scale_requests,
+# scale_keys{key}, last_scale_body, capacity{mirror}, scale_log (one line
+# "<mirror> <capacity> <key>" per change); configuration scale_mode: ok or
+# status500.
 package DmActuator;
 
 use strict;
@@ -240,7 +244,7 @@ sub main
 			$st->{$1}{config}{$_} = $cfg->{$_} for keys %$cfg;
 			respond($c, 200, '{}');
 		}
-		elsif ($path =~ m{^/(\w+)/mirrors(?:/(\w+))?(/promote)?$})
+		elsif ($path =~ m{^/(\w+)/mirrors(?:/(\w+))?(/promote|/scale)?$})
 		{
 			my ($act, $name, $promote) = ($1, $2, $3);
 			my $ac = $st->{$act} //= {};
@@ -258,7 +262,22 @@ sub main
 				}
 				$ac->{auth_ok}++;
 			}
-			if ($promote && $method eq 'POST' && defined $name)
+			if (($promote // '') eq '/scale' && $method eq 'POST' && defined $name)
+			{
+				# scale: one change per key; scale_mode status500 refuses
+				$ac->{scale_requests}++;
+				$ac->{scale_keys}{$key}++;
+				$ac->{last_scale_body} = $json->decode($body);
+				if (($cfg->{scale_mode} // 'ok') eq 'status500') { respond($c, 500, 'internal error'); }
+				else
+				{
+					$ac->{capacity}{$name} = $ac->{last_scale_body}{capacity};
+					push @{ $ac->{scale_log} }, "$name $ac->{last_scale_body}{capacity} $key";
+					respond($c, 200, $json->encode({ state => 'scaled',
+						capacity => $ac->{last_scale_body}{capacity} }));
+				}
+			}
+			elsif ($promote && $method eq 'POST' && defined $name)
 			{
 				if (($self->handle_promote($c, $ac, $act, $name, $key, $body) // '') eq 'hang')
 				{

@@ -13,7 +13,8 @@
 #   probe         path of the compiled probe
 # Helpers:
 #   primary_of($p)     the node that is primary now (per dm_resources)
-#   wait_mirroring($p) wait until the mirror is mirroring with a measured lag
+#   wait_mirroring($p) wait until the mirror is mirroring with a measured lag,
+#                      within the promotion guardrails' defaults
 #   writable($node)    whether a client can write app on that node
 #   probe_verify($p, $probe)
 #                      probe_check against the current primary and mirror
@@ -107,6 +108,7 @@ sub wait_mirroring
 	my ($p) = @_;
 	my $ok = $p->{a}->poll_query_until('postgres', q{
 		SELECT state = 'mirroring' AND lag_bytes IS NOT NULL AND lag_bytes < 16777216
+		       AND coalesce(lag_seconds, 0) < 5
 		       AND checked_at > now() - interval '5 seconds'
 		  FROM driftmirror.dm_mirror_status});
 	if (!$ok)

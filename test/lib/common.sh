@@ -27,7 +27,7 @@ DM_PACKAGES=(
     build-essential make gcc pkg-config ca-certificates
     postgresql-$DM_PGVER postgresql-server-dev-$DM_PGVER postgresql-client-$DM_PGVER
     postgresql-$DM_PGVER-cron
-    prometheus prometheus-postgres-exporter
+    prometheus prometheus-postgres-exporter influxdb
     haproxy pgbouncer  # routers in front of the test clusters (065_routing.pl)
     libpq-dev libcurl4-openssl-dev
     libkrb5-dev  # gssapi headers: libpq/libpq-be.h (the fence's connection hook) needs them

@@ -224,6 +224,8 @@ SELECT dm_add_resource('m_long', 'web', 'web', 'http://127.0.0.1:9/') > 0 AS ok;
 SELECT dm_add_metric_source('m_long', 'web', 'postgres');
 SELECT dm_add_metric_source('m_long', 'web', 'prometheus',
     '{"url": "http://127.0.0.1:9/", "queries": {"web.rps": "sum(rate(x[1m]))"}, "units": {"web.rps": "1/s"}, "bearer_token": "s3cret"}') > 0 AS added;
+SELECT dm_add_metric_source('m_long', 'web', 'prometheus',
+    '{"url": "http://127.0.0.1:9/", "queries": {"web.rps": "sum(rate(x[1m]))"}, "units": {"web.rps": "1/s"}, "bearer_token_file": "s3cret_file"}') > 0 AS added;
 SELECT name, unit FROM dm_metric_names WHERE name = 'web.rps';
 SELECT resource_name, kind, state, config FROM dm_metric_sources WHERE group_name = 'm_long' ORDER BY 1, 2;
 SELECT count(*) AS secrets_in_action_log FROM dm_actions WHERE inputs::text LIKE '%s3cret%';

@@ -94,6 +94,10 @@ SELECT action, http_method, regexp_replace(http_url, 'dm_[0-9]+_[0-9]+', 'dm_G_R
 SELECT * FROM pg_temp.answer('actuator_status', true, 200, '{"state": "ready", "endpoint": "redis://10.0.0.7:6379", "lag_seconds": 0.25}');
 SELECT mirror_endpoint, lag_seconds, actuator_state FROM dm_mirror_status WHERE group_name = 'ag';
 SELECT metric, value FROM dm_metrics WHERE group_name = 'ag' ORDER BY metric;
+-- numbers beyond a double are no figures: ignored, the answer recorded
+SELECT * FROM pg_temp.answer('actuator_status', true, 200, '{"state": "ready", "lag_seconds": 1e400, "lag_bytes": 1e400}');
+SELECT state, lag_seconds, actuator_state FROM dm_mirror_status WHERE group_name = 'ag';
+SELECT metric, count(*) AS samples, max(value) FROM dm_metrics WHERE group_name = 'ag' GROUP BY metric ORDER BY metric;
 SELECT kind, regexp_replace(reason, 'dm_[0-9]+_[0-9]+', 'dm_G_R') AS reason
   FROM dm_actions WHERE group_name = 'ag' AND kind LIKE 'mirror%' ORDER BY id;
 

@@ -85,6 +85,15 @@ for my $n ($a, $b)
 }
 is($a->safe_psql('postgres', 'SHOW shared_preload_libraries'), 'driftmirror, pg_cron',
 	'the settings of step 2 are in force');
+# the page's sizing of max_worker_processes: driftmirror's worker, two
+# promotion drivers, pg_cron's launcher and running jobs, the logical
+# replication launcher and workers, parallel query
+is($a->safe_psql('postgres', q{
+	SELECT 1 + 2 + 1 + current_setting('cron.max_running_jobs')::int
+	       + 1 + current_setting('max_logical_replication_workers')::int
+	       + current_setting('max_parallel_workers')::int
+	       <= current_setting('max_worker_processes')::int}),
+	't', 'step 2: max_worker_processes holds every worker the page counts');
 
 # step 4
 $a->safe_psql('postgres', $block{control});

@@ -4,8 +4,8 @@
 #
 # Samples arrive once per step without duplicates; a query returning
 # several series and a server answering garbage are recorded as errors and
-# store nothing; bearer tokens never show in views, the action log or the
-# server log; when Prometheus stops, the source fails with backoff while
+# store nothing; bearer tokens come from files only (an inline one is
+# refused) and never show in views, the action log or the server log; when Prometheus stops, the source fails with backoff while
 # other groups carry on, and collection resumes when it is back.
 #
 # A broken Prometheus (test/lib/hostile_prometheus.py) answers points at
@@ -144,7 +144,7 @@ $ctl->safe_psql('postgres', qq{
 		'url', 'http://127.0.0.1:$junk_port',
 		'queries', '{"junk.value": "sum(up)"}'::jsonb,
 		'step', '1s', 'max_backoff', '2s',
-		'bearer_token', 'inline-secret-token-42'));
+		'bearer_token_file', 'prom_token'));
 	SELECT driftmirror.dm_create_group('other', '{"interval": "1s"}');
 });
 # the statements above are in the log (log_statement = all): look after them
@@ -157,6 +157,8 @@ for my $bad (
 	[ qq{'{"url": "$purl", "queries": {}}'}, qr/needs "queries"/ ],
 	[ qq{'{"url": "$purl", "queries": {"Bad Name": "up"}}'}, qr/invalid metric name/ ],
 	[ qq{'{"url": "$purl", "queries": {"a.b": "up"}, "bearer_token_file": "../etc/passwd"}'}, qr/plain file name/ ],
+	[ qq{'{"url": "$purl", "queries": {"a.b": "up"}, "bearer_token": "refused-inline-token"}'},
+		qr/inline bearer_token is not accepted: give bearer_token_file/ ],
 	[ qq{'{"url": "$purl", "queries": {"a.b": "up"}, "colour": "blue"}'}, qr/unknown prometheus metric source setting "colour"/ ])
 {
 	my ($rc, $out, $err) = $ctl->psql('postgres',
@@ -204,11 +206,11 @@ dm_wait_for($ctl, q{
 
 # --- tokens stay secret
 is($ctl->safe_psql('postgres', q{
-	SELECT config ->> 'bearer_token' FROM driftmirror.dm_metric_sources WHERE group_name = 'junk'}),
-	'(redacted)', 'the inline token is redacted in the sources view');
+	SELECT count(*) FROM driftmirror.metric_source WHERE config::text LIKE '%refused-inline-token%'}),
+	'0', 'an inline token is never stored');
 is($ctl->safe_psql('postgres', q{
-	SELECT count(*) FROM driftmirror.dm_actions WHERE inputs::text LIKE '%secret-token%'}),
-	'0', 'and absent from the action log');
+	SELECT count(*) FROM driftmirror.dm_actions WHERE inputs::text LIKE '%secret-token%' OR inputs::text LIKE '%prom_token%'}),
+	'0', 'and tokens and token file names are absent from the action log');
 
 # --- a broken Prometheus: bad points dropped, a refused source fails alone
 $hostile = IPC::Run::start(

@@ -17,6 +17,8 @@
 #   cancel         pg_cancel_backend of the caller: it gets 57014 saying the
 #                  promotion goes on; the driver finishes it
 #
+# The pauses only need to outlast the test's reaction to them (a stop, a
+# cancel); they are not assertions.
 # After each: the promotion's state is final and says why, exactly one node
 # takes writes (the one the catalog names), the mirror mirrors again, and
 # at the end every acknowledged write of the probe (writing through the
@@ -73,8 +75,8 @@ sub converged
 }
 
 # ---- the mirror (b) is down during the rollback of a -> b
-promote_pause($p, 'catch_up', 5000);
-my $s = promote_start($p, '{"promote_timeout": "15 s"}');
+promote_pause($p, 'catch_up', 10000);
+my $s = promote_start($p, '{"promote_timeout": "30 s"}');
 promote_wait_paused($p, 'catch_up', 'mirror down');
 $b->stop('immediate');
 my $out = promote_finish($s);
@@ -105,8 +107,8 @@ converged('concurrent', 'done', undef, $b);
 # ---- the old primary (b, not the control node) is down during the
 # rollback of b -> a, longer than the driver's minute of retries: the
 # promotion stays rolling_back, the main worker retries until b is back
-promote_pause($p, 'catch_up', 5000);
-$s = promote_start($p, '{"promote_timeout": "8 s"}');
+promote_pause($p, 'catch_up', 10000);
+$s = promote_start($p, '{"promote_timeout": "15 s"}');
 promote_wait_paused($p, 'catch_up', 'old down');
 $b->stop('immediate');
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 1 FROM driftmirror.dm_promotion_steps
@@ -125,7 +127,7 @@ converged('old down', 'rolled_back',
 
 # ---- an error after the flip (b -> a): the old primary b is down when the
 # driver reaches the reverse step
-promote_pause($p, 'reverse', 5000);
+promote_pause($p, 'reverse', 10000);
 $s = promote_start($p);
 promote_wait_paused($p, 'reverse', 'error after the flip');
 $b->stop('immediate');
@@ -155,7 +157,7 @@ note("caller: $out");
 converged('new primary crashes after its unfence', 'done', undef, $b);
 
 # ---- the caller is cancelled (b -> a): the driver finishes
-promote_pause($p, 'catch_up', 3000);
+promote_pause($p, 'catch_up', 10000);
 $s = promote_start($p);
 promote_wait_paused($p, 'catch_up', 'cancel');
 $a->safe_psql('postgres', q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity

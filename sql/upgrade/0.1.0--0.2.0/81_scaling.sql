@@ -1,0 +1,1 @@
+../../install/57_scaling.sql

@@ -1,0 +1,1 @@
+../../install/58_scaling_phase.sql

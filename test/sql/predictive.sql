@@ -1,0 +1,200 @@
+-- predictive: models (dm_train, dm_models, dm_model_forecast) and the
+-- scaling policy as replayable decisions (dm_capacity_plan,
+-- dm_backtest_scaling), with the effect of each option.
+--
+-- The series is 5-minute demand anchored on the current 5-minute bucket:
+-- 100 most of the day, 1000 for one hour a day (from 12:00 to 13:00 after
+-- the anchor's time of day), plus small deterministic noise.  Outputs are
+-- booleans and counts: no wall-clock values.
+SET search_path = driftmirror, public;
+\set SHOW_CONTEXT never
+
+CREATE TEMP TABLE anchor AS
+SELECT date_bin('5 minutes', now(), '2000-01-01 00:00+00') AS t;
+
+SELECT dm_create_group('shop', '{"max_capacity": 20, "lead_time": "30 minutes", "forecast_horizon": "2 hours"}') > 0 AS created;
+SELECT dm_add_resource('shop', 'web', 'app', 'http://127.0.0.1:9/act',
+                       options => '{"scale_metric": "requests", "unit_capacity": 100}') > 0 AS added;
+SELECT dm_register_metric('requests', '1/s', 'requests per second') > 0 AS registered;
+SELECT dm_register_metric('other', '1/s') > 0 AS registered;
+
+-- the daily peak: (ts - anchor) mod 1 day in [12 h, 13 h)
+CREATE TEMP TABLE series AS
+SELECT ts, CASE WHEN mod(extract(epoch FROM ts - a.t)::bigint + 4 * 86400, 86400) >= 43200
+                 AND mod(extract(epoch FROM ts - a.t)::bigint + 4 * 86400, 86400) < 46800
+                THEN 1000 ELSE 100 END + (i * 7919 % 97) / 10.0 AS v
+  FROM anchor a, generate_series(1, 4 * 288) i,
+       LATERAL (SELECT a.t - i * interval '5 minutes' AS ts) x;
+SELECT dm_ingest('shop', 'web', 'requests', array_agg(ts ORDER BY ts), array_agg(v ORDER BY ts))
+  FROM series;
+
+-- ---------------------------------------------------------------------
+-- models
+-- ---------------------------------------------------------------------
+SELECT resource_name, metric_name, version, model LIKE 'auto: %' AS auto,
+       backtest_mase >= 0 AS judged, coverage95 >= 0.5 AS covers
+  FROM dm_train('shop');
+SELECT group_name, resource_name, metric, version, method IN ('mstl', 'hw', 'auto') AS method_ok, source, step, seasons,
+       train_points BETWEEN 4 * 288 - 2 AND 4 * 288 AS window_ok,
+       backtest_points, reason, age >= interval '0' AS age_ok
+  FROM dm_models;
+-- forecast_horizon: 2 hours of 5 minutes stored with the model
+SELECT count(*) AS stored_steps FROM forecast f JOIN model m ON m.id = f.model_id;
+SELECT count(*) AS steps,
+       bool_and(lo95 <= lo80 AND lo80 <= yhat AND yhat <= hi80 AND hi80 <= hi95) AS ordered,
+       min(ts) = (SELECT date_bin('5 minutes', now(), '2000-01-01 00:00+00')) AS starts_now
+  FROM dm_model_forecast('shop', 'web', 'requests', '1 hour');
+-- the peak 12 hours after the anchor is forecast, the quiet hours are not
+SELECT max(yhat) FILTER (WHERE ts >= a.t + interval '12 hours' AND ts < a.t + interval '13 hours') > 700 AS peak,
+       max(yhat) FILTER (WHERE ts >= a.t + interval '2 hours' AND ts < a.t + interval '10 hours') < 400 AS quiet
+  FROM anchor a, dm_model_forecast('shop', 'web', 'requests', '14 hours');
+-- a second training is the next version; forecast_horizon sets the steps
+SELECT dm_alter_group('shop', '{"forecast_horizon": "1 hour"}');
+SELECT version FROM dm_train('shop', 'web', 'requests');
+SELECT version, count(*) AS stored_steps
+  FROM model m JOIN forecast f ON f.model_id = m.id GROUP BY 1 ORDER BY 1;
+SELECT dm_alter_group('shop', '{"forecast_horizon": "2 hours"}');
+
+-- events: a future event with an effect moves the forecast while it runs
+CREATE TEMP TABLE before_event AS
+SELECT * FROM dm_model_forecast('shop', 'web', 'requests', '6 hours');
+SELECT dm_add_event('shop', 'launch', a.t + interval '3 hours', a.t + interval '4 hours',
+                    '{"effect": 500}') > 0 AS added FROM anchor a;
+SELECT bool_and(abs(n.yhat - b.yhat - 500) < 1e-6) FILTER (WHERE n.ts >= a.t + interval '3 hours' AND n.ts <= a.t + interval '4 hours') AS moved,
+       bool_and(abs(n.yhat - b.yhat) < 1e-6) FILTER (WHERE n.ts < a.t + interval '3 hours' OR n.ts > a.t + interval '4 hours') AS elsewhere_same
+  FROM anchor a, before_event b
+  JOIN dm_model_forecast('shop', 'web', 'requests', '6 hours') n ON n.ts = b.ts;
+-- an event of another resource does not
+SELECT dm_add_resource('shop', 'cache', 'cache', 'http://127.0.0.1:9/act') > 0 AS added;
+SELECT dm_add_event('shop', 'flush', a.t + interval '1 hour', a.t + interval '2 hours',
+                    '{"effect": 300, "resource": "cache"}') > 0 AS added FROM anchor a;
+SELECT bool_and(abs(n.yhat - b.yhat) < 1e-6) FILTER (WHERE n.ts < a.t + interval '3 hours') AS unmoved
+  FROM anchor a, before_event b
+  JOIN dm_model_forecast('shop', 'web', 'requests', '6 hours') n ON n.ts = b.ts;
+-- an event that occurred in the history is estimated by the model: extra
+-- demand during two past occurrences, a third one in the future
+SELECT dm_ingest('shop', 'cache', 'requests', array_agg(ts ORDER BY ts),
+                 array_agg(v + CASE WHEN ts >= a.t - interval '50 hours' AND ts < a.t - interval '49 hours'
+                                      OR ts >= a.t - interval '26 hours' AND ts < a.t - interval '25 hours'
+                                    THEN 600 ELSE 0 END ORDER BY ts))
+  FROM anchor a, series;
+SELECT count(*) AS trained FROM dm_train('shop', 'cache');
+CREATE TEMP TABLE cache_before AS
+SELECT * FROM dm_model_forecast('shop', 'cache', 'requests', '6 hours');
+SELECT dm_add_event('shop', 'batch', a.t - interval '50 hours', a.t - interval '49 hours 5 minutes',
+                    '{"resource": "cache"}') > 0 AS added FROM anchor a;
+SELECT dm_add_event('shop', 'batch', a.t - interval '26 hours', a.t - interval '25 hours 5 minutes',
+                    '{"resource": "cache"}') > 0 AS added FROM anchor a;
+SELECT dm_add_event('shop', 'batch', a.t + interval '4 hours', a.t + interval '4 hours 55 minutes',
+                    '{"resource": "cache"}') > 0 AS added FROM anchor a;
+SELECT version FROM dm_train('shop', 'cache');
+SELECT version, events FROM dm_models WHERE resource_name = 'cache';
+SELECT avg(n.yhat - b.yhat) FILTER (WHERE n.ts >= a.t + interval '4 hours' AND n.ts < a.t + interval '5 hours') > 300 AS estimated
+  FROM anchor a, cache_before b
+  JOIN dm_model_forecast('shop', 'cache', 'requests', '6 hours') n ON n.ts = b.ts;
+SELECT dm_remove_event('shop', 'batch');
+SELECT dm_remove_event('shop', 'flush');
+SELECT dm_remove_event('shop', 'launch');
+
+-- ---------------------------------------------------------------------
+-- dm_capacity_plan: 20 minutes before the last peak in the history
+-- ---------------------------------------------------------------------
+CREATE TEMP VIEW plan AS
+SELECT p.* FROM anchor a,
+       dm_capacity_plan('shop', 'web', a.t - interval '12 hours 20 minutes') p;
+SELECT metric, observed < 200 AS quiet_now, forecast_upper > 900 AS peak_ahead,
+       required, current_capacity, decision, target, reason LIKE 'forecast upper bound % within the lead time plus 20.0% headroom needs 13 instance(s) of 100; 1 planned' AS reason_ok
+  FROM plan;
+-- lead_time: with no provisioning delay the peak is not yet due
+SELECT dm_alter_group('shop', '{"lead_time": "0"}');
+SELECT forecast_upper < 300 AS quiet_ahead, required, decision FROM plan;
+SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
+-- headroom
+SELECT dm_alter_group('shop', '{"headroom": 0.5}');
+SELECT required FROM plan;
+SELECT dm_alter_group('shop', '{"headroom": null}');
+-- max_capacity caps
+SELECT dm_alter_group('shop', '{"max_capacity": 5}');
+SELECT required, decision, reason LIKE '%(capped at max_capacity)' AS capped FROM plan;
+SELECT dm_alter_group('shop', '{"max_capacity": 20}');
+-- unit_capacity: twice the demand per instance, half the instances
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 200}');
+SELECT required FROM plan;
+-- at a quiet time, min_capacity holds; more than needed is reduced
+SELECT dm_alter_group('shop', '{"min_capacity": 3}');
+SELECT p.required, p.decision FROM anchor a, dm_capacity_plan('shop', 'web', a.t - interval '6 hours') p;
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 200, "capacity": 8}');
+SELECT p.required, p.current_capacity, p.decision, p.target FROM anchor a, dm_capacity_plan('shop', 'web', a.t - interval '6 hours') p;
+SELECT dm_alter_group('shop', '{"min_capacity": null}');
+-- scale_metric: another metric of the resource, a flat 450
+SELECT dm_ingest('shop', 'web', 'other', array_agg(ts ORDER BY ts), array_agg(450.0 ORDER BY ts))
+  FROM series;
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "other", "unit_capacity": 100}');
+SELECT metric, required FROM plan;
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 100}');
+
+-- ---------------------------------------------------------------------
+-- dm_backtest_scaling over the last two days
+-- ---------------------------------------------------------------------
+CREATE TEMP TABLE bt AS
+SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
+SELECT count(*) AS steps, count(DISTINCT decision) <= 3 AS decisions,
+       count(*) FILTER (WHERE demand > capacity * 100) AS under_provisioned
+  FROM bt;
+-- capacity is raised before each peak: the capacity the peak needs is
+-- live when it starts, ordered while the demand seen was still low
+SELECT floor(extract(epoch FROM b.ts - a.t) / 86400) AS day,
+       (max(b.ts) FILTER (WHERE demand > 500)) IS NOT NULL AS peak,
+       min(b.ts) FILTER (WHERE b.capacity >= 12) <= min(b.ts) FILTER (WHERE demand > 500) AS ahead,
+       min(b.capacity) FILTER (WHERE demand > 500) >= 12 AS ready
+  FROM anchor a, bt b GROUP BY 1 ORDER BY 1;
+-- scale_cooldown: capacity comes down only after the cooldown, longer
+-- with a longer cooldown
+SELECT dm_alter_group('shop', '{"scale_cooldown": "3 hours"}');
+CREATE TEMP TABLE bt_slow AS
+SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
+SELECT (SELECT sum(capacity) FROM bt_slow) > (SELECT sum(capacity) FROM bt) AS more_capacity,
+       (SELECT min(ts) FROM bt_slow WHERE decision = 'scale_down')
+         >= (SELECT min(ts) FROM bt WHERE decision = 'scale_up') + interval '3 hours' AS waited;
+SELECT dm_alter_group('shop', '{"scale_cooldown": null}');
+
+-- ---------------------------------------------------------------------
+-- bad input: clear errors, nothing changed
+-- ---------------------------------------------------------------------
+CREATE TEMP TABLE counts AS SELECT (SELECT count(*) FROM model) AS models, (SELECT count(*) FROM forecast) AS forecasts;
+-- err: the SQLSTATE and message of a statement that must fail
+CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$f$;
+SELECT pg_temp.err($$SELECT * FROM dm_train('nosuch')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_train(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM dm_train('shop', 'nosuch')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_train('shop', 'web', 'nosuch')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_train('shop', 'cache', 'other')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_model_forecast('shop', 'web', 'requests', '-1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_model_forecast('shop', 'web', 'requests', NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM dm_model_forecast('shop', 'web', 'requests', '10 years')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_model_forecast('shop', 'web', 'other', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_model_forecast('shop', 'web', NULL, '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_capacity_plan('shop', 'cache')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_capacity_plan('shop', 'web', 'infinity')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_capacity_plan('shop', 'web', '2000-01-01 00:00+00')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2026-01-02 00:00+00', '2026-01-01 00:00+00')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2000-01-01 00:00+00', '2000-01-02 00:00+00')$$);
+SELECT pg_temp.err($$SELECT * FROM (SELECT t FROM anchor) a, dm_backtest_scaling('shop', 'web', a.t - interval '1 day', a.t + interval '1 year')$$);
+SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', NULL, now())$$);
+SELECT pg_temp.err($$SELECT dm_schedule_training('nosuch', '* * * * *')$$);
+SELECT pg_temp.err($$SELECT dm_schedule_training(NULL, '* * * * *')$$);
+SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"unit_capacity": 0}')$$);
+SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"scale_function": ["f"]}')$$);
+SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"scale_metric": 5}')$$);
+SELECT models = (SELECT count(*) FROM model) AND forecasts = (SELECT count(*) FROM forecast) AS unchanged
+  FROM counts;
+
+SELECT dm_drop_group('shop', true);
+SELECT count(*) AS models_left FROM model;
