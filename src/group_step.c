@@ -64,96 +64,51 @@ RunInTransaction(const char *sql, int64 group_id)
 /* phase: promotions left unfinished by a driver that died (worker,
  * session or node failure) get a recovery worker, which finishes them or
  * rolls them back */
-static DmPhaseResult
-PhaseRecoverPromotions(DmGroupRun *run)
+static void
+RecoverPromotions(int64 group_id)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
-	DmRecoverPromotions(run->group_id);
+	DmRecoverPromotions(group_id);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
-}
-
-/* phase: mirrors (creation actions, status of each mirror); the remote
- * I/O runs outside transactions, status reads through the I/O engine, see
- * mirror.c */
-static DmPhaseResult
-PhaseMirrors(DmGroupRun *run)
-{
-	return DmMirrorPhase(run);
-}
-
-/* phase: auto-promotion, on the status the mirror phase just read */
-static DmPhaseResult
-PhaseAutoPromote(DmGroupRun *run)
-{
-	DmAutoPromote(run->group_id);
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
-}
-
-/* phase: the group's shift plan, on the mirror status just read: gates,
- * next step or rollback (76_routing_plans.sql; catalog only) */
-static DmPhaseResult
-PhaseShiftPlan(DmGroupRun *run)
-{
-	RunInTransaction("SELECT driftmirror._shift_plan_tick($1)", run->group_id);
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
-}
-
-/* phase: routers behind the group's shares are brought up to date, failed
- * ones retried (router.c; the I/O runs outside transactions) */
-static DmPhaseResult
-PhaseRouters(DmGroupRun *run)
-{
-	DmRunRouterPhase(run->group_id);
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
-}
-
-/* phase: forecasts and scaling (models retrained on their schedule or when
- * their accuracy degrades, decisions, actuators); HTTP requests run outside
- * transactions, see scaling_phase.c */
-static DmPhaseResult
-PhaseForecasts(DmGroupRun *run)
-{
-	DmRunForecastPhase(run->group_id);
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
-}
-
-/* phase: heartbeat and status (always last: it marks the step done) */
-static DmPhaseResult
-PhaseHeartbeat(DmGroupRun *run)
-{
-	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", run->group_id);
-	MemoryContextSwitchTo(run->cxt);
-	return DM_PHASE_DONE;
 }
 
 /*
- * The phases of a step, in order.  A new phase is one line here and one
- * function above; keep the heartbeat last.
+ * The phases of a step, in order.  A phase is one of: a catalog statement
+ * about the group run in its own transaction (sql), a function of the
+ * group that never waits (run), or a function of the step that may park it
+ * for the I/O engine (wait).  A new phase is one line here; keep the
+ * heartbeat last: it marks the step done.
  */
 static const struct
 {
 	const char *name;
-	DmPhaseResult (*run) (DmGroupRun *run);
+	const char *sql;
+	void		(*run) (int64 group_id);
+	DmPhaseResult (*wait) (DmGroupRun *run);
 }			Phases[] =
 {
-	{"promotion recovery", PhaseRecoverPromotions},
-	{"mirrors", PhaseMirrors},
-	{"auto-promotion", PhaseAutoPromote},
-	{"shift plan", PhaseShiftPlan},
-	{"routers", PhaseRouters},
-	{"forecasts and scaling", PhaseForecasts},
-	{"heartbeat", PhaseHeartbeat},
+	/* see RecoverPromotions */
+	{"promotion recovery", NULL, RecoverPromotions, NULL},
+	/* creation actions and status of each mirror; status reads through the
+	 * I/O engine, see mirror.c */
+	{"mirrors", NULL, NULL, DmMirrorPhase},
+	/* on the status the mirror phase just read */
+	{"auto-promotion", NULL, DmAutoPromote, NULL},
+	/* gates, next step or rollback of the shift plan, on the mirror status
+	 * just read (76_routing_plans.sql; catalog only) */
+	{"shift plan", "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
+	/* routers behind the group's shares brought up to date, failed ones
+	 * retried (router.c; the I/O runs outside transactions) */
+	{"routers", NULL, DmRunRouterPhase, NULL},
+	/* models retrained on their schedule or when their accuracy degrades,
+	 * decisions, actuators (scaling_phase.c) */
+	{"forecasts and scaling", NULL, DmRunForecastPhase, NULL},
+	{"heartbeat", "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
 };
 
 /*
@@ -184,18 +139,25 @@ bool
 DmGroupStepAdvance(DmGroupRun *run)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	char		activity[NAMEDATALEN + 64];
+	char		activity[NAMEDATALEN + 96];
 
-	snprintf(activity, sizeof(activity),
-			 "driftmirror: monitoring step of group \"%s\"", run->group_name);
 	run->ready = false;
 	while (run->phase < (int) lengthof(Phases))
 	{
 		DmPhaseResult r;
 
+		snprintf(activity, sizeof(activity),
+				 "driftmirror: monitoring step of group \"%s\": %s",
+				 run->group_name, Phases[run->phase].name);
 		pgstat_report_activity(STATE_RUNNING, activity);
 		MemoryContextSwitchTo(run->cxt);
-		r = Phases[run->phase].run(run);
+		r = DM_PHASE_DONE;
+		if (Phases[run->phase].sql != NULL)
+			RunInTransaction(Phases[run->phase].sql, run->group_id);
+		else if (Phases[run->phase].run != NULL)
+			Phases[run->phase].run(run->group_id);
+		else
+			r = Phases[run->phase].wait(run);
 		MemoryContextSwitchTo(caller);
 		if (r == DM_PHASE_WAITING)
 			return false;
