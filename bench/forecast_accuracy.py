@@ -47,7 +47,13 @@ def load_cases(cases_dir):
 
 def run_method(args, cases, method):
     """One psql session per method; returns {case_id: (rows, ms, notices)}."""
-    script = ["\\set ON_ERROR_STOP 0", "\\timing on", "\\pset footer off"]
+    script = ["\\set ON_ERROR_STOP 0", "\\pset footer off",
+              # the server process's CPU time (user + system ticks), before
+              # and after: a figure that the load of the machine leaves alone
+              "SELECT pg_backend_pid() AS dm_pid \\gset",
+              "\\setenv DM_PID :dm_pid",
+              "\\! echo @@cpu $(cut -d' ' -f14,15 /proc/$DM_PID/stat)",
+              "\\timing on"]
     for c in cases:
         vals = ",".join(repr(v) for v in c["train"])
         seas = ",".join(str(s) for s in c["seasons"])
@@ -58,10 +64,17 @@ def run_method(args, cases, method):
     proc = subprocess.run(
         ["psql", "-X", "-q", "-A", "-t", "-F", ",", "-h", args.host, "-p", str(args.port),
          "-U", args.user, "-d", args.dbname],
-        input="\n".join(script) + "\n", capture_output=True, text=True, check=False)
+        input="\n".join(script + ["\\timing off",
+                                   "\\! echo @@cpu $(cut -d' ' -f14,15 /proc/$DM_PID/stat)"])
+        + "\n", capture_output=True, text=True, check=False)
     res = {}
     cur = None
+    ticks = []
     for line in proc.stdout.splitlines():
+        if line.startswith("@@cpu "):
+            f = line.split()[1:]
+            ticks.append(sum(int(x) for x in f) if len(f) == 2 else None)
+            continue
         if line.startswith("@@case "):
             cur = line.split(" ", 1)[1]
             res[cur] = {"rows": [], "ms": None}
@@ -70,6 +83,8 @@ def run_method(args, cases, method):
         elif cur and line and line[0].isdigit():
             res[cur]["rows"].append([float(x) for x in line.split(",")])
     errors = [l for l in proc.stderr.splitlines() if l.startswith(("ERROR", "psql:"))]
+    if len(ticks) == 2 and None not in ticks and cases:
+        res["@cpu_ms_per_case"] = (ticks[1] - ticks[0]) * 1000.0 / os.sysconf("SC_CLK_TCK") / len(cases)
     return res, errors
 
 
@@ -84,6 +99,45 @@ def score(c, rows):
     in95 = [rows[k][4] <= test[k] <= rows[k][5] for k in range(h)]
     return {"mase": sum(ae) / h / scale, "smape": sum(smape) / h,
             "c80": sum(in80) / h, "c95": sum(in95) / h}
+
+
+def method_row(args, cases, method, label, cpu=False, ms_fmt="%.0f"):
+    """Run one method over the cases; returns (table row, every case ok).
+
+    The row: label, cases ok/run, mean and median MASE, mean sMAPE, 80 and
+    95 percent coverage, median statement ms, [server CPU ms per case,]
+    total statement seconds.
+    """
+    res, errors = run_method(args, cases, method)
+    scores, times = [], []
+    for c in cases:
+        r = res.get(c["id"])
+        if not r or len(r["rows"]) < len(c["test"]):
+            continue
+        s = score(c, r["rows"])
+        scores.append(s)
+        if r["ms"] is not None:
+            times.append(r["ms"])
+        if args.verbose:
+            print("  %-8s %-30s MASE %.3f  cov95 %.2f  %.1f ms"
+                  % (method, c["id"], s["mase"], s["c95"], r["ms"] or 0), file=sys.stderr)
+    for e in errors:
+        print("  %s: %s" % (method, e), file=sys.stderr)
+    ncols = 9 if cpu else 8
+    if not scores:
+        return "| %s | 0/%d |%s" % (label, len(cases), " |" * (ncols - 1)), False
+    mase = [s["mase"] for s in scores]
+    cells = [label, "%d/%d" % (len(scores), len(cases)),
+             "%.3f" % statistics.mean(mase), "%.3f" % statistics.median(mase),
+             "%.2f" % statistics.mean(s["smape"] for s in scores),
+             "%.2f" % statistics.mean(s["c80"] for s in scores),
+             "%.2f" % statistics.mean(s["c95"] for s in scores),
+             ms_fmt % (statistics.median(times) if times else 0)]
+    if cpu:
+        c = res.get("@cpu_ms_per_case")
+        cells.append("%.1f" % c if c is not None else "–")
+    cells.append("%.1f" % (sum(times) / 1000))
+    return "| " + " | ".join(cells) + " |", len(scores) == len(cases)
 
 
 def baselines(cases_dir):
@@ -122,33 +176,9 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     failed = False
     for method in methods:
-        res, errors = run_method(args, cases, method)
-        scores, times = [], []
-        for c in cases:
-            r = res.get(c["id"])
-            if not r or len(r["rows"]) < len(c["test"]):
-                continue
-            s = score(c, r["rows"])
-            scores.append(s)
-            if r["ms"] is not None:
-                times.append(r["ms"])
-            if args.verbose:
-                print("  %-8s %-30s MASE %.3f  cov95 %.2f  %.1f ms"
-                      % (method, c["id"], s["mase"], s["c95"], r["ms"] or 0), file=sys.stderr)
-        for e in errors:
-            print("  %s: %s" % (method, e), file=sys.stderr)
-        if len(scores) < len(cases):
-            failed = True
-        if not scores:
-            print("| %s | 0/%d | | | | | | | |" % (method, len(cases)))
-            continue
-        mase = [s["mase"] for s in scores]
-        print("| dm_forecast %s | %d/%d | %.3f | %.3f | %.2f | %.2f | %.2f | %.0f | %.1f |" % (
-            method, len(scores), len(cases), statistics.mean(mase), statistics.median(mase),
-            statistics.mean(s["smape"] for s in scores),
-            statistics.mean(s["c80"] for s in scores),
-            statistics.mean(s["c95"] for s in scores),
-            statistics.median(times) if times else 0, sum(times) / 1000))
+        line, ok = method_row(args, cases, method, "dm_forecast %s" % method)
+        print(line)
+        failed = failed or not ok
     base = baselines(args.cases_dir)
     if base:
         print("\nbaselines (README, all public cases; slow methods on the slow subset):\n")

@@ -11,13 +11,9 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "../src/forecast/forecast.h"
+#include "forecast_bench.h"
 
 #define MAXN 100000
 
@@ -44,31 +40,6 @@ read_values(const char *path, double *v, int max)
 	}
 	fclose(f);
 	return n;
-}
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *x, int n)
-{
-	qsort(x, n, sizeof(double), cmpd);
-	return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 int
@@ -110,14 +81,10 @@ main(int argc, char **argv)
 		char		path[1024],
 					line[1024];
 		FILE	   *mf;
+		BenchScore	sc[64];
 		double		mase[64],
-					smape[64],
-					c80[64],
-					c95[64],
-					ms[64],
-					tot = 0;
-		int			nc = 0,
-					i;
+					ms[64];
+		int			nc = 0;
 		int			method = dmf_method_parse(methods[mi]);
 
 		snprintf(path, sizeof(path), "%s/manifest.csv", dir);
@@ -143,12 +110,7 @@ main(int argc, char **argv)
 					   *q;
 			DmfResult	res;
 			char		err[256];
-			double		t0,
-						sc = 0,
-						e = 0,
-						sm = 0,
-						in80 = 0,
-						in95 = 0;
+			double		t0;
 			DmfStatus	st;
 
 			line[strcspn(line, "\r\n")] = 0;
@@ -183,37 +145,20 @@ main(int argc, char **argv)
 				if (seasons[k] <= n / 2)
 					seasons[t++] = seasons[k];
 			ns = t;
-			t0 = now_ms();
+			t0 = bench_now_ms();
 			st = dmf_forecast(train, n, seasons, ns, h, (DmfMethod) method,
 							  NULL, 0, NULL, &res, err, sizeof(err));
-			ms[nc] = now_ms() - t0;
-			tot += ms[nc];
+			ms[nc] = bench_now_ms() - t0;
 			if (st != DMF_OK)
 			{
 				printf("%s %s: error %s (%s)\n", methods[mi], fld[0], err, res.detail);
 				continue;
 			}
-			for (t = m; t < n; t++)
-				sc += fabs(train[t] - train[t - m]);
-			sc /= (n - m);
-			for (k = 0; k < h; k++)
-			{
-				double		y = test[k],
-							f = res.yhat[k];
-
-				e += fabs(y - f);
-				sm += (fabs(y) + fabs(f) > 0) ? 200 * fabs(y - f) / (fabs(y) + fabs(f)) : 0;
-				in80 += (y >= res.lo80[k] && y <= res.hi80[k]);
-				in95 += (y >= res.lo95[k] && y <= res.hi95[k]);
-			}
-			mase[nc] = e / h / sc;
-			smape[nc] = sm / h;
-			c80[nc] = in80 / h;
-			c95[nc] = in95 / h;
+			sc[nc] = bench_score(train, n, m, test, h, &res);
 			if (verbose)
 			{
 				printf("  %-8s %-30s MASE %6.3f cov95 %.2f %7.1f ms  %s", methods[mi], fld[0],
-					   mase[nc], c95[nc], ms[nc], res.model);
+					   sc[nc].mase, sc[nc].c95, ms[nc], res.model);
 				for (k = 0; k < res.nnotices; k++)
 					printf(" [%s]", res.notices[k]);
 				printf("\n");
@@ -222,23 +167,7 @@ main(int argc, char **argv)
 			dmf_result_free(&res);
 		}
 		fclose(mf);
-		{
-			double		sm_ = 0,
-						ss = 0,
-						s80 = 0,
-						s95 = 0;
-
-			for (i = 0; i < nc; i++)
-			{
-				sm_ += mase[i];
-				ss += smape[i];
-				s80 += c80[i];
-				s95 += c95[i];
-			}
-			printf("%-8s %5d %9.3f %9.3f %8.2f %6.2f %6.2f %9.1f %9.2f\n", methods[mi], nc,
-				   sm_ / nc, median(mase, nc), ss / nc, s80 / nc, s95 / nc,
-				   median(ms, nc), tot / 1e3);
-		}
+		bench_summary(methods[mi], sc, mase, ms, nc);
 	}
 	return 0;
 }

@@ -24,8 +24,8 @@ scaler that knew each interval's demand would keep: need(demand) per
 interval, no delay.
 
 Prints one line per series and the total, and the time the replay took
-per step (one forecast and one decision: the forecast phase's work per
-group per step).
+per step, and the cost of the worker's forecast phase for the group:
+its first run (which trains the model) and its median run after that.
 """
 import argparse
 import csv
@@ -107,6 +107,20 @@ def hpa(demand, before, step, lead, unit):
     return out
 
 
+def phase_cost(args, grp):
+    """The worker's forecast phase for the group, as the worker runs it
+    (driftmirror._forecast_step, mode forecast_only): ms of the first call
+    (trains the model) and the median of five more (forecast, decision)."""
+    out = psql(args, "\\timing on\n" + "\n".join(
+        ["SELECT count(*) FROM driftmirror._forecast_step("
+         "(SELECT id FROM driftmirror.resource_group WHERE name = '%s'));" % grp] * 6))
+    ms = [float(l.split()[1]) for l in out.splitlines() if l.startswith("Time: ")]
+    if len(ms) < 6:
+        return (float("nan"), float("nan"))
+    rest = sorted(ms[1:])
+    return (ms[0], rest[len(rest) // 2])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cases_dir")
@@ -122,8 +136,9 @@ def main():
                " WHERE NOT EXISTS (SELECT FROM driftmirror.dm_metric_names WHERE name = 'demand');")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     print("| series | step | steps | lead | predictive under | reactive under | ratio"
-          " | predictive cap-h | reactive cap-h | cap-h ratio | oracle cap-h | ms/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " | predictive cap-h | reactive cap-h | cap-h ratio | oracle cap-h | replay ms/step"
+          " | phase ms: training / step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     tot = {"pu": 0, "ru": 0, "pc": 0.0, "rc": 0.0, "oc": 0.0, "n": 0, "ms": 0.0}
     for name, key, step, unit, replay in SERIES:
         if args.only and args.only != name:
@@ -131,8 +146,9 @@ def main():
         pts = load_series(args.cases_dir, key)
         if len(pts) < replay + 100:
             sys.exit("series %s: only %d points" % (name, len(pts)))
-        weeks = math.ceil((now - pts[-1][0]).total_seconds() / (7 * 86400)) - 1
-        shift = dt.timedelta(weeks=weeks)
+        # whole days: the grid stays aligned and the series ends in the last
+        # day, so the worker's phase below forecasts from fresh data
+        shift = dt.timedelta(days=math.floor((now - pts[-1][0]).total_seconds() / 86400))
         lead = step
         grp = "bench_" + name
         lines = "\n".join("%s+00,%r" % ((ts + shift).isoformat(sep=" "), v) for ts, v in pts)
@@ -160,6 +176,7 @@ SELECT ts, demand, capacity, decision FROM driftmirror.dm_backtest_scaling(
 """)
         ms = (time.monotonic() - t1) * 1000
         rows = [line.split(",") for line in out.splitlines() if line]
+        phase = phase_cost(args, grp)
         demand = [float(r[1]) for r in rows]
         pcap = [int(r[2]) for r in rows]
         rcap = hpa(demand, before, step, lead, unit)
@@ -170,14 +187,14 @@ SELECT ts, demand, capacity, decision FROM driftmirror.dm_backtest_scaling(
         rc = sum(rcap) * hours
         # what a scaler that knew each interval's demand would keep
         oc = sum(need(d, unit) for d in demand) * hours
-        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
+        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f | %.0f / %.1f |" % (
             name, step, len(rows), lead, pu, ru,
             ("%.1fx fewer" % (ru / pu)) if pu else ("%d vs 0" % ru),
-            pc, rc, pc / rc, oc, ms / len(rows)))
+            pc, rc, pc / rc, oc, ms / len(rows), phase[0], phase[1]))
         for k, v in (("pu", pu), ("ru", ru), ("pc", pc), ("rc", rc), ("oc", oc), ("n", len(rows)), ("ms", ms)):
             tot[k] += v
     if tot["n"]:
-        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
+        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f | |" % (
             tot["n"], tot["pu"], tot["ru"],
             ("%.1fx fewer" % (tot["ru"] / tot["pu"])) if tot["pu"] else ("%d vs 0" % tot["ru"]),
             tot["pc"], tot["rc"], tot["pc"] / tot["rc"], tot["oc"], tot["ms"] / tot["n"]))

@@ -21,6 +21,15 @@
  * steps and the other polls go on, and a poll still running when its
  * group is due again is not started twice.
  *
+ * What a server answers is data, never trusted: numbers are converted
+ * without raising (JsonNumber, UnixToTimestamp), points outside the window
+ * asked for or not finite are dropped, and each source's samples are stored
+ * in a subtransaction of their own (StoreSourceSamples): a failure there is
+ * that source's error, backed off, and the other sources are stored.  Every
+ * error is recorded twice: its raw text (libpq's, libcurl's, the server's:
+ * it names hosts and ports) for driftmirror_admin, and a label without it
+ * for every other reader of dm_metric_sources and dm_status.
+ *
  * PostgreSQL targets are shared by conninfo: sources whose resources have
  * the same connection string share one connection and one query per poll.
  * Connections stay open between polls (TopMemoryContext); a failed one is
@@ -208,7 +217,6 @@ typedef struct Source
 	char	   *label;			/* the same without remote text: for the monitor */
 	int			first;			/* its samples: Samples[first .. first + rows) */
 	int			rows;
-	int			dropped;		/* points outside the window, not finite */
 	StringInfoData new_watermarks;	/* JSON object text, HTTP sources only */
 } Source;
 
@@ -337,19 +345,18 @@ JsonGetIntervalMs(JsonbContainer *c, const char *key, long dflt)
 static double
 ParseDouble(const char *s, int len)
 {
-	char		buf[64];
+	char	   *buf;
 	char	   *end;
 	double		d;
 
-	/* no number we keep has more than 63 characters: longer ones are junk */
-	if (len <= 0 || len >= (int) sizeof(buf))
-		return (len > 0 && strspn(s, "0123456789") == (size_t) len) ? INFINITY : NAN;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	errno = 0;
+	/* a number of a thousand characters is junk, not a value */
+	if (len <= 0 || len > 1000)
+		return NAN;
+	buf = pnstrdup(s, len);
 	d = strtod(buf, &end);
 	if (*end != '\0' || end == buf)
-		return NAN;
+		d = NAN;
+	pfree(buf);
 	return d;
 }
 
@@ -1318,17 +1325,12 @@ ParseHttpSource(Source *s, Samples *samples)
 			 */
 			if (!(ts >= pq->start - 0.001 && ts <= pq->end + 0.001) ||
 				!UnixToTimestamp(ts, &at))
-			{
-				s->dropped++;
 				continue;
-			}
 			if (!isnan(last) && ts <= last)
 				continue;		/* already stored */
 			/* NaN / +Inf / -Inf / InfluxDB's null are not samples: skip them */
 			if (isfinite(val))
 				AddSample(samples, at, s->resource_id, pq->metric_id, val);
-			else
-				s->dropped++;
 			if (isnan(last) || ts > last)
 				last = ts;
 		}

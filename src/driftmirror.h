@@ -29,6 +29,7 @@ extern int	DmLatencyProbeTimeoutMs;
 extern int	DmHttpMaxResponseKb;
 extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;
+extern int	DmForecastWorkMemKb;
 extern char *DmS3Endpoint;
 extern char *DmS3Region;
 extern char *DmS3AccessKeyId;

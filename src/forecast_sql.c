@@ -5,12 +5,24 @@
  *	  dm_forecast_model().
  *
  * Both functions are pure: they read only their arguments, never the
- * catalog.  The numerical core (src/forecast/) allocates with malloc and
- * frees everything before it returns; its result is copied into a
- * tuplestore (or a text) in the current memory context and released with
- * dmf_result_free() before any ereport, so an error cannot leak it.
- * Interrupts: the core polls InterruptPending through a callback and
- * returns early; CHECK_FOR_INTERRUPTS() then raises the cancellation.
+ * catalog (and the setting driftmirror.forecast_work_mem).
+ *
+ * Memory: the numerical core (src/forecast/) takes its working memory from
+ * a memory context of its own, "dm_forecast", a child of the caller's
+ * context, through the allocator hook of DmfOptions; the core counts it
+ * and refuses to go over driftmirror.forecast_work_mem (the whole call's
+ * working memory, every block counts until the call ends), failing with
+ * program_limit_exceeded.  The context is deleted as soon as the core
+ * returns, and if an error escapes from palloc inside the core it goes
+ * with the caller's context.  Only the result's arrays (5 x horizon
+ * doubles, counted against the cap as well) come from malloc; they are
+ * copied into a tuplestore (or a text) in the current memory context and
+ * released with dmf_result_free() before any ereport, so an error cannot
+ * leak them.
+ *
+ * Interrupts: the core polls InterruptPending through a callback in every
+ * long loop (fits, searches, Kalman filters, the event setup) and returns
+ * early; CHECK_FOR_INTERRUPTS() then raises the cancellation.
  *
  * Positions in the SQL API count from 1 like array subscripts: element 1 of
  * vals is position 1 and forecast step k is position n + k.  The core
@@ -31,9 +43,11 @@
 #include "utils/float.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/tuplestore.h"
 
+#include "driftmirror.h"
 #include "forecast/forecast.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_forecast);
@@ -62,6 +76,20 @@ static int
 forecast_interrupt(void *arg)
 {
 	return (INTERRUPTS_PENDING_CONDITION() && INTERRUPTS_CAN_BE_PROCESSED()) ? 1 : 0;
+}
+
+/* allocator hook of the core: the dm_forecast memory context */
+static void *
+forecast_alloc(void *arg, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) arg, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+forecast_free(void *arg, void *ptr)
+{
+	pfree(ptr);
 }
 
 /*
@@ -279,15 +307,23 @@ run_forecast(ForecastArgs *a, DmfResult *res)
 	char		errbuf[DMF_MSG_LEN];
 	DmfStatus	st;
 	int			errc;
+	MemoryContext workcxt;
 
 	memset(&opts, 0, sizeof(opts));
 	opts.interpolate = a->interpolate ? 1 : 0;
 	opts.interrupt = forecast_interrupt;
+	opts.alloc = forecast_alloc;
+	opts.free = forecast_free;
+	opts.max_memory = (size_t) DmForecastWorkMemKb * 1024;
 	for (;;)
 	{
+		workcxt = AllocSetContextCreate(CurrentMemoryContext, "dm_forecast",
+										ALLOCSET_DEFAULT_SIZES);
+		opts.alloc_arg = workcxt;
 		st = dmf_forecast(a->vals, a->n, a->seasons, a->nseasons, a->horizon,
 						  a->method, a->events, a->nevents, &opts, res,
 						  errbuf, sizeof(errbuf));
+		MemoryContextDelete(workcxt);
 		if (st != DMF_EINTERRUPTED)
 			break;
 		/*
@@ -309,6 +345,14 @@ run_forecast(ForecastArgs *a, DmfResult *res)
 			break;
 		case DMF_ENOMEM:
 			errc = ERRCODE_OUT_OF_MEMORY;
+			break;
+		case DMF_EMEMLIMIT:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("%s", errbuf),
+					 errdetail("driftmirror.forecast_work_mem is %d kB.",
+							   DmForecastWorkMemKb),
+					 errhint("Raise driftmirror.forecast_work_mem, or forecast a shorter series or horizon.")));
 			break;
 		default:
 			errc = ERRCODE_INVALID_PARAMETER_VALUE;

@@ -5,7 +5,8 @@
  *
  * driftmirror.database is PGC_SIGHUP: the worker notices a change on
  * reload and exits so that the postmaster restarts it connected to the new
- * database.  The tunables are PGC_SIGHUP as well.
+ * database.  The tunables are PGC_SIGHUP as well; forecast_work_mem is
+ * PGC_SUSET (see there).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +28,7 @@ int			DmLatencyProbeTimeoutMs = 1000;
 int			DmHttpMaxResponseKb = 16 * 1024;
 int			DmMetricMaintenanceS = 60;
 char	   *DmPromoteTestPause = NULL;
+int			DmForecastWorkMemKb = 64 * 1024;
 char	   *DmS3Endpoint = NULL;
 char	   *DmS3Region = NULL;
 char	   *DmS3AccessKeyId = NULL;
@@ -191,6 +193,22 @@ DmDefineSettings(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	/*
+	 * SUSET: every session that may call dm_forecast (the monitor role
+	 * included) may use this much, so only a superuser (or a role granted
+	 * SET on it) raises it.
+	 */
+	DefineCustomIntVariable("driftmirror.forecast_work_mem",
+							"Largest working memory of one dm_forecast or dm_forecast_model call.",
+							"A call that needs more fails with program_limit_exceeded.",
+							&DmForecastWorkMemKb,
+							64 * 1024,
+							64,
+							4 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");
 }

@@ -11,8 +11,9 @@
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
 --      backtest error on at least 6 points (the regime changed);
---   3. forecasts lead_time plus one step ahead, stores it, and takes the
---      decision of dm_capacity_plan (57_scaling.sql);
+--   3. forecasts lead_time plus one step ahead, stores it (forecasts are
+--      kept two days), and takes the decision of dm_capacity_plan
+--      (57_scaling.sql);
 --   4. for scale_up / scale_down: mode forecast_only records it in the
 --      action log (outcome 'proposed', once per target) and does nothing;
 --      forecast_and_scale calls the resource's SQL actuator (resource option
@@ -155,6 +156,9 @@ BEGIN
             SELECT mdl.id, date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00'), f.*
               FROM driftmirror._model_forecast_at(mdl, t_now, k) f
             ON CONFLICT DO NOTHING;
+            -- forecasts are kept two days: accuracy looks at the last one
+            DELETE FROM driftmirror.forecast f
+             WHERE f.model_id = mdl.id AND f.made_at < t_now - interval '2 days';
             SELECT max(f.hi95) INTO upper FROM driftmirror.forecast f
              WHERE f.model_id = mdl.id
                AND f.made_at = date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');

@@ -26,6 +26,15 @@
  * its state dimension is small.  The constant (mean or drift) is the mean
  * of the differenced series and not re-estimated.
  *
+ * auto's candidate (dmf_method_arima_fast) searches more cheaply: two
+ * starting models, (1,1)(0,1) and (2,0)(0,1), p, q <= 2, P, Q <= 1, at most
+ * FAST_MODELS models, fewer Nelder-Mead steps, every model scored by its
+ * CSS likelihood and no exact-likelihood refinement (the final state still
+ * comes from the exact Kalman filter).  Given a DmfArimaHint that holds
+ * orders already, it skips the search and the differencing tests and
+ * estimates that model from the hint's estimates; without, it records its
+ * choice there.
+ *
  * Periods over MAX_SEASON (48 and 336 half-hourly, 288 and 2016 at five
  * minutes...) make seasonal ARIMA's state huge; like R's advice for such
  * data, those components are removed by the MSTL decomposition first and
@@ -45,6 +54,10 @@
 #define MAX_SEASON	52			/* longest period modelled by seasonal ARIMA */
 #define MAX_MODELS	40			/* models tried by the stepwise search */
 #define MAX_ML_STATE 40			/* exact-ML refinement up to this state size */
+#define FAST_MODELS	20			/* auto's cheap search: models tried, */
+#define FAST_EVALS(np)	(20 + 25 * (np))	/* CSS evaluations per model */
+#define FAST_ABSTOL	1e-2		/* log-likelihood: nothing for AICc */
+#define WARM_EVALS(np)	(10 + 10 * (np))	/* and from a hint's estimates */
 #define MAX_EXACT_STATE 20		/* search scored by exact likelihood up to
 								 * this state size, by CSS above */
 
@@ -89,6 +102,8 @@ typedef struct ArimaWork
 	double	   *B;
 	double	   *a;
 	double	   *an;
+	int			fast;			/* the cheap search of auto (see above) */
+	const double *warm;			/* start of the estimation, NULL: zeros */
 } ArimaWork;
 
 /* R's partrans: unconstrained to stationary AR coefficients */
@@ -161,17 +176,26 @@ arima_expand(ArimaWork *w, const double *raw)
 	}
 }
 
-/* conditional sum of squares objective */
+/*
+ * arima_css
+ *		Conditional sum of squares objective (negative log-likelihood with
+ *		sigma^2 concentrated out).  The residuals before the largest MA lag
+ *		need a bounds check; the loop is split so that the rest, nearly all
+ *		of the series, runs without it.
+ */
 static double
 arima_css(const double *raw, void *arg)
 {
 	ArimaWork  *w = (ArimaWork *) arg;
 	const double *z = w->z;
 	double	   *e = w->resid;
-	double		sse = 0;
+	double		sse = 0,
+				cp[16],
+				cq[16];
 	int			t,
 				i,
-				nc;
+				nc,
+				tq;
 	int			lagp[16],
 				lagq[16],
 				np = 0,
@@ -180,26 +204,42 @@ arima_css(const double *raw, void *arg)
 	arima_expand(w, raw);
 	for (i = 1; i <= w->pmax; i++)
 		if (w->phi[i] != 0 && np < 16)
+		{
+			cp[np] = w->phi[i];
 			lagp[np++] = i;
+		}
 	for (i = 1; i <= w->qmax; i++)
 		if (w->theta[i] != 0 && nq < 16)
-			lagq[nq++] = i;
-	nc = w->pmax;
-	for (t = 0; t < w->nz; t++)
-	{
-		double		v;
-
-		if (t < nc)
 		{
-			e[t] = 0;
-			continue;
+			cq[nq] = w->theta[i];
+			lagq[nq++] = i;
 		}
-		v = z[t];
+	nc = w->pmax;
+	tq = nq > 0 ? lagq[nq - 1] : 0;
+	if (tq < nc)
+		tq = nc;
+	for (t = 0; t < nc && t < w->nz; t++)
+		e[t] = 0;
+	for (t = nc; t < tq && t < w->nz; t++)
+	{
+		double		v = z[t];
+
 		for (i = 0; i < np; i++)
-			v -= w->phi[lagp[i]] * z[t - lagp[i]];
+			v -= cp[i] * z[t - lagp[i]];
 		for (i = 0; i < nq; i++)
 			if (t - lagq[i] >= 0)
-				v -= w->theta[lagq[i]] * e[t - lagq[i]];
+				v -= cq[i] * e[t - lagq[i]];
+		e[t] = v;
+		sse += v * v;
+	}
+	for (t = tq; t < w->nz; t++)
+	{
+		double		v = z[t];
+
+		for (i = 0; i < np; i++)
+			v -= cp[i] * z[t - lagp[i]];
+		for (i = 0; i < nq; i++)
+			v -= cq[i] * e[t - lagq[i]];
 		e[t] = v;
 		sse += v * v;
 	}
@@ -300,6 +340,8 @@ arima_kalman(ArimaWork *w, double *sigma2)
 		double		F = P[0],
 					v = w->z[t] - a[0];
 
+		if ((t & 63) == 0)
+			dmf_tick(w->ctx);
 		if (!(F > 1e-12))
 			return -HUGE_VAL;
 		ssq += v * v / F;
@@ -378,11 +420,16 @@ arima_fit(ArimaWork *w, const double *w0, double *zbuf, int nw,
 	w->s = mod->s;
 	mod->np = mod->s.p + mod->s.q + mod->s.P + mod->s.Q;
 	memset(mod->raw, 0, sizeof(mod->raw));
+	if (w->warm)
+		memcpy(mod->raw, w->warm, sizeof(mod->raw));
 	if (mod->np > 0)
-		dmf_nelder_mead(w->ctx, arima_css, w, mod->raw, mod->np, 0.5,
-						60 + 60 * mod->np, 1e-4);
+		dmf_nelder_mead(w->ctx, arima_css, w, mod->raw, mod->np,
+						w->warm ? 0.1 : 0.5,
+						w->warm ? WARM_EVALS(mod->np) :
+						w->fast ? FAST_EVALS(mod->np) : 60 + 60 * mod->np,
+						w->fast ? FAST_ABSTOL : 1e-4);
 	arima_expand(w, mod->raw);
-	if (state_dim(&mod->s, w->m) > MAX_EXACT_STATE)
+	if (w->fast || state_dim(&mod->s, w->m) > MAX_EXACT_STATE)
 	{
 		double		css = arima_css(mod->raw, w);
 		int			neff = nw - w->pmax;
@@ -459,9 +506,33 @@ spec_equal(const ArimaSpec *a, const ArimaSpec *b)
 		a->cst == b->cst;
 }
 
-void
-dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+/*
+ * dmf_arima_period
+ *		The period seasonal ARIMA models itself on in: the longest of at
+ *		most MAX_SEASON, 1 when none.  The cost of its Kalman filter grows
+ *		with the square of it.
+ */
+int
+dmf_arima_period(const DmfInput *in)
 {
+	int			i,
+				m = 1;
+
+	for (i = 0; i < in->nseasons; i++)
+		if (in->seasons[i] <= MAX_SEASON)
+			m = in->seasons[i];
+	return m;
+}
+
+/*
+ * arima_run
+ *		The method; fast selects auto's cheap search.
+ */
+static void
+arima_run(DmfCtx *ctx, const DmfInput *in, int fast, DmfFc *fc)
+{
+	DmfArimaHint *hint = fast ? in->arima_hint : NULL;
+	int			reuse;
 	int			n = in->n,
 				h = in->h,
 				m = 1,
@@ -485,6 +556,8 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	ArimaWork	w;
 	ArimaSpec	start[5];
 	int			nstart = 0,
+				maxmod = fast ? FAST_MODELS : MAX_MODELS,
+				maxpq = fast ? 2 : 5,
 				cstok;
 	char		desc[DMF_MSG_LEN];
 	size_t		dl;
@@ -505,7 +578,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		seas = dmf_alloc(ctx, in->nseasons * sizeof(double *));
 		for (i = 0; i < in->nseasons; i++)
 			seas[i] = dmf_dalloc(ctx, n);
-		dmf_mstl(ctx, in->y, n, in->seasons, in->nseasons, seas, adj);
+		dmf_mstl(ctx, in->y, n, in->seasons, in->nseasons, 0, seas, adj);
 		for (i = 0; i < in->nseasons; i++)
 			if (in->seasons[i] > MAX_SEASON)
 				for (t = 0; t < n; t++)
@@ -521,15 +594,28 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	/* differencing orders */
 	memcpy(w0, x, n * sizeof(double));
 	nw = n;
-	if (m > 1 && n >= 3 * m && dmf_seasonal_strength(ctx, x, n, m) > 0.64)
+	reuse = hint && hint->set && hint->m == m;
+	if (reuse)
 	{
-		D = 1;
-		difference(w0, &nw, m);
+		D = (hint->D && n >= 3 * m) ? 1 : 0;
+		if (D)
+			difference(w0, &nw, m);
+		for (d = 0; d < hint->d && nw > 12; d++)
+			difference(w0, &nw, 1);
 	}
-	while (d < 2 && nw > 12 && kpss_stat(w0, nw) > 0.463)
+	else
 	{
-		d++;
-		difference(w0, &nw, 1);
+		if (m > 1 && n >= 3 * m &&
+			dmf_seasonal_strength(ctx, x, n, m) > 0.64)
+		{
+			D = 1;
+			difference(w0, &nw, m);
+		}
+		while (d < 2 && nw > 12 && kpss_stat(w0, nw) > 0.463)
+		{
+			d++;
+			difference(w0, &nw, 1);
+		}
 	}
 	cstok = (d + D <= 1);
 
@@ -537,6 +623,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	memset(&w, 0, sizeof(w));
 	w.ctx = ctx;
 	w.m = m;
+	w.fast = fast;
 	r = 5 + 2 * m + 1;
 	w.phi = dmf_dalloc(ctx, r + 1);
 	w.theta = dmf_dalloc(ctx, r + 1);
@@ -556,7 +643,23 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	start[nstart++] = (ArimaSpec) {0, 1, 0, m > 1, cstok};
 	if (cstok)
 		start[nstart++] = (ArimaSpec) {0, 0, 0, 0, 0};
-	for (i = 0; i < nstart && nmod < MAX_MODELS; i++)
+	if (fast)
+	{
+		/* two starts near the usual choice on load: a seasonal MA term */
+		start[0] = (ArimaSpec) {1, 1, 0, m > 1, cstok};
+		start[1] = (ArimaSpec) {2, 0, 0, m > 1, cstok};
+		nstart = 2;
+	}
+	if (reuse)
+	{
+		/* orders known: one model, estimated from the hint's estimates */
+		start[0] = (ArimaSpec) {hint->p, hint->q, hint->P, hint->Q,
+		hint->cst && cstok};
+		nstart = 1;
+		w.warm = hint->raw;
+		maxmod = 1;
+	}
+	for (i = 0; i < nstart && nmod < maxmod; i++)
 	{
 		ArimaModel *mod = &mods[nmod++];
 
@@ -585,7 +688,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		if (best < 0)
 			break;
 		for (j = 0; j < (int) (sizeof(moves) / sizeof(moves[0])) &&
-			 nmod < MAX_MODELS; j++)
+			 nmod < maxmod; j++)
 		{
 			ArimaSpec	s = mods[best].s;
 			ArimaModel *mod;
@@ -601,10 +704,11 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 					continue;
 				s.cst = !s.cst;
 			}
-			if (s.p < 0 || s.q < 0 || s.P < 0 || s.Q < 0 || s.p > 5 ||
-				s.q > 5 || s.P > (m > 12 ? 1 : 2) || s.Q > (m > 12 ? 1 : 2) ||
+			if (s.p < 0 || s.q < 0 || s.P < 0 || s.Q < 0 || s.p > maxpq ||
+				s.q > maxpq || s.P > (m > 12 ? 1 : 2) || s.Q > (m > 12 ? 1 : 2) ||
 				(m == 1 && (s.P || s.Q)) || s.p + s.q + s.P + s.Q > 5 ||
-				s.p + s.q + s.P + s.Q >= nw - 3 || state_dim(&s, m) > r)
+				s.p + s.q + s.P + s.Q >= nw - 3 || state_dim(&s, m) > r ||
+				(fast && (s.P > 1 || s.Q > 1)))
 				continue;
 			for (k = 0; k < nmod; k++)
 				if (spec_equal(&mods[k].s, &s))
@@ -623,13 +727,27 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 				break;
 			}
 		}
-	} while (improved && nmod < MAX_MODELS);
+	} while (improved && nmod < maxmod);
 
 	if (best < 0)
 	{
 		dmf_notice(ctx, "no ARIMA model could be fitted: falls back to naive");
 		dmf_method_naive(ctx, in, fc);
 		return;
+	}
+
+	if (hint && !hint->set)
+	{
+		hint->set = 1;
+		hint->m = m;
+		hint->d = d;
+		hint->D = D;
+		hint->p = mods[best].s.p;
+		hint->q = mods[best].s.q;
+		hint->P = mods[best].s.P;
+		hint->Q = mods[best].s.Q;
+		hint->cst = mods[best].s.cst;
+		memcpy(hint->raw, mods[best].raw, sizeof(hint->raw));
 	}
 
 	/* refit the chosen model, refining by exact likelihood when small */
@@ -653,7 +771,7 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		w.nz = nw;
 		w.s = mod->s;
 		np = mod->np;
-		if (np > 0 && rr <= MAX_ML_STATE)
+		if (np > 0 && rr <= MAX_ML_STATE && !fast)
 			dmf_nelder_mead(ctx, arima_negll, &w, mod->raw, np, 0.1,
 							40 * np, 1e-4);
 		arima_expand(&w, mod->raw);
@@ -761,4 +879,21 @@ dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		}
 	}
 	snprintf(fc->desc, sizeof(fc->desc), "arima %s", desc);
+}
+
+void
+dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	arima_run(ctx, in, 0, fc);
+}
+
+/*
+ * dmf_method_arima_fast
+ *		auto's ARIMA candidate: the same model family with a cheap search
+ *		(see the file header).
+ */
+void
+dmf_method_arima_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	arima_run(ctx, in, 1, fc);
 }

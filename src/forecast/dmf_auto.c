@@ -4,25 +4,45 @@
  *	  Method choice by rolling-origin backtest on the series itself.
  *
  * The last part of the training series is held out at up to two origins
- * (n - h and n - 2h, horizon h capped at n / 4, where the rest still holds
- * two cycles of the shortest usable period; the candidates then use the
- * periods that fit twice before the origin, so two weeks of five-minute
- * data, {288, 2016} at 4,032 points, are backtested with the daily period
- * only, and the chosen methods are then refitted on the whole series with
- * both); each candidate (seasonal
- * naive, Holt-Winters, MSTL + ETS, and seasonal ARIMA for series of at most
- * ARIMA_MAX_N points, its cost being superlinear) forecasts it from the data
- * before the origin, and its error is scaled like MASE.  The forecast is
- * the equal-weight combination of every model-based candidate whose
- * backtest error is within AUTO_TAU (1.5) times the best one; seasonal
- * naive is used alone only when it is the best and nothing else comes
- * close.  Equal-weight combinations of the good candidates are more
- * accurate than picking the single best on a short backtest (the forecast
- * combination puzzle); the factor was chosen on the public cases, where
- * anything between 1.5 and 2 gives the same result, and a plateau is what
- * we want for the held-out ones.  A combination's standard deviation is the
- * mean of its members' (their errors are strongly correlated), which keeps
- * the intervals' coverage close to the members'.
+ * (n - 2h, then n - h; horizon h capped at n / 4, where the rest still
+ * holds two cycles of the shortest usable period; the candidates then use
+ * the periods that fit twice before the origin, so two weeks of
+ * five-minute data, {288, 2016} at 4,032 points, are backtested with the
+ * daily period only, and the chosen methods are then refitted on the whole
+ * series with both).  Each candidate forecasts the held-out values from the
+ * data before the origin, and its error is scaled like MASE.
+ *
+ * Candidates (all cheap: a few passes over the data each):
+ *	- snaive (longest period) and, with several periods, snaive at the
+ *	  shortest one ("snaive_short"): the last day of hourly data adapts at
+ *	  once to a daily profile that drifts, which no smoothed model does;
+ *	- mstl (MSTL + ETS, R's seasonal windows) and mstl_fast (seasonal
+ *	  windows of three cycles: follows a changing pattern);
+ *	- hw (additive Holt-Winters, one or two seasons, maximum likelihood:
+ *	  the hw method's two-horizon fit made the combinations worse);
+ *	- seasonal ARIMA, on series of at most ARIMA_MAX_N values (its cost
+ *	  grows faster than linearly; longer ones do without): the full
+ *	  stepwise search when n m^2 (the cost of its Kalman filter, m the
+ *	  period it models) is at most ARIMA_MAX_COST (monthly, quarterly,
+ *	  weekly data), else the cheap search of
+ *	  dmf_method_arima_fast, whose orders are chosen once, at the earliest
+ *	  origin, and reused with warm-started estimates at the later origin and
+ *	  in the final fit (DmfArimaHint).  Choosing the orders on the earliest
+ *	  data only keeps the backtest honest.
+ *
+ * The forecast is the equal-weight combination of every model-based
+ * candidate whose backtest error is within AUTO_TAU (1.5) times the best
+ * one, plus the best candidate itself when that is a seasonal naive (alone
+ * when no model comes close).  Equal-weight combinations of the good
+ * candidates are more accurate than picking the single best on a short
+ * backtest (the forecast combination puzzle).  A seasonal naive joins only
+ * when it wins: as a regular member it would drag every combination
+ * towards the last cycle.  The factor and this rule were compared on the
+ * public cases and on the M4 Hourly set (docs/benchmarks.md); a wider
+ * factor helps the former and hurts the latter.  A combination's standard
+ * deviation is the weighted mean of its members' (their errors are
+ * strongly correlated), which keeps the intervals' coverage close to the
+ * members'.
  *
  * Series too short to backtest (fewer than two cycles of the shortest
  * period, or 8 points, before the first origin) use MSTL + ETS alone (with
@@ -39,10 +59,13 @@
 
 #include "dmf_internal.h"
 
-#define MAX_CAND	4
-#define ARIMA_MAX_N	2500		/* arima is a candidate up to this length */
+#define MAX_CAND	8
+#define MAX_ORIG	2
+#define ARIMA_MAX_COST 100000.0 /* full arima search while n m^2 is below */
+#define ARIMA_MAX_N	2500		/* no arima candidate on longer series */
 #define AUTO_TAU	1.5			/* combine candidates within this factor of
 								 * the best backtest error */
+#define CAND_MSTL	1			/* index of mstl, the fallback */
 
 typedef void (*MethodFn) (DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 
@@ -50,6 +73,7 @@ typedef struct Candidate
 {
 	const char *name;
 	MethodFn	fn;
+	int			naive;			/* a seasonal naive: member only if best */
 } Candidate;
 
 /*
@@ -87,6 +111,50 @@ usable_seasons(const DmfInput *in, int n, int *out)
 	return k;
 }
 
+/* add_candidate: append a candidate to cand[*ncand] */
+static void
+add_candidate(Candidate *cand, int *ncand, const char *name, MethodFn fn,
+			  int naive)
+{
+	cand[*ncand].name = name;
+	cand[*ncand].fn = fn;
+	cand[*ncand].naive = naive;
+	(*ncand)++;
+}
+
+/*
+ * choose_members
+ *		Weights of the combination from the backtest scores (see the file
+ *		header); returns the bitmask of the members.
+ */
+static int
+choose_members(const Candidate *cand, int ncand, const double *score,
+			   double *weight)
+{
+	double		bestscore = HUGE_VAL;
+	int			members = 0,
+				nmembers = 0,
+				bestc = 0,
+				c;
+
+	for (c = 0; c < ncand; c++)
+		if (score[c] < bestscore)
+		{
+			bestscore = score[c];
+			bestc = c;
+		}
+	for (c = 0; c < ncand; c++)
+		if (!cand[c].naive && score[c] <= AUTO_TAU * bestscore)
+			members |= 1 << c;
+	if (cand[bestc].naive)
+		members |= 1 << bestc;
+	for (c = 0; c < ncand; c++)
+		nmembers += (members >> c) & 1;
+	for (c = 0; c < ncand; c++)
+		weight[c] = ((members >> c) & 1) ? 1.0 / nmembers : 0;
+	return members;
+}
+
 void
 dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 {
@@ -96,37 +164,44 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 				h = in->h,
 				hb,
 				norig = 0,
-				orig[2],
+				orig[MAX_ORIG],
 				mmain,
+				marima,
 				o,
 				c,
 				k,
-				best = 1,
-				nbestset = 0;
-	double	   *bt[MAX_CAND][2];
-	double		bestscore = HUGE_VAL;
+				members;
+	double	   *bt[MAX_CAND][MAX_ORIG];
+	double		weight[MAX_CAND];
 	int			seas[DMF_MAX_SEASONS];
 	DmfFc		parts[MAX_CAND];
+	DmfArimaHint hint;
+	DmfInput	fin = *in;
 	char		desc[DMF_MSG_LEN];
 	size_t		dl;
 
-	cand[ncand].name = "snaive";
-	cand[ncand++].fn = dmf_method_snaive;
-	cand[ncand].name = "hw";
-	cand[ncand++].fn = dmf_method_hw;
-	cand[ncand].name = "mstl";
-	cand[ncand++].fn = dmf_method_mstl;
-	if (n <= ARIMA_MAX_N)
-	{
-		cand[ncand].name = "arima";
-		cand[ncand++].fn = dmf_method_arima;
-	}
+	memset(cand, 0, sizeof(cand));
+	memset(&hint, 0, sizeof(hint));
+	fin.arima_hint = &hint;
+
+	add_candidate(cand, &ncand, "snaive", dmf_method_snaive, 1);
+	add_candidate(cand, &ncand, "mstl", dmf_method_mstl, 0);
+	add_candidate(cand, &ncand, "hw", dmf_method_hw_mle, 0);
+	if (in->nseasons > 1)
+		add_candidate(cand, &ncand, "snaive_short", dmf_method_snaive_short, 1);
+	if (in->nseasons > 0)
+		add_candidate(cand, &ncand, "mstl_fast", dmf_method_mstl_fast, 0);
+	marima = dmf_arima_period(in);
+	if (n <= ARIMA_MAX_N && (double) n * marima * marima <= ARIMA_MAX_COST)
+		add_candidate(cand, &ncand, "arima", dmf_method_arima, 0);
+	else if (n <= ARIMA_MAX_N)
+		add_candidate(cand, &ncand, "arima_fast", dmf_method_arima_fast, 0);
 	mmain = in->nseasons > 0 ? in->seasons[in->nseasons - 1] : 1;
 
 	/*
-	 * backtest origins: each leaves two cycles of the shortest period (the
-	 * candidates then see only the periods that fit twice before the
-	 * origin, see the header comment)
+	 * backtest origins, earliest first (it chooses arima_fast's orders):
+	 * each leaves two cycles of the shortest period (the candidates then
+	 * see only the periods that fit twice before the origin)
 	 */
 	hb = h;
 	if (hb > n / 4)
@@ -136,20 +211,21 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		int			mshort = in->nseasons > 0 ? in->seasons[0] : 1;
 		int			need = 2 * mshort > 8 ? 2 * mshort : 8;
 
-		for (k = 1; k <= 2; k++)
+		for (k = MAX_ORIG; k >= 1; k--)
 			if (n - k * hb >= need)
 				orig[norig++] = n - k * hb;
 	}
 
 	if (norig > 0)
 	{
-		double		scale[2];
+		double		scale[MAX_ORIG];
 		double		score[MAX_CAND];
 
 		for (o = 0; o < norig; o++)
 		{
 			DmfInput	sub = *in;
 
+			sub.arima_hint = &hint;
 			sub.n = orig[o];
 			sub.h = hb;
 			sub.nseasons = usable_seasons(in, orig[o], seas);
@@ -178,41 +254,33 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 					err += fabs(in->y[orig[o] + k] - bt[c][o][k]);
 				score[c] += err / hb / scale[o] / norig;
 			}
-			if (score[c] < bestscore)
-				bestscore = score[c];
+			if (!isfinite(score[c]))
+				score[c] = HUGE_VAL;
 		}
-		/* combine every model-based candidate close enough to the best */
-		best = 0;
-		for (c = 0; c < ncand; c++)
-			if (c != 0 && score[c] <= AUTO_TAU * bestscore)
-				best |= 1 << c;
-		if (best == 0)
-			best = 1;			/* only seasonal naive is any good */
-		nbestset = 0;
-		for (c = 0; c < ncand; c++)
-			nbestset += (best >> c) & 1;
+		members = choose_members(cand, ncand, score, weight);
 	}
 	else
 	{
 		/* too short to backtest: MSTL + ETS covers every case */
-		best = 1 << 2;
-		nbestset = 1;
+		members = 1 << CAND_MSTL;
+		memset(weight, 0, sizeof(weight));
+		weight[CAND_MSTL] = 1;
 	}
 
 	dmf_fc_init(ctx, fc, h);
 	snprintf(desc, sizeof(desc), "auto:");
 	for (c = 0; c < ncand; c++)
 	{
-		if (!((best >> c) & 1))
+		if (!((members >> c) & 1))
 			continue;
 		dmf_tick(ctx);
-		cand[c].fn(ctx, in, &parts[c]);
+		cand[c].fn(ctx, &fin, &parts[c]);
 		for (k = 0; k < h; k++)
 		{
-			fc->mean[k] += parts[c].mean[k] / nbestset;
-			fc->sd[k] += parts[c].sd[k] / nbestset;
+			fc->mean[k] += parts[c].mean[k] * weight[c];
+			fc->sd[k] += parts[c].sd[k] * weight[c];
 		}
-		fc->sigma += parts[c].sigma / nbestset;
+		fc->sigma += parts[c].sigma * weight[c];
 		dl = strlen(desc);
 		snprintf(desc + dl, sizeof(desc) - dl, " %s", parts[c].desc);
 	}

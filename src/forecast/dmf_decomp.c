@@ -158,11 +158,12 @@ stl_seasonal(DmfCtx *ctx, const double *x, int n, int m, int ns,
  *		Decompose y[0..n) into one seasonal component per period (seasonal[i]
  *		must point to n doubles; periods ascending) and the seasonally
  *		adjusted rest (adjusted, n doubles).  Two outer iterations, like
- *		R's mstl().
+ *		R's mstl().  swin is the cycle-subseries window in cycles: 0 for
+ *		R's default (7 + 4 i for the i-th period), else the same for all.
  */
 void
 dmf_mstl(DmfCtx *ctx, const double *y, int n, const int *seasons,
-		 int nseasons, double **seasonal, double *adjusted)
+		 int nseasons, int swin, double **seasonal, double *adjusted)
 {
 	int			iter,
 				i,
@@ -175,7 +176,7 @@ dmf_mstl(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	{
 		for (i = 0; i < nseasons; i++)
 		{
-			int			ns = 7 + 4 * i;
+			int			ns = swin > 0 ? swin : 7 + 4 * i;
 
 			for (t = 0; t < n; t++)
 				adjusted[t] += seasonal[i][t];

@@ -357,6 +357,7 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	in.h = horizon;
 	in.events = ev;
 	in.nevents = nevents;
+	in.arima_hint = NULL;
 
 	lo = hi = work[0];
 	for (i = 1; i < nfit; i++)
@@ -385,7 +386,8 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	else
 		run_method(ctx, method, &in, &fc);
 
-	/* the result, the only memory that outlives the call */
+	/* the result, the only memory that outlives the call (counted too) */
+	dmf_memory_check(ctx, 5 * sizeof(double) * (size_t) horizon);
 	out->horizon = horizon;
 	out->yhat = malloc(horizon * sizeof(double));
 	out->lo80 = malloc(horizon * sizeof(double));

@@ -59,6 +59,26 @@ typedef struct DmfFc
 	char		desc[DMF_MSG_LEN];
 } DmfFc;
 
+/*
+ * Work auto shares between the fits of its ARIMA candidate: the first fit
+ * (at the earliest backtest origin) searches the orders and records them
+ * here with its estimates; the later fits (the other origins and the final
+ * one) reuse the orders and start their estimation from those estimates.
+ */
+typedef struct DmfArimaHint
+{
+	int			set;
+	int			m,				/* the period the orders were chosen for */
+				d,
+				D,
+				p,
+				q,
+				P,
+				Q,
+				cst;
+	double		raw[16];
+} DmfArimaHint;
+
 /* what a method gets: validated, finite data and usable seasons */
 typedef struct DmfInput
 {
@@ -69,10 +89,13 @@ typedef struct DmfInput
 	int			h;
 	const DmfEvent *events;		/* positions relative to y[0] */
 	int			nevents;
+	DmfArimaHint *arima_hint;	/* NULL, or shared by auto's ARIMA fits */
 } DmfInput;
 
 /* dmf_util.c */
 extern void *dmf_alloc(DmfCtx *ctx, size_t nbytes);
+extern size_t dmf_memory_limit(const DmfCtx *ctx);
+extern void dmf_memory_check(DmfCtx *ctx, size_t nbytes);
 extern double *dmf_dalloc(DmfCtx *ctx, size_t n);
 extern void dmf_fail(DmfCtx *ctx, int status, const char *fmt,...)
 			DMF_PRINTF(3, 4) DMF_NORETURN;
@@ -91,7 +114,7 @@ extern double dmf_nelder_mead(DmfCtx *ctx, DmfObjFn fn, void *arg,
 
 /* dmf_decomp.c */
 extern void dmf_mstl(DmfCtx *ctx, const double *y, int n,
-					 const int *seasons, int nseasons,
+					 const int *seasons, int nseasons, int swin,
 					 double **seasonal, double *adjusted);
 extern double dmf_seasonal_strength(DmfCtx *ctx, const double *y, int n,
 									int m);
@@ -116,20 +139,35 @@ typedef struct DmfEts
 } DmfEts;
 
 extern void dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
-						const int *m, int nseas, const DmfEts *from,
-						int maxeval, DmfEts *fit);
+						const int *m, int nseas, int kstep,
+						const DmfEts *from, int maxeval, DmfEts *fit);
 extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
-						   const int *m, int nseas, DmfEts *best);
+						   const int *m, int nseas, int kstep,
+						   DmfEts *best);
+extern void dmf_ets_eval(const double *y, int n, int trend, const int *m,
+						 int nseas, const double *par, double l0, double b0,
+						 double *const *s0, double *const *s, int kstep,
+						 double *ring, double *sse, double *sse_plain,
+						 double *ssek);
 extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,
 							 double *sd);
 extern const char *dmf_ets_name(const DmfEts *fit, char *buf, size_t len);
+
+/* dmf_arima.c */
+extern int	dmf_arima_period(const DmfInput *in);
 
 /* methods */
 extern void dmf_method_naive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_snaive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in,
+									DmfFc *fc);
 extern void dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_arima_fast(DmfCtx *ctx, const DmfInput *in,
+								  DmfFc *fc);
 extern void dmf_method_prophet(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 

@@ -81,12 +81,30 @@ dmf_method_snaive(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 }
 
 /*
- * dmf_method_hw
- *		Additive Holt-Winters / ETS on the (at most two) longest periods,
- *		trend chosen by AICc among none, additive and damped.
+ * dmf_method_snaive_short
+ *		Seasonal naive on the shortest period (the last day of hourly data
+ *		given {24, 168}); naive when there is no period.  Only an auto
+ *		candidate: it adapts at once to a pattern that changes from day to
+ *		day, which the longest period's cycle cannot.
  */
 void
-dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	DmfInput	one = *in;
+
+	if (in->nseasons > 1)
+		one.nseasons = 1;
+	dmf_method_snaive(ctx, &one, fc);
+}
+
+/*
+ * hw_fit
+ *		Additive Holt-Winters / ETS on the (at most two) longest periods,
+ *		trend chosen by AICc among none, additive and damped; kstep as in
+ *		dmf_ets_fit (0: maximum likelihood).
+ */
+static void
+hw_fit(DmfCtx *ctx, const DmfInput *in, int kstep, DmfFc *fc)
 {
 	DmfEts		fit;
 	int			nseas = in->nseasons > 2 ? 2 : in->nseasons;
@@ -99,7 +117,7 @@ dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		dmf_method_naive(ctx, in, fc);
 		return;
 	}
-	dmf_ets_select(ctx, in->y, in->n, m, nseas, &fit);
+	dmf_ets_select(ctx, in->y, in->n, m, nseas, nseas == 2 ? kstep : 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);
@@ -108,13 +126,49 @@ dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 }
 
 /*
- * dmf_method_mstl
- *		MSTL decomposition over every period, ETS (trend by AICc) on the
- *		seasonally adjusted series, each seasonal component continued by its
- *		last cycle.  This is R's stlf() for one or several periods.
+ * dmf_method_hw
+ *		The hw method.  With two seasons (Taylor's double seasonal
+ *		Holt-Winters), the smoothing parameters minimise the one-step and
+ *		the half-shortest-period-step errors together (dmf_ets_fit): by
+ *		likelihood alone, two-season fits to hourly data chase the last
+ *		hours and were worse than seasonal naive over two days.  Only while
+ *		that step is at most HW_KSTEP_MAX (hourly {24, 168}, half-hourly
+ *		{48, 336}): at five minutes ({288, 2016}, step 144) the fit took ten
+ *		times longer, and nothing measured its accuracy there.
+ */
+#define HW_KSTEP_MAX	64
+
+void
+dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	int			kstep = 0;
+
+	if (in->nseasons >= 2 && in->seasons[in->nseasons - 2] / 2 <= HW_KSTEP_MAX)
+		kstep = in->seasons[in->nseasons - 2] / 2;
+	hw_fit(ctx, in, kstep, fc);
+}
+
+/*
+ * dmf_method_hw_mle
+ *		Holt-Winters by maximum likelihood whatever the seasons: auto's
+ *		candidate, which its backtest measured better as a member of the
+ *		combinations than the two-horizon fit.
  */
 void
-dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	hw_fit(ctx, in, 0, fc);
+}
+
+/*
+ * mstl_ets
+ *		MSTL decomposition over every period with a cycle-subseries window
+ *		of swin cycles (0: R's default), ETS (trend by AICc) on the
+ *		seasonally adjusted series, each seasonal component continued by
+ *		its last cycle.
+ */
+static void
+mstl_ets(DmfCtx *ctx, const DmfInput *in, int swin, DmfFc *fc)
 {
 	int			n = in->n,
 				ns = in->nseasons,
@@ -135,8 +189,8 @@ dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	seas = dmf_alloc(ctx, (ns + 1) * sizeof(double *));
 	for (i = 0; i < ns; i++)
 		seas[i] = dmf_dalloc(ctx, n);
-	dmf_mstl(ctx, in->y, n, in->seasons, ns, seas, adj);
-	dmf_ets_select(ctx, adj, n, NULL, 0, &fit);
+	dmf_mstl(ctx, in->y, n, in->seasons, ns, swin, seas, adj);
+	dmf_ets_select(ctx, adj, n, NULL, 0, 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);
@@ -147,6 +201,36 @@ dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 		for (k = 0; k < in->h; k++)
 			fc->mean[k] += seas[i][n - m + (k % m)];
 	}
-	snprintf(fc->desc, sizeof(fc->desc), "mstl %s",
-			 dmf_ets_name(&fit, name, sizeof(name)));
+	if (swin > 0)
+		snprintf(fc->desc, sizeof(fc->desc), "mstl(s.window=%d) %s", swin,
+				 dmf_ets_name(&fit, name, sizeof(name)));
+	else
+		snprintf(fc->desc, sizeof(fc->desc), "mstl %s",
+				 dmf_ets_name(&fit, name, sizeof(name)));
+}
+
+/*
+ * dmf_method_mstl
+ *		MSTL + ETS with R's seasonal windows (7 + 4 i cycles): R's stlf()
+ *		for one or several periods.
+ */
+void
+dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	mstl_ets(ctx, in, 0, fc);
+}
+
+/*
+ * dmf_method_mstl_fast
+ *		MSTL + ETS whose seasonal components follow the last MSTL_FAST_WIN
+ *		cycles only: for seasonal patterns that move (a daily peak that
+ *		drifts by an hour a day), where a seven-cycle mean lags behind.
+ *		Only an auto candidate.
+ */
+#define MSTL_FAST_WIN	3
+
+void
+dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	mstl_ets(ctx, in, MSTL_FAST_WIN, fc);
 }

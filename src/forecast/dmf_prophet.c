@@ -81,7 +81,7 @@ event_active(const ProphetDesign *d, int c, int i)
 
 /* mark the positions event column c covers */
 static void
-event_mark(ProphetDesign *d, int c)
+event_mark(DmfCtx *ctx, ProphetDesign *d, int c)
 {
 	const EventCol *col = &d->ev[c];
 	const char *name = d->events[col->first].name;
@@ -95,6 +95,7 @@ event_mark(ProphetDesign *d, int c)
 					hi,
 					i;
 
+		dmf_tick(ctx);
 		if (strcmp(ev->name, name) != 0)
 			continue;
 		if (col->offset == 0)
@@ -195,6 +196,7 @@ design_init(DmfCtx *ctx, const DmfInput *in, ProphetDesign *d)
 			int			i,
 						used = 0;
 
+			dmf_tick(ctx);
 			c.first = e;
 			c.offset = o;
 			/* keep a column only when the history shows its effect */
@@ -221,7 +223,7 @@ design_init(DmfCtx *ctx, const DmfInput *in, ProphetDesign *d)
 	}
 	d->act = dmf_alloc(ctx, (size_t) d->nev * d->ntot + 1);
 	for (j = 0; j < d->nev; j++)
-		event_mark(d, j);
+		event_mark(ctx, d, j);
 	d->col_cp = 2;
 	d->col_seas = 2 + d->ncp;
 	d->col_ev = d->col_seas + d->ncols_seas;

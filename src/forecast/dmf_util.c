@@ -4,9 +4,12 @@
  *	  Memory, error and numerical helpers of the forecasting core.
  *
  * Memory: every allocation is chained to the call's DmfCtx and freed by
- * dmf_ctx_release() (dmf_forecast.c); dmf_alloc() never returns NULL, it
- * leaves through dmf_fail() when malloc fails or when the call would use
- * more than DMF_MAX_MEMORY.
+ * dmf_ctx_release() (dmf_forecast.c); it comes from the caller's allocator
+ * (DmfOptions.alloc, a PostgreSQL memory context in the extension) or from
+ * malloc.  dmf_alloc() never returns NULL: it leaves through dmf_fail()
+ * when the allocator fails (DMF_ENOMEM) or when the call would use more
+ * than its cap (dmf_memory_limit(), DMF_EMEMLIMIT).  Nothing is freed
+ * before the call ends, so the count is also the peak.
  *
  * src/forecast/dmf_util.c
  *
@@ -37,19 +40,46 @@ struct DmfBlock
  *		Zeroed memory that lives until the end of the dmf_forecast() call.
  *		Never returns NULL: fails the call with DMF_ENOMEM instead.
  */
+/* dmf_memory_limit: the cap on the working memory of the call */
+size_t
+dmf_memory_limit(const DmfCtx *ctx)
+{
+	if (ctx->opts && ctx->opts->max_memory > 0)
+		return ctx->opts->max_memory;
+	return DMF_MAX_MEMORY;
+}
+
+/*
+ * dmf_memory_check
+ *		Fail the call with DMF_EMEMLIMIT if nbytes more would exceed its cap.
+ */
+void
+dmf_memory_check(DmfCtx *ctx, size_t nbytes)
+{
+	size_t		limit = dmf_memory_limit(ctx);
+
+	if (nbytes > limit || ctx->allocated + nbytes > limit)
+		dmf_fail(ctx, DMF_EMEMLIMIT,
+				 "forecast needs more than %zu kB of working memory",
+				 limit >> 10);
+}
+
 void *
 dmf_alloc(DmfCtx *ctx, size_t nbytes)
 {
 	DmfBlock   *b;
+	size_t		total;
+	const DmfOptions *o = ctx->opts;
 
-	if (nbytes > DMF_MAX_MEMORY ||
-		ctx->allocated + nbytes > DMF_MAX_MEMORY)
-		dmf_fail(ctx, DMF_ENOMEM,
-				 "forecast needs more than %zu MB of working memory",
-				 (size_t) (DMF_MAX_MEMORY >> 20));
-	b = calloc(1, sizeof(DmfBlock) + (nbytes ? nbytes : 1));
+	dmf_memory_check(ctx, nbytes);
+	total = sizeof(DmfBlock) + (nbytes ? nbytes : 1);
+	if (o && o->alloc)
+		b = o->alloc(o->alloc_arg, total);
+	else
+		b = malloc(total);
 	if (b == NULL)
 		dmf_fail(ctx, DMF_ENOMEM, "out of memory");
+	memset(b, 0, total);
 	b->u.next = ctx->blocks;
 	ctx->blocks = b;
 	ctx->allocated += nbytes;
@@ -60,8 +90,8 @@ dmf_alloc(DmfCtx *ctx, size_t nbytes)
 double *
 dmf_dalloc(DmfCtx *ctx, size_t n)
 {
-	if (n > DMF_MAX_MEMORY / sizeof(double))
-		dmf_fail(ctx, DMF_ENOMEM, "out of memory");
+	if (n > dmf_memory_limit(ctx) / sizeof(double))
+		dmf_memory_check(ctx, (size_t) -1);
 	return (double *) dmf_alloc(ctx, n * sizeof(double));
 }
 
@@ -69,11 +99,16 @@ dmf_dalloc(DmfCtx *ctx, size_t n)
 void
 dmf_ctx_release(DmfCtx *ctx)
 {
+	const DmfOptions *o = ctx->opts;
+
 	while (ctx->blocks)
 	{
 		DmfBlock   *next = ctx->blocks->u.next;
 
-		free(ctx->blocks);
+		if (o && o->free)
+			o->free(o->alloc_arg, ctx->blocks);
+		else if (!(o && o->alloc))
+			free(ctx->blocks);
 		ctx->blocks = next;
 	}
 	ctx->allocated = 0;

@@ -8,7 +8,9 @@
  * series, fits the requested method and returns point forecasts with 80 and
  * 95 percent prediction intervals.  Every allocation made during the call
  * is released before it returns, except the arrays of the result, which the
- * caller frees with dmf_result_free().  Errors come back as a status code
+ * caller frees with dmf_result_free().  Working memory comes from the
+ * caller's allocator when DmfOptions gives one (malloc otherwise) and is
+ * capped by DmfOptions.max_memory; long loops poll DmfOptions.interrupt.  Errors come back as a status code
  * plus a message and a detail sentence; fallbacks the caller should tell the
  * user about come back as notices.
  *
@@ -45,7 +47,8 @@ typedef enum DmfStatus
 	DMF_ETOOLONG,				/* series longer than DMF_MAX_INPUT */
 	DMF_EEMPTY,					/* series with no element */
 	DMF_ENOMEM,					/* allocation failed or memory cap reached */
-	DMF_EINTERRUPTED			/* the interrupt callback asked to stop */
+	DMF_EINTERRUPTED,			/* the interrupt callback asked to stop */
+	DMF_EMEMLIMIT				/* the call needs more than max_memory */
 } DmfStatus;
 
 typedef enum DmfMethod
@@ -75,6 +78,10 @@ typedef struct DmfEvent
 	int			window_after;
 } DmfEvent;
 
+/*
+ * Options of a call; zero every field you do not set (memset), so that
+ * fields added later keep their defaults.
+ */
 typedef struct DmfOptions
 {
 	int			interpolate;	/* nonzero: replace NaN values by linear
@@ -82,6 +89,25 @@ typedef struct DmfOptions
 	/* polled during long fits; return nonzero to abandon the call */
 	int			(*interrupt) (void *arg);
 	void	   *interrupt_arg;
+
+	/*
+	 * Working memory.  alloc returns size bytes (suitably aligned for any
+	 * type) or NULL, and must not return to the core in any other way than
+	 * by returning (an allocator that raises an error through longjmp is
+	 * fine only if it also abandons the caller's use of the core's state,
+	 * which holds nothing but that memory); free releases one block.  Both
+	 * NULL: malloc and free.  The result's arrays always come from malloc.
+	 */
+	void	   *(*alloc) (void *arg, size_t size);
+	void		(*free) (void *arg, void *ptr);
+	void	   *alloc_arg;
+
+	/*
+	 * Cap on the working memory of the call (every allocation counts until
+	 * the call returns, plus the result's arrays); 0 means DMF_MAX_MEMORY.
+	 * Over it, the call fails with DMF_EMEMLIMIT and frees everything.
+	 */
+	size_t		max_memory;
 } DmfOptions;
 
 typedef struct DmfResult

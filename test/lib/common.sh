@@ -155,7 +155,9 @@ dm_reexec_readable() {
 # postgres refuses to run as root, even to describe its settings: asked as
 # root it would say nothing, and a 15.19+ node would get no such line.
 dm_output_plugin_conf() {
-    if dm_as_user "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep -q "^output_plugin_libraries"$'\t'; then
+    # grep reads everything (no -q): an early exit would kill postgres with
+    # SIGPIPE, and under pipefail the test would then fail at random
+    if dm_as_user "$DM_PGBIN/postgres" --describe-config 2>/dev/null | grep "^output_plugin_libraries"$'\t' >/dev/null; then
         echo "output_plugin_libraries = 'pgoutput, driftmirror'"
     fi
 }

@@ -139,3 +139,41 @@ SELECT p.proname, p.provolatile, p.proparallel
   FROM pg_proc p
  WHERE p.pronamespace = 'driftmirror'::regnamespace AND p.proname LIKE 'dm_forecast%'
  ORDER BY p.proname;
+
+-- working memory: capped by driftmirror.forecast_work_mem (superuser only)
+CREATE ROLE regress_dm_fc_user;
+SET ROLE regress_dm_fc_user;
+SET driftmirror.forecast_work_mem = '1GB';
+RESET ROLE;
+DROP ROLE regress_dm_fc_user;
+SET driftmirror.forecast_work_mem = '64kB';
+SELECT count(*) FROM dm_forecast((SELECT v FROM s12), '{12}', 24, 'auto');
+-- the same failure, by SQLSTATE, from calls in a loop
+DO $$
+BEGIN
+    FOR i IN 1 .. 20 LOOP
+        BEGIN
+            PERFORM * FROM driftmirror.dm_forecast(
+                (SELECT array_agg(sin(j / 5.0) ORDER BY j) FROM generate_series(1, 20000) j),
+                '{24, 168}', 48, 'auto');
+            RAISE NOTICE 'not refused';
+        EXCEPTION WHEN program_limit_exceeded THEN
+            NULL;
+        END;
+    END LOOP;
+    RAISE NOTICE 'every call refused with program_limit_exceeded';
+END
+$$;
+RESET driftmirror.forecast_work_mem;
+SELECT count(*) AS steps FROM dm_forecast((SELECT v FROM s12), '{12}', 24, 'auto');
+
+-- a long call (here the setup of 1,000 event regressors with windows of
+-- 1,000 positions, seconds of work) stops at a cancel or a timeout
+SET statement_timeout = '300ms';
+SELECT count(*) FROM dm_forecast(
+    (SELECT array_agg(sin(i / 3.0) + i % 7 ORDER BY i) FROM generate_series(1, 20000) i),
+    '{}', 48, 'hw',
+    (SELECT jsonb_agg(jsonb_build_object('name', 'e' || i, 'start', i * 10, 'end', i * 10 + 2,
+                                         'before', 1000, 'after', 1000))
+       FROM generate_series(1, 1000) i));
+RESET statement_timeout;

@@ -65,6 +65,13 @@ SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
                  ARRAY[now(), now()], ARRAY[1, NULL]::float8[]);
 \echo sqlstate :LAST_ERROR_SQLSTATE
 \set VERBOSITY terse
+-- data decide partitions only within a bound: 3,000 days at once are refused
+-- (nothing made), dm_create_partitions is the way for such a backfill
+SELECT count(*) AS partitions_before FROM driftmirror.metric_partition \gset
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now() - interval '3000 days', now()], ARRAY[1, 2]::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT count(*) - :partitions_before AS partitions_made FROM driftmirror.metric_partition;
 -- timestamps out of bounds (the error shows the value: check the code only)
 DO $$
 BEGIN

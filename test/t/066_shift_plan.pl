@@ -9,7 +9,8 @@
 # the shares before it by itself.  A plan survives a restart of the
 # control node (the worker and the server) and finishes.  Pause keeps the
 # shares, resume continues, abort returns to the shares the plan started
-# from.
+# from.  A gate on a metric of the store holds the step without a sample
+# and rolls it back when a sample crosses the threshold.
 use strict;
 use warnings;
 
@@ -141,6 +142,26 @@ is($a->safe_psql('postgres', qq{SELECT state || ' ' || read_pct FROM driftmirror
 	'aborted 20', 'abort returns to the shares the plan started from');
 dm_wait_for($a, q{SELECT in_sync FROM driftmirror.dm_routers}, 't', 'HAProxy follows the abort');
 is(haproxy_weights($hap)->{b}, '20', 'HAProxy back at 20');
+
+# ---- a gate on a metric of the store ----
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_register_metric('app.errors_per_s', '1/s', 'test: client errors')});
+$plan = $a->safe_psql('postgres', q{SELECT driftmirror.dm_shift_plan('orders',
+	'{"steps": [{"read": 40}], "hold": "10 minutes",
+	  "gates": {"metrics": [{"metric": "app.errors_per_s", "resource": "db", "max": 5}]}}')});
+dm_wait_for($a, qq{SELECT reason LIKE '%waiting for a reading of metric app.errors_per_s of db%'
+	FROM driftmirror.dm_shift_status WHERE plan_id = $plan AND state = 'running'},
+	't', 'without a sample the metric gate holds the step and says so');
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_ingest('orders', 'db', 'app.errors_per_s', ARRAY[clock_timestamp()], ARRAY[1.0])});
+dm_wait_for($a, qq{SELECT last_readings ->> 'db/app.errors_per_s' FROM driftmirror.dm_shift_status WHERE plan_id = $plan},
+	'1', 'a sample under the threshold is read');
+is($a->safe_psql('postgres', qq{SELECT state FROM driftmirror.dm_shift_status WHERE plan_id = $plan}), 'running',
+	'and the step goes on');
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_ingest('orders', 'db', 'app.errors_per_s', ARRAY[clock_timestamp()], ARRAY[12.0])});
+dm_wait_for($a, qq{SELECT state FROM driftmirror.dm_shift_status WHERE plan_id = $plan}, 'rolled_back',
+	'a sample above the threshold rolls the plan back');
+like($a->safe_psql('postgres', qq{SELECT reason FROM driftmirror.dm_shift_status WHERE plan_id = $plan}),
+	qr/metric app\.errors_per_s of db reached 12, above 5\): back to the shares before the plan \(20% of reads/,
+	'to the shares before the plan, naming the metric');
 
 router_stop($hap);
 done_testing();

@@ -4,7 +4,8 @@
 # one-hour peak that starts 20 minutes from now) gets a model, stores
 # forecasts and scales its actuator mirror up before the peak (POST
 # /mirrors/<m>/scale with an idempotency key, capacity recorded, the decision
-# in dm_actions with its inputs); in forecast_only the decision is logged
+# in dm_actions with its inputs); an actuator that answers 500 gets failed
+# actions and new keys, capacity unchanged; in forecast_only the decision is logged
 # once and the actuator receives nothing; mode off does nothing; an SQL
 # actuator (scale_function) is called, and one not owned by a superuser is
 # refused; a regime change (demand ten times the model's level) makes the
@@ -99,6 +100,29 @@ dm_wait_for($ctl, q{
 	  JOIN driftmirror.model m ON m.id = f.model_id JOIN driftmirror.resource_group g ON g.id = m.group_id
 	 WHERE g.name = 'shop'},
 	't', 'forecasts are stored step by step');
+
+# ---------------------------------------------------------------------
+# an actuator that refuses: failed, capacity kept, decided again with a
+# new key; once it accepts, done
+# ---------------------------------------------------------------------
+$receiver->configure('flaky', scale_mode => 'status500');
+scaling_group('flaky', 'forecast_and_scale');
+feed('flaky', 'web');
+dm_wait_for($ctl, q{
+	SELECT count(*) >= 2 AND bool_and(outcome = 'failed' AND reason LIKE '%; the actuator answered HTTP 500')
+	  FROM driftmirror.dm_actions WHERE group_name = 'flaky' AND kind = 'scale'},
+	't', 'flaky: refused requests are failed actions with the status');
+is($ctl->safe_psql('postgres', q{
+	SELECT r.capacity FROM driftmirror.resource r JOIN driftmirror.resource_group g ON g.id = r.group_id
+	 WHERE g.name = 'flaky'}), '1', 'flaky: capacity unchanged');
+my $flaky = $receiver->counters('flaky');
+ok($flaky->{scale_requests} >= 2 && scalar(keys %{ $flaky->{scale_keys} }) == $flaky->{scale_requests},
+	'each new decision carries a new key');
+$receiver->configure('flaky', scale_mode => 'ok');
+dm_wait_for($ctl, q{
+	SELECT count(*) = 1 FROM driftmirror.dm_actions
+	 WHERE group_name = 'flaky' AND kind = 'scale' AND outcome = 'done'},
+	't', 'flaky: done once the actuator accepts');
 
 # ---------------------------------------------------------------------
 # forecast_only: logged once, nothing sent; off: nothing at all

@@ -489,6 +489,9 @@ test_events(void)
 		CHECK(0, "hw with events failed");
 }
 
+#include "test_internal.c"
+#include "test_accuracy.c"
+
 /*
  * auto on two weeks of five-minute data, periods {288, 2016}: the weekly
  * period does not fit twice before any origin, but auto must still choose
@@ -536,6 +539,13 @@ main(void)
 	test_interrupt_and_bounds();
 	test_events();
 	test_auto_two_weeks();
+	test_snaive_short();
+	test_mstl_fast();
+	test_arima_fast();
+	test_allocator_and_cap();
+	test_event_setup_interruptible();
+	test_ets_kstep();
+	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;
 }

@@ -39,6 +39,17 @@ BEGIN
 
     PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
     SELECT s.partition_interval, s.index_mode INTO iv, mode FROM driftmirror.metric_settings s;
+    -- refused up front when even the partitions already there leave too
+    -- many to make (the loop below checks the exact count as it goes)
+    IF p_max IS NOT NULL
+       AND ceil(extract(epoch FROM p_to - p_from) / extract(epoch FROM iv)) + 1
+           - (SELECT count(*) FROM driftmirror.metric_partition p WHERE p.hi > p_from AND p.lo <= p_to)
+           > p_max THEN
+        RAISE EXCEPTION 'the rows would need more than % new metric partitions', p_max
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('They span %s to %s.', p_from, p_to),
+                  HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
+    END IF;
     t := p_from;
     WHILE t <= p_to LOOP
         SELECT p.hi INTO cov FROM driftmirror.metric_partition p
@@ -52,8 +63,9 @@ BEGIN
         lo := greatest(lo, (SELECT max(p.hi) FROM driftmirror.metric_partition p WHERE p.hi <= t));
         hi := least(hi, (SELECT min(p.lo) FROM driftmirror.metric_partition p WHERE p.lo > t));
         IF p_max IS NOT NULL AND n >= p_max THEN
-            RAISE EXCEPTION 'the metric partitions from % to % would be more than % new partitions', p_from, p_to, p_max
+            RAISE EXCEPTION 'the rows would need more than % new metric partitions', p_max
                 USING ERRCODE = 'program_limit_exceeded',
+                      DETAIL = format('They span %s to %s.', p_from, p_to),
                       HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
         END IF;
         nm := 'metric_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');

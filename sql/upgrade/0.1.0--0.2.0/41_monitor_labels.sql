@@ -127,10 +127,13 @@ BEGIN
                       DETAIL = 'A token stored in the catalog would be readable in pg_dump output and backups.',
                       HINT = 'Write the token to a file of the driftmirror_secrets directory of the data directory and give its name as bearer_token_file.';
         END IF;
+    WHEN 'influxdb' THEN
+        -- InfluxDB 1.x: InfluxQL over /query, no authentication yet
+        allowed := '{url,database,queries,units,step,lookback,timeout,max_backoff}';
     ELSE
         RAISE EXCEPTION 'unknown metric source kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Known kinds: postgres, prometheus.';
+                  HINT = 'Known kinds: postgres, prometheus, influxdb.';
     END CASE;
 
     FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_config) e ORDER BY e.key LOOP
@@ -159,27 +162,41 @@ BEGIN
         END IF;
     END LOOP;
 
-    IF p_kind = 'prometheus' THEN
+    IF p_kind IN ('prometheus', 'influxdb') THEN
         IF NOT p_config ? 'url' THEN
-            RAISE EXCEPTION 'a prometheus metric source needs a "url"'
+            RAISE EXCEPTION 'a % metric source needs a "url"', p_kind
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'For example {"url": "http://127.0.0.1:9090", "queries": {"app.cpu": "sum(rate(process_cpu_seconds_total[1m]))"}}.';
+                      HINT = CASE p_kind
+                             WHEN 'prometheus' THEN 'For example {"url": "http://127.0.0.1:9090", "queries": {"app.cpu": "sum(rate(process_cpu_seconds_total[1m]))"}}.'
+                             ELSE 'For example {"url": "http://127.0.0.1:8086", "database": "telegraf", "queries": {"app.cpu": "SELECT mean(usage_user) FROM cpu WHERE $timeFilter GROUP BY time(10s) fill(none)"}}.' END;
+        END IF;
+        IF p_kind = 'influxdb' AND coalesce(p_config ->> 'database', '') !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$' THEN
+            RAISE EXCEPTION 'an influxdb metric source needs a "database": a name of letters, digits, "_", "." or "-"'
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
         PERFORM driftmirror._check_endpoint('web', p_config ->> 'url');
         IF jsonb_typeof(p_config -> 'queries') IS DISTINCT FROM 'object'
            OR NOT EXISTS (SELECT FROM jsonb_object_keys(p_config -> 'queries')) THEN
-            RAISE EXCEPTION 'a prometheus metric source needs "queries": an object of metric name to PromQL'
+            RAISE EXCEPTION 'a % metric source needs "queries": an object of metric name to %', p_kind,
+                            CASE p_kind WHEN 'prometheus' THEN 'PromQL' ELSE 'InfluxQL' END
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF (SELECT count(*) FROM jsonb_object_keys(p_config -> 'queries')) > 100 THEN
-            RAISE EXCEPTION 'a prometheus metric source has at most 100 queries'
+            RAISE EXCEPTION 'a % metric source has at most 100 queries', p_kind
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_config -> 'queries') e ORDER BY e.key LOOP
             PERFORM driftmirror._check_metric_name(k);
             IF jsonb_typeof(v) <> 'string' OR length(v #>> '{}') NOT BETWEEN 1 AND 4000 THEN
-                RAISE EXCEPTION 'the PromQL query of metric "%" must be a string of 1 to 4000 characters', k
+                RAISE EXCEPTION 'the % query of metric "%" must be a string of 1 to 4000 characters',
+                                CASE p_kind WHEN 'prometheus' THEN 'PromQL' ELSE 'InfluxQL' END, k
                     USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            -- the collector puts the window it asks for where $timeFilter is
+            IF p_kind = 'influxdb' AND strpos(v #>> '{}', '$timeFilter') = 0 THEN
+                RAISE EXCEPTION 'the InfluxQL query of metric "%" must contain $timeFilter', k
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Write WHERE $timeFilter (or WHERE ... AND $timeFilter); the collector replaces it with the time window of each poll.';
             END IF;
             IF k LIKE 'pg.%' THEN
                 RAISE EXCEPTION 'metric names starting with "pg." are reserved for the postgres collector'
@@ -203,7 +220,8 @@ BEGIN
         -- the query names become metric names
         INSERT INTO driftmirror.metric_def (name, unit, description)
         SELECT q.key, coalesce(p_config -> 'units' ->> q.key, ''),
-               'Prometheus: ' || left(q.value #>> '{}', 200)
+               CASE p_kind WHEN 'prometheus' THEN 'Prometheus: ' ELSE 'InfluxDB: ' END
+               || left(q.value #>> '{}', 200)
           FROM jsonb_each(p_config -> 'queries') q
         ON CONFLICT (name) DO NOTHING;
     END IF;
