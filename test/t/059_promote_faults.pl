@@ -66,6 +66,14 @@ sub converged
 	ok(writable($primary), "$what: the primary takes writes");
 	ok(!writable($other), "$what: the other node refuses writes");
 	ok(wait_mirroring($p), "$what: the mirror mirrors");
+	# the lag is measured against a primary position sampled at a status
+	# read; one sampled before a node restarted is confirmed only once the
+	# restarted apply worker has caught up, and until then the next
+	# promotion's guardrail sees its age.  Wait until a sample taken after
+	# the restart has been confirmed (lag 0).
+	ok($a->poll_query_until('postgres',
+			q{SELECT lag_seconds = 0 FROM driftmirror.dm_mirror_status}),
+		"$what: the mirror has confirmed a recent primary position");
 	ok($a->poll_query_until('postgres', 'SELECT count(*) = 0 FROM driftmirror.dm_mirror_cleanups'),
 		"$what: no cleanup pending");
 	my $slots = join('+', map { $_->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots') } ($a, $b));
