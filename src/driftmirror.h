@@ -42,9 +42,6 @@ extern void DmDefineSettings(void);
 extern void DmRegisterWorker(void);
 extern PGDLLEXPORT void DmWorkerMain(Datum main_arg);
 
-/* monitoring step of one group (group_step.c); may raise an error */
-extern void DmRunGroupStep(int64 group_id, const char *group_name);
-
 /* metric collection and store maintenance (collector.c); never raise */
 extern void DmCollectMetrics(int64 *group_ids, int ngroups);
 extern void DmMaybeRunMetricMaintenance(bool force);

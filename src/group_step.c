@@ -4,16 +4,25 @@
  *	  The monitoring step of one resource group, run by the worker on the
  *	  group's interval.
  *
- * A step is a sequence of phases.  Each phase that reads or writes the
- * catalog runs in its own short transaction; phases that talk to other
- * systems (libpq, HTTP) run outside any transaction and record their
- * results in the next one.  Phases: recovery of interrupted promotions
- * (promote.c), mirrors (mirror.c), auto-promotion, the shift plan, routers
- * behind the shares (router.c), forecasts and scaling (scaling_phase.c),
- * then the heartbeat that dm_status shows.
+ * A step is a sequence of phases (the table Phases below).  Each phase
+ * that reads or writes the catalog runs in its own short transaction;
+ * phases that talk to other systems (libpq, HTTP) run outside any
+ * transaction and record their results in the next one.  A phase that
+ * hands a request to the I/O engine (io_engine.c) returns
+ * DM_PHASE_WAITING: the step is parked, other groups' steps go on, and the
+ * worker resumes this one when the engine calls back.  So a node that does
+ * not answer holds only its own group's step, until its deadline.
+ * Phases: recovery of interrupted promotions (promote.c), mirrors
+ * (mirror.c), auto-promotion, the shift plan, routers behind the shares
+ * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
+ * that dm_status shows.
+ *
+ * Memory: a step's state lives in its own context (run->cxt), current
+ * while a phase runs; transaction commits switch to TopMemoryContext, so
+ * phases switch back to run->cxt after each.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
- * against the group and goes on with the next group.
+ * against the group, frees the step and goes on with the next group.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,10 +31,12 @@
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "group_step.h"
 #include "mirror.h"
 #include "promote.h"
 #include "router.h"
@@ -50,25 +61,12 @@ RunInTransaction(const char *sql, int64 group_id)
 	CommitTransactionCommand();
 }
 
-/*
- * DmRunGroupStep
- *		Run every phase of one group's monitoring step.  May raise an error.
- */
-void
-DmRunGroupStep(int64 group_id, const char *group_name)
+/* phase: promotions left unfinished by a driver that died (worker,
+ * session or node failure) get a recovery worker, which finishes them or
+ * rolls them back */
+static void
+RecoverPromotions(int64 group_id)
 {
-	char		activity[NAMEDATALEN + 64];
-	TimestampTz started = GetCurrentTimestamp();
-
-	snprintf(activity, sizeof(activity),
-			 "driftmirror: monitoring step of group \"%s\"", group_name);
-	pgstat_report_activity(STATE_RUNNING, activity);
-
-	/*
-	 * phase: promotions left unfinished by a driver that died (worker,
-	 * session or node failure) get a recovery worker, which finishes them or
-	 * rolls them back
-	 */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -77,38 +75,114 @@ DmRunGroupStep(int64 group_id, const char *group_name)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
 
-	/*
-	 * phase: mirrors (creation actions, status of each mirror); the remote
-	 * I/O runs outside transactions, see mirror.c
-	 */
-	DmRunMirrorPhase(group_id, started);
-	pgstat_report_activity(STATE_RUNNING, activity);
+/*
+ * The phases of a step, in order.  A phase is one of: a catalog statement
+ * about the group run in its own transaction (sql), a function of the
+ * group that never waits (run), or a function of the step that may park it
+ * for the I/O engine (wait).  A new phase is one line here; keep the
+ * heartbeat last: it marks the step done.
+ */
+static const struct
+{
+	const char *name;
+	const char *sql;
+	void		(*run) (int64 group_id);
+	DmPhaseResult (*wait) (DmGroupRun *run);
+}			Phases[] =
+{
+	/* see RecoverPromotions */
+	{"promotion recovery", NULL, RecoverPromotions, NULL},
+	/* creation actions and status of each mirror; status reads through the
+	 * I/O engine, see mirror.c */
+	{"mirrors", NULL, NULL, DmMirrorPhase},
+	/* on the status the mirror phase just read */
+	{"auto-promotion", NULL, DmAutoPromote, NULL},
+	/* gates, next step or rollback of the shift plan, on the mirror status
+	 * just read (76_routing_plans.sql; catalog only) */
+	{"shift plan", "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
+	/* routers behind the group's shares brought up to date, failed ones
+	 * retried (router.c; the I/O runs outside transactions) */
+	{"routers", NULL, DmRunRouterPhase, NULL},
+	/* models retrained on their schedule or when their accuracy degrades,
+	 * decisions, actuators (scaling_phase.c) */
+	{"forecasts and scaling", NULL, DmRunForecastPhase, NULL},
+	{"heartbeat", "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
+};
 
-	/* phase: auto-promotion, on the status the mirror phase just read */
-	DmAutoPromote(group_id);
+/*
+ * DmGroupStepCreate
+ *		A step of the group, not started yet, in its own memory context.
+ */
+DmGroupRun *
+DmGroupStepCreate(int64 group_id, const char *group_name)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
+											  "driftmirror group step",
+											  ALLOCSET_SMALL_SIZES);
+	DmGroupRun *run = MemoryContextAllocZero(cxt, sizeof(DmGroupRun));
 
-	/*
-	 * phase: the group's shift plan, on the mirror status just read: gates,
-	 * next step or rollback (76_routing_plans.sql; catalog only)
-	 */
-	RunInTransaction("SELECT driftmirror._shift_plan_tick($1)", group_id);
+	run->cxt = cxt;
+	run->group_id = group_id;
+	run->group_name = MemoryContextStrdup(cxt, group_name);
+	run->started = GetCurrentTimestamp();
+	return run;
+}
 
-	/*
-	 * phase: routers behind the group's shares are brought up to date,
-	 * failed ones retried (router.c; the I/O runs outside transactions)
-	 */
-	DmRunRouterPhase(group_id);
-	pgstat_report_activity(STATE_RUNNING, activity);
+/*
+ * DmGroupStepAdvance
+ *		See group_step.h.  The caller's memory context is current again on
+ *		a normal return.
+ */
+bool
+DmGroupStepAdvance(DmGroupRun *run)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char		activity[NAMEDATALEN + 96];
 
-	/*
-	 * phase: forecasts and scaling (models retrained on their schedule or
-	 * when their accuracy degrades, decisions, actuators); HTTP requests run
-	 * outside transactions, see scaling_phase.c
-	 */
-	DmRunForecastPhase(group_id);
-	pgstat_report_activity(STATE_RUNNING, activity);
+	run->ready = false;
+	while (run->phase < (int) lengthof(Phases))
+	{
+		DmPhaseResult r;
 
-	/* phase: heartbeat and status (always last: it marks the step done) */
-	RunInTransaction("SELECT driftmirror._step_heartbeat($1)", group_id);
+		snprintf(activity, sizeof(activity),
+				 "driftmirror: monitoring step of group \"%s\": %s",
+				 run->group_name, Phases[run->phase].name);
+		pgstat_report_activity(STATE_RUNNING, activity);
+		MemoryContextSwitchTo(run->cxt);
+		r = DM_PHASE_DONE;
+		if (Phases[run->phase].sql != NULL)
+			RunInTransaction(Phases[run->phase].sql, run->group_id);
+		else if (Phases[run->phase].run != NULL)
+			Phases[run->phase].run(run->group_id);
+		else
+			r = Phases[run->phase].wait(run);
+		MemoryContextSwitchTo(caller);
+		if (r == DM_PHASE_WAITING)
+			return false;
+		run->phase++;
+		run->phase_state = NULL;
+	}
+	return true;
+}
+
+/*
+ * DmGroupStepFree
+ *		Release a step (done, failed or discarded).
+ */
+void
+DmGroupStepFree(DmGroupRun *run)
+{
+	MemoryContextDelete(run->cxt);
+}
+
+/*
+ * DmGroupStepWake
+ *		See group_step.h.
+ */
+void
+DmGroupStepWake(void *run)
+{
+	((DmGroupRun *) run)->ready = true;
 }

@@ -16,15 +16,24 @@
  * itself as driftmirror's own (DmRemoteNodeSession), so it passes the write
  * fence.
  *
- * Latency: a status read of a postgres mirror (status_primary,
- * status_mirror) comes with a probe statement, the same text for both
- * nodes.  After the status query, on the same connection (so connection
- * set-up and the first query of a new backend are not counted), the probe
- * runs DM_LATENCY_PROBES times and each round trip is timed with the
+ * Status reads (status_primary, status_mirror: every step of every
+ * postgres mirror) go through the I/O engine (io_engine.c): the mirror
+ * phase hands the read over and returns DM_PHASE_WAITING, the group's step
+ * is parked, and other groups' steps go on; the engine wakes the step when
+ * the read is done, and the phase records it and goes on with the mirror's
+ * next action.  The engine keeps the session to each node between steps.
+ * Creation actions and HTTP actions still run here, each bounded by its
+ * timeout (they are rare, and back off after a failure).
+ *
+ * Latency: a status read comes with a probe statement, the same text for
+ * both nodes.  After the status query, on the same session (so connection
+ * set-up and the first query of a new backend are not counted), the engine
+ * runs the probe DM_LATENCY_PROBES times and times each round trip with the
  * monotonic clock; the median is the node's sample for this step, passed
  * to _mirror_done.  A probe still running after
- * driftmirror.latency_probe_timeout is cancelled on the node and ends the
- * measurement: the sample is its elapsed time (at least the timeout).  The
+ * driftmirror.latency_probe_timeout (or ended by the node's own
+ * statement_timeout or lock_timeout) ends the measurement: the sample is
+ * its elapsed time (at least the timeout), and the session is cut.  The
  * ratio and its window are computed in SQL (_mirror_latency).
  *
  * Mirrors of cache, app, web and service resources are made by an HTTP
@@ -39,8 +48,8 @@
  * error message or the log.
  *
  * Memory: strings read inside a transaction are copied into the caller's
- * context (the worker's loop context), which is current again after every
- * commit.
+ * context (the step's context in the mirror phase, the worker's loop
+ * context for cleanups), which is current again after every commit.
  *
  *-------------------------------------------------------------------------
  */
@@ -62,6 +71,7 @@
 
 #include "driftmirror.h"
 #include "http.h"
+#include "io_engine.h"
 #include "mirror.h"
 #include "remote_conn.h"
 #include "secrets.h"
@@ -147,74 +157,14 @@ RunRemoteValue(const char *conninfo, const char *label, const char *sql,
 }
 
 /*
- * MeasureLatency
- *		Time DM_LATENCY_PROBES runs of probe_sql on an open connection: the
- *		round trip this client sees (send, parse, plan, lock, execute,
- *		receive), with the monotonic clock.  Returns true and the median in
- *		*ms when a sample was taken.  A probe cancelled at its deadline
- *		(driftmirror.latency_probe_timeout), or by the node's own
- *		statement_timeout or lock_timeout, ends the measurement, and its
- *		elapsed time is the sample: a lower bound of the node's latency.
- *		Any other failure returns false with the message in *error
- *		(palloc'd).  Raises nothing (FATAL interrupts end the process).
+ * Median
+ *		The median of n > 0 samples (sorted in place: a handful of values).
  */
-static bool
-MeasureLatency(PGconn *conn, const char *label, const char *probe_sql,
-			   double *ms, char **error)
+static double
+Median(double *samples, int n)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	double		samples[DM_LATENCY_PROBES];
-	volatile int n = 0;
-	int			timeout_ms = DmLatencyProbeTimeoutMs;
-	volatile bool ok = true;
 	int			i;
 
-	*error = NULL;
-	while (n < DM_LATENCY_PROBES)
-	{
-		instr_time	start;
-		instr_time	elapsed;
-
-		CHECK_FOR_INTERRUPTS();
-		INSTR_TIME_SET_CURRENT(start);
-		PG_TRY();
-		{
-			PQclear(DmRemoteExec(conn, label, probe_sql, 0, NULL, timeout_ms));
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			INSTR_TIME_SET_CURRENT(elapsed);
-			INSTR_TIME_SUBTRACT(elapsed, start);
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-			{
-				/*
-				 * cancelled at the deadline (or by the node's own
-				 * statement_timeout or lock_timeout): the node did not answer
-				 * sooner, so the elapsed time is the sample
-				 */
-				*ms = INSTR_TIME_GET_MILLISEC(elapsed);
-				FreeErrorData(edata);
-				return true;
-			}
-			*error = pstrdup(edata->message);
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-		if (!ok)
-			return false;
-		INSTR_TIME_SET_CURRENT(elapsed);
-		INSTR_TIME_SUBTRACT(elapsed, start);
-		samples[n++] = INSTR_TIME_GET_MILLISEC(elapsed);
-	}
-
-	/* median: insertion sort of a handful of values */
 	for (i = 1; i < n; i++)
 	{
 		double		v = samples[i];
@@ -227,42 +177,7 @@ MeasureLatency(PGconn *conn, const char *label, const char *probe_sql,
 		}
 		samples[j + 1] = v;
 	}
-	*ms = (n % 2 == 1) ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2.0;
-	return true;
-}
-
-/*
- * RunRemoteStatus
- *		A status read: connect, become a node session, run the status query
- *		and then, if the action has one, the latency probe on the same
- *		connection.  Fills out->result and the latency fields (strings in
- *		the current context).  Raises an error when the status query fails;
- *		a failing probe only leaves out->probe_error.  Closes the
- *		connection in every case.
- */
-static void
-RunRemoteStatus(RemoteAction *a, RemoteOutcome *out)
-{
-	PGconn	   *volatile conn = NULL;
-
-	out->read_started = GetCurrentTimestamp();
-	PG_TRY();
-	{
-		conn = DmRemoteConnect(a->conninfo, a->label, 0);
-		DmRemoteNodeSession(conn, a->label, 0, 0);
-		out->result = DmRemoteValue(conn, a->label, a->sql, 0, NULL, 0);
-		if (a->probe_sql != NULL)
-			out->has_latency = MeasureLatency(conn, a->label, a->probe_sql,
-											  &out->latency_ms,
-											  &out->probe_error);
-	}
-	PG_CATCH();
-	{
-		DmRemoteClose(conn);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	DmRemoteClose(conn);
+	return (n % 2 == 1) ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2.0;
 }
 
 /*
@@ -389,10 +304,7 @@ RunAction(RemoteAction *a)
 
 	PG_TRY();
 	{
-		if (a->probe_sql != NULL)
-			RunRemoteStatus(a, &out);
-		else
-			out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
+		out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
 		out.ok = true;
 	}
 	PG_CATCH();
@@ -535,19 +447,29 @@ RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 	MemoryContextSwitchTo(cxt);
 }
 
+/* the mirror phase's state while a step runs (in the step's context) */
+typedef struct MirrorPhaseState
+{
+	List	   *ids;			/* due mirrors (int64 *) */
+	int			index;			/* the mirror being advanced */
+	int			nactions;		/* its actions in this step */
+	RemoteAction action;		/* the action in flight */
+	DmIoPgRequest *req;			/* its engine request, or NULL */
+} MirrorPhaseState;
+
+/* actions per mirror and step, at most */
+#define DM_MIRROR_ACTIONS_PER_STEP 12
+
 /*
- * DmRunMirrorPhase
- *		Advance every mirror of a group as far as it can go in this step
- *		(creation actions, status reads).  A failing action is recorded
- *		against its mirror and ends that mirror's turn; other mirrors go on.
- *		May raise an error only when the catalog cannot be read or written.
+ * DueMirrors
+ *		In its own transaction: the mirrors of a group to advance now
+ *		(int64 * in the current context).
  */
-void
-DmRunMirrorPhase(int64 group_id, TimestampTz step_started)
+static List *
+DueMirrors(int64 group_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *ids = NIL;
-	ListCell   *lc;
 	uint64		i;
 
 	SetCurrentStatementStartTimestamp();
@@ -571,31 +493,148 @@ DmRunMirrorPhase(int64 group_id, TimestampTz step_started)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
+	return ids;
+}
 
-	foreach(lc, ids)
+/* StatusReadDone: the engine's callback, which wakes the step */
+static void
+StatusReadDone(DmIoPgRequest *req, void *arg)
+{
+	DmGroupStepWake(arg);
+}
+
+/*
+ * StartStatusRead
+ *		Hand a status read (and its latency probe) to the I/O engine; the
+ *		engine wakes the step when it is done.
+ */
+static DmIoPgRequest *
+StartStatusRead(RemoteAction *a, DmGroupRun *run)
+{
+	DmIoPgRequest *req = DmIoPgRequestCreate(run->cxt, a->conninfo, a->label);
+
+	req->sql = a->sql;
+	req->probe_sql = a->probe_sql;
+	req->probes = a->probe_sql ? DM_LATENCY_PROBES : 0;
+	req->probe_timeout_ms = DmLatencyProbeTimeoutMs;
+	req->callback = StatusReadDone;
+	req->arg = run;
+	DmIoPgStart(req);
+	return req;
+}
+
+/*
+ * StatusOutcome
+ *		The outcome of a status read done by the engine, as RunRemoteStatus
+ *		would have given it: the latency sample is the median of the probe
+ *		round trips, or, when a probe was cut (at its deadline or by the
+ *		node's own limits), that probe's elapsed time alone.
+ */
+static RemoteOutcome
+StatusOutcome(DmIoPgRequest *req)
+{
+	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+
+	out.ok = req->ok;
+	out.result = req->result;
+	out.sqlstate = req->sqlstate;
+	out.error = req->error;
+	out.detail = req->detail;
+	out.read_started = req->started;
+	if (!req->ok)
+		return out;
+	if (req->probe_error != NULL)
+		out.probe_error = req->probe_error;
+	else if (req->probe_cut && req->nsamples > 0)
 	{
-		int64		id = *(int64 *) lfirst(lc);
-		int			n;
+		out.has_latency = true;
+		out.latency_ms = req->samples[req->nsamples - 1];
+	}
+	else if (req->nsamples > 0)
+	{
+		out.has_latency = true;
+		out.latency_ms = Median(req->samples, req->nsamples);
+	}
+	return out;
+}
 
-		/* a bounded number of actions per mirror and step */
-		for (n = 0; n < 12; n++)
+/*
+ * DmMirrorPhase
+ *		Advance every mirror of a group as far as it can go in this step
+ *		(creation actions, status reads).  A failing action is recorded
+ *		against its mirror and ends that mirror's turn; other mirrors go on.
+ *		Status reads go through the I/O engine: the phase returns
+ *		DM_PHASE_WAITING and is called again when the read is done.  Other
+ *		actions (creation, HTTP) run here, each bounded by its timeout.
+ *		May raise an error only when the catalog cannot be read or written.
+ */
+DmPhaseResult
+DmMirrorPhase(DmGroupRun *run)
+{
+	MirrorPhaseState *st = (MirrorPhaseState *) run->phase_state;
+
+	if (st == NULL)
+	{
+		st = palloc0(sizeof(MirrorPhaseState));
+		st->ids = DueMirrors(run->group_id);
+		run->phase_state = st;
+	}
+
+	/* the engine answered: record the status read */
+	if (st->req != NULL)
+	{
+		RemoteOutcome o = StatusOutcome(st->req);
+
+		st->req = NULL;
+		RecordMirrorOutcome(&st->action, &o);
+		MemoryContextSwitchTo(run->cxt);
+		if (o.ok)
+			st->nactions++;
+		else
 		{
-			RemoteAction a;
-			RemoteOutcome o;
-			char		activity[128];
-
-			CHECK_FOR_INTERRUPTS();
-			if (!NextMirrorAction(id, step_started, &a))
-				break;
-			snprintf(activity, sizeof(activity),
-					 "driftmirror: mirror " INT64_FORMAT ": %s", id, a.action);
-			pgstat_report_activity(STATE_RUNNING, activity);
-			o = RunAction(&a);
-			RecordMirrorOutcome(&a, &o);
-			if (!o.ok || (a.http_method != NULL && (o.status < 200 || o.status > 299)))
-				break;
+			st->index++;
+			st->nactions = 0;
 		}
 	}
+
+	while (st->index < list_length(st->ids))
+	{
+		int64		id = *(int64 *) list_nth(st->ids, st->index);
+		RemoteAction *a = &st->action;
+		RemoteOutcome o;
+		char		activity[128];
+
+		CHECK_FOR_INTERRUPTS();
+		if (st->nactions >= DM_MIRROR_ACTIONS_PER_STEP ||
+			!NextMirrorAction(id, run->started, a))
+		{
+			st->index++;
+			st->nactions = 0;
+			continue;
+		}
+		MemoryContextSwitchTo(run->cxt);
+		snprintf(activity, sizeof(activity),
+				 "driftmirror: mirror " INT64_FORMAT ": %s", id, a->action);
+		pgstat_report_activity(STATE_RUNNING, activity);
+
+		if (a->http_method == NULL && strncmp(a->action, "status_", 7) == 0)
+		{
+			st->req = StartStatusRead(a, run);
+			return DM_PHASE_WAITING;
+		}
+
+		o = RunAction(a);
+		RecordMirrorOutcome(a, &o);
+		MemoryContextSwitchTo(run->cxt);
+		if (!o.ok || (a->http_method != NULL && (o.status < 200 || o.status > 299)))
+		{
+			st->index++;
+			st->nactions = 0;
+		}
+		else
+			st->nactions++;
+	}
+	return DM_PHASE_DONE;
 }
 
 /*

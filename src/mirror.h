@@ -9,6 +9,8 @@
 #ifndef DM_MIRROR_H
 #define DM_MIRROR_H
 
+#include "group_step.h"
+
 /*
  * One request to an HTTP actuator (mirrors, and the promotion of their
  * resources: promote_actuator.c), run outside any transaction.
@@ -39,8 +41,11 @@ typedef struct DmActuatorAnswer
 /* send one request, no retry; never raises except for interrupts */
 extern void DmActuatorPerform(const DmActuatorRequest *req, DmActuatorAnswer *answer);
 
-/* group step phase: advance and refresh every mirror of a group */
-extern void DmRunMirrorPhase(int64 group_id, TimestampTz step_started);
+/*
+ * group step phase: advance and refresh every mirror of a group; status
+ * reads go through the I/O engine (DM_PHASE_WAITING until it answers)
+ */
+extern DmPhaseResult DmMirrorPhase(DmGroupRun *run);
 
 /* worker pass: retry due cleanups of dropped mirrors; never raises */
 extern void DmRunMirrorCleanups(void);

@@ -81,7 +81,6 @@
 /* how often a node checks that we are still there during a statement */
 #define DM_CLIENT_CHECK_INTERVAL "1000"
 
-static void Abandon(PGconn *conn);
 static PGconn *ConnectHardened(const char *conninfo, const char *label,
 							   int timeout_ms);
 static void ReportRemoteError(PGresult *res, PGconn *conn, const char *label,
@@ -133,47 +132,54 @@ WaitOnSocket(PGconn *conn, int socket_events, TimestampTz deadline)
 }
 
 /*
- * HardenSession
- *		Session settings of every node connection (see the file header);
- *		statement and idle-in-transaction limits of budget_ms.
+ * DmRemoteHardenSql
+ *		The session set-up statement of a new connection (see the file
+ *		header), with one parameter: the statement and idle-in-transaction
+ *		budget in ms (DmRemoteSessionBudgetMs).  A constant string.
  */
-static void
-HardenSession(PGconn *conn, const char *label, int budget_ms, int timeout_ms)
+const char *
+DmRemoteHardenSql(PGconn *conn)
 {
-	char		budget[32];
-	const char *values[1] = {budget};
+#define DM_HARDEN_SQL \
+	"SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), " \
+	"pg_catalog.set_config('datestyle', 'ISO', false), " \
+	"pg_catalog.set_config('timezone', 'UTC', false), " \
+	"pg_catalog.set_config('intervalstyle', 'postgres', false), " \
+	"pg_catalog.set_config('default_transaction_read_only', 'off', false), " \
+	"pg_catalog.set_config('statement_timeout', $1, false), " \
+	"pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false)"
 
-	snprintf(budget, sizeof(budget), "%d", budget_ms);
-	PQclear(DmRemoteExec(conn, label,
-						 PQserverVersion(conn) >= 140000 ?
-						 "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-						 "pg_catalog.set_config('datestyle', 'ISO', false), "
-						 "pg_catalog.set_config('timezone', 'UTC', false), "
-						 "pg_catalog.set_config('intervalstyle', 'postgres', false), "
-						 "pg_catalog.set_config('default_transaction_read_only', 'off', false), "
-						 "pg_catalog.set_config('statement_timeout', $1, false), "
-						 "pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false), "
-						 "pg_catalog.set_config('client_connection_check_interval', '" DM_CLIENT_CHECK_INTERVAL "', false)"
-						 :
-						 "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "
-						 "pg_catalog.set_config('datestyle', 'ISO', false), "
-						 "pg_catalog.set_config('timezone', 'UTC', false), "
-						 "pg_catalog.set_config('intervalstyle', 'postgres', false), "
-						 "pg_catalog.set_config('default_transaction_read_only', 'off', false), "
-						 "pg_catalog.set_config('statement_timeout', $1, false), "
-						 "pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false)",
-						 1, values, timeout_ms));
+	/* client_connection_check_interval exists from PostgreSQL 14 on */
+	return PQserverVersion(conn) >= 140000 ?
+		DM_HARDEN_SQL ", pg_catalog.set_config('client_connection_check_interval', '"
+		DM_CLIENT_CHECK_INTERVAL "', false)" :
+		DM_HARDEN_SQL;
+#undef DM_HARDEN_SQL
 }
 
 /*
- * ConnectBy
- *		Connect before deadline, without running anything; the connection
- *		is non-blocking on return.  Raises an error (nothing left open) on
- *		failure, timeout or interrupt.
+ * DmRemoteSessionBudgetMs
+ *		The statement_timeout of a session connected with timeout_ms: the
+ *		longest wait any caller gives a statement, plus a second, so that
+ *		the node never ends a statement its client still waits for.
  */
-static PGconn *
-ConnectBy(const char *conninfo, const char *label, int timeout_ms,
-		  TimestampTz deadline)
+int
+DmRemoteSessionBudgetMs(int timeout_ms)
+{
+	return Max(DmRemoteTimeoutMs, timeout_ms) + 1000;
+}
+
+/*
+ * DmRemoteConnectStart
+ *		Resolve the conninfo's host names before deadline (io_dns.c) and
+ *		start a hardened connection attempt.  Returns the PGconn, which may
+ *		already be CONNECTION_BAD (the caller reports PQerrorMessage);
+ *		raises when the conninfo is refused, names do not resolve in time,
+ *		or on interrupts.  timeout_ms becomes libpq's connect_timeout.
+ */
+PGconn *
+DmRemoteConnectStart(const char *conninfo, const char *label,
+					 TimestampTz deadline, int timeout_ms)
 {
 	const char *keywords[16];
 	const char *values[16];
@@ -182,7 +188,7 @@ ConnectBy(const char *conninfo, const char *label, int timeout_ms,
 	char	   *hostaddrs;
 	char	   *ports;
 	char		connect_timeout[16];
-	PGconn	   *volatile conn;
+	PGconn	   *conn;
 
 	/* defence in depth: the keyword allow-list of endpoint.c, again here */
 	DmCheckConninfo(conninfo);
@@ -227,6 +233,21 @@ ConnectBy(const char *conninfo, const char *label, int timeout_ms,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while connecting to node \"%s\"", label)));
+	return conn;
+}
+
+/*
+ * ConnectBy
+ *		Connect before deadline, without running anything; the connection
+ *		is non-blocking on return.  Raises an error (nothing left open) on
+ *		failure, timeout or interrupt.
+ */
+static PGconn *
+ConnectBy(const char *conninfo, const char *label, int timeout_ms,
+		  TimestampTz deadline)
+{
+	PGconn	   *volatile conn = DmRemoteConnectStart(conninfo, label, deadline,
+													 timeout_ms);
 
 	PG_TRY();
 	{
@@ -266,7 +287,7 @@ ConnectBy(const char *conninfo, const char *label, int timeout_ms,
 	}
 	PG_CATCH();
 	{
-		Abandon(conn);
+		DmRemoteAbandon(conn);
 		PQfinish(conn);
 		PG_RE_THROW();
 	}
@@ -296,16 +317,20 @@ ConnectHardened(const char *conninfo, const char *label, int timeout_ms)
 
 	PG_TRY();
 	{
+		char		budget[32];
+		const char *values[1] = {budget};
+
 		/*
 		 * The set-up counts against the connection's deadline: a node that
 		 * logs us in and then never answers fails here, in time.
 		 */
-		HardenSession(conn, label, Max(DmRemoteTimeoutMs, timeout_ms) + 1000,
-					  Max(RemainingMs(deadline), 1));
+		snprintf(budget, sizeof(budget), "%d", DmRemoteSessionBudgetMs(timeout_ms));
+		PQclear(DmRemoteExec(conn, label, DmRemoteHardenSql(conn), 1, values,
+							 Max(RemainingMs(deadline), 1)));
 	}
 	PG_CATCH();
 	{
-		Abandon(conn);
+		DmRemoteAbandon(conn);
 		PQfinish(conn);
 		PG_RE_THROW();
 	}
@@ -342,14 +367,14 @@ DmRemoteClose(PGconn *conn)
 }
 
 /*
- * Abandon
+ * DmRemoteAbandon
  *		Cut a connection whose node did not answer in time (see the file
  *		header: no cancel request).  The socket is shut down without
  *		waiting, and libpq, reading the end of the stream, marks the
  *		connection bad.  Never raises; the caller still PQfinish()es.
  */
-static void
-Abandon(PGconn *conn)
+void
+DmRemoteAbandon(PGconn *conn)
 {
 	pgsocket	sock = PQsocket(conn);
 	int			i;
@@ -437,7 +462,7 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 	{
 		char	   *why = Chomp(PQerrorMessage(conn));
 
-		Abandon(conn);
+		DmRemoteAbandon(conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not send a command to node \"%s\"", label),
@@ -509,7 +534,7 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 			PQclear(last);
 		if (failed)
 			PQclear(failed);
-		Abandon(conn);
+		DmRemoteAbandon(conn);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -559,27 +584,31 @@ DmRemoteValue(PGconn *conn, const char *label, const char *sql,
 }
 
 /*
- * DmRemoteNodeSession
+ * DmRemoteNodeSessionSql, DmRemoteNodeSession
  *		Make sure the driftmirror_node extension exists in the remote
  *		database and mark the session as driftmirror's own, so that the
  *		write fence lets it through; with lock_timeout_ms > 0, also limit
- *		the session's lock waits.  Needs a superuser connection.  Raises an
+ *		the session's lock waits.  Needs a superuser connection.  The first
+ *		returns the statement (palloc'd), the second runs it, raising an
  *		error as DmRemoteExec.
  */
+char *
+DmRemoteNodeSessionSql(int lock_timeout_ms)
+{
+	return psprintf("DO $dm$ BEGIN "
+					"IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension "
+					"WHERE extname OPERATOR(pg_catalog.=) 'driftmirror_node') THEN "
+					"CREATE EXTENSION driftmirror_node; END IF; "
+					"PERFORM driftmirror_node.session_bypass(); "
+					"IF %d > 0 THEN PERFORM pg_catalog.set_config('lock_timeout', '%d', false); END IF; "
+					"END $dm$",
+					lock_timeout_ms, lock_timeout_ms);
+}
+
 void
 DmRemoteNodeSession(PGconn *conn, const char *label, int lock_timeout_ms,
 					int timeout_ms)
 {
-	char		sql[512];
-
-	snprintf(sql, sizeof(sql),
-			 "DO $dm$ BEGIN "
-			 "IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension "
-			 "WHERE extname OPERATOR(pg_catalog.=) 'driftmirror_node') THEN "
-			 "CREATE EXTENSION driftmirror_node; END IF; "
-			 "PERFORM driftmirror_node.session_bypass(); "
-			 "IF %d > 0 THEN PERFORM pg_catalog.set_config('lock_timeout', '%d', false); END IF; "
-			 "END $dm$",
-			 lock_timeout_ms, lock_timeout_ms);
-	DmRemoteCommand(conn, label, sql, timeout_ms);
+	DmRemoteCommand(conn, label, DmRemoteNodeSessionSql(lock_timeout_ms),
+					timeout_ms);
 }

@@ -35,6 +35,16 @@
  *		lock_timeout_ms > 0, set the session's lock_timeout
  *	 DmRemoteClose(conn)                       PQfinish; NULL is fine
  *
+ * Pieces for asynchronous callers (io_engine.c), which drive the same
+ * connections in their own state machines:
+ *	 conn = DmRemoteConnectStart(conninfo, label, deadline, timeout_ms)
+ *		names resolved before deadline, hardened libpq keywords, the attempt
+ *		started (poll it with PQconnectPoll; it may be CONNECTION_BAD)
+ *	 DmRemoteHardenSql(conn), DmRemoteSessionBudgetMs(timeout_ms)
+ *		the set-up statement of a new session and its one parameter
+ *	 DmRemoteNodeSessionSql(lock_timeout_ms)  what DmRemoteNodeSession runs
+ *	 DmRemoteAbandon(conn)   cut a connection at once (no cancel request)
+ *
  * Callers must close connections on error: wrap the use in
  * PG_TRY()/PG_FINALLY() with the PGconn pointer declared volatile.  Never
  * call these with a transaction whose locks others wait for: the waits are
@@ -45,6 +55,7 @@
 #ifndef DM_REMOTE_CONN_H
 #define DM_REMOTE_CONN_H
 
+#include "datatype/timestamp.h"
 #include "libpq-fe.h"
 
 /* lock_timeout of the sessions that run mirror actions (not status reads) */
@@ -65,5 +76,12 @@ extern char *DmRemoteValue(PGconn *conn, const char *label, const char *sql,
 extern void DmRemoteNodeSession(PGconn *conn, const char *label,
 								int lock_timeout_ms, int timeout_ms);
 extern void DmRemoteClose(PGconn *conn);
+
+extern PGconn *DmRemoteConnectStart(const char *conninfo, const char *label,
+									TimestampTz deadline, int timeout_ms);
+extern const char *DmRemoteHardenSql(PGconn *conn);
+extern int	DmRemoteSessionBudgetMs(int timeout_ms);
+extern char *DmRemoteNodeSessionSql(int lock_timeout_ms);
+extern void DmRemoteAbandon(PGconn *conn);
 
 #endif							/* DM_REMOTE_CONN_H */

@@ -5,15 +5,20 @@
  *
  * One worker per cluster, registered when the library is preloaded.  It
  * connects to driftmirror.database and loops: each pass reads the groups
- * whose monitoring step is due (one short transaction), then runs each
- * group's step on its own (DmRunGroupStep manages its transactions, so no
- * transaction is held across a network wait).  While the extension does not
- * exist in that database the worker waits quietly.
+ * whose monitoring step is due (one short transaction), then starts each
+ * group's step (group_step.c manages its transactions, so no transaction is
+ * held across a network wait).  A step whose phase waits for the I/O engine
+ * (io_engine.c) is parked in Runs and the pass goes on; the nap between
+ * passes drives the engine's requests and resumes the parked steps they
+ * answer, so a node that does not answer holds only its own group.  A
+ * group with a parked step is not started again.  While the extension does
+ * not exist in that database the worker waits quietly.
  *
  * Metric collection (collector.c) is a pass-level phase before the group
  * steps: it records the polls that finished and starts those of the due
- * groups; the nap between passes (DmCollectorWait) drives the polls in
- * flight on their sockets.  The metric store maintenance runs after the
+ * groups; the nap between passes (DmCollectorWait, or slices of it between
+ * the engine's waits while the engine has requests in flight) drives the
+ * polls in flight on their sockets.  The metric store maintenance runs after the
  * steps, at most every driftmirror.metric_maintenance_interval.
  *
  * Fault isolation: an error in one group's step is caught here, logged,
@@ -22,7 +27,8 @@
  * interval has passed, so a broken group cannot make the worker spin.
  *
  * Memory: LoopContext is reset at the start of every pass; everything a pass
- * allocates outside transactions lives there.  Transaction commit switches
+ * allocates outside transactions lives there, except parked steps, which
+ * live in their own contexts (freed when the step ends or is discarded).  Transaction commit switches
  * to TopMemoryContext, so code that commits switches back explicitly.
  *
  * Time: a background worker has no client loop setting the statement start
@@ -57,6 +63,8 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "group_step.h"
+#include "io_engine.h"
 #include "mirror.h"
 #include "spi_util.h"
 
@@ -76,12 +84,21 @@ typedef struct GroupBackoff
 
 static MemoryContext LoopContext = NULL;
 static HTAB *Backoff = NULL;
+static List *Runs = NIL;		/* steps in progress (DmGroupRun *), in
+								 * TopMemoryContext */
 static char *ConnectedDatabase = NULL;
 static bool ExtensionPresent = false;
 
+/* the nap's slices while the I/O engine has requests in flight */
+#define DM_NAP_SLICE_MS 100
+
 static List *ReadDueGroups(bool reloaded);
-static void RunOneGroup(DueGroup *group);
-static void RecordStepFailure(DueGroup *group, ErrorData *edata);
+static void StartStep(DueGroup *group);
+static bool AdvanceStep(DmGroupRun *run);
+static void AdvanceReadySteps(void);
+static void DiscardSteps(void);
+static void Nap(long timeout_ms);
+static void RecordStepFailure(int64 group_id, ErrorData *edata);
 static void AbortAfterError(const char *what);
 
 /*
@@ -210,12 +227,14 @@ DmWorkerMain(Datum main_arg)
 		else
 			DmCollectorDiscard();
 
+		if (!(ExtensionPresent && DmEnabled))
+			DiscardSteps();
 		foreach(lc, due)
 		{
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending)
 				break;			/* apply new settings before going on */
-			RunOneGroup((DueGroup *) lfirst(lc));
+			StartStep((DueGroup *) lfirst(lc));
 		}
 
 		/* drops of dropped mirrors' objects, retried until done */
@@ -225,9 +244,56 @@ DmWorkerMain(Datum main_arg)
 			DmMaybeRunMetricMaintenance(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
-		DmCollectorWait(DmNaptimeMs);
+		Nap(DmNaptimeMs);
 		ResetLatch(MyLatch);
 	}
+}
+
+/*
+ * Nap
+ *		The pause between passes: up to timeout_ms, shorter when the latch
+ *		is set.  While the I/O engine has requests in flight, it drives them
+ *		and resumes the steps it answered, in slices that also let the
+ *		collector drive its polls; otherwise the collector's wait is the
+ *		nap.  Never raises except for interrupts.
+ */
+static void
+Nap(long timeout_ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	AdvanceReadySteps();
+	if (DmIoActive() == 0)
+	{
+		DmCollectorWait(timeout_ms);
+		return;
+	}
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
+		bool		latch;
+
+		if (left <= 0 || DmIoActive() == 0)
+			break;
+		latch = DmIoWait(Min(left, DM_NAP_SLICE_MS));
+		AdvanceReadySteps();
+		DmCollectorWait(0);
+		if (latch || ConfigReloadPending)
+			break;
+	}
+	MemoryContextSwitchTo(LoopContext);
+}
+
+/* StepInProgress: whether the group's step waits for the I/O engine */
+static bool
+StepInProgress(int64 group_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, Runs)
+		if (((DmGroupRun *) lfirst(lc))->group_id == group_id)
+			return true;
+	return false;
 }
 
 /*
@@ -278,6 +344,8 @@ ReadDueGroups(bool reloaded)
 					id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
 													 SPI_tuptable->tupdesc,
 													 1, &isnull));
+					if (StepInProgress(id))
+						continue;	/* waits for the I/O engine */
 					b = hash_search(Backoff, &id, HASH_FIND, NULL);
 					if (b != NULL && b->retry_at > now)
 						continue;
@@ -316,16 +384,38 @@ ReadDueGroups(bool reloaded)
 }
 
 /*
- * RunOneGroup
- *		Run one group's step; an error is logged and recorded, never
- *		propagated.
+ * StartStep
+ *		Begin one group's step; if a phase waits for the I/O engine, the
+ *		step joins Runs and is resumed from the nap.
  */
 static void
-RunOneGroup(DueGroup *group)
+StartStep(DueGroup *group)
 {
+	DmGroupRun *run = DmGroupStepCreate(group->id, group->name);
+
+	if (!AdvanceStep(run))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		Runs = lappend(Runs, run);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * AdvanceStep
+ *		Run a step's phases until one waits (false) or it ends (true: done
+ *		or failed, and freed).  An error is logged and recorded, never
+ *		propagated.
+ */
+static bool
+AdvanceStep(DmGroupRun *run)
+{
+	volatile bool done = false;
+
 	PG_TRY();
 	{
-		DmRunGroupStep(group->id, group->name);
+		done = DmGroupStepAdvance(run);
 	}
 	PG_CATCH();
 	{
@@ -339,13 +429,55 @@ RunOneGroup(DueGroup *group)
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("driftmirror: monitoring step of group \"%s\" failed: %s",
-						group->name, edata->message),
+						run->group_name, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 
-		RecordStepFailure(group, edata);
+		RecordStepFailure(run->group_id, edata);
+		done = true;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(LoopContext);
+	if (done)
+		DmGroupStepFree(run);
+	return done;
+}
+
+/*
+ * AdvanceReadySteps
+ *		Resume the steps the I/O engine has answered.
+ */
+static void
+AdvanceReadySteps(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, Runs)
+	{
+		DmGroupRun *run = (DmGroupRun *) lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		if (!run->ready)
+			continue;
+		if (AdvanceStep(run))
+			Runs = foreach_delete_current(Runs, lc);
+	}
+}
+
+/*
+ * DiscardSteps
+ *		The extension is gone or the worker disabled: drop the steps in
+ *		progress and the engine's requests.
+ */
+static void
+DiscardSteps(void)
+{
+	ListCell   *lc;
+
+	DmIoDiscardAll();
+	foreach(lc, Runs)
+		DmGroupStepFree((DmGroupRun *) lfirst(lc));
+	list_free(Runs);
+	Runs = NIL;
 }
 
 /*
@@ -354,7 +486,7 @@ RunOneGroup(DueGroup *group)
  *		failure of a run).  If that fails too, back the group off in memory.
  */
 static void
-RecordStepFailure(DueGroup *group, ErrorData *edata)
+RecordStepFailure(int64 group_id, ErrorData *edata)
 {
 	PG_TRY();
 	{
@@ -364,7 +496,7 @@ RecordStepFailure(DueGroup *group, ErrorData *edata)
 		DmSpiConnect();
 		DmSpiExec("SELECT driftmirror._step_failed($1, $2, $3)",
 				  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-				  (Datum[]) {Int64GetDatum(group->id),
+				  (Datum[]) {Int64GetDatum(group_id),
 					  CStringGetTextDatum(edata->message),
 				  CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))});
 		SPI_finish();
@@ -377,7 +509,7 @@ RecordStepFailure(DueGroup *group, ErrorData *edata)
 		bool		found;
 
 		AbortAfterError("recording a failed monitoring step");
-		b = hash_search(Backoff, &group->id, HASH_ENTER, &found);
+		b = hash_search(Backoff, &group_id, HASH_ENTER, &found);
 		b->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  Max(DmNaptimeMs, 10000));
 	}

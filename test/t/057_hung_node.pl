@@ -97,8 +97,11 @@ is(count_events('cancel'), 0, 'no cancel request was sent (a hung cancel cannot 
 my $pid = $a->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror'});
 ok($pid =~ /^\d+$/, 'the worker runs');
-dm_wait_for($a, qq{SELECT query LIKE 'driftmirror: mirror %: status_mirror' AND wait_event_type = 'Extension'
-	FROM pg_stat_activity WHERE pid = $pid}, 't', 'the worker waits on the hung node');
+# a request to the hung node is in flight once it sees a new login
+$logins = count_events('login');
+ok(wait_events('login', $logins + 1), 'the worker is talking to the hung node');
+dm_wait_for($a, qq{SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $pid},
+	't', 'the worker waits');
 is($a->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"), 't', 'terminate the worker');
 dm_wait_for($a, qq{SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid},
 	't', 'the worker ends at pg_terminate_backend');
