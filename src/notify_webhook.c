@@ -75,12 +75,27 @@ Send(Notification *n)
 {
 	DmHttpRequest req;
 	DmHttpResponse resp;
-	char	   *sig = NULL;
-	char	   *err = NULL;
+	char	   *volatile sig = NULL;
+	char	   *volatile err = NULL;
 
 	if (DmNotifyWebhookKeyFile && DmNotifyWebhookKeyFile[0] != '\0')
 	{
-		sig = DmHmacSha256Signature(DmNotifyWebhookKeyFile, n->payload, &err);
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			sig = DmHmacSha256Signature(DmNotifyWebhookKeyFile, n->payload);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			err = edata->message;
+		}
+		PG_END_TRY();
 		if (sig == NULL)
 		{
 			n->error = psprintf("could not sign: %s", err);
@@ -106,21 +121,15 @@ Send(Notification *n)
 }
 
 /*
- * DmDeliverNotifications
- *		Send what is due to the notification webhook, if one is set.  Called
- *		by the worker once per pass, outside any transaction.  Never raises
- *		but for interrupts.
+ * ReadDueInTransaction
+ *		The due notifications (in the caller's context), read in a short
+ *		transaction of their own; NIL, after a WARNING, if that fails.
  */
-void
-DmDeliverNotifications(void)
+static List *
+ReadDueInTransaction(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *volatile due = NIL;
-	ListCell   *lc;
-	bool		failed = false;
-
-	if (DmNotifyWebhookUrl == NULL || DmNotifyWebhookUrl[0] == '\0')
-		return;
 
 	PG_TRY();
 	{
@@ -152,20 +161,19 @@ DmDeliverNotifications(void)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
-	if (due == NIL)
-		return;
+	return due;
+}
 
-	/* outside any transaction: at most one failed attempt per pass */
-	foreach(lc, due)
-	{
-		Notification *n = lfirst(lc);
-
-		CHECK_FOR_INTERRUPTS();
-		if (failed)
-			break;
-		Send(n);
-		failed = !n->ok;
-	}
+/*
+ * RecordInTransaction
+ *		Record the outcome of each attempted notification; a WARNING if that
+ *		fails (they are sent again: the idempotency key makes it harmless).
+ */
+static void
+RecordInTransaction(List *due)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ListCell   *lc;
 
 	PG_TRY();
 	{
@@ -182,7 +190,7 @@ DmDeliverNotifications(void)
 			DmSpiExec("SELECT driftmirror._notify_done($1, $2, $3)", 3,
 					  (Oid[]) {INT8OID, BOOLOID, TEXTOID},
 					  (Datum[]) {Int64GetDatum(n->id), BoolGetDatum(n->ok),
-						  n->error ? CStringGetTextDatum(n->error) : (Datum) 0});
+						  CStringGetTextDatum(n->error ? n->error : "")});
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -203,4 +211,35 @@ DmDeliverNotifications(void)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * DmDeliverNotifications
+ *		Send what is due to the notification webhook, if one is set.  Called
+ *		by the worker once per pass, outside any transaction.  Never raises
+ *		but for interrupts.
+ */
+void
+DmDeliverNotifications(void)
+{
+	List	   *due;
+	ListCell   *lc;
+
+	if (DmNotifyWebhookUrl == NULL || DmNotifyWebhookUrl[0] == '\0')
+		return;
+	due = ReadDueInTransaction();
+	if (due == NIL)
+		return;
+
+	/* outside any transaction; a batch stops at its first failure */
+	foreach(lc, due)
+	{
+		Notification *n = lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		Send(n);
+		if (!n->ok)
+			break;
+	}
+	RecordInTransaction(due);
 }

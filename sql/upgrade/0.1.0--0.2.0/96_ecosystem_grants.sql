@@ -1,6 +1,9 @@
 -- 96_ecosystem_grants.sql: what 99_privileges.sql grants on the objects of
 -- 95_ecosystem.include (the exporter views are for driftmirror_monitor).
 REVOKE ALL ON FUNCTION driftmirror._notify_action() FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._notify_due(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._notify_done(bigint, boolean, text) FROM PUBLIC;
+REVOKE ALL ON driftmirror.notification_outbox FROM PUBLIC;
 DO $grants$
 DECLARE
     v text;
