@@ -96,3 +96,58 @@ SELECT p.group_name,
  GROUP BY p.group_name, p.resource_name, p.state;
 COMMENT ON VIEW driftmirror.dm_exporter_promotions IS
     'postgres_exporter: promotions per resource and final state, with the last write pause';
+
+-- the current model of each series: its accuracy, age, and the forecast
+-- for now beside the last value observed (forecast against actual)
+CREATE VIEW driftmirror.dm_exporter_models AS
+SELECT g.name AS group_name,
+       r.name AS resource_name,
+       d.name AS metric,
+       m.method,
+       m.version::float8 AS version,
+       m.backtest_mase,
+       m.coverage95,
+       m.rolling_mae / nullif(m.backtest_mae, 0) AS rolling_error_ratio,
+       extract(epoch FROM pg_catalog.clock_timestamp() - m.trained_at)::float8 AS age_seconds,
+       f.yhat AS forecast,
+       f.hi95 AS forecast_hi95,
+       f.lo95 AS forecast_lo95,
+       a.value AS actual
+  FROM driftmirror.model m
+  JOIN driftmirror.resource r ON r.id = m.resource_id
+  JOIN driftmirror.resource_group g ON g.id = m.group_id
+  JOIN driftmirror.metric_def d ON d.id = m.metric_id
+  -- the stored forecast of the bucket that holds now, from the latest run
+  LEFT JOIN LATERAL (SELECT fc.yhat, fc.hi95, fc.lo95
+                       FROM driftmirror.forecast fc
+                      WHERE fc.model_id = m.id AND fc.ts <= pg_catalog.clock_timestamp()
+                      ORDER BY fc.ts DESC, fc.made_at DESC LIMIT 1) f ON true
+  -- the last value stored in the last day
+  LEFT JOIN LATERAL (SELECT x.value
+                       FROM driftmirror.metric x
+                      WHERE x.resource_id = m.resource_id AND x.metric_id = m.metric_id
+                        AND x.ts > pg_catalog.clock_timestamp() - interval '1 day'
+                      ORDER BY x.ts DESC LIMIT 1) a ON true
+ WHERE m.version = (SELECT max(v.version) FROM driftmirror.model v
+                     WHERE v.resource_id = m.resource_id AND v.metric_id = m.metric_id);
+COMMENT ON VIEW driftmirror.dm_exporter_models IS
+    'postgres_exporter: per series, the current model''s accuracy and age, its forecast for now and the last observed value';
+
+-- capacity of the resources that scale (resource option scale_metric)
+CREATE VIEW driftmirror.dm_exporter_capacity AS
+SELECT r.group_name,
+       r.name AS resource_name,
+       r.capacity::float8 AS capacity,
+       (r.options ->> 'unit_capacity')::float8 AS unit_capacity
+  FROM driftmirror.dm_resources r
+ WHERE r.options ? 'scale_metric';
+COMMENT ON VIEW driftmirror.dm_exporter_capacity IS
+    'postgres_exporter: instances of each scaled resource and the demand one instance serves';
+
+-- the traffic shares each group's routers apply (dm_shift)
+CREATE VIEW driftmirror.dm_exporter_shifts AS
+SELECT s.group_name, s.read_pct::float8 AS read_pct, s.write_pct::float8 AS write_pct,
+       s.change_id::float8 AS change_id
+  FROM driftmirror.dm_shifts s;
+COMMENT ON VIEW driftmirror.dm_exporter_shifts IS
+    'postgres_exporter: the read and write shares sent to each group''s mirror';

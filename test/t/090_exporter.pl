@@ -47,9 +47,21 @@ $node->safe_psql('postgres', q{
 	                                   'host=/nonexistent/secret-socket dbname=orders');
 	SELECT driftmirror.dm_create_group('search', '{"interval": "1s", "mode": "off"}');
 });
+# a scaled resource with a trained model: two days of 5-minute demand
+$node->safe_psql('postgres', q{
+	SELECT driftmirror.dm_create_group('shop', '{"interval": "1s", "mode": "off"}');
+	SELECT driftmirror.dm_add_resource('shop', 'web', 'app', 'http://127.0.0.1:9/act',
+	       options => '{"scale_metric": "requests", "unit_capacity": 100}');
+	SELECT driftmirror.dm_register_metric('requests', '1/s', 'requests per second');
+	SELECT driftmirror.dm_ingest('shop', 'web', 'requests', array_agg(ts ORDER BY ts),
+	                             array_agg(100 + 50 * sin(extract(epoch FROM ts) / 86400 * 2 * pi()) ORDER BY ts))
+	  FROM generate_series(date_bin('5 minutes', now(), '2000-01-01') - interval '2 days',
+	                       date_bin('5 minutes', now(), '2000-01-01'), interval '5 minutes') ts;
+	SELECT count(*) FROM driftmirror.dm_train('shop');
+});
 dm_wait_for($node,
-	"SELECT count(*) = 2 FROM driftmirror.dm_status WHERE steps_ok > 0",
-	't', 'both groups have had a step');
+	"SELECT count(*) = 3 FROM driftmirror.dm_status WHERE steps_ok > 0",
+	't', 'the groups have had a step');
 
 # --- the exporter, as the monitoring role, with the tree's queries file
 my $dsn = sprintf('host=%s port=%d dbname=postgres user=exporter sslmode=disable',
@@ -83,6 +95,14 @@ like($metrics, qr/^driftmirror_group_resources\{[^}]*group_name="orders"[^}]*\} 
 	'the resource count of a group');
 like($metrics, qr/^driftmirror_actions_total\{[^}]*kind="add_resource"[^}]*\} 1$/m,
 	'actions are counted by kind');
+like($metrics, qr/^driftmirror_model_backtest_mase\{[^}]*metric="requests"[^}]*resource_name="web"[^}]*\} [0-9.e+-]+$/m,
+	'a model\'s backtest accuracy');
+like($metrics, qr/^driftmirror_model_forecast\{[^}]*metric="requests"[^}]*\} [0-9.e+-]+$/m,
+	'its forecast for now');
+like($metrics, qr/^driftmirror_model_actual\{[^}]*metric="requests"[^}]*\} [0-9.e+-]+$/m,
+	'beside the last value observed');
+like($metrics, qr/^driftmirror_capacity_capacity\{[^}]*resource_name="web"[^}]*\} 1$/m,
+	'the capacity of a scaled resource');
 like($metrics, qr/^driftmirror_worker_alive(\{server="[^"]*"\})? 1$/m, 'the worker is alive')
   or diag(join("\n", grep { /driftmirror_worker/ } split /\n/, $metrics));
 unlike($metrics, qr/secret-socket|host=/, 'no endpoint in any series');
