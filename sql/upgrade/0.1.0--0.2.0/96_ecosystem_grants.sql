@@ -10,7 +10,8 @@ DECLARE
 BEGIN
     FOREACH v IN ARRAY ARRAY['dm_exporter_groups', 'dm_exporter_mirrors', 'dm_exporter_routes',
                              'dm_exporter_actions', 'dm_exporter_worker', 'dm_exporter_promotions',
-                             'dm_exporter_models', 'dm_exporter_capacity', 'dm_exporter_shifts']
+                             'dm_exporter_models', 'dm_exporter_capacity', 'dm_exporter_shifts',
+                             'dm_exporter_shift_plans']
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', v);
         EXECUTE pg_catalog.format('GRANT SELECT ON driftmirror.%I TO driftmirror_monitor', v);
