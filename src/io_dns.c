@@ -216,14 +216,21 @@ WaitOrRelease(Lookup **lk, int n, TimestampTz deadline)
 	return done;
 }
 
+/* lookups of a conninfo's host names under way (DmResolveStart) */
+struct DmDnsLookups
+{
+	List	   *hosts;			/* the host list, one item per entry */
+	List	   *ports;			/* the port list (0, 1 or one per host) */
+	Lookup	  **lk;				/* per host: its lookup, NULL for none */
+	int			nhosts;
+};
+
 /*
- * DmResolveConninfo
+ * DmResolveStart
  *		See io_dns.h.
  */
-bool
-DmResolveConninfo(const char *conninfo, const char *label,
-				  TimestampTz deadline, char **hosts_out,
-				  char **hostaddrs_out, char **ports_out)
+DmDnsLookups *
+DmResolveStart(const char *conninfo, const char *label)
 {
 	PQconninfoOption *opts;
 	PQconninfoOption *o;
@@ -240,20 +247,14 @@ DmResolveConninfo(const char *conninfo, const char *label,
 	ListCell   *lc;
 	struct gaicb **batch;
 	struct sigevent sev;
-	StringInfoData out_hosts;
-	StringInfoData out_addrs;
-	StringInfoData out_ports;
-	int			nout = 0;
-	const char *failed_name = NULL;
-	int			failed_rc = 0;
-	bool		done;
+	DmDnsLookups *d;
 
 	opts = PQconninfoParse(conninfo, &err);
 	if (opts == NULL)
 	{
 		if (err)
 			PQfreemem(err);
-		return false;
+		return NULL;
 	}
 	for (o = opts; o->keyword != NULL; o++)
 	{
@@ -268,14 +269,14 @@ DmResolveConninfo(const char *conninfo, const char *label,
 	}
 	PQconninfoFree(opts);
 	if (host == NULL || hostaddr != NULL)
-		return false;
+		return NULL;
 
 	hosts = SplitList(host);
 	nhosts = list_length(hosts);
 	if (port != NULL)
 		ports = SplitList(port);
 	if (list_length(ports) > 1 && list_length(ports) != nhosts)
-		return false;			/* libpq reports the mismatch */
+		return NULL;			/* libpq reports the mismatch */
 
 	lk = palloc0(sizeof(Lookup *) * nhosts);
 	foreach(lc, hosts)
@@ -287,7 +288,7 @@ DmResolveConninfo(const char *conninfo, const char *label,
 		nnames++;
 	}
 	if (nnames == 0)
-		return false;
+		return NULL;
 
 	ReapParked();
 	if (NParked + nnames > DM_DNS_MAX_PARKED)
@@ -337,15 +338,58 @@ DmResolveConninfo(const char *conninfo, const char *label,
 				 errdetail_internal("could not start the lookups")));
 	}
 
-	done = WaitOrRelease(lk, nhosts, deadline);
-	if (!done)
-	{
-		ReleaseLookups(lk, nhosts);
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not resolve the host name of node \"%s\": no answer before the deadline",
-						label)));
-	}
+	d = palloc(sizeof(DmDnsLookups));
+	d->hosts = hosts;
+	d->ports = ports;
+	d->lk = lk;
+	d->nhosts = nhosts;
+	return d;
+}
+
+/*
+ * DmResolvePending
+ *		See io_dns.h.
+ */
+bool
+DmResolvePending(DmDnsLookups *d)
+{
+	int			i;
+
+	for (i = 0; i < d->nhosts; i++)
+		if (d->lk[i] != NULL && gai_error(&d->lk[i]->cb) == EAI_INPROGRESS)
+			return true;
+	return false;
+}
+
+/*
+ * DmResolveRelease
+ *		See io_dns.h.
+ */
+void
+DmResolveRelease(DmDnsLookups *d)
+{
+	ReleaseLookups(d->lk, d->nhosts);
+}
+
+/*
+ * DmResolveFinish
+ *		See io_dns.h.
+ */
+void
+DmResolveFinish(DmDnsLookups *d, const char *label, char **hosts_out,
+				char **hostaddrs_out, char **ports_out)
+{
+	List	   *hosts = d->hosts;
+	List	   *ports = d->ports;
+	Lookup	  **lk = d->lk;
+	int			nhosts = d->nhosts;
+	StringInfoData out_hosts;
+	StringInfoData out_addrs;
+	StringInfoData out_ports;
+	int			nout = 0;
+	const char *failed_name = NULL;
+	int			failed_rc = 0;
+	int			i;
 
 	/* one entry per address, in libpq's order */
 	initStringInfo(&out_hosts);
@@ -411,10 +455,58 @@ DmResolveConninfo(const char *conninfo, const char *label,
 	*hosts_out = out_hosts.data;
 	*hostaddrs_out = out_addrs.data;
 	*ports_out = list_length(ports) > 1 ? out_ports.data : NULL;
+}
+
+/*
+ * DmResolveConninfo
+ *		See io_dns.h.
+ */
+bool
+DmResolveConninfo(const char *conninfo, const char *label,
+				  TimestampTz deadline, char **hosts_out,
+				  char **hostaddrs_out, char **ports_out)
+{
+	DmDnsLookups *d = DmResolveStart(conninfo, label);
+
+	if (d == NULL)
+		return false;
+	if (!WaitOrRelease(d->lk, d->nhosts, deadline))
+	{
+		DmResolveRelease(d);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not resolve the host name of node \"%s\": no answer before the deadline",
+						label)));
+	}
+	DmResolveFinish(d, label, hosts_out, hostaddrs_out, ports_out);
 	return true;
 }
 
 #else							/* no getaddrinfo_a: libpq resolves */
+
+DmDnsLookups *
+DmResolveStart(const char *conninfo, const char *label)
+{
+	return NULL;
+}
+
+bool
+DmResolvePending(DmDnsLookups *d)
+{
+	return false;
+}
+
+void
+DmResolveRelease(DmDnsLookups *d)
+{
+}
+
+void
+DmResolveFinish(DmDnsLookups *d, const char *label, char **hosts_out,
+				char **hostaddrs_out, char **ports_out)
+{
+	elog(ERROR, "no name lookups without getaddrinfo_a");
+}
 
 bool
 DmResolveConninfo(const char *conninfo, const char *label,

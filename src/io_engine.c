@@ -5,7 +5,7 @@
  *
  * Every request is a state machine:
  *
- *	 CONNECTING --PQconnectPoll--> RUNNING(step) ... --> DONE
+ *	 (RESOLVING) --> CONNECTING --PQconnectPoll--> RUNNING(step) ... --> DONE
  *	 steps: SETUP (hardening, new sessions only) -> NODE_SESSION (new
  *	 sessions only) -> SQL -> PROBE x probes
  *
@@ -25,10 +25,11 @@
  * in the pool of its endpoint (the conninfo) for the next request there;
  * one idle session per endpoint is kept, for at most DM_IO_IDLE_MS.
  *
- * Name resolution happens when a connection starts (DmRemoteConnectStart),
- * synchronously with the request's connect deadline: bounded and
- * interruptible, but it holds the engine meanwhile.  Numeric hosts and
- * Unix sockets need none.
+ * Names: a new connection first resolves its conninfo's host names with
+ * io_dns.c's lookups (RS_RESOLVING); DmIoWait polls them every
+ * DM_IO_DNS_POLL_MS while any is under way, so a dead resolver holds only
+ * the requests that need it, until their connect deadline.  Numeric hosts
+ * and Unix sockets need none.
  *
  * Memory: requests live in their caller's context; sessions and the lists
  * in EngineContext (TopMemoryContext's child).  Nothing here runs in a
@@ -46,15 +47,21 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
+#include "endpoint.h"
+#include "io_dns.h"
 #include "io_engine.h"
 #include "remote_conn.h"
 
 /* idle sessions are closed after this */
 #define DM_IO_IDLE_MS 60000
 
+/* how often name lookups under way are polled */
+#define DM_IO_DNS_POLL_MS 10
+
 typedef enum
 {
 	RS_NEW,
+	RS_RESOLVING,
 	RS_CONNECTING,
 	RS_RUNNING,
 	RS_DONE
@@ -476,6 +483,14 @@ Expire(TimestampTz now)
 			if (earliest == 0 || r->deadline < earliest)
 				earliest = r->deadline;
 		}
+		else if (r->state == RS_RESOLVING)
+		{
+			DmResolveRelease(r->dns);
+			r->dns = NULL;
+			Fail(r, "08001",
+				 psprintf("could not resolve the host name of node \"%s\": no answer before the deadline",
+						  r->label), NULL, false);
+		}
 		else if (r->state == RS_CONNECTING)
 			Fail(r, "08001",
 				 psprintf("could not connect to node \"%s\": timed out after %d ms",
@@ -534,54 +549,126 @@ DmIoPgRequestCreate(MemoryContext cxt, const char *conninfo, const char *label)
 }
 
 /*
+ * NodeErrorOrRethrow
+ *		In a PG_CATCH: an interrupt (or out of memory) goes on up; any other
+ *		error (a refused conninfo, a name that does not resolve) is the
+ *		request's, returned as a copy in cxt.
+ */
+static ErrorData *
+NodeErrorOrRethrow(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+		PG_RE_THROW();
+	FlushErrorState();
+	return edata;
+}
+
+/*
+ * Connect
+ *		Start the connection of r, its names resolved (hosts NULL: none to
+ *		resolve).
+ */
+static void
+Connect(DmIoPgRequest *r, const char *hosts, const char *hostaddrs,
+		const char *ports)
+{
+	Session    *s = MemoryContextAllocZero(EngineContext, sizeof(Session));
+
+	s->conninfo = MemoryContextStrdup(EngineContext, r->conninfo);
+	r->session = s;
+	r->state = RS_CONNECTING;
+	s->conn = DmRemoteConnectStartResolved(r->conninfo, r->label,
+										   r->connect_timeout_ms,
+										   hosts, hostaddrs, ports);
+	s->pstat = PGRES_POLLING_WRITING;
+	s->step_timeout_ms = r->connect_timeout_ms;
+	if (PQstatus(s->conn) == CONNECTION_BAD)
+		Fail(r, "08001", psprintf("could not connect to node \"%s\"", r->label),
+			 Chomp(r->cxt, PQerrorMessage(s->conn)), false);
+}
+
+/*
  * StartConnection
- *		A new session for r: DmRemoteConnectStart, whose name resolution may
- *		raise; a resolution failure fails the request (interrupts propagate).
+ *		A new session for r: check the conninfo and start the lookups of its
+ *		host names (the request waits in RS_RESOLVING, polled by DmIoWait)
+ *		or, with no name to resolve, the connection.  A refused conninfo
+ *		fails the request; interrupts propagate.
  */
 static void
 StartConnection(DmIoPgRequest *r)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Session    *s;
-	PGconn	   *volatile conn = NULL;
+	DmDnsLookups *volatile dns = NULL;
 	ErrorData  *volatile edata = NULL;
 
 	PG_TRY();
 	{
-		conn = DmRemoteConnectStart(r->conninfo, r->label, r->deadline,
-									r->connect_timeout_ms);
+		DmCheckConninfo(r->conninfo);
+		dns = DmResolveStart(r->conninfo, r->label);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		/* interrupts go on up; a refused conninfo or a name fails the request */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
-			PG_RE_THROW();
-		FlushErrorState();
+		edata = NodeErrorOrRethrow(cxt);
 	}
 	PG_END_TRY();
 
 	/* from here on the request is the engine's: it ends by Fail or Finish */
-	s = MemoryContextAllocZero(EngineContext, sizeof(Session));
-	s->conninfo = MemoryContextStrdup(EngineContext, r->conninfo);
 	r->next = Active;
 	Active = r;
-	r->session = s;
-	r->state = RS_CONNECTING;
 	if (edata != NULL)
-	{
 		Fail(r, unpack_sql_state(edata->sqlerrcode), edata->message, edata->detail, false);
-		return;
+	else if (dns != NULL)
+	{
+		r->dns = dns;
+		r->state = RS_RESOLVING;
 	}
-	s->conn = conn;
-	s->pstat = PGRES_POLLING_WRITING;
-	s->step_timeout_ms = r->connect_timeout_ms;
-	if (PQstatus(conn) == CONNECTION_BAD)
-		Fail(r, "08001", psprintf("could not connect to node \"%s\"", r->label),
-			 Chomp(r->cxt, PQerrorMessage(conn)), false);
+	else
+		Connect(r, NULL, NULL, NULL);
+}
+
+/*
+ * ResolveDone
+ *		The lookups of a resolving request are over: connect, or fail when
+ *		no name resolved.
+ */
+static void
+ResolveDone(DmIoPgRequest *r)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	DmDnsLookups *dns = r->dns;
+	char	   *volatile hosts = NULL;
+	char	   *volatile hostaddrs = NULL;
+	char	   *volatile ports = NULL;
+	ErrorData  *volatile edata = NULL;
+
+	r->dns = NULL;
+	PG_TRY();
+	{
+		char	   *h;
+		char	   *a;
+		char	   *p;
+
+		DmResolveFinish(dns, r->label, &h, &a, &p);
+		hosts = h;
+		hostaddrs = a;
+		ports = p;
+	}
+	PG_CATCH();
+	{
+		edata = NodeErrorOrRethrow(cxt);
+	}
+	PG_END_TRY();
+
+	if (edata != NULL)
+		Fail(r, unpack_sql_state(edata->sqlerrcode), edata->message, edata->detail, false);
+	else
+		Connect(r, hosts, hostaddrs, ports);
 }
 
 /*
@@ -668,6 +755,8 @@ DmIoWait(long timeout_ms)
 	int			i;
 	long		wait_ms;
 	bool		latch = false;
+	bool		resolving = false;
+	DmIoPgRequest *next;
 
 	EnsureContext();
 	CloseStaleSessions(now);
@@ -679,6 +768,25 @@ DmIoWait(long timeout_ms)
 	}
 	if (earliest != 0 && earliest < wake)
 		wake = earliest;
+
+	/* name lookups: those done go on to connect; the others are polled */
+	for (r = Active; r != NULL; r = next)
+	{
+		next = r->next;
+		if (r->state != RS_RESOLVING)
+			continue;
+		if (DmResolvePending(r->dns))
+			resolving = true;
+		else
+			ResolveDone(r);
+	}
+	if (resolving && wake > TimestampTzPlusMilliseconds(now, DM_IO_DNS_POLL_MS))
+		wake = TimestampTzPlusMilliseconds(now, DM_IO_DNS_POLL_MS);
+	if (Finished != NULL)
+	{
+		RunCallbacks();
+		return false;
+	}
 
 	for (r = Active; r != NULL; r = r->next)
 		nactive++;
@@ -757,6 +865,9 @@ DmIoDiscardAll(void)
 
 		Active = r->next;
 		ClearResults(r);
+		if (r->dns != NULL)
+			DmResolveRelease(r->dns);
+		r->dns = NULL;
 		if (s != NULL)
 			CloseSession(s, true);
 		r->session = NULL;

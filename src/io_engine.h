@@ -78,6 +78,7 @@ struct DmIoPgRequest
 	struct DmIoPgRequest *next;
 	MemoryContext cxt;
 	int			state;
+	struct DmDnsLookups *dns;	/* name lookups under way, or NULL */
 	void	   *session;
 	int			step;
 	bool		reused;			/* on a session taken from the pool */

@@ -172,31 +172,50 @@ DmRemoteSessionBudgetMs(int timeout_ms)
 /*
  * DmRemoteConnectStart
  *		Resolve the conninfo's host names before deadline (io_dns.c) and
- *		start a hardened connection attempt.  Returns the PGconn, which may
- *		already be CONNECTION_BAD (the caller reports PQerrorMessage);
- *		raises when the conninfo is refused, names do not resolve in time,
- *		or on interrupts.  timeout_ms becomes libpq's connect_timeout.
+ *		start a hardened connection attempt (DmRemoteConnectStartResolved).
+ *		Raises when the conninfo is refused, names do not resolve in time,
+ *		or on interrupts.
  */
 PGconn *
 DmRemoteConnectStart(const char *conninfo, const char *label,
 					 TimestampTz deadline, int timeout_ms)
 {
-	const char *keywords[16];
-	const char *values[16];
-	int			n = 0;
-	char	   *hosts;
-	char	   *hostaddrs;
-	char	   *ports;
-	char		connect_timeout[16];
-	PGconn	   *conn;
+	char	   *hosts = NULL;
+	char	   *hostaddrs = NULL;
+	char	   *ports = NULL;
 
 	/* defence in depth: the keyword allow-list of endpoint.c, again here */
 	DmCheckConninfo(conninfo);
+	if (!DmResolveConninfo(conninfo, label, deadline, &hosts, &hostaddrs, &ports))
+		hosts = hostaddrs = ports = NULL;
+	return DmRemoteConnectStartResolved(conninfo, label, timeout_ms,
+										hosts, hostaddrs, ports);
+}
+
+/*
+ * DmRemoteConnectStartResolved
+ *		Start a hardened, non-blocking connection attempt with the host,
+ *		hostaddr and port lists of a finished name resolution (hosts NULL:
+ *		nothing was resolved; ports NULL: the conninfo's).  Returns the
+ *		PGconn, which may already be CONNECTION_BAD (the caller reports
+ *		PQerrorMessage).  timeout_ms becomes libpq's connect_timeout.  The
+ *		caller has checked the conninfo (DmCheckConninfo).
+ */
+PGconn *
+DmRemoteConnectStartResolved(const char *conninfo, const char *label,
+							 int timeout_ms, const char *hosts,
+							 const char *hostaddrs, const char *ports)
+{
+	const char *keywords[16];
+	const char *values[16];
+	int			n = 0;
+	char		connect_timeout[16];
+	PGconn	   *conn;
 
 	/* later keywords override what the conninfo (dbname) says */
 	keywords[n] = "dbname";
 	values[n++] = conninfo;
-	if (DmResolveConninfo(conninfo, label, deadline, &hosts, &hostaddrs, &ports))
+	if (hosts != NULL)
 	{
 		keywords[n] = "host";
 		values[n++] = hosts;

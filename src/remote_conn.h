@@ -40,6 +40,9 @@
  *	 conn = DmRemoteConnectStart(conninfo, label, deadline, timeout_ms)
  *		names resolved before deadline, hardened libpq keywords, the attempt
  *		started (poll it with PQconnectPoll; it may be CONNECTION_BAD)
+ *	 conn = DmRemoteConnectStartResolved(conninfo, label, timeout_ms,
+ *										 hosts, hostaddrs, ports)
+ *		the same after a name resolution the caller drove (io_dns.h)
  *	 DmRemoteHardenSql(conn), DmRemoteSessionBudgetMs(timeout_ms)
  *		the set-up statement of a new session and its one parameter
  *	 DmRemoteNodeSessionSql(lock_timeout_ms)  what DmRemoteNodeSession runs
@@ -79,6 +82,9 @@ extern void DmRemoteClose(PGconn *conn);
 
 extern PGconn *DmRemoteConnectStart(const char *conninfo, const char *label,
 									TimestampTz deadline, int timeout_ms);
+extern PGconn *DmRemoteConnectStartResolved(const char *conninfo, const char *label,
+											int timeout_ms, const char *hosts,
+											const char *hostaddrs, const char *ports);
 extern const char *DmRemoteHardenSql(PGconn *conn);
 extern int	DmRemoteSessionBudgetMs(int timeout_ms);
 extern char *DmRemoteNodeSessionSql(int lock_timeout_ms);
