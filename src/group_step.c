@@ -13,9 +13,9 @@
  * worker resumes this one when the engine calls back.  So a node that does
  * not answer holds only its own group's step, until its deadline.
  * Phases: recovery of interrupted promotions (promote.c), mirrors
- * (mirror.c), auto-promotion, the shift plan, routers behind the shares
- * (router.c), forecasts and scaling (scaling_phase.c), then the heartbeat
- * that dm_status shows.
+ * (mirror.c), drift (78_drift.sql), auto-promotion, the shift plan,
+ * routers behind the shares (router.c), forecasts and scaling
+ * (scaling_phase.c), then the heartbeat that dm_status shows.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
  * while a phase runs; transaction commits switch to TopMemoryContext, so
@@ -97,6 +97,9 @@ static const struct
 	/* creation actions and status of each mirror; status reads through the
 	 * I/O engine, see mirror.c */
 	{"mirrors", NULL, NULL, DmMirrorPhase},
+	/* drift of each mirror from its primary, forecast over lead_time: may
+	 * hold auto-promotion and the shift plan (78_drift.sql) */
+	{"drift", "SELECT driftmirror._drift_step($1)", NULL, NULL},
 	/* on the status the mirror phase just read */
 	{"auto-promotion", NULL, DmAutoPromote, NULL},
 	/* gates, next step or rollback of the shift plan, on the mirror status

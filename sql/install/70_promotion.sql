@@ -926,6 +926,9 @@ BEGIN
                                      coalesce(round(m.lag_seconds::numeric, 3)::text, 'unknown'),
                                      eff ->> 'auto_promote_max_lag_seconds');
         END IF;
+        IF driftmirror._drift_hold(m.id) IS NOT NULL THEN
+            fails := fails || driftmirror._drift_hold(m.id);
+        END IF;
         IF st.holding_since IS NOT NULL AND errs > st.errors_at_start THEN
             fails := fails || format('%s new apply error(s) during the window', errs - st.errors_at_start);
         END IF;

@@ -422,6 +422,7 @@ DECLARE
     tr     integer;
     tw     integer;
     conflict boolean;
+    drift  text;
 BEGIN
     SELECT * INTO sp FROM driftmirror.shift_plan s
      WHERE s.group_id = p_group_id AND s.state = 'running' FOR UPDATE;
@@ -500,6 +501,21 @@ BEGIN
                                    CASE WHEN cardinality(r.unmeasured) > 0
                                         THEN format('; waiting for a reading of %s', array_to_string(r.unmeasured, ', '))
                                         ELSE '' END)
+             WHERE id = sp.id;
+            RETURN false;
+        END IF;
+
+        -- drift of a mirror held by _drift_step (78_drift.sql): the plan
+        -- stays on this step until the drift and its forecast are back
+        -- under drift_threshold
+        SELECT string_agg(mm.resource_name || ': ' || s.reason, '; ') INTO drift
+          FROM driftmirror.drift_state s JOIN driftmirror.mirror mm ON mm.id = s.mirror_id
+         WHERE mm.group_id = p_group_id AND s.held;
+        IF drift IS NOT NULL THEN
+            UPDATE driftmirror.shift_plan
+               SET last_readings = r.readings,
+                   reason = format('step %s of %s: %s%% of reads, %s%% of writes, held by drift (%s)',
+                                   sp.step, nsteps, cur ->> 'read', cur ->> 'write', drift)
              WHERE id = sp.id;
             RETURN false;
         END IF;

@@ -147,7 +147,9 @@ SELECT g.name AS group_name,
                THEN format('; promotion %s of resource "%s" failed: %s', lp.id, lp.resource_name,
                            CASE WHEN adm.admin THEN lp.error
                                 ELSE driftmirror._error_label(lp.error_sqlstate) END)
-               ELSE '' END AS reason,
+               ELSE '' END
+       -- drift of a mirror over drift_threshold, now or forecast (78_drift.sql)
+       || coalesce('; ' || dr.reasons, '') AS reason,
        (SELECT count(*) FROM driftmirror.resource r WHERE r.group_id = g.id) AS resources,
        i.iv AS "interval",
        s.last_heartbeat,
@@ -177,6 +179,11 @@ SELECT g.name AS group_name,
                        FROM driftmirror.promotion p
                       WHERE p.group_id = g.id
                       ORDER BY p.id DESC LIMIT 1) lp ON true
+  LEFT JOIN LATERAL (SELECT string_agg(format('drift of resource "%s": %s', mm.resource_name, ds.reason),
+                                        '; ' ORDER BY mm.resource_name) AS reasons
+                       FROM driftmirror.drift_state ds
+                       JOIN driftmirror.mirror mm ON mm.id = ds.mirror_id
+                      WHERE mm.group_id = g.id AND ds.decision <> 'ok') dr ON true
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
   LEFT JOIN driftmirror.dm_worker w ON true
   -- metric sources (55_metrics.sql): a failing one degrades the group

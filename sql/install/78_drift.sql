@@ -1,0 +1,204 @@
+-- 78_drift.sql: drift of each mirror from its primary, computed, stored,
+-- forecast over the group's lead_time and acted on before it breaches
+-- drift_threshold (the worker's "drift" phase, between the mirror status
+-- and auto-promotion; see docs/predictive-scaling.md#drift).
+--
+-- Each group step whose mode is not 'off', for every postgres mirror of the
+-- group, _drift_step:
+--   1. computes three components, each divided by the group's own limit so
+--      that 1.0 means "at the limit" (_drift_components, pure):
+--        drift.lag          lag_seconds / auto_promote_max_lag_seconds
+--        drift.latency      (latency ratio - 1) / (auto_promote_max_latency_ratio - 1),
+--                           the ratio of the medians over the last 3 intervals
+--        drift.apply_errors new apply + sync errors per minute since the
+--                           last step (one error a minute = 1.0)
+--      and drift.score = the largest of them, and stores the four in the
+--      metric store under the mirror's resource;
+--   2. forecasts drift.score over lead_time (dm_forecast, method 'hw', on
+--      the last 60 stored scores; needs 30: on fewer, hw's choice of trend
+--      flips from one step to the next) and takes the largest 95 % upper
+--      bound;
+--   3. decides (_drift_decision, pure): 'breach' when the score is at or over
+--      drift_threshold (same unit as drift.score), 'forecast_breach' when
+--      the upper bound is, else 'ok'.  In mode forecast_and_scale a breach
+--      or forecast breach holds auto-promotion of the mirror and the next
+--      step of a running shift plan; forecast_only records the decision
+--      only.  Every change of decision is logged to the action log (kind
+--      'drift') with its inputs.
+--
+-- This file creates only new objects, so the update script lists it
+-- (sql/upgrade/0.1.0--0.2.0/84_drift.include).
+
+INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
+    ('drift.lag', 'ratio', 'lag of a mirror over the group''s auto_promote_max_lag_seconds (1 = at the limit)', true),
+    ('drift.latency', 'ratio', 'latency ratio of a mirror to its primary, minus 1, over auto_promote_max_latency_ratio minus 1 (1 = at the limit)', true),
+    ('drift.apply_errors', 'ratio', 'new apply and sync errors of a mirror per minute since the last step', true),
+    ('drift.score', 'ratio', 'drift of a mirror from its primary: the largest of drift.lag, drift.latency and drift.apply_errors; compared with drift_threshold', true);
+
+-- drift_state: the last drift decision of each mirror
+CREATE TABLE driftmirror.drift_state (
+    mirror_id   bigint PRIMARY KEY REFERENCES driftmirror.mirror (id) ON DELETE CASCADE,
+    decision    text NOT NULL CHECK (decision IN ('ok', 'forecast_breach', 'breach')),
+    held        boolean NOT NULL,
+    score       double precision,
+    upper       double precision,
+    threshold   double precision NOT NULL,
+    errors      bigint,
+    reason      text NOT NULL,
+    checked_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE driftmirror.drift_state IS
+    'Drift of each mirror from its primary: the last decision, and whether it holds auto-promotion and shift plans';
+
+-- _drift_components: the normalised components and the score (pure; NULL
+-- inputs give a NULL component, the score is the largest known one)
+CREATE FUNCTION driftmirror._drift_components(lag_seconds double precision, max_lag_seconds double precision,
+                                              latency_ratio double precision, max_latency_ratio double precision,
+                                              new_errors bigint, elapsed_seconds double precision,
+                                              OUT lag double precision, OUT latency double precision,
+                                              OUT apply_errors double precision, OUT score double precision)
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.lag, c.latency, c.apply_errors, greatest(c.lag, c.latency, c.apply_errors)
+      FROM (SELECT CASE WHEN lag_seconds IS NOT NULL
+                        THEN greatest(lag_seconds, 0) / greatest(max_lag_seconds, 1e-3) END AS lag,
+                   CASE WHEN latency_ratio IS NOT NULL
+                        THEN greatest(latency_ratio - 1, 0) / greatest(max_latency_ratio - 1, 1e-3) END AS latency,
+                   CASE WHEN elapsed_seconds > 0
+                        THEN greatest(new_errors, 0) * 60.0 / elapsed_seconds END AS apply_errors) c
+$$;
+
+-- _drift_decision: compare the score now and its forecast upper bound with
+-- the threshold (pure); held only in mode forecast_and_scale
+CREATE FUNCTION driftmirror._drift_decision(score double precision, upper double precision,
+                                            threshold double precision, mode text,
+                                            OUT decision text, OUT held boolean, OUT reason text)
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.decision, d.decision <> 'ok' AND mode = 'forecast_and_scale',
+           CASE d.decision
+               WHEN 'breach' THEN format('drift score %s is at or over drift_threshold %s',
+                                         round(score::numeric, 3), threshold)
+               WHEN 'forecast_breach' THEN format('drift score %s is forecast to reach %s (95%% upper bound) within the lead time, at or over drift_threshold %s',
+                                                  round(score::numeric, 3), round(upper::numeric, 3), threshold)
+               ELSE format('drift score %s%s under drift_threshold %s', coalesce(round(score::numeric, 3)::text, 'unknown'),
+                           CASE WHEN upper IS NULL THEN ' (no forecast yet)'
+                                ELSE format(', forecast upper bound %s', round(upper::numeric, 3)) END,
+                           threshold)
+           END
+           || CASE WHEN d.decision <> 'ok' AND mode = 'forecast_only'
+                   THEN ' (mode forecast_only: not acted on)' ELSE '' END
+      FROM (SELECT CASE WHEN score >= threshold THEN 'breach'
+                        WHEN upper >= threshold THEN 'forecast_breach'
+                        ELSE 'ok' END AS decision) d
+$$;
+
+-- _drift_hold: why drift holds this mirror (NULL when it does not)
+CREATE FUNCTION driftmirror._drift_hold(p_mirror_id bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'drift: ' || s.reason FROM driftmirror.drift_state s
+     WHERE s.mirror_id = p_mirror_id AND s.held
+$$;
+
+-- _drift_step: the drift phase of one group (see the top of this file)
+CREATE FUNCTION driftmirror._drift_step(p_gid bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g       record;
+    mode    text;
+    thr     double precision;
+    iv      interval;
+    k       integer;
+    m       driftmirror.mirror;
+    st      driftmirror.drift_state;
+    lat     record;
+    errs    bigint;
+    c       record;
+    upper   double precision;
+    vals    float8[];
+    d       record;
+    sid     smallint := (SELECT x.id FROM driftmirror.metric_def x WHERE x.name = 'drift.score');
+    t_now   timestamptz := clock_timestamp();
+BEGIN
+    SELECT x.id, x.name, driftmirror._effective_options('group', x.options) AS eff INTO g
+      FROM driftmirror.resource_group x WHERE x.id = p_gid;
+    mode := g.eff ->> 'mode';
+    IF g.id IS NULL OR mode = 'off' THEN
+        DELETE FROM driftmirror.drift_state s
+         USING driftmirror.mirror mm WHERE mm.id = s.mirror_id AND mm.group_id = p_gid;
+        RETURN;
+    END IF;
+    thr := (g.eff ->> 'drift_threshold')::double precision;
+    iv := driftmirror._opt_interval(g.eff -> 'interval');
+    k := greatest(1, ceil(extract(epoch FROM driftmirror._opt_interval(g.eff -> 'lead_time'))
+                          / extract(epoch FROM iv))::integer);
+
+    FOR m IN SELECT * FROM driftmirror.mirror mm
+              WHERE mm.group_id = p_gid AND mm.kind = 'postgres' AND mm.state = 'mirroring'
+              ORDER BY mm.id
+    LOOP
+        SELECT * INTO st FROM driftmirror.drift_state s WHERE s.mirror_id = m.id;
+        errs := m.apply_error_count + m.sync_error_count;
+        SELECT * INTO lat FROM driftmirror._mirror_latency(m.id, 3 * iv);
+        c := driftmirror._drift_components(m.lag_seconds, (g.eff ->> 'auto_promote_max_lag_seconds')::double precision,
+                                           lat.ratio, (g.eff ->> 'auto_promote_max_latency_ratio')::double precision,
+                                           errs - st.errors,
+                                           extract(epoch FROM t_now - st.checked_at)::double precision);
+        PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
+            'drift.lag', c.lag, 'drift.latency', c.latency,
+            'drift.apply_errors', c.apply_errors, 'drift.score', c.score));
+
+        -- forecast of the score over the lead time, on its recent series
+        SELECT array_agg(x.value ORDER BY x.ts) INTO vals
+          FROM (SELECT y.ts, y.value FROM driftmirror.metric y
+                 WHERE y.resource_id = m.resource_id AND y.metric_id = sid
+                   AND y.ts > t_now - 60 * iv
+                 ORDER BY y.ts DESC LIMIT 60) x;
+        upper := NULL;
+        IF cardinality(vals) >= 30 THEN
+            SELECT max(f.hi95) INTO upper FROM driftmirror.dm_forecast(vals, '{}', k, 'hw') f;
+        END IF;
+
+        d := driftmirror._drift_decision(c.score, upper, thr, mode);
+        INSERT INTO driftmirror.drift_state AS s
+            (mirror_id, decision, held, score, upper, threshold, errors, reason, checked_at)
+        VALUES (m.id, d.decision, d.held, c.score, upper, thr, errs, d.reason, t_now)
+        ON CONFLICT (mirror_id) DO UPDATE
+           SET decision = EXCLUDED.decision, held = EXCLUDED.held, score = EXCLUDED.score,
+               upper = EXCLUDED.upper, threshold = EXCLUDED.threshold, errors = EXCLUDED.errors,
+               reason = EXCLUDED.reason, checked_at = EXCLUDED.checked_at;
+        IF d.decision IS DISTINCT FROM coalesce(st.decision, 'ok') OR d.held IS DISTINCT FROM coalesce(st.held, false) THEN
+            PERFORM driftmirror._log_action(g.name, m.resource_name, 'drift', d.reason,
+                jsonb_build_object('decision', d.decision, 'held', d.held, 'score', c.score,
+                                   'lag', c.lag, 'latency', c.latency, 'apply_errors', c.apply_errors,
+                                   'forecast_upper', upper, 'bound', '95%', 'threshold', thr,
+                                   'lead_time', driftmirror._opt_interval(g.eff -> 'lead_time')::text,
+                                   'forecast_points', cardinality(vals), 'mode', mode),
+                CASE WHEN d.held THEN 'held'
+                     WHEN d.decision <> 'ok' THEN 'proposed'
+                     ELSE 'released' END);
+        END IF;
+    END LOOP;
+    -- mirrors no longer mirroring: nothing to hold
+    DELETE FROM driftmirror.drift_state s
+     USING driftmirror.mirror mm
+     WHERE mm.id = s.mirror_id AND mm.group_id = p_gid AND mm.state <> 'mirroring';
+END
+$$;
+
+REVOKE ALL ON FUNCTION driftmirror._drift_components(double precision, double precision, double precision,
+                                                     double precision, bigint, double precision),
+    driftmirror._drift_decision(double precision, double precision, double precision, text),
+    driftmirror._drift_hold(bigint),
+    driftmirror._drift_step(bigint) FROM PUBLIC;

@@ -1,0 +1,39 @@
+-- drift.sql: the pure parts of drift (78_drift.sql): the normalised
+-- components and score of a mirror from given inputs, the decision against
+-- drift_threshold by mode, and the option.  The worker of this test
+-- instance watches another database; the phase itself runs in TAP 081.
+SET search_path = driftmirror, public;
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+
+-- the option: drift.score units, default 1 (at the limits)
+SELECT key, type, default_value, min_value, max_value, description FROM dm_options
+ WHERE key = 'drift_threshold';
+-- the metric names
+SELECT name, unit, builtin FROM dm_metric_names WHERE name LIKE 'drift.%' ORDER BY name;
+
+-- components: lag 2.5 s of a 5 s limit, ratio 1.1 of a 1.2 limit, 3 new
+-- errors in 30 s; the score is the largest
+SELECT round(lag::numeric, 3) AS lag, round(latency::numeric, 3) AS latency,
+       round(apply_errors::numeric, 3) AS apply_errors, round(score::numeric, 3) AS score
+  FROM _drift_components(2.5, 5, 1.1, 1.2, 3, 30);
+-- a mirror faster than its primary has no latency drift; unknown inputs
+-- give NULL components, the score is the largest known
+SELECT lag, latency, apply_errors, score FROM _drift_components(0, 5, 0.5, 1.2, 0, 10);
+SELECT lag, latency, apply_errors, round(score::numeric, 3) AS score
+  FROM _drift_components(NULL, 5, NULL, 1.2, NULL, NULL);
+SELECT round(lag::numeric, 3) AS lag, latency, apply_errors, round(score::numeric, 3) AS score
+  FROM _drift_components(12, 5, NULL, 1.2, NULL, NULL);
+-- a zero limit counts from a millisecond, a latency limit of 1 from 0.001
+SELECT lag, round(latency::numeric, 3) AS latency FROM _drift_components(0.002, 0, 1.002, 1, 0, 10);
+
+-- the decision: over now, forecast over, under, unknown; held only in
+-- forecast_and_scale
+SELECT m.mode, s.score, s.upper, d.*
+  FROM (VALUES ('forecast_and_scale'), ('forecast_only')) m(mode)
+  CROSS JOIN (VALUES (1.2::float8, 1.5::float8), (0.4, 1.1), (0.4, 0.9), (0.4, NULL), (NULL, NULL)) s(score, upper)
+  CROSS JOIN LATERAL _drift_decision(s.score, s.upper, 1.0, m.mode) d
+ ORDER BY m.mode, s.score DESC NULLS LAST, s.upper DESC NULLS LAST;
+
+-- no drift state: nothing held
+SELECT _drift_hold(-1) IS NULL AS not_held;

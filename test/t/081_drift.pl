@@ -1,0 +1,103 @@
+# 081_drift.pl: drift of a mirror from its primary, forecast over the lead
+# time, holds auto-promotion before the breach, with real clusters and a
+# real, growing lag; and holds the next step of a shift plan.
+#
+# The group promotes automatically (window 1 minute) once its mirror takes
+# all reads; auto_promote_max_lag_seconds is 60, so drift.lag is the lag
+# over 60 s and drift_threshold (1, the default) is a 60 s lag.  Before the
+# reads move, a session on the mirror locks a row of orders (FOR UPDATE, as
+# a long report would) and the primary updates that row: the apply worker
+# waits behind the lock and the lag grows by a second every second.  Reads
+# then move to the mirror by a shift plan (50 %, then 100 %).  The
+# worker's drift phase stores drift.* each step and forecasts drift.score
+# over lead_time (30 s): the forecast's upper bound crosses the threshold
+# while the score is still under it, and in mode forecast_and_scale the
+# drift holds auto-promotion and keeps the plan on step 1, with the reason
+# in dm_auto_promotion, dm_shift_status, dm_status and dm_actions (kind
+# 'drift', the forecast, bound and threshold in its inputs).  The lock is
+# then released, the mirror catches up, the drift (and its forecast) goes
+# back under the threshold, the hold is released, the plan ends at 100 %
+# of reads, and the worker promotes after its window.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DmTest;
+use DmPair;
+
+my $p = dm_pair(group_options => '{"auto_promote": true, "auto_promote_window": "1 minute",
+	"auto_promote_max_lag_seconds": 60, "mode": "forecast_and_scale", "lead_time": "30 seconds"}');
+my ($a, $b) = ($p->{a}, $p->{b});
+
+# drift is measured and stored while the mirror keeps up
+dm_wait_for($a, q{SELECT count(DISTINCT metric) = 4 FROM driftmirror.dm_metrics
+	WHERE resource_name = 'db' AND metric IN ('drift.lag', 'drift.latency', 'drift.apply_errors', 'drift.score')},
+	't', 'the drift metrics are stored each step');
+dm_wait_for($a, q{SELECT decision = 'ok' AND NOT held AND upper IS NOT NULL FROM driftmirror.drift_state},
+	't', 'a mirror that keeps up: no drift, and a forecast of the score');
+
+# a real, growing lag: the apply worker waits for a row lock on the mirror
+my $locker = $b->background_psql('app');
+$locker->query_safe('SELECT driftmirror_node.session_bypass()');
+$locker->query_safe('BEGIN; SELECT * FROM orders WHERE id = 1 FOR UPDATE');
+$a->safe_psql('app', q{UPDATE orders SET note = 'changed while the mirror is locked' WHERE id = 1});
+dm_wait_for($a, q{SELECT lag_seconds > 3 FROM driftmirror.dm_mirror_status}, 't', 'the lag grows');
+
+# the forecast breaches the threshold before the drift does
+dm_wait_for($a, q{SELECT count(*) > 0 FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'held'},
+	't', 'drift holds the mirror');
+my $first = $a->safe_psql('postgres', q{SELECT format('%s %s %s %s %s', inputs ->> 'decision',
+	(inputs ->> 'score')::float8 < 1, (inputs ->> 'forecast_upper')::float8 >= 1,
+	inputs ->> 'threshold', inputs ->> 'bound')
+	FROM driftmirror.dm_actions WHERE kind = 'drift' ORDER BY id LIMIT 1});
+note('first drift decision: ' . $a->safe_psql('postgres',
+	q{SELECT inputs FROM driftmirror.dm_actions WHERE kind = 'drift' ORDER BY id LIMIT 1}));
+is($first, 'forecast_breach t t 1 95%',
+	'the first decision is a forecast breach, taken while the score is under the threshold, with its inputs');
+like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_actions WHERE kind = 'drift' ORDER BY id LIMIT 1}),
+	qr/^drift score [0-9.]+ is forecast to reach [0-9.]+ \(95% upper bound\) within the lead time, at or over drift_threshold 1$/,
+	'the action says why');
+
+# reads move to the mirror by a shift plan: step 1 starts, then drift holds
+# the plan on it (its own gates allow a lag of 120 s)
+my $plan = $a->safe_psql('postgres', q{SELECT driftmirror.dm_shift_plan('orders',
+	'{"steps": [{"read": 50}, {"read": 100}], "hold": "2 s", "gates": {"max_lag_seconds": 120}}')});
+dm_wait_for($a, qq{SELECT step = 1 AND state = 'running' AND reason ~ '^step 1 of 2: 50% of reads, 0% of writes, held by drift [(]db: drift score [0-9.]+ is (forecast to reach|at or over)'
+	FROM driftmirror.dm_shift_status WHERE plan_id = $plan},
+	't', 'the shift plan is held on step 1 by drift, and says so');
+dm_wait_for($a, q{SELECT last_reason LIKE '%takes 50% of reads, not 100%; drift: drift score %'
+	AND holding_since IS NULL FROM driftmirror.dm_auto_promotion},
+	't', 'auto-promotion is held, with drift in its reason');
+like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_status WHERE group_name = 'orders'}),
+	qr/; drift of resource "db": drift score [0-9.]+ is (forecast to reach|at or over)/, 'dm_status says it');
+my $seen = $a->safe_psql('postgres', 'SELECT checked_at FROM driftmirror.dm_auto_promotion');
+dm_wait_for($a, qq{SELECT checked_at > '$seen'::timestamptz + interval '3 seconds' FROM driftmirror.dm_auto_promotion},
+	't', 'the worker keeps checking');
+is($a->safe_psql('postgres', qq{SELECT step FROM driftmirror.dm_shift_status WHERE plan_id = $plan}),
+	'1', 'the plan is still on step 1');
+is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_promotions'), '0', 'no promotion');
+is($a->safe_psql('postgres', q{SELECT count(*) FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome <> 'held'}),
+	'0', 'no release while the lag grows');
+my $before = $a->safe_psql('postgres', 'SELECT max(id) FROM driftmirror.dm_actions');
+
+# the lock goes: the mirror catches up, the drift and its forecast fall
+$locker->query_safe('COMMIT');
+$locker->quit;
+dm_wait_for($a, qq{SELECT count(*) > 0 FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'released' AND id > $before},
+	't', 'the drift goes away and the hold is released');
+note('release: ' . $a->safe_psql('postgres',
+	q{SELECT inputs FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'released' ORDER BY id LIMIT 1}));
+is($a->safe_psql('postgres', q{SELECT (inputs ->> 'score')::float8 < 1 AND (inputs ->> 'forecast_upper')::float8 < 1
+	FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'released' ORDER BY id LIMIT 1}),
+	't', 'released on a score and forecast under the threshold');
+dm_wait_for($a, qq{SELECT state = 'done' AND read_pct = 100 FROM driftmirror.dm_shift_status WHERE plan_id = $plan},
+	't', 'the plan goes on to its end');
+unlike($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_status WHERE group_name = 'orders'}),
+	qr/drift/, 'dm_status no longer mentions drift');
+dm_wait_for($a, q{SELECT count(*) = 1 FROM driftmirror.dm_promotions WHERE state = 'done'},
+	't', 'then the auto-promotion window passes and the worker promotes');
+is(primary_of($p), $b, 'b is the primary');
+
+done_testing();
