@@ -6,8 +6,10 @@ of an HTTP actuator: a small API in front of whatever runs it (Kubernetes,
 a cloud provider, a load balancer's controller).  None of those runs in the
 sandbox, so this script plays their part for the demo, following the
 contract of docs/mirrors.md ("HTTP actuator contract"): create a mirror,
-report its status, promote it (or abort a promotion), delete it.  It runs
-nothing real: a "mirror" here is a record with a made-up address.
+report its status, promote it (or abort a promotion), scale it (the
+forecast phase's POST .../scale), delete it.  It runs nothing real: a
+"mirror" here is a record with a made-up address and a capacity; each scale
+request is written to stderr (the demo's actuator.log).
 
     demo/actuator.py PORT
 
@@ -21,7 +23,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-mirrors = {}        # (actuator, mirror name) -> {"primary", "mirror", "polls"}
+mirrors = {}        # (actuator, mirror name) -> {"primary", "mirror", "polls", "capacity"}
 answers = {}        # Idempotency-Key -> (status, body)
 switched = set()    # (actuator, mirror name, promotion id) made, for an abort
 
@@ -45,7 +47,7 @@ class Actuator(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def parts(self):
-        # /<actuator>/mirrors[/<name>[/promote]]
+        # /<actuator>/mirrors[/<name>[/promote|/scale]]
         p = [x for x in self.path.split("/") if x]
         if len(p) < 2 or p[1] != "mirrors":
             return None
@@ -99,6 +101,19 @@ class Actuator(BaseHTTPRequestHandler):
                              "mirror_endpoint": m["mirror"],
                              "detail": {"switched_by": "demo actuator"}}
             return self.keyed(promote)
+        if verb == "scale":
+            def scale():
+                m = mirrors.get((actuator, name))
+                if m is None:
+                    return 404, {"error": "no such mirror"}
+                cap = req.get("capacity")
+                if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                    return 400, {"error": "capacity must be a positive integer"}
+                m["capacity"] = cap
+                print("actuator %s: mirror %s scaled to %d instance(s) (%s)"
+                      % (actuator, name, cap, req.get("decision")), file=sys.stderr, flush=True)
+                return 200, {"state": "scaled", "capacity": cap}
+            return self.keyed(scale)
         self.reply(404, {"error": "unknown path"})
 
     def do_GET(self):
@@ -112,7 +127,8 @@ class Actuator(BaseHTTPRequestHandler):
             m["polls"] += 1
             state = "ready" if m["polls"] > 1 else "creating"
             self.reply(200, {"state": state, "endpoint": m["mirror"],
-                             "lag_seconds": 0.2, "detail": {"polls": m["polls"]}})
+                             "lag_seconds": 0.2,
+                             "detail": {"polls": m["polls"], "capacity": m.get("capacity")}})
 
     def do_DELETE(self):
         where = self.parts()

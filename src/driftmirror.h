@@ -31,6 +31,9 @@ extern int	DmMetricMaintenanceS;
 extern char *DmPromoteTestPause;
 extern int	DmForecastWorkMemKb;
 extern char *DmS3Endpoint;
+extern char *DmNotifyWebhookUrl;
+extern char *DmNotifyWebhookKeyFile;
+extern int	DmNotifyWebhookTimeoutMs;
 extern char *DmS3Region;
 extern char *DmS3AccessKeyId;
 extern char *DmS3SecretFile;
@@ -47,5 +50,8 @@ extern void DmCollectMetrics(int64 *group_ids, int ngroups);
 extern void DmMaybeRunMetricMaintenance(bool force);
 extern void DmCollectorWait(long timeout_ms);
 extern void DmCollectorDiscard(void);
+
+/* notify_webhook.c */
+extern void DmDeliverNotifications(void);
 
 #endif							/* DRIFTMIRROR_H */

@@ -30,6 +30,9 @@ int			DmMetricMaintenanceS = 60;
 char	   *DmPromoteTestPause = NULL;
 int			DmForecastWorkMemKb = 64 * 1024;
 char	   *DmS3Endpoint = NULL;
+char	   *DmNotifyWebhookUrl = NULL;
+char	   *DmNotifyWebhookKeyFile = NULL;
+int			DmNotifyWebhookTimeoutMs = 5000;
 char	   *DmS3Region = NULL;
 char	   *DmS3AccessKeyId = NULL;
 char	   *DmS3SecretFile = NULL;
@@ -208,6 +211,34 @@ DmDefineSettings(void)
 							4 * 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/* the notification webhook (notify_webhook.c, 85_notify.sql) */
+	DefineCustomStringVariable("driftmirror.notify_webhook_url",
+							   "URL to which the worker posts every action recorded in the action log.",
+							   "http or https; empty: no webhook (LISTEN driftmirror_actions works regardless).",
+							   &DmNotifyWebhookUrl,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("driftmirror.notify_webhook_hmac_key_file",
+							   "File in $PGDATA/driftmirror_secrets with the key that signs notification webhook bodies.",
+							   "Empty: bodies are not signed.",
+							   &DmNotifyWebhookKeyFile,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("driftmirror.notify_webhook_timeout",
+							"Longest wait for the notification webhook's answer.",
+							"The worker waits this long at most once per pass while the receiver is down.",
+							&DmNotifyWebhookTimeoutMs,
+							5000,
+							100,
+							60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("driftmirror");

@@ -242,6 +242,9 @@ DmWorkerMain(Datum main_arg)
 			DmRunMirrorCleanups();
 		if (ExtensionPresent && DmEnabled)
 			DmMaybeRunMetricMaintenance(false);
+		/* queued action notifications to the webhook, if one is set */
+		if (ExtensionPresent && DmEnabled && !ConfigReloadPending)
+			DmDeliverNotifications();
 		pgstat_report_activity(STATE_IDLE, NULL);
 
 		Nap(DmNaptimeMs);

@@ -151,3 +151,19 @@ SELECT s.group_name, s.read_pct::float8 AS read_pct, s.write_pct::float8 AS writ
   FROM driftmirror.dm_shifts s;
 COMMENT ON VIEW driftmirror.dm_exporter_shifts IS
     'postgres_exporter: the read and write shares sent to each group''s mirror';
+
+-- the running (or last) shift plan of each group: its state as a label,
+-- the step it is on, the last good step, the number of steps
+CREATE VIEW driftmirror.dm_exporter_shift_plans AS
+SELECT DISTINCT ON (s.group_name)
+       s.group_name,
+       s.state,
+       s.step::float8 AS step,
+       s.good_step::float8 AS good_step,
+       s.steps::float8 AS steps,
+       s.step_read_pct::float8 AS step_read_pct,
+       s.step_write_pct::float8 AS step_write_pct
+  FROM driftmirror.dm_shift_status s
+ ORDER BY s.group_name, s.plan_id DESC;
+COMMENT ON VIEW driftmirror.dm_exporter_shift_plans IS
+    'postgres_exporter: the latest shift plan of each group: state, step, last good step';

@@ -6,7 +6,9 @@
 --    "extension_version": "0.2.0", "exported_at": "...", "group": "orders",
 --    "sha256": "<hex SHA-256 of the payload's text>", "payload": {...}}
 -- The payload holds the group's options, its resources (endpoints, options,
--- dependencies), events and metric sources.  Keys are versioned: each export
+-- dependencies), events, metric sources, routers and the current model of
+-- each series (its method, grid, periods and accuracy: forecasts refit the
+-- method on the data, so the model row is the whole model).  Keys are versioned: each export
 -- writes a new object <prefix>/<group>/<UTC time>-<first 12 hex of sha256>.json
 -- and never overwrites one.  dm_import refuses a document of another format,
 -- or whose checksum does not match its payload, and recreates the group
@@ -54,7 +56,28 @@ AS $$
                    ORDER BY r.name, s.kind)
               FROM driftmirror.metric_source s
               JOIN driftmirror.resource r ON r.id = s.resource_id
-             WHERE s.group_id = g.id), '[]'))
+             WHERE s.group_id = g.id), '[]'),
+        'routers', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('name', rt.name, 'kind', rt.kind,
+                                                'endpoint', rt.endpoint,
+                                                'options', rt.options || jsonb_build_object('resource', r.name))
+                   ORDER BY rt.name)
+              FROM driftmirror.router rt
+              JOIN driftmirror.resource r ON r.id = rt.resource_id
+             WHERE rt.group_id = g.id), '[]'),
+        'models', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'resource', r.name, 'metric', d.name, 'unit', d.unit,
+                       'metric_description', d.description,
+                       'model', to_jsonb(m) - 'id' - 'group_id' - 'resource_id' - 'metric_id'
+                                - 'rolling_mae' - 'rolling_points' - 'rolling_at')
+                   ORDER BY r.name, d.name)
+              FROM driftmirror.model m
+              JOIN driftmirror.resource r ON r.id = m.resource_id
+              JOIN driftmirror.metric_def d ON d.id = m.metric_id
+             WHERE m.group_id = g.id
+               AND m.version = (SELECT max(v.version) FROM driftmirror.model v
+                                 WHERE v.resource_id = m.resource_id AND v.metric_id = m.metric_id)), '[]'))
       FROM driftmirror.resource_group g
      WHERE g.id = driftmirror._group_id(p_group, false)
 $$;
@@ -125,6 +148,7 @@ DECLARE
     g    text;
     r    jsonb;
     x    jsonb;
+    skipped text[] := '{}';
 BEGIN
     IF url IS NULL OR url !~ '^https?://' THEN
         RAISE EXCEPTION 'import URL must be an http or https URL under driftmirror.s3_endpoint'
@@ -178,6 +202,42 @@ BEGIN
         PERFORM driftmirror.dm_add_metric_source(g, x ->> 'resource', x ->> 'kind',
                                                  coalesce(x -> 'config', '{}'));
     END LOOP;
+    -- models: the metric registered if need be, the model row as it was
+    -- (version 1 here), so that forecasts use the method chosen there
+    FOR x IN SELECT * FROM jsonb_array_elements(coalesce(p -> 'models', '[]')) LOOP
+        IF NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.name = x ->> 'metric') THEN
+            PERFORM driftmirror.dm_register_metric(x ->> 'metric', coalesce(x ->> 'unit', ''),
+                                                   coalesce(x ->> 'metric_description', ''));
+        END IF;
+        INSERT INTO driftmirror.model
+            (group_id, resource_id, metric_id, version, method, description, source, step,
+             seasons, window_points, horizon_steps, train_start, train_end, train_points,
+             events, backtest_points, backtest_mase, coverage80, coverage95, backtest_mae,
+             reason, trained_at)
+        SELECT gid.id, driftmirror._resource_id(gid.id, g, x ->> 'resource'),
+               (SELECT d.id FROM driftmirror.metric_def d WHERE d.name = x ->> 'metric'), 1,
+               mr.method, mr.description, mr.source, mr.step, mr.seasons, mr.window_points,
+               mr.horizon_steps, mr.train_start, mr.train_end, mr.train_points,
+               coalesce(mr.events, '{}'), mr.backtest_points, mr.backtest_mase, mr.coverage80,
+               mr.coverage95, mr.backtest_mae, mr.reason || ' (imported)', mr.trained_at
+          FROM (SELECT driftmirror._group_id(g, false) AS id) gid,
+               jsonb_populate_record(NULL::driftmirror.model, x -> 'model') mr;
+    END LOOP;
+    -- routers route to a mirror: those whose resource has none yet wait
+    -- for dm_create_mirror, and are named in a NOTICE
+    FOR x IN SELECT * FROM jsonb_array_elements(coalesce(p -> 'routers', '[]')) LOOP
+        IF EXISTS (SELECT FROM driftmirror.mirror m
+                    WHERE m.group_name = g AND m.resource_name = x -> 'options' ->> 'resource') THEN
+            PERFORM driftmirror.dm_add_router(g, x ->> 'name', x ->> 'kind', x ->> 'endpoint',
+                                              coalesce(x -> 'options', '{}'));
+        ELSE
+            skipped := skipped || (x ->> 'name');
+        END IF;
+    END LOOP;
+    IF cardinality(skipped) > 0 THEN
+        RAISE NOTICE 'router(s) % not recreated: their resource has no mirror here yet', array_to_string(skipped, ', ')
+            USING HINT = 'Create the mirror with dm_create_mirror, then add the router with dm_add_router (its settings are in the export''s payload).';
+    END IF;
     PERFORM driftmirror._log_action(g, NULL, 'import', 'dm_import',
                                     jsonb_build_object('object', regexp_replace(url, '^https?://[^/]*', ''),
                                                        'sha256', doc ->> 'sha256',

@@ -63,6 +63,16 @@ dm_wait_for($node,
 	"SELECT count(*) = 3 FROM driftmirror.dm_status WHERE steps_ok > 0",
 	't', 'the groups have had a step');
 
+# every exporter view reads without error as the exporter's role
+for my $v (split /\n/, $node->safe_psql('postgres', q{
+	SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'driftmirror'::regnamespace
+	   AND c.relname LIKE 'dm\_exporter\_%' ORDER BY 1}))
+{
+	my ($ret, $out, $err) = $node->psql('postgres', "SELECT * FROM driftmirror.$v",
+		connstr => $node->connstr('postgres') . ' user=exporter');
+	is($ret, 0, "the exporter's role reads $v") or diag($err);
+}
+
 # --- the exporter, as the monitoring role, with the tree's queries file
 my $dsn = sprintf('host=%s port=%d dbname=postgres user=exporter sslmode=disable',
 	$node->host, $node->port);

@@ -87,6 +87,13 @@ $a->safe_psql('postgres', q{
 	SELECT driftmirror.dm_add_event('orders', 'black-friday', '2026-11-27', '2026-11-30',
 	                                '{"effect": 2.5}');
 	SELECT driftmirror.dm_add_metric_source('orders', 'orders-db', 'postgres', '{}');
+	-- a model: two days of 5-minute demand, trained
+	SELECT driftmirror.dm_register_metric('requests', '1/s', 'requests per second');
+	SELECT driftmirror.dm_ingest('orders', 'orders-app', 'requests', array_agg(ts ORDER BY ts),
+	                             array_agg(100 + 50 * sin(extract(epoch FROM ts) / 86400 * 2 * pi()) ORDER BY ts))
+	  FROM generate_series(date_bin('5 minutes', now(), '2000-01-01') - interval '2 days',
+	                       date_bin('5 minutes', now(), '2000-01-01'), interval '5 minutes') ts;
+	SELECT count(*) FROM driftmirror.dm_train('orders');
 });
 
 # --- export: a new versioned object each time
@@ -111,6 +118,20 @@ my $q = q{
 	  FROM driftmirror.dm_groups g};
 is($b->safe_psql('postgres', $q), $a->safe_psql('postgres', $q),
 	'the imported group equals the exported one (options, resources, dependencies, events, sources)');
+my $mq = q{SELECT resource_name || ' ' || metric || ' ' || method || ' ' || array_to_string(seasons, ',')
+	          || ' ' || step || ' ' || round(backtest_mase::numeric, 6) FROM driftmirror.dm_models};
+is($b->safe_psql('postgres', $mq), $a->safe_psql('postgres', $mq),
+	'the model comes back: method, periods, grid and accuracy');
+like($b->safe_psql('postgres', q{SELECT version || ' ' || reason FROM driftmirror.dm_models}),
+	qr/^1 .*\(imported\)$/, 'as version 1 of this cluster, marked imported');
+# with data here, it forecasts without a training of its own
+$b->safe_psql('postgres', q{
+	SELECT driftmirror.dm_ingest('orders', 'orders-app', 'requests', array_agg(ts ORDER BY ts),
+	                             array_agg(100 + 50 * sin(extract(epoch FROM ts) / 86400 * 2 * pi()) ORDER BY ts))
+	  FROM generate_series(date_bin('5 minutes', now(), '2000-01-01') - interval '2 days',
+	                       date_bin('5 minutes', now(), '2000-01-01'), interval '5 minutes') ts});
+is($b->safe_psql('postgres', q{SELECT count(*) > 0 FROM driftmirror.dm_model_forecast('orders', 'orders-app', 'requests', '1 hour')}),
+	't', 'the imported model forecasts on the new cluster\'s data');
 ($_ = $b->safe_psql('postgres',
 		"SELECT inputs ->> 'object' FROM driftmirror.dm_actions WHERE kind = 'import'"));
 unlike($_, qr/127\.0\.0\.1/, 'the action log names the object, not the store\'s host');
@@ -133,6 +154,22 @@ my $orig = $a->safe_psql('postgres',
 is(put_raw('prod/orders/tampered.json', $tampered), '200', 'a tampered copy is stored');
 put_raw('prod/orders/foreign.json', '{"format": "someone-else", "payload": {}}');
 put_raw('prod/orders/garbage.json', 'not json at all');
+# a router needs a mirror: one exported beside a resource without a mirror
+# here is not recreated, and the import says so
+my $with_router = $a->safe_psql('postgres', q{
+	WITH p AS (SELECT jsonb_set(driftmirror._export_payload('orders'), '{routers}',
+	                            '[{"name": "lb", "kind": "webhook", "endpoint": "http://127.0.0.1:9/lb",
+	                               "options": {"resource": "orders-db"}}]') AS payload)
+	SELECT jsonb_build_object('format', 'driftmirror.export', 'format_version', 1, 'group', 'orders',
+	                          'sha256', driftmirror._export_checksum(payload), 'payload', payload)
+	  FROM p});
+is(put_raw('prod/orders/with-router.json', $with_router), '200', 'an export with a router is stored');
+$b->safe_psql('postgres', "SELECT driftmirror.dm_drop_group('orders', true)");
+($ret, $out, $err) = $b->psql('postgres', "SELECT driftmirror.dm_import('$store/prod/orders/with-router.json')");
+like($err, qr/NOTICE:  router\(s\) lb not recreated: their resource has no mirror here yet/,
+	'a router whose resource has no mirror here is named in a NOTICE');
+is($b->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_resources'), '2',
+	'the rest of the group is imported');
 $b->safe_psql('postgres', "SELECT driftmirror.dm_drop_group('orders', true)");
 my $before = $b->safe_psql('postgres',
 	'SELECT (SELECT count(*) FROM driftmirror.dm_groups) || \'/\' || (SELECT count(*) FROM driftmirror.dm_resources)');
