@@ -49,22 +49,20 @@ DECLARE
     gid   bigint := current_setting('bench.gid')::bigint;
     n     integer := current_setting('bench.mirrors')::integer;
     steps integer := current_setting('bench.steps')::integer;
+    ph    record;
     t0    timestamptz;
 BEGIN
-    PERFORM driftmirror._drift_step(gid);           -- warm caches
-    t0 := clock_timestamp();
-    FOR i IN 1 .. steps LOOP
-        PERFORM driftmirror._drift_step(gid);
+    FOR ph IN SELECT * FROM (VALUES ('drift (_drift_step)', '_drift_step'),
+                                    ('baseline: auto-promotion (_auto_promote_check)', '_auto_promote_check')) v(label, fn)
+    LOOP
+        EXECUTE format('SELECT count(*) FROM driftmirror.%I($1)', ph.fn) USING gid;     -- warm caches
+        t0 := clock_timestamp();
+        FOR i IN 1 .. steps LOOP
+            EXECUTE format('SELECT count(*) FROM driftmirror.%I($1)', ph.fn) USING gid;
+        END LOOP;
+        INSERT INTO bench_result VALUES (ph.label,
+            round((extract(epoch FROM clock_timestamp() - t0) * 1000 / steps / n)::numeric, 3));
     END LOOP;
-    INSERT INTO bench_result VALUES ('drift (_drift_step)',
-        round((extract(epoch FROM clock_timestamp() - t0) * 1000 / steps / n)::numeric, 3));
-    PERFORM driftmirror._auto_promote_check(gid);
-    t0 := clock_timestamp();
-    FOR i IN 1 .. steps LOOP
-        PERFORM driftmirror._auto_promote_check(gid);
-    END LOOP;
-    INSERT INTO bench_result VALUES ('baseline: auto-promotion (_auto_promote_check)',
-        round((extract(epoch FROM clock_timestamp() - t0) * 1000 / steps / n)::numeric, 3));
 END
 $$;
 SELECT :mirrors AS mirrors, :steps AS steps, phase, ms_per_mirror_step FROM bench_result;

@@ -9,7 +9,9 @@
 --      that 1.0 means "at the limit" (_drift_components, pure):
 --        drift.lag          lag_seconds / auto_promote_max_lag_seconds
 --        drift.latency      (latency ratio - 1) / (auto_promote_max_latency_ratio - 1),
---                           the ratio of the medians over the last 3 intervals
+--                           the ratio of the medians over auto_promote_window,
+--                           as auto-promotion measures it (a short window
+--                           would make the score, and the log, flap)
 --        drift.apply_errors new apply + sync errors per minute since the
 --                           last step (one error a minute = 1.0)
 --      and drift.score = the largest of them, and stores the four in the
@@ -119,6 +121,7 @@ DECLARE
     mode    text;
     thr     double precision;
     iv      interval;
+    win     interval;
     k       integer;
     m       driftmirror.mirror;
     st      driftmirror.drift_state;
@@ -141,6 +144,7 @@ BEGIN
     END IF;
     thr := (g.eff ->> 'drift_threshold')::double precision;
     iv := driftmirror._opt_interval(g.eff -> 'interval');
+    win := driftmirror._opt_interval(g.eff -> 'auto_promote_window');
     k := greatest(1, ceil(extract(epoch FROM driftmirror._opt_interval(g.eff -> 'lead_time'))
                           / extract(epoch FROM iv))::integer);
 
@@ -150,7 +154,7 @@ BEGIN
     LOOP
         SELECT * INTO st FROM driftmirror.drift_state s WHERE s.mirror_id = m.id;
         errs := m.apply_error_count + m.sync_error_count;
-        SELECT * INTO lat FROM driftmirror._mirror_latency(m.id, 3 * iv);
+        SELECT * INTO lat FROM driftmirror._mirror_latency(m.id, win);
         c := driftmirror._drift_components(m.lag_seconds, (g.eff ->> 'auto_promote_max_lag_seconds')::double precision,
                                            lat.ratio, (g.eff ->> 'auto_promote_max_latency_ratio')::double precision,
                                            errs - st.errors,
@@ -160,14 +164,28 @@ BEGIN
             'drift.apply_errors', c.apply_errors, 'drift.score', c.score));
 
         -- forecast of the score over the lead time, on its recent series
+        -- (since the pair last changed roles: latency_since, 60_mirrors.sql)
         SELECT array_agg(x.value ORDER BY x.ts) INTO vals
           FROM (SELECT y.ts, y.value FROM driftmirror.metric y
                  WHERE y.resource_id = m.resource_id AND y.metric_id = sid
                    AND y.ts > t_now - 60 * iv
+                   AND y.ts >= m.latency_since
                  ORDER BY y.ts DESC LIMIT 60) x;
         upper := NULL;
         IF cardinality(vals) >= 30 THEN
-            SELECT max(f.hi95) INTO upper FROM driftmirror.dm_forecast(vals, '{}', k, 'hw') f;
+            -- a forecast that fails (a WARNING in the server log) or is not
+            -- finite counts as none: the score alone decides, and the
+            -- group's step goes on
+            BEGIN
+                SELECT max(f.hi95) INTO upper FROM driftmirror.dm_forecast(vals, '{}', k, 'hw') f;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'driftmirror: drift forecast of resource "%" of group "%" failed: %',
+                    m.resource_name, g.name, SQLERRM;
+                upper := NULL;
+            END;
+            IF upper = 'NaN' OR upper IN ('Infinity', '-Infinity') THEN
+                upper := NULL;
+            END IF;
         END IF;
 
         d := driftmirror._drift_decision(c.score, upper, thr, mode);
