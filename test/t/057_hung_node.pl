@@ -42,6 +42,8 @@ my ($hout, $herr) = ('', '');
 my $hung = IPC::Run::start(
 	[ 'python3', "$FindBin::RealBin/../lib/hung_pg_server.py", $hport, $events ],
 	'>', \$hout, '2>', \$herr);
+# stopped by its PID even when the test dies half-way (a psql timeout, say)
+END { $hung->kill_kill if $hung && $hung->pumpable; }
 
 # count(EVENT): how many times the hostile server saw EVENT
 sub count_events
