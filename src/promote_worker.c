@@ -48,6 +48,7 @@
 #include "driftmirror.h"
 #include "promote.h"
 #include "promote_actuator.h"
+#include "promote_poolers.h"
 #include "remote_conn.h"
 #include "spi_util.h"
 
@@ -911,6 +912,8 @@ Rollback(PromInfo *p, const char *why)
 	if (FencedAt != 0)
 		SetFigures(p, psprintf("{\"pause_ms\": %.1f}",
 							   (double) (UnfencedAt - FencedAt) / 1000.0));
+	/* poolers the promotion paused: RESUME, still on the old primary */
+	DmPoolersResume(p->id, false);
 	Step(p, "rollback", "ok", NULL, "the old primary is writable again; the mirror stayed fenced", NULL, NULL);
 }
 
@@ -1032,6 +1035,11 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		/*
+		 * pgbouncer routers of the resource: their clients wait from here
+		 * to the flip's RESUME (recorded first, resumed on every path)
+		 */
+		DmPoolersPause(p->id, p->deadline);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
@@ -1067,6 +1075,8 @@ Forward(PromInfo *p)
 	{
 		TestPause(p, "unfence");
 		Unfence(p);
+		/* the paused poolers now point at the new primary, and resume */
+		DmPoolersResume(p->id, true);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));

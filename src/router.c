@@ -37,11 +37,13 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "driftmirror.h"
 #include "router.h"
@@ -265,11 +267,12 @@ ApplyOne(DmRouterTask *t, MemoryContext cxt)
 }
 
 /*
- * DmApplyRouters
- *		See router.h.  Raises only if the control database fails.
+ * ApplyRouters
+ *		DmApplyRouters for the routers of one kind (NULL: all).  Raises only
+ *		if the control database fails.
  */
-void
-DmApplyRouters(int64 group_id, bool due_only)
+static void
+ApplyRouters(int64 group_id, bool due_only, const char *kind)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "driftmirror routers",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -283,6 +286,8 @@ DmApplyRouters(int64 group_id, bool due_only)
 		DmRouterTask *t = lfirst(lc);
 
 		CHECK_FOR_INTERRUPTS();
+		if (kind != NULL && strcmp(t->kind, kind) != 0)
+			continue;
 		ApplyOne(t, cxt);
 		RecordOutcome(t);
 		if (!t->ok)
@@ -292,6 +297,16 @@ DmApplyRouters(int64 group_id, bool due_only)
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+}
+
+/*
+ * DmApplyRouters
+ *		See router.h.  Raises only if the control database fails.
+ */
+void
+DmApplyRouters(int64 group_id, bool due_only)
+{
+	ApplyRouters(group_id, due_only, NULL);
 }
 
 /* ---- the group's router lock ---- */
@@ -349,6 +364,39 @@ DmRunRouterPhase(int64 group_id)
 		RouterUnlock(group_id);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * DmApplyRoutersOfKind
+ *		See router.h.
+ */
+bool
+DmApplyRoutersOfKind(int64 group_id, const char *kind, int lock_wait_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lock_wait_ms);
+
+	while (!RouterLock(group_id, false))
+	{
+		int			rc;
+
+		if (GetCurrentTimestamp() >= until)
+			return false;
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   10, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_TRY();
+	{
+		ApplyRouters(group_id, false, kind);
+	}
+	PG_FINALLY();
+	{
+		RouterUnlock(group_id);
+	}
+	PG_END_TRY();
+	return true;
 }
 
 /* ---- dm_shift and its worker ---- */

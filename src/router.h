@@ -69,6 +69,14 @@ extern void DmRouterApplyWebhook(DmRouterTask *task);
  */
 extern void DmApplyRouters(int64 group_id, bool due_only);
 
+/*
+ * The same for the routers of one kind only (a promotion's flip: its
+ * pgbouncer routers, paused, before it resumes them), with the group's
+ * router lock waited for lock_wait_ms at most.  Returns false when the
+ * lock was not had in time (nothing done: the group step catches up).
+ */
+extern bool DmApplyRoutersOfKind(int64 group_id, const char *kind, int lock_wait_ms);
+
 /* the group step's phase: retry routers left behind (takes a try-lock) */
 extern void DmRunRouterPhase(int64 group_id);
 

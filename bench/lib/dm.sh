@@ -2,13 +2,16 @@
 #
 # Sourced by bench/switchover after test/lib/common.sh (and after dm_build).
 # Provides
-#   dm_switchover_run DIR PORTBASE N_SWITCHOVERS RATE CLIENTS
+#   dm_switchover_run DIR PORTBASE N_SWITCHOVERS RATE CLIENTS [pgbouncer]
 # which starts two nodes (PORTBASE: control database + primary database
 # "bench"; PORTBASE+1: the mirror), mirrors "bench" with dm_create_mirror,
-# runs the probe through dm_route_multihost's multi-host string, performs N
-# `SELECT dm_promote('bench')` under that load (alternating directions),
-# and prints
-#   dm: switchovers=N failed=F p50_ms=.. max_ms=.. lost=.. duplicated=.. identical=..
+# runs the probe through dm_route_multihost's multi-host string (or, with
+# "pgbouncer", through a pgbouncer on 127.0.0.1:PORTBASE+2 in transaction
+# pooling, registered as the group's pgbouncer router, which dm_promote
+# pauses, switches and resumes), performs N `SELECT dm_promote('bench')`
+# under that load (alternating directions), and prints
+#   LABEL: switchovers=N failed=F client_errors=E p50_ms=.. max_ms=.. lost=.. duplicated=.. identical=..
+# (LABEL dm, or dm-pgbouncer; client_errors: the probe's failed attempts)
 # plus the probe's per-window lines and dm_promote's own pause figures and
 # per-step timings.
 
@@ -31,13 +34,38 @@ EOF
     dm_as_user pg_ctl -D "$dir" -l "$dir.log" -w start >/dev/null
 }
 
+dm_bench_pgbouncer() {	# dm_bench_pgbouncer DIR PRIMARY_PORT PORT
+    local dir=$1 pa=$2 port=$3
+    dm_user_dir "$dir/router"
+    dm_as_user sh -c "printf '[databases]\nbench = host=/tmp port=$pa dbname=bench\n' >'$dir/router/bench.ini'"
+    dm_as_user sh -c "printf '\"%s\" \"\"\n' '$DM_USER' >'$dir/userlist.txt'"
+    dm_as_user sh -c "cat >'$dir/pgbouncer.ini'" <<EOF
+[databases]
+%include $dir/router/bench.ini
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+admin_users = $DM_USER
+pool_mode = transaction
+ignore_startup_parameters = extra_float_digits
+pidfile = $dir/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+EOF
+    dm_as_user pgbouncer -d "$dir/pgbouncer.ini" >/dev/null || return 1
+    dm_bench_psql "$pa" postgres "ALTER SYSTEM SET driftmirror.router_files_directory = '$dir/router'" || return 1
+    dm_bench_psql "$pa" postgres "SELECT pg_reload_conf()" >/dev/null
+}
+
 dm_bench_psql() {	# dm_bench_psql PORT DB SQL
     dm_as_user psql -X -q -At -h /tmp -p "$1" -d "$2" -v ON_ERROR_STOP=1 -c "$3"
 }
 
 dm_switchover_run() {
-    local dir=$1 base=$2 n=$3 rate=$4 clients=$5
-    local pa=$base pb=$((base + 1))
+    local dir=$1 base=$2 n=$3 rate=$4 clients=$5 via=${6:-}
+    local pa=$base pb=$((base + 1)) pgb=$((base + 2)) label=dm
     local probe=$DM_ROOT/bench/probe/probe
     local ca="host=/tmp port=$pa dbname=bench"
     local cb="host=/tmp port=$pb dbname=bench"
@@ -45,11 +73,16 @@ dm_switchover_run() {
     for d in a b; do
         [ -f "$dir/$d/postmaster.pid" ] && dm_as_user pg_ctl -D "$dir/$d" -m fast stop >/dev/null 2>&1
     done
+    [ -f "$dir/pgbouncer.pid" ] && kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null
     rm -rf "$dir"
     dm_user_dir "$dir"
     dm_log "driftmirror: primary+control on $pa, mirror on $pb"
     dm_bench_node "$dir/a" "$pa" || return 1
     dm_bench_node "$dir/b" "$pb" || return 1
+    if [ "$via" = pgbouncer ]; then
+        label=dm-pgbouncer
+        dm_bench_pgbouncer "$dir" "$pa" "$pgb" || return 1
+    fi
     dm_bench_psql "$pa" postgres "CREATE EXTENSION driftmirror" || return 1
     for p in "$pa" "$pb"; do
         dm_bench_psql "$p" postgres "CREATE DATABASE bench"
@@ -72,8 +105,15 @@ dm_switchover_run() {
     dm_wait_mirroring || { echo "dm: the mirror did not reach mirroring" >&2; return 1; }
 
     local uri
-    uri=$(dm_bench_psql "$pa" postgres "SELECT driftmirror.dm_route_multihost('bench', 'db')")
-    uri="$uri connect_timeout=2 user=$DM_USER"
+    if [ "$via" = pgbouncer ]; then
+        dm_bench_psql "$pa" postgres "SELECT driftmirror.dm_add_router('bench', 'pool', 'pgbouncer',
+            'host=127.0.0.1 port=$pgb dbname=pgbouncer user=$DM_USER',
+            '{\"database\": \"bench\", \"databases_file\": \"bench.ini\"}')" >/dev/null || return 1
+        uri="host=127.0.0.1 port=$pgb dbname=bench connect_timeout=2 user=$DM_USER"
+    else
+        uri=$(dm_bench_psql "$pa" postgres "SELECT driftmirror.dm_route_multihost('bench', 'db')")
+        uri="$uri connect_timeout=2 user=$DM_USER"
+    fi
     dm_log "driftmirror: clients use $uri"
 
     rm -f "$dir/acks" "$dir/windows"
@@ -115,12 +155,14 @@ dm_switchover_run() {
     for d in a b; do
         dm_as_user pg_ctl -D "$dir/$d" -m fast stop >/dev/null 2>&1
     done
+    [ -f "$dir/pgbouncer.pid" ] && kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null
 
-    local p50 max lost dup ident
+    local p50 max lost dup ident errors
     p50=$(awk '/^pause/ {print $3}' "$dir/pause.out")
     max=$(awk '/^pause/ {print $5}' "$dir/pause.out")
     lost=$(sed -n 's/.*lost=\([0-9]*\).*/\1/p' "$dir/check.out")
     dup=$(sed -n 's/.*duplicated=\([0-9]*\).*/\1/p' "$dir/check.out")
     ident=$(sed -n 's/.*identical=\([a-z/]*\).*/\1/p' "$dir/check.out")
-    echo "dm: switchovers=$n failed=$failed p50_ms=$p50 max_ms=$max lost=$lost duplicated=$dup identical=$ident"
+    errors=$(sed -n 's/^run .* errors=\([0-9]*\).*/\1/p' "$dir/probe.out")
+    echo "$label: switchovers=$n failed=$failed client_errors=$errors p50_ms=$p50 max_ms=$max lost=$lost duplicated=$dup identical=$ident"
 }

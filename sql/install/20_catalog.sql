@@ -104,7 +104,9 @@ CREATE TABLE driftmirror.worker_state (
     passes        bigint NOT NULL DEFAULT 0,
     enabled       boolean NOT NULL,
     naptime_ms    integer NOT NULL,
-    reloaded_at   timestamptz
+    reloaded_at   timestamptz,
+    -- time between the last two passes' starts: one loop (work and nap)
+    last_cycle_ms float8
 );
 
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.resource_group', '');

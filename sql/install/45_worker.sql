@@ -21,7 +21,10 @@ AS $$
            passes = CASE WHEN w.pid = excluded.pid THEN w.passes + 1 ELSE 1 END,
            enabled = excluded.enabled,
            naptime_ms = excluded.naptime_ms,
-           reloaded_at = coalesce(excluded.reloaded_at, w.reloaded_at)
+           reloaded_at = coalesce(excluded.reloaded_at, w.reloaded_at),
+           last_cycle_ms = CASE WHEN w.pid = excluded.pid
+                                THEN 1000 * extract(epoch FROM excluded.last_pass_at - w.last_pass_at)::float8
+                           END
 $$;
 
 -- _due_groups: groups whose monitoring step is due, most overdue first

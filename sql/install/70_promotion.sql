@@ -108,6 +108,10 @@ CREATE TABLE driftmirror.promotion (
     requested_by      text NOT NULL DEFAULT session_user,
     started_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at       timestamptz,
+    -- pgbouncer routers (ids) the driver PAUSEd (recorded before each
+    -- PAUSE) and has not RESUMEd yet: the flip, a rollback or a recovery
+    -- resumes them and clears this (promote_poolers.c)
+    poolers_paused    bigint[],
     CHECK (kind <> 'postgres' OR (new_primary IS NOT NULL
                                   AND old_publication IS NOT NULL AND old_slot IS NOT NULL
                                   AND old_subscription IS NOT NULL AND new_publication IS NOT NULL

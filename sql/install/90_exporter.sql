@@ -71,15 +71,17 @@ SELECT a.group_name, a.kind, a.outcome, count(*)::float8 AS total
 COMMENT ON VIEW driftmirror.dm_exporter_actions IS
     'postgres_exporter: number of actions per group, kind and outcome';
 
--- the worker: alive, passes, age of the last pass, nap time
+-- the worker: alive, passes, age of the last pass, loop time, nap time
 CREATE VIEW driftmirror.dm_exporter_worker AS
 SELECT CASE WHEN w.alive THEN 1 ELSE 0 END::float8 AS alive,
        CASE WHEN w.enabled THEN 1 ELSE 0 END::float8 AS enabled,
        w.passes::float8 AS passes,
        extract(epoch FROM pg_catalog.clock_timestamp() - w.last_pass_at)::float8
            AS last_pass_age_seconds,
+       s.last_cycle_ms / 1000.0 AS loop_seconds,
        w.naptime_ms / 1000.0::float8 AS naptime_seconds
-  FROM driftmirror.dm_worker w;
+  FROM driftmirror.dm_worker w
+  LEFT JOIN driftmirror.worker_state s ON true;
 COMMENT ON VIEW driftmirror.dm_exporter_worker IS
     'postgres_exporter: whether the worker runs, its passes and the age of its last pass';
 

@@ -6,9 +6,10 @@
 #       nodes' unix sockets, every weight 100.
 #   haproxy_cmd($h, 'show servers state pg_read')   one runtime API command
 #   haproxy_weights($h)   { server => "weight/drain" } of backend pg_read
-#   my $b = pgbouncer_start($dir, $include_file)
+#   my $b = pgbouncer_start($dir, $include_file [, $pool_mode])
 #       pgbouncer on 127.0.0.1:$b->{port}, trust auth, admin user = us,
-#       [databases] from $include_file (%include).
+#       [databases] from $include_file (%include), pool_mode session
+#       unless given.
 #   my $w = webhook_start($dir, $keyfile, $fail_first)   the receiver of
 #       test/lib/webhook_receiver.py on $w->{port}; webhook_log($w) its
 #       requests (one hash each).
@@ -135,7 +136,8 @@ sub haproxy_weights
 
 sub pgbouncer_start
 {
-	my ($dir, $include) = @_;
+	my ($dir, $include, $pool_mode) = @_;
+	$pool_mode //= 'session';
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	my $user = getpwuid($<);
 	open(my $u, '>', "$dir/userlist.txt") or die;
@@ -152,7 +154,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt
 admin_users = $user
-pool_mode = session
+pool_mode = $pool_mode
 ignore_startup_parameters = extra_float_digits
 server_login_retry = 1
 CFG

@@ -95,11 +95,15 @@ is($ctl->safe_psql('postgres', q{
 	SELECT version || ' ' || reason || ' ' || (backtest_mase IS NOT NULL)
 	  FROM driftmirror.dm_models WHERE group_name = 'shop'}),
 	'1 worker: no model yet true', 'the worker trained the model first');
+# the worker stores one forecast per grid bucket (5 minutes here): the one
+# of the current bucket is there (waiting for the next bucket would take up
+# to five minutes, longer than a bounded wait may)
 dm_wait_for($ctl, q{
-	SELECT count(DISTINCT f.made_at) >= 2 FROM driftmirror.forecast f
+	SELECT max(f.made_at) = date_bin(m.step, now(), '2000-01-01 00:00+00')
+	  FROM driftmirror.forecast f
 	  JOIN driftmirror.model m ON m.id = f.model_id JOIN driftmirror.resource_group g ON g.id = m.group_id
-	 WHERE g.name = 'shop'},
-	't', 'forecasts are stored step by step');
+	 WHERE g.name = 'shop' GROUP BY m.step},
+	't', 'the worker stores the forecast of the current bucket');
 
 # ---------------------------------------------------------------------
 # an actuator that refuses: failed, capacity kept, decided again with a

@@ -93,7 +93,8 @@ for my $i (1 .. 150)
 {
 	my $r = $http->get("http://127.0.0.1:$exp_port/metrics");
 	$metrics = $r->{content} if $r->{success};
-	last if $metrics =~ /^driftmirror_group_up\{/m;
+	last if $metrics =~ /^driftmirror_group_up\{/m
+	  && $metrics =~ /^driftmirror_worker_loop_seconds(\{[^}]*\})? [0-9]/m;
 	select(undef, undef, undef, 0.2);
 }
 like($metrics, qr/^driftmirror_group_up\{[^}]*group_name="orders"[^}]*\} 1$/m,
@@ -113,6 +114,8 @@ like($metrics, qr/^driftmirror_model_actual\{[^}]*metric="requests"[^}]*\} [0-9.
 	'beside the last value observed');
 like($metrics, qr/^driftmirror_capacity_capacity\{[^}]*resource_name="web"[^}]*\} 1$/m,
 	'the capacity of a scaled resource');
+like($metrics, qr/^driftmirror_worker_loop_seconds(\{server="[^"]*"\})? [0-9.e+-]+$/m,
+	'the worker\'s loop time');
 like($metrics, qr/^driftmirror_worker_alive(\{server="[^"]*"\})? 1$/m, 'the worker is alive')
   or diag(join("\n", grep { /driftmirror_worker/ } split /\n/, $metrics));
 unlike($metrics, qr/secret-socket|host=/, 'no endpoint in any series');

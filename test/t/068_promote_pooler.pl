@@ -1,0 +1,130 @@
+# 068_promote_pooler.pl: dm_promote drives the group's pgbouncer router in
+# its flip.  A real pgbouncer (transaction pooling) in front of a primary
+# and its mirror:
+#   - a probe writing continuously through pgbouncer during dm_promote sees
+#     no error at all, and every acknowledged write is on the new primary
+#     exactly once (pgbouncer was paused before the fence, pointed at the
+#     new primary and resumed after the flip);
+#   - a client holding a transaction open through pgbouncer keeps PAUSE
+#     from completing: the promotion times out, is rolled back and
+#     pgbouncer is resumed (that client commits);
+#   - the driver killed while pgbouncer is paused (before the fence): the
+#     recovery worker rolls the promotion back and resumes pgbouncer.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DmTest;
+use DmProbe;
+use DmPair;
+use DmRouters;
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $p = dm_pair(conf => "driftmirror.router_files_directory = '$dir'\n");
+my ($a, $b) = ($p->{a}, $p->{b});
+
+open(my $inc, '>', "$dir/dm_app.ini") or die;
+print $inc "[databases]\napp = host=" . $a->host . ' port=' . $a->port . " dbname=app\n";
+close($inc);
+my $bouncer = pgbouncer_start($dir, "$dir/dm_app.ini", 'transaction');
+my $via_bouncer = "host=127.0.0.1 port=$bouncer->{port} dbname=app";
+
+$a->safe_psql('postgres', qq{
+	SELECT driftmirror.dm_add_router('orders', 'pool', 'pgbouncer', '$bouncer->{admin}',
+		'{"database": "app", "databases_file": "dm_app.ini"}')});
+dm_wait_for($a, q{SELECT bool_and(in_sync AND state = 'applied') FROM driftmirror.dm_routers},
+	't', 'the pgbouncer router is applied');
+
+# SHOW DATABASES of pgbouncer: "paused port" of database app
+sub bouncer_app
+{
+	my @lines = split /\n/, `psql -X -A -F '|' -d '$bouncer->{admin}' -c 'SHOW DATABASES' 2>/dev/null`;
+	my @cols = split /\|/, shift(@lines) // '';
+	my %i = map { $cols[$_] => $_ } 0 .. $#cols;
+	for my $line (@lines)
+	{
+		my @f = split /\|/, $line;
+		return "$f[$i{paused}] $f[$i{port}]" if @f && $f[0] eq 'app';
+	}
+	return 'none';
+}
+
+sub write_through_bouncer
+{
+	my ($note) = @_;
+	my ($rc, $out, $err) = ('', '', '');
+	IPC::Run::run([ 'psql', '-X', '-q', '-A', '-t', '-d', $via_bouncer, '-c',
+		"INSERT INTO orders (note) VALUES ('$note') RETURNING current_setting('port')" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	chomp $out;
+	return $? == 0 ? $out : "error: $err";
+}
+
+is(bouncer_app(), '0 ' . $a->port, 'pgbouncer points app at a, not paused');
+
+# ---- a switchover under write load through pgbouncer: no client error ----
+ok(wait_mirroring($p), 'the mirror is in sync');
+my $probe = probe_start($p->{probe}, $via_bouncer, clients => 4, rate => 200);
+ok($a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe'), 'the probe writes through pgbouncer');
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_promote('orders')});
+is(primary_of($p), $b, 'b is the primary');
+is(bouncer_app(), '0 ' . $b->port, 'the flip pointed pgbouncer at b and resumed it');
+my $rows_b = $b->safe_psql('app', 'SELECT count(*) FROM dm_probe');
+ok($b->poll_query_until('app', "SELECT count(*) > $rows_b + 100 FROM dm_probe"),
+	'the probe goes on writing on b through pgbouncer');
+my $summary = probe_stop($probe);
+note("probe: $summary");
+like($summary, qr/ errors=0\b/, 'the client through pgbouncer saw no error during the promotion');
+ok(wait_mirroring($p), 'a mirrors b');
+my ($rc, $check) = probe_verify($p, $probe);
+note("check: $check");
+is($rc, 0, 'every acknowledged write is on the new primary exactly once, both nodes identical');
+like($check, qr/lost=0 duplicated=0 /, 'no lost or duplicated writes');
+is($a->safe_psql('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	't', 'the promotion recorded no pooler left paused');
+is($a->safe_psql('postgres', q{SELECT pause_ms IS NOT NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	't', 'the write pause is measured');
+
+# ---- PAUSE that cannot complete: rolled back by promote_timeout, resumed ----
+my $held = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $via_bouncer ],
+	'<', \my $hin, '>', \my $hout, '2>', \my $herr);
+$hin = "BEGIN;\nSELECT 'in transaction';\n";
+pump_until($held, IPC::Run::timeout(60), \$hout, qr/in transaction/)
+  or die 'the holding client did not start its transaction';
+my $s = promote_start($p, '{"promote_timeout": "3 s"}');
+my $out = promote_finish($s);
+like($out, qr/57014.*timed out in step fence/s, 'PAUSE held by an open transaction: the promotion times out in the fence step');
+is($a->safe_psql('postgres', q{SELECT state FROM driftmirror.dm_promotions ORDER BY id DESC LIMIT 1}),
+	'rolled_back', 'and is rolled back');
+is(primary_of($p), $b, 'b stays the primary');
+is(bouncer_app(), '0 ' . $b->port, 'pgbouncer is resumed, still on b');
+$hin .= "INSERT INTO orders (note) VALUES ('held') RETURNING 'inserted';\nCOMMIT;\n\\q\n";
+$held->finish;
+like($hout, qr/inserted/, 'the client that held its transaction through pgbouncer commits');
+is(write_through_bouncer('after timeout'), $b->port, 'a new write through pgbouncer lands on b');
+
+# ---- the driver killed while pgbouncer is paused: recovery resumes it ----
+ok(wait_mirroring($p), 'a mirrors b again');
+promote_pause($p, 'fence', 120000);
+$s = promote_start($p);
+promote_wait_paused($p, 'fence', 'killed driver');
+is(bouncer_app(), '1 ' . $b->port, 'pgbouncer is paused while the driver waits before the fence');
+is($a->safe_psql('postgres', q{SELECT cardinality(poolers_paused) FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	'1', 'the promotion recorded the paused pooler');
+my $pid = $a->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
+kill 'KILL', $pid;
+eval { $s->quit; };
+ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
+	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion is finished');
+is($a->safe_psql('postgres', q{SELECT state FROM driftmirror.dm_promotions ORDER BY id DESC LIMIT 1}),
+	'rolled_back', 'the recovery rolled it back');
+is(bouncer_app(), '0 ' . $b->port, 'the recovery resumed pgbouncer, still on b');
+is($a->safe_psql('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	't', 'nothing is recorded paused any more');
+is(write_through_bouncer('after recovery'), $b->port, 'a write through pgbouncer lands on b');
+
+router_stop($bouncer);
+done_testing();
