@@ -22,7 +22,8 @@
 --      bound;
 --   3. decides (_drift_decision, pure): 'breach' when the score is at or over
 --      drift_threshold (same unit as drift.score), 'forecast_breach' when
---      the upper bound is, else 'ok'.  In mode forecast_and_scale a breach
+--      the upper bound is, else 'ok'; once over, a mirror is 'ok' again only
+--      when both are under 0.8 x drift_threshold.  In mode forecast_and_scale a breach
 --      or forecast breach holds auto-promotion of the mirror and the next
 --      step of a running shift plan; forecast_only records the decision
 --      only.  Every change of decision is logged to the action log (kind
@@ -73,20 +74,28 @@ AS $$
 $$;
 
 -- _drift_decision: compare the score now and its forecast upper bound with
--- the threshold (pure); held only in mode forecast_and_scale
+-- the threshold (pure); held only in mode forecast_and_scale.  A mirror that
+-- was over (p_was_over) stays over until both are under 0.8 x the threshold:
+-- an upper bound that hovers at the threshold must not hold and release on
+-- alternate steps.
 CREATE FUNCTION driftmirror._drift_decision(score double precision, upper double precision,
                                             threshold double precision, mode text,
+                                            was_over boolean DEFAULT false,
                                             OUT decision text, OUT held boolean, OUT reason text)
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT d.decision, d.decision <> 'ok' AND mode = 'forecast_and_scale',
-           CASE d.decision
-               WHEN 'breach' THEN format('drift score %s is at or over drift_threshold %s',
-                                         round(score::numeric, 3), threshold)
-               WHEN 'forecast_breach' THEN format('drift score %s is forecast to reach %s (95%% upper bound) within the lead time, at or over drift_threshold %s',
-                                                  round(score::numeric, 3), round(upper::numeric, 3), threshold)
+           CASE
+               WHEN d.decision = 'breach' THEN format('drift score %s is at or over drift_threshold %s',
+                                                      round(score::numeric, 3), threshold)
+               WHEN d.decision = 'forecast_breach' AND upper >= threshold
+                   THEN format('drift score %s is forecast to reach %s (95%% upper bound) within the lead time, at or over drift_threshold %s',
+                               round(score::numeric, 3), round(upper::numeric, 3), threshold)
+               WHEN d.decision = 'forecast_breach'
+                   THEN format('drift score %s, forecast upper bound %s: not yet under 0.8 x drift_threshold %s, where the hold ends',
+                               round(score::numeric, 3), coalesce(round(upper::numeric, 3)::text, 'unknown'), threshold)
                ELSE format('drift score %s%s under drift_threshold %s', coalesce(round(score::numeric, 3)::text, 'unknown'),
                            CASE WHEN upper IS NULL THEN ' (no forecast yet)'
                                 ELSE format(', forecast upper bound %s', round(upper::numeric, 3)) END,
@@ -96,6 +105,8 @@ AS $$
                    THEN ' (mode forecast_only: not acted on)' ELSE '' END
       FROM (SELECT CASE WHEN score >= threshold THEN 'breach'
                         WHEN upper >= threshold THEN 'forecast_breach'
+                        WHEN was_over AND (score >= 0.8 * threshold OR upper >= 0.8 * threshold)
+                            THEN 'forecast_breach'
                         ELSE 'ok' END AS decision) d
 $$;
 
@@ -188,7 +199,7 @@ BEGIN
             END IF;
         END IF;
 
-        d := driftmirror._drift_decision(c.score, upper, thr, mode);
+        d := driftmirror._drift_decision(c.score, upper, thr, mode, coalesce(st.decision, 'ok') <> 'ok');
         INSERT INTO driftmirror.drift_state AS s
             (mirror_id, decision, held, score, upper, threshold, errors, reason, checked_at)
         VALUES (m.id, d.decision, d.held, c.score, upper, thr, errs, d.reason, t_now)
@@ -217,6 +228,6 @@ $$;
 
 REVOKE ALL ON FUNCTION driftmirror._drift_components(double precision, double precision, double precision,
                                                      double precision, bigint, double precision),
-    driftmirror._drift_decision(double precision, double precision, double precision, text),
+    driftmirror._drift_decision(double precision, double precision, double precision, text, boolean),
     driftmirror._drift_hold(bigint),
     driftmirror._drift_step(bigint) FROM PUBLIC;

@@ -35,5 +35,12 @@ SELECT m.mode, s.score, s.upper, d.*
   CROSS JOIN LATERAL _drift_decision(s.score, s.upper, 1.0, m.mode) d
  ORDER BY m.mode, s.score DESC NULLS LAST, s.upper DESC NULLS LAST;
 
+-- hysteresis: a mirror that was over stays over until the score and the
+-- upper bound are both under 0.8 x the threshold
+SELECT s.score, s.upper, d.*
+  FROM (VALUES (0.1::float8, 0.95::float8), (0.85, 0.5), (0.1, NULL), (0.1, 0.79)) s(score, upper)
+  CROSS JOIN LATERAL _drift_decision(s.score, s.upper, 1.0, 'forecast_and_scale', true) d;
+SELECT decision FROM _drift_decision(0.1, 0.95, 1.0, 'forecast_and_scale', false);
+
 -- no drift state: nothing held
 SELECT _drift_hold(-1) IS NULL AS not_held;

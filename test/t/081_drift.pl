@@ -16,7 +16,8 @@
 # in dm_auto_promotion, dm_shift_status, dm_status and dm_actions (kind
 # 'drift', the forecast, bound and threshold in its inputs).  The lock is
 # then released, the mirror catches up, the drift (and its forecast) goes
-# back under the threshold, the hold is released, the plan ends at 100 %
+# back under 0.8 x the threshold, the hold is released (and not before:
+# no release while the lag grows), the plan ends at 100 %
 # of reads, and the worker promotes after its window.
 use strict;
 use warnings;
@@ -89,9 +90,9 @@ dm_wait_for($a, qq{SELECT count(*) > 0 FROM driftmirror.dm_actions WHERE kind = 
 	't', 'the drift goes away and the hold is released');
 note('release: ' . $a->safe_psql('postgres',
 	q{SELECT inputs FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'released' ORDER BY id LIMIT 1}));
-is($a->safe_psql('postgres', q{SELECT (inputs ->> 'score')::float8 < 1 AND (inputs ->> 'forecast_upper')::float8 < 1
+is($a->safe_psql('postgres', q{SELECT (inputs ->> 'score')::float8 < 0.8 AND (inputs ->> 'forecast_upper')::float8 < 0.8
 	FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome = 'released' ORDER BY id LIMIT 1}),
-	't', 'released on a score and forecast under the threshold');
+	't', 'released on a score and forecast under 0.8 x the threshold');
 dm_wait_for($a, qq{SELECT state = 'done' AND read_pct = 100 FROM driftmirror.dm_shift_status WHERE plan_id = $plan},
 	't', 'the plan goes on to its end');
 unlike($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_status WHERE group_name = 'orders'}),
