@@ -1,6 +1,7 @@
 # bench/lib/dm.sh: the driftmirror side of bench/switchover.
 #
-# Sourced by bench/switchover after test/lib/common.sh (and after dm_build).
+# Sourced by bench/switchover after test/lib/common.sh (and after dm_build);
+# sources bench/lib/routers.sh.
 # Provides
 #   dm_switchover_run DIR PORTBASE N_SWITCHOVERS RATE CLIENTS [pgbouncer]
 # which starts two nodes (PORTBASE: control database + primary database
@@ -14,6 +15,8 @@
 # (LABEL dm, or dm-pgbouncer; client_errors: the probe's failed attempts)
 # plus the probe's per-window lines and dm_promote's own pause figures and
 # per-step timings.
+
+source "$DM_ROOT/bench/lib/routers.sh"
 
 dm_bench_node() {	# dm_bench_node DIR PORT
     local dir=$1 port=$2
@@ -38,22 +41,8 @@ dm_bench_pgbouncer() {	# dm_bench_pgbouncer DIR PRIMARY_PORT PORT
     local dir=$1 pa=$2 port=$3
     dm_user_dir "$dir/router"
     dm_as_user sh -c "printf '[databases]\nbench = host=/tmp port=$pa dbname=bench\n' >'$dir/router/bench.ini'"
-    dm_as_user sh -c "printf '\"%s\" \"\"\n' '$DM_USER' >'$dir/userlist.txt'"
-    dm_as_user sh -c "cat >'$dir/pgbouncer.ini'" <<EOF
-[databases]
-%include $dir/router/bench.ini
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-admin_users = $DM_USER
-pool_mode = transaction
-ignore_startup_parameters = extra_float_digits
-pidfile = $dir/pgbouncer.pid
-logfile = $dir/pgbouncer.log
-EOF
+    dm_pgbouncer_conf "$dir" "$port" "$DM_USER" "$dir/router/bench.ini"
+    dm_as_user sh -c "printf 'pidfile = %s\nlogfile = %s\n' '$dir/pgbouncer.pid' '$dir/pgbouncer.log' >>'$dir/pgbouncer.ini'"
     dm_as_user pgbouncer -d "$dir/pgbouncer.ini" >/dev/null || return 1
     dm_bench_psql "$pa" postgres "ALTER SYSTEM SET driftmirror.router_files_directory = '$dir/router'" || return 1
     dm_bench_psql "$pa" postgres "SELECT pg_reload_conf()" >/dev/null
