@@ -235,7 +235,7 @@ CREATE INDEX ON driftmirror.mirror_cleanup (next_attempt_at);
 COMMENT ON TABLE driftmirror.mirror_cleanup IS
     'Replication objects still to drop on a node (retried by the worker until done)';
 
--- mirror figures recorded in the metric store (55_metrics.sql) at every
+-- mirror figures recorded in the metric store (55_metric_*.sql) at every
 -- status refresh, as metrics of the primary resource
 INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
     ('mirror.lag_bytes', 'B', 'WAL of the primary not yet confirmed by its mirror (actuator mirrors: as the actuator reports it)', true),

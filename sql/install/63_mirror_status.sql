@@ -6,7 +6,7 @@
 -- The mirror catalog and the worker protocol: 60_mirror_catalog.sql.
 
 -- _mirror_store_metrics: record mirror figures as metrics of the primary
--- resource in the metric store (55_metrics.sql), through the collectors'
+-- resource in the metric store (55_metric_collectors.sql), through the collectors'
 -- own path (_store_samples), in the caller's transaction: the one that
 -- records the mirror's state.  p_values: {"metric name": number, ...};
 -- nulls and non-finite values are skipped.  Does nothing when the metric
