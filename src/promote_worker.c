@@ -3,7 +3,7 @@
  * promote_worker.c
  *	  The promotion driver: a dynamic background worker, connected to the
  *	  control database, that runs one promotion as a persisted state machine
- *	  (states in sql/install/70_promotion.sql).  Mirrors of resources of
+ *	  (states in sql/install/70_promotion_catalog.sql).  Mirrors of resources of
  *	  other kinds are handed to promote_actuator.c, which switches them
  *	  through their HTTP actuator in the same process.
  *
