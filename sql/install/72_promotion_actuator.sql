@@ -3,7 +3,7 @@
 -- docs/mirrors.md, "Promote"; behaviour in docs/promotion.md).
 --
 -- The same persisted promotion row and step log as PostgreSQL promotions
--- (70_promotion.sql), with states guardrails -> switching -> done, or
+-- (70_promotion_*.sql), with states guardrails -> switching -> done, or
 -- refused, or (promote_timeout passed) aborting -> rolled_back / failed /
 -- done.  The driver (src/promote_actuator.c) is a generic executor, like
 -- the mirrors' one: in one short transaction _promotion_actuator_next()
