@@ -136,6 +136,15 @@ static const ContractColumn ForecastStep[] = {
 	{"timeout_ms", INT4OID},
 };
 
+static const ContractColumn DueGroups[] = {
+	{"id", INT8OID}, {"name", TEXTOID},
+};
+
+static const ContractColumn StepWork[] = {
+	{"group_id", INT8OID}, {"promotions", BOOLOID}, {"mirrors", BOOLOID},
+	{"shift_plan", BOOLOID}, {"routers", BOOLOID}, {"scaling", BOOLOID},
+};
+
 static const Contract Contracts[] = {
 	{"promotion_info", -1, {0}, "promote_worker.c", COLUMNS(PromotionInfo)},
 	{"_promotion_info", 1, {INT8OID}, "promote_worker.c", COLUMNS(PromotionInfo)},
@@ -148,6 +157,8 @@ static const Contract Contracts[] = {
 	{"_router_work", 2, {INT8OID, BOOLOID}, "router.c", COLUMNS(RouterWork)},
 	{"_notify_due", 1, {INT4OID}, "notify_webhook.c", COLUMNS(NotifyDue)},
 	{"_forecast_step", 1, {INT8OID}, "scaling_phase.c", COLUMNS(ForecastStep)},
+	{"_due_groups", 0, {0}, "worker.c", COLUMNS(DueGroups)},
+	{"_step_work", 1, {INT8ARRAYOID}, "group_step.c", COLUMNS(StepWork)},
 };
 
 /* one difference between the library and the installed SQL */

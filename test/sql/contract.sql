@@ -23,7 +23,8 @@ SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS result
  WHERE p.pronamespace = 'driftmirror'::regnamespace
    AND p.proname IN ('_mirror_next', '_cleanup_due', '_promotion_actuator_next',
                      '_promotion_actuator_result', '_due_sources', '_ingest_target',
-                     '_router_work', '_notify_due', '_forecast_step')
+                     '_router_work', '_notify_due', '_forecast_step', '_due_groups',
+                     '_step_work')
  ORDER BY 1::text;
 
 -- a broken contract is reported with the object, the column and the reader
