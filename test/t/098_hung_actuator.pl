@@ -13,20 +13,14 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DmHung;
 use DmTest;
 
 my $node = dm_node('hung_act');
-my $base = PostgreSQL::Test::Utils::tempdir();
-my $port = PostgreSQL::Test::Cluster::get_free_port();
-my $events = "$base/events";
-my $act = IPC::Run::start(
-	[ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $port, $events ],
-	'<', \undef, '>>', "$base/act.out", '2>>', "$base/act.out");
-END { local $?; eval { $act->kill_kill(grace => 5) if $act; }; }
+my $act = DmHung->start;
 
 $node->safe_psql('postgres', q{SELECT driftmirror.dm_create_group('ticking', '{"interval": "1s"}')});
 dm_wait_for($node, "SELECT steps_ok >= 2 FROM driftmirror.dm_status WHERE group_name = 'ticking'",
@@ -34,29 +28,19 @@ dm_wait_for($node, "SELECT steps_ok >= 2 FROM driftmirror.dm_status WHERE group_
 
 $node->safe_psql('postgres', qq{
 	SELECT driftmirror.dm_create_group('shop', '{"interval": "1s"}');
-	SELECT driftmirror.dm_add_resource('shop', 'cache', 'cache', 'http://127.0.0.1:$port/shop');
+	SELECT driftmirror.dm_add_resource('shop', 'cache', 'cache', '@{[ $act->url ]}/shop');
 	SELECT driftmirror.dm_create_mirror('shop', 'cache', NULL, '{"actuator_timeout": "60s"}');
 });
 
 # wait (bounded) until the worker's create request is stuck on the actuator
-my $stuck = 0;
-for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-{
-	if (-f $events && slurp_file($events) =~ /^request POST \/shop\/mirrors$/m)
-	{
-		$stuck = 1;
-		last;
-	}
-	select(undef, undef, undef, 0.1);
-}
-ok($stuck, 'the create request reached the actuator, which does not answer');
+ok($act->seen(qr{^request POST /shop/mirrors$}m), 'the create request reached the actuator, which does not answer');
 
 my $steps = $node->safe_psql('postgres',
 	"SELECT steps_ok FROM driftmirror.dm_status WHERE group_name = 'ticking'");
 dm_wait_for($node,
 	"SELECT steps_ok >= $steps + 3 FROM driftmirror.dm_status WHERE group_name = 'ticking'",
 	't', 'the other group keeps stepping');
-unlike(slurp_file($events), qr/^closed$/m,
+unlike($act->log, qr/^closed$/m,
 	'and it did while the request was still held (the worker had not given up on it)');
 is($node->safe_psql('postgres',
 		"SELECT state FROM driftmirror.dm_mirror_status WHERE group_name = 'shop'"),
@@ -67,8 +51,7 @@ dm_wait_for($node, q{
 	SELECT last_error LIKE '%did not answer within 60000 ms%'
 	  FROM driftmirror.dm_mirror_status WHERE group_name = 'shop'},
 	't', 'after actuator_timeout the attempt is recorded as failed');
-like(slurp_file($events), qr/^closed$/m, 'the worker closed the held connection');
+like($act->log, qr/^closed$/m, 'the worker closed the held connection');
 
-$act->kill_kill(grace => 5);
-$act = undef;
+$act->stop;
 done_testing();
