@@ -12,6 +12,13 @@
 --   66_mirror_api.sql         dm_create_mirror, dm_drop_mirror and friends
 --   67_mirror_views.sql       dm_mirror_status and the other views
 --
+-- 61 to 66 hold only code that can run again (CREATE OR REPLACE FUNCTION
+-- and TRIGGER): the 0.1.0--0.2.0 update pastes them whole
+-- (sql/upgrade/0.1.0--0.2.0/23_mirror_code.include), so a change there
+-- needs no copy in an upgrade fragment.  Keep it so: tables and their
+-- columns here (with ALTER TABLE in a fragment), and a function whose
+-- arguments or result change is dropped in a fragment before the include.
+--
 -- Interfaces other features build on (promotion in particular):
 --
 --   Objects on the nodes, names derived from ids (dm_<group id>_<resource id>):

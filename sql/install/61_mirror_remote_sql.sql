@@ -11,7 +11,7 @@
 -- _remote_value: run one SQL text on a node and return the first column of
 -- the first row (NULL if none).  node_session: first create
 -- driftmirror_node there if missing and pass the write fence.
-CREATE FUNCTION driftmirror._remote_value(conninfo text, label text, sql text,
+CREATE OR REPLACE FUNCTION driftmirror._remote_value(conninfo text, label text, sql text,
                                           node_session boolean DEFAULT false)
 RETURNS text
 LANGUAGE C
@@ -20,7 +20,7 @@ AS 'MODULE_PATHNAME', 'driftmirror_remote_value';
 -- ---- names and node-side SQL ----
 
 -- _node_facts_sql: what preflight needs to know about a node, as one jsonb
-CREATE FUNCTION driftmirror._node_facts_sql()
+CREATE OR REPLACE FUNCTION driftmirror._node_facts_sql()
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -64,7 +64,7 @@ $q$ $sql$;
 
 -- _node_role_sql: the connection role of a node, as one jsonb: user,
 -- superuser, replication (readable by any role)
-CREATE FUNCTION driftmirror._node_role_sql()
+CREATE OR REPLACE FUNCTION driftmirror._node_role_sql()
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -75,7 +75,7 @@ SELECT pg_catalog.jsonb_build_object('user', rolname, 'superuser', rolsuper,
 $q$ $sql$;
 
 -- _split_list: a comma-separated setting as a trimmed array
-CREATE FUNCTION driftmirror._split_list(p_list text)
+CREATE OR REPLACE FUNCTION driftmirror._split_list(p_list text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -88,7 +88,7 @@ $$;
 -- _mirror_preflight: check both nodes; returns the problems found, one
 -- clear sentence each (empty when all is well).  Raises only if a node
 -- cannot be reached (with the node named, never the conninfo).
-CREATE FUNCTION driftmirror._mirror_preflight(p_primary text, p_primary_label text,
+CREATE OR REPLACE FUNCTION driftmirror._mirror_preflight(p_primary text, p_primary_label text,
                                               p_mirror text, p_mirror_label text,
                                               p_two_way boolean)
 RETURNS text[]
@@ -202,7 +202,7 @@ END
 $$;
 
 -- _mirror_sub_sql: the idempotent CREATE SUBSCRIPTION run on the subscriber
-CREATE FUNCTION driftmirror._mirror_sub_sql(p_name text, p_conninfo text, p_pub text,
+CREATE OR REPLACE FUNCTION driftmirror._mirror_sub_sql(p_name text, p_conninfo text, p_pub text,
                                             p_slot text, p_copy boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -218,7 +218,7 @@ END IF; END $dm$ $f$, p_name, p_name, p_conninfo, p_pub, p_slot,
 $$;
 
 -- _mirror_pub_sql / _mirror_slot_sql: idempotent publication and slot creation
-CREATE FUNCTION driftmirror._mirror_pub_sql(p_name text)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_pub_sql(p_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -229,7 +229,7 @@ IF NOT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname OPERATOR(pg_c
 END IF; END $dm$ $f$, p_name, p_name)
 $$;
 
-CREATE FUNCTION driftmirror._mirror_slot_sql(p_name text)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_slot_sql(p_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -241,7 +241,7 @@ AS $$
 $$;
 
 -- _mirror_primary_status_sql: what the worker reads on the primary each step
-CREATE FUNCTION driftmirror._mirror_primary_status_sql(m driftmirror.mirror)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_primary_status_sql(m driftmirror.mirror)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -268,7 +268,7 @@ LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name OPERATOR(pg_catalog.=
 $$;
 
 -- _mirror_mirror_status_sql: what the worker reads on the mirror each step
-CREATE FUNCTION driftmirror._mirror_mirror_status_sql(m driftmirror.mirror)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_mirror_status_sql(m driftmirror.mirror)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -307,7 +307,7 @@ $$;
 -- the mirror has reported its tables, or without tables: an empty SELECT.
 -- Table names come from the mirror (regclass text): they are parsed and
 -- quoted again, and anything else is not used.
-CREATE FUNCTION driftmirror._mirror_probe_sql(m driftmirror.mirror)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_probe_sql(m driftmirror.mirror)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp

@@ -10,7 +10,7 @@
 -- ---- the state machine ----
 
 -- _mirror_set_state: change state and log the transition
-CREATE FUNCTION driftmirror._mirror_set_state(m driftmirror.mirror, p_state text, p_reason text)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_set_state(m driftmirror.mirror, p_state text, p_reason text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -30,7 +30,7 @@ END
 $$;
 
 -- _mirror_due: the mirrors of a group the worker has work for
-CREATE FUNCTION driftmirror._mirror_due(p_group_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_due(p_group_id bigint)
 RETURNS SETOF bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -44,7 +44,7 @@ $$;
 -- _actuator_token_file: the token file an actuator request of mirror m
 -- uses: the one its resource names now (none once the option is removed),
 -- or, once the resource is gone, the one recorded with the mirror
-CREATE FUNCTION driftmirror._actuator_token_file(m driftmirror.mirror)
+CREATE OR REPLACE FUNCTION driftmirror._actuator_token_file(m driftmirror.mirror)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -60,7 +60,7 @@ $$;
 -- cache, app, web, service) has the http_* columns instead.  Status reads
 -- (status_primary, status_mirror) also have probe_sql: the latency probe
 -- the worker times on the same connection after the status query.
-CREATE FUNCTION driftmirror._mirror_next(p_mirror_id bigint, p_step_started timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_next(p_mirror_id bigint, p_step_started timestamptz)
 RETURNS TABLE (action text, conninfo text, label text, sql text,
                http_method text, http_url text, http_body text, http_key text,
                http_token_file text, http_timeout_ms integer, probe_sql text)

@@ -14,7 +14,7 @@
 -- _mirror_json_float8: a JSON number as float8, NULL for anything else and
 -- for numbers beyond a double (an actuator answering 1e400 must not make
 -- the recording of its mirror fail: a plain ::float8 cast raises)
-CREATE FUNCTION driftmirror._mirror_json_float8(p_value jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_json_float8(p_value jsonb)
 RETURNS float8
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -24,7 +24,7 @@ AS $$
                 THEN (p_value #>> '{}')::float8 END
 $$;
 
-CREATE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -58,7 +58,7 @@ $$;
 -- large ratio (two nodes both under 1 ms have ratio 1).  ratio is NULL
 -- while either node has no sample in the window.  For auto-promotion (over
 -- auto_promote_window) and any other gate that compares the two nodes.
-CREATE FUNCTION driftmirror._mirror_latency(p_mirror_id bigint, p_window interval)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_latency(p_mirror_id bigint, p_window interval)
 RETURNS TABLE (primary_ms double precision, mirror_ms double precision, ratio double precision,
                primary_samples integer, mirror_samples integer)
 LANGUAGE plpgsql
@@ -101,7 +101,7 @@ $$;
 -- promotion's flip does) may describe the other node and is dropped.
 -- Called by _mirror_done after _mirror_record_status, in the same
 -- transaction.
-CREATE FUNCTION driftmirror._mirror_record_latency(p_mirror_id bigint, p_action text,
+CREATE OR REPLACE FUNCTION driftmirror._mirror_record_latency(p_mirror_id bigint, p_action text,
                                                    p_latency_ms double precision, p_probe_error text,
                                                    p_read_started timestamptz DEFAULT NULL)
 RETURNS void
@@ -150,7 +150,7 @@ $$;
 -- _mirror_latency_reset: BEFORE UPDATE trigger on mirror: when an endpoint
 -- changes (a promotion swaps them), earlier latency samples describe other
 -- nodes: start afresh
-CREATE FUNCTION driftmirror._mirror_latency_reset()
+CREATE OR REPLACE FUNCTION driftmirror._mirror_latency_reset()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -168,7 +168,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER mirror_latency_reset BEFORE UPDATE OF primary_endpoint, mirror_endpoint
+CREATE OR REPLACE TRIGGER mirror_latency_reset BEFORE UPDATE OF primary_endpoint, mirror_endpoint
     ON driftmirror.mirror
     FOR EACH ROW
     WHEN (OLD.primary_endpoint IS DISTINCT FROM NEW.primary_endpoint
@@ -176,7 +176,7 @@ CREATE TRIGGER mirror_latency_reset BEFORE UPDATE OF primary_endpoint, mirror_en
     EXECUTE FUNCTION driftmirror._mirror_latency_reset();
 
 -- _mirror_record_status: store what status_primary / status_mirror read
-CREATE FUNCTION driftmirror._mirror_record_status(m driftmirror.mirror, p_action text, r jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_record_status(m driftmirror.mirror, p_action text, r jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

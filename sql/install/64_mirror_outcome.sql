@@ -13,7 +13,7 @@
 -- (creating, provisioning), max_attempts failures in a row mark it failed.
 -- An actuator that no longer knows the mirror (404 or 410 to a status poll)
 -- is asked to create it again under a new idempotency key (generation + 1).
-CREATE FUNCTION driftmirror._mirror_http_done(m driftmirror.mirror, p_action text, p_ok boolean,
+CREATE OR REPLACE FUNCTION driftmirror._mirror_http_done(m driftmirror.mirror, p_action text, p_ok boolean,
                                               p_status integer, p_body text,
                                               p_error text, p_detail text)
 RETURNS void
@@ -159,7 +159,7 @@ $$;
 -- (p_status: the HTTP status of an actuator's answer, p_result its body;
 -- status reads: p_latency_ms the node's latency sample, p_probe_error why
 -- the probe gave none, p_read_started when the read began)
-CREATE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
+CREATE OR REPLACE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
                                          p_result text, p_sqlstate text, p_error text,
                                          p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
                                          p_latency_ms double precision DEFAULT NULL,

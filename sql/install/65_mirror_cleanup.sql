@@ -7,7 +7,7 @@
 
 -- _mirror_enqueue_cleanup: BEFORE DELETE trigger on mirror: queue the drop
 -- of every object the mirror may have created, on every node
-CREATE FUNCTION driftmirror._mirror_enqueue_cleanup()
+CREATE OR REPLACE FUNCTION driftmirror._mirror_enqueue_cleanup()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -63,11 +63,11 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER mirror_cleanup BEFORE DELETE ON driftmirror.mirror
+CREATE OR REPLACE TRIGGER mirror_cleanup BEFORE DELETE ON driftmirror.mirror
     FOR EACH ROW EXECUTE FUNCTION driftmirror._mirror_enqueue_cleanup();
 
 -- _cleanup_sql: the idempotent remote statement of one cleanup row
-CREATE FUNCTION driftmirror._cleanup_sql(c driftmirror.mirror_cleanup)
+CREATE OR REPLACE FUNCTION driftmirror._cleanup_sql(c driftmirror.mirror_cleanup)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -98,7 +98,7 @@ $$;
 -- _cleanup_due: cleanups whose next attempt is due, in dependency order
 -- (subscriptions before the slots they use, publications last).  A
 -- postgres row has conninfo and sql; an actuator row the http_* columns.
-CREATE FUNCTION driftmirror._cleanup_due()
+CREATE OR REPLACE FUNCTION driftmirror._cleanup_due()
 RETURNS TABLE (id bigint, conninfo text, label text, sql text,
                http_method text, http_url text, http_body text, http_key text,
                http_token_file text, http_timeout_ms integer)
@@ -123,7 +123,7 @@ $$;
 -- _cleanup_done: a cleanup succeeded (row removed) or failed (back-off).
 -- For an actuator row p_ok means an HTTP answer arrived: 2xx, 404 and 410
 -- (gone already) are success, anything else a failure.
-CREATE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text,
+CREATE OR REPLACE FUNCTION driftmirror._cleanup_done(p_id bigint, p_ok boolean, p_sqlstate text, p_error text,
                                           p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
                                           p_body text DEFAULT NULL)
 RETURNS void

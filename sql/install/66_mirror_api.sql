@@ -7,7 +7,7 @@
 -- _create_actuator_mirror: dm_create_mirror for kinds cache, app, web and
 -- service: checks, then the mirror row (state creating).  The worker makes
 -- every request to the actuator; this call makes none.
-CREATE FUNCTION driftmirror._create_actuator_mirror(p_group text, p_resource text, p_endpoint text,
+CREATE OR REPLACE FUNCTION driftmirror._create_actuator_mirror(p_group text, p_resource text, p_endpoint text,
                                                     gid bigint, res driftmirror.resource, opts jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -77,7 +77,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION driftmirror.dm_create_mirror("group" text, resource text, mirror_endpoint text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION driftmirror.dm_create_mirror("group" text, resource text, mirror_endpoint text DEFAULT NULL,
                                              options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -208,7 +208,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_create_mirror(text, text, text, jsonb) IS
     'Start mirroring a resource: postgres (both nodes checked; the worker creates the replication objects) or cache/app/web/service (the worker asks the HTTP actuator); see dm_mirror_status';
 
-CREATE FUNCTION driftmirror.dm_drop_mirror("group" text, resource text)
+CREATE OR REPLACE FUNCTION driftmirror.dm_drop_mirror("group" text, resource text)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -238,7 +238,7 @@ COMMENT ON FUNCTION driftmirror.dm_drop_mirror(text, text) IS
 -- _postgres_mirror: the mirror of a postgres resource; raises
 -- undefined_object when it has none, wrong_object_type for other kinds
 -- (their mirrors have no sequences or tables to read)
-CREATE FUNCTION driftmirror._postgres_mirror(p_resource_id bigint, p_group text, p_resource text)
+CREATE OR REPLACE FUNCTION driftmirror._postgres_mirror(p_resource_id bigint, p_group text, p_resource text)
 RETURNS driftmirror.mirror
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -264,7 +264,7 @@ $$;
 -- for the calls that use an existing mirror (sequences, verify, promote);
 -- nothing for other kinds (their tokens go only to approved URLs) or
 -- without a mirror
-CREATE FUNCTION driftmirror._check_mirror_delegated(p_resource_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._check_mirror_delegated(p_resource_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -284,7 +284,7 @@ $$;
 -- mirror's sequences to the same values; returns how many were set.  For
 -- switchover (after the primary is fenced).  Talks to both nodes from the
 -- calling transaction, with driftmirror's timeouts.
-CREATE FUNCTION driftmirror.dm_sync_sequences("group" text, resource text)
+CREATE OR REPLACE FUNCTION driftmirror.dm_sync_sequences("group" text, resource text)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -339,7 +339,7 @@ COMMENT ON FUNCTION driftmirror.dm_sync_sequences(text, text) IS
 -- Reads every table on both nodes from the calling transaction: run it when
 -- the mirror has caught up and writes are quiet (under writes the two reads
 -- see different moments and differ).
-CREATE FUNCTION driftmirror.dm_mirror_verify("group" text, resource text)
+CREATE OR REPLACE FUNCTION driftmirror.dm_mirror_verify("group" text, resource text)
 RETURNS TABLE (table_name text, primary_rows bigint, mirror_rows bigint, matches boolean)
 LANGUAGE plpgsql
 SECURITY DEFINER

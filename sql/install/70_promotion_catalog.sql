@@ -8,6 +8,11 @@
 --   70_routes.sql              route functions, dm_route, dm_routes
 --   71_auto_promotion.sql      auto-promotion
 --   72_promotion_actuator.sql  promotion through an HTTP actuator
+-- 70_promotion_steps.sql and 72_promotion_actuator.sql hold only code that
+-- can run again (CREATE OR REPLACE FUNCTION): the 0.1.0--0.2.0 update
+-- pastes them whole (sql/upgrade/0.1.0--0.2.0/25_promotion_code.include).
+-- Keep it so: options, tables and types here, and a function whose
+-- arguments or result change is dropped in a fragment before the include.
 --
 -- dm_promote (C, src/promote.c) starts a dynamic background worker
 -- (src/promote_worker.c) that drives one promotion per resource as a
@@ -61,6 +66,13 @@ VALUES
      'how long sessions holding a write transaction may finish after the fence before they are ended'),
     ('group', 'promote_sequence_gap', 'integer', '1000', '0', '1000000000', NULL,
      'how many values each sequence skips on the new primary (safety gap)');
+
+-- actuator promotions (72_promotion_actuator.sql)
+INSERT INTO driftmirror.option_def
+    (scope, key, type, default_value, min_value, max_value, allowed, description)
+VALUES
+    ('group', 'promote_abort_timeout', 'interval', '"10 seconds"', '1 second', '1 hour', NULL,
+     'actuator promotions: how long the abort of a timed-out promotion is retried before the promotion is recorded as failed with the actuator''s state unknown');
 
 CREATE TABLE driftmirror.promotion (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -7,7 +7,7 @@
 
 -- _promotion_order: the resources of a group that have a mirror (postgres
 -- ones and those switched through an HTTP actuator), dependencies first
-CREATE FUNCTION driftmirror._promotion_order(p_group_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_order(p_group_id bigint)
 RETURNS TABLE (resource_name text, depth integer)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -35,7 +35,7 @@ $$;
 -- a drop is allowed: those steps wait for a node that may be gone for good,
 -- and dropping the mirror is how an operator gives up on the way back (the
 -- promotion then ends failed, saying so).
-CREATE FUNCTION driftmirror._refuse_while_promoting(p_group_id bigint, p_group text,
+CREATE OR REPLACE FUNCTION driftmirror._refuse_while_promoting(p_group_id bigint, p_group text,
                                                     p_resource_id bigint DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -63,7 +63,7 @@ $$;
 
 -- _promotion_options: the promotion options in effect: group defaults and
 -- group options, overridden by the options of the call (promote_* keys only)
-CREATE FUNCTION driftmirror._promotion_options(p_group_id bigint, p_options jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_options(p_group_id bigint, p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -85,7 +85,7 @@ END
 $$;
 
 -- _promotion_flip_name: the other name of an alternating pair (x <-> x_rev)
-CREATE FUNCTION driftmirror._promotion_flip_name(p_name text)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_flip_name(p_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -96,7 +96,7 @@ $$;
 -- _promotion_start: record a new promotion of one resource (state
 -- guardrails) and return its id.  Raises if the resource has no usable
 -- mirror or the group already has a promotion running.
-CREATE FUNCTION driftmirror._promotion_start(p_group text, p_resource text, p_options jsonb,
+CREATE OR REPLACE FUNCTION driftmirror._promotion_start(p_group text, p_resource text, p_options jsonb,
                                              p_trigger text, p_reason text, p_pid integer,
                                              p_requested_by text DEFAULT NULL)
 RETURNS bigint
@@ -168,7 +168,7 @@ END
 $$;
 
 -- _promotion_info: what the driver needs to know about a promotion, as jsonb
-CREATE FUNCTION driftmirror._promotion_info(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_info(p_id bigint)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -198,7 +198,7 @@ $$;
 -- _promotion_step: record a step.  outcome 'running' starts it (and moves
 -- the promotion to p_state when given); anything else ends the step's
 -- running row.  Returns nothing; the caller commits.
-CREATE FUNCTION driftmirror._promotion_step(p_id bigint, p_step text, p_outcome text,
+CREATE OR REPLACE FUNCTION driftmirror._promotion_step(p_id bigint, p_step text, p_outcome text,
                                             p_state text DEFAULT NULL, p_reason text DEFAULT NULL,
                                             p_details jsonb DEFAULT NULL, p_lsn pg_lsn DEFAULT NULL)
 RETURNS void
@@ -230,7 +230,7 @@ END
 $$;
 
 -- _promotion_set: store figures measured by the driver
-CREATE FUNCTION driftmirror._promotion_set(p_id bigint, p jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_set(p_id bigint, p jsonb)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -252,7 +252,7 @@ $$;
 -- swaps primary and mirror (endpoints and the names of the replication
 -- objects of the new direction), the resource points at its new primary,
 -- the routes follow, and the promotion moves to 'unfencing'.  Idempotent.
-CREATE FUNCTION driftmirror._promotion_flip(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_flip(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -300,7 +300,7 @@ END
 $$;
 
 -- _promotion_finish: end a promotion in a terminal state
-CREATE FUNCTION driftmirror._promotion_finish(p_id bigint, p_state text, p_error text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION driftmirror._promotion_finish(p_id bigint, p_state text, p_error text DEFAULT NULL,
                                               p_sqlstate text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -325,7 +325,7 @@ $$;
 
 -- _promotions_unfinished: promotions of a group left unfinished (the main
 -- worker's recovery looks for them every step)
-CREATE FUNCTION driftmirror._promotions_unfinished(p_group_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotions_unfinished(p_group_id bigint)
 RETURNS SETOF bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -339,7 +339,7 @@ $$;
 -- resource of the group, dependencies first) to primary: postgres mirrors
 -- by switchover, the others through their HTTP actuator.  Returns one row
 -- per resource promoted (pause_ms and fence_lsn NULL for actuator ones).
-CREATE FUNCTION driftmirror.dm_promote("group" text, resource text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION driftmirror.dm_promote("group" text, resource text DEFAULT NULL,
                                        options jsonb DEFAULT '{}',
                                        OUT resource_name text, OUT new_primary text,
                                        OUT pause_ms double precision, OUT fence_lsn pg_lsn,
@@ -355,7 +355,7 @@ COMMENT ON FUNCTION driftmirror.dm_promote(text, text, jsonb) IS
 -- _promotion_guardrails: compare what the driver read on both nodes with
 -- the limits; store the figures; return NULL when every check passes, else
 -- one reason per line, each with the figures compared
-CREATE FUNCTION driftmirror._promotion_guardrails(p_id bigint, o jsonb, n jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_guardrails(p_id bigint, o jsonb, n jsonb)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -464,7 +464,7 @@ $$;
 -- _promotion_queue_cleanup: a rollback that could not reach the mirror
 -- leaves the slot and publication made for the way back to the mirrors'
 -- cleanup queue, which retries until they are gone
-CREATE FUNCTION driftmirror._promotion_queue_cleanup(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_queue_cleanup(p_id bigint)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -480,7 +480,7 @@ $$;
 -- _promotion_advance: one transaction per step boundary (fewer commits in
 -- the write pause): store figures, end step p_done, flip if asked (the
 -- commit point), start step p_next and move to p_next_state
-CREATE FUNCTION driftmirror._promotion_advance(p_id bigint, p_done text, p_lsn pg_lsn,
+CREATE OR REPLACE FUNCTION driftmirror._promotion_advance(p_id bigint, p_done text, p_lsn pg_lsn,
                                                p_details jsonb, p_figures jsonb,
                                                p_next text, p_next_state text, p_flip boolean)
 RETURNS void
