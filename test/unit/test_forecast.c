@@ -278,7 +278,7 @@ static void
 test_all_methods_sane(void)
 {
 	static const char *const methods[] = {
-		"snaive", "hw", "mstl", "arima", "prophet", "auto", "naive"
+		"snaive", "hw", "mstl", "arima", "prophet", "auto", "naive", "theta"
 	};
 	static const int s12[] = {12};
 	double		y[60];
@@ -490,6 +490,7 @@ test_events(void)
 }
 
 #include "test_internal.c"
+#include "test_theta.c"
 #include "test_accuracy.c"
 
 /*
@@ -545,6 +546,10 @@ main(void)
 	test_allocator_and_cap();
 	test_event_setup_interruptible();
 	test_ets_kstep();
+	test_theta_fit();
+	test_theta_method();
+	test_auto_combine();
+	test_hw_nested_only();
 	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;
