@@ -222,7 +222,7 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	fin.arima_hint = &hint;
 
 	add_candidate(cand, &ncand, "snaive", dmf_method_snaive);
-	add_candidate(cand, &ncand, "mstl", dmf_method_mstl);
+	add_candidate(cand, &ncand, "mstl", dmf_method_mstl_log);
 	add_candidate(cand, &ncand, "hw", dmf_method_hw_mle);
 	if (in->nseasons > 1)
 		add_candidate(cand, &ncand, "snaive_short", dmf_method_snaive_short);
@@ -298,7 +298,8 @@ dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 	}
 	else
 	{
-		/* too short to backtest: MSTL + ETS covers every case */
+		/* too short to backtest: MSTL + ETS (not of the log) covers all */
+		cand[CAND_MSTL].fn = dmf_method_mstl;
 		members = 1 << CAND_MSTL;
 	}
 

@@ -180,6 +180,7 @@ extern void dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_mstl_log(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_theta(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 
 extern void dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in,

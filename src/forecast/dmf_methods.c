@@ -279,6 +279,48 @@ dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
 }
 
 /*
+ * dmf_method_mstl_log
+ *		MSTL + ETS on the logarithm of a positive series, back-transformed:
+ *		seasonal swings that grow with the level (multiplicative
+ *		seasonality: traffic, sales, AirPassengers) are additive there.
+ *		exp() of the forecast is its median; the standard deviations
+ *		follow by the delta method (sd times the forecast).  A series with a
+ *		value at or below zero gets plain MSTL + ETS.  Only an auto
+ *		candidate, in place of plain MSTL + ETS.
+ */
+void
+dmf_method_mstl_log(DmfCtx *ctx, const DmfInput *in, DmfFc *fc)
+{
+	DmfInput	lg = *in;
+	double	   *ly;
+	int			t,
+				k;
+	size_t		dl;
+
+	for (t = 0; t < in->n; t++)
+		if (!(in->y[t] > 0))
+		{
+			dmf_method_mstl(ctx, in, fc);
+			return;
+		}
+	ly = dmf_dalloc(ctx, in->n);
+	for (t = 0; t < in->n; t++)
+		ly[t] = log(in->y[t]);
+	lg.y = ly;
+	mstl_model(ctx, &lg, 0, ADJ_ETS, fc);
+	for (k = 0; k < fc->h; k++)
+	{
+		double		m = exp(fc->mean[k]);
+
+		fc->sd[k] *= m;
+		fc->mean[k] = m;
+	}
+	fc->sigma *= exp(ly[in->n - 1]);
+	dl = strlen(fc->desc);
+	snprintf(fc->desc + dl, sizeof(fc->desc) - dl, " of log");
+}
+
+/*
  * dmf_method_theta
  *		The theta method: the optimised Theta method (dmf_theta.c) on the
  *		series seasonally adjusted by MSTL (R's windows), the seasonal

@@ -550,6 +550,7 @@ main(void)
 	test_theta_method();
 	test_auto_combine();
 	test_hw_nested_only();
+	test_mstl_log();
 	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;

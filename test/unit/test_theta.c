@@ -1,13 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * test_theta.c
- *	  Unit tests of the optimised Theta method (dmf_theta.c), auto's
- *	  trimmed-mean combination and hw's choice of fit by the nesting of its
- *	  periods.  Known answers come from an independent implementation of
- *	  the Theta recursion written from its definition in this file and a
- *	  brute-force search over its two parameters.
+ *	  Unit tests of the optimised Theta method (dmf_theta.c) and the
+ *	  theta method.  Known answers come from an independent implementation
+ *	  of the Theta recursion written from its definition in this file and
+ *	  a brute-force search over its two parameters.
  *
- * Included by test_forecast.c after test_internal.c (run_internal).
+ * Included by test_forecast.c.
  *
  * test/unit/test_theta.c
  *
@@ -180,88 +179,4 @@ test_theta_method(void)
 		  "theta on a clean trend and season: MASE %.3f",
 		  distance(res.yhat, y + 96, 24, mase_scale(y, 96, 12)));
 	dmf_result_free(&res);
-}
-
-/*
- * auto's combination: the mean of one or two members, the trimmed mean of
- * three or more (the highest and the lowest value of each step out), the
- * mean of every member's standard deviation.
- */
-static void
-test_auto_combine(void)
-{
-	static double m[4][2] = {{1, 10}, {2, 40}, {6, 20}, {100, 30}},
-				s[4][2] = {{1, 2}, {3, 4}, {5, 6}, {7, 8}};
-	DmfFc		parts[4],
-				out;
-	double		mean[2],
-				sd[2];
-	int			c;
-
-	for (c = 0; c < 4; c++)
-	{
-		parts[c].h = 2;
-		parts[c].mean = m[c];
-		parts[c].sd = s[c];
-		parts[c].sigma = c + 1;
-	}
-	out.h = 2;
-	out.mean = mean;
-	out.sd = sd;
-
-	/* members 0 and 2: the mean */
-	out.sigma = 0;
-	dmf_auto_combine(parts, 4, 0x5, &out);
-	CHECK(mean[0] == 3.5 && mean[1] == 15 && sd[0] == 3 && sd[1] == 4 &&
-		  out.sigma == 2, "combination of two: %g %g, sd %g %g, sigma %g",
-		  mean[0], mean[1], sd[0], sd[1], out.sigma);
-	/* all four: step 1 keeps 2 and 6, step 2 keeps 20 and 30 */
-	out.sigma = 0;
-	dmf_auto_combine(parts, 4, 0xf, &out);
-	CHECK(mean[0] == 4 && mean[1] == 25 && sd[0] == 4 && sd[1] == 5 &&
-		  out.sigma == 2.5, "trimmed combination of four: %g %g, sd %g %g, sigma %g",
-		  mean[0], mean[1], sd[0], sd[1], out.sigma);
-	/* three: the median */
-	out.sigma = 0;
-	dmf_auto_combine(parts, 4, 0xe, &out);
-	CHECK(mean[0] == 6 && mean[1] == 30,
-		  "trimmed combination of three: %g %g", mean[0], mean[1]);
-}
-
-/*
- * hw's two-horizon fit only for nested periods: with {7, 30} hw is the
- * maximum-likelihood fit exactly, with {7, 28} it is not.
- */
-static void
-test_hw_nested_only(void)
-{
-	static const int nonnested[] = {7, 30},
-				nested[] = {7, 28};
-	double		y[240],
-				a[14],
-				b[14];
-	unsigned long st = 5;
-	int			t,
-				k,
-				same = 1;
-
-	for (t = 0; t < 240; t++)
-		y[t] = 20 + 4 * sin(2 * 3.14159265358979 * t / 7) +
-			2 * cos(2 * 3.14159265358979 * t / 30) +
-			1.5 * cos(2 * 3.14159265358979 * t / 28) + lcg_normal(&st);
-	CHECK(run_internal(dmf_method_hw, y, 240, nonnested, 2, 14, NULL, a,
-					   NULL, 0) == 0 &&
-		  run_internal(dmf_method_hw_mle, y, 240, nonnested, 2, 14, NULL, b,
-					   NULL, 0) == 0, "hw fits failed");
-	for (k = 0; k < 14; k++)
-		same &= a[k] == b[k];
-	CHECK(same, "hw with {7, 30} is not the maximum-likelihood fit");
-	CHECK(run_internal(dmf_method_hw, y, 240, nested, 2, 14, NULL, a,
-					   NULL, 0) == 0 &&
-		  run_internal(dmf_method_hw_mle, y, 240, nested, 2, 14, NULL, b,
-					   NULL, 0) == 0, "hw fits failed");
-	same = 1;
-	for (k = 0; k < 14; k++)
-		same &= a[k] == b[k];
-	CHECK(!same, "hw with {7, 28} did not use the two-horizon fit");
 }
