@@ -144,8 +144,7 @@ dmf_theta_fit(DmfCtx *ctx, const double *x, int n, DmfTheta *fit)
 	u[1] = unbounded(2.0, 1.0, THETA_MAX);
 	dmf_nelder_mead(ctx, theta_objective, &w, u, 2, 1.0, THETA_EVALS, 1e-9 *
 					(1 + dmf_var(x, n) * n));
-	theta_objective(u, &w);
-	sse = theta_sse(&w);
+	sse = theta_objective(u, &w);	/* the states of the best point */
 
 	memset(fit, 0, sizeof(*fit));
 	fit->alpha = w.alpha;

@@ -482,6 +482,27 @@ test_auto_combine(void)
 }
 
 /*
+ * hw_is_mle
+ *		1 if hw's forecasts of y with the two seasons equal those of the
+ *		maximum-likelihood fit, 0 if not, -1 if a fit failed.
+ */
+static int
+hw_is_mle(const double *y, int n, const int *seasons)
+{
+	double		a[14],
+				b[14];
+	int			k,
+				same = 1;
+
+	if (run_internal(dmf_method_hw, y, n, seasons, 2, 14, NULL, a, NULL, 0) != 0 ||
+		run_internal(dmf_method_hw_mle, y, n, seasons, 2, 14, NULL, b, NULL, 0) != 0)
+		return -1;
+	for (k = 0; k < 14; k++)
+		same &= a[k] == b[k];
+	return same;
+}
+
+/*
  * hw's two-horizon fit only for nested periods: with {7, 30} hw is the
  * maximum-likelihood fit exactly, with {7, 28} it is not.
  */
@@ -490,33 +511,18 @@ test_hw_nested_only(void)
 {
 	static const int nonnested[] = {7, 30},
 				nested[] = {7, 28};
-	double		y[240],
-				a[14],
-				b[14];
+	double		y[240];
 	unsigned long st = 5;
-	int			t,
-				k,
-				same = 1;
+	int			t;
 
 	for (t = 0; t < 240; t++)
 		y[t] = 20 + 4 * sin(2 * 3.14159265358979 * t / 7) +
 			2 * cos(2 * 3.14159265358979 * t / 30) +
 			1.5 * cos(2 * 3.14159265358979 * t / 28) + lcg_normal(&st);
-	CHECK(run_internal(dmf_method_hw, y, 240, nonnested, 2, 14, NULL, a,
-					   NULL, 0) == 0 &&
-		  run_internal(dmf_method_hw_mle, y, 240, nonnested, 2, 14, NULL, b,
-					   NULL, 0) == 0, "hw fits failed");
-	for (k = 0; k < 14; k++)
-		same &= a[k] == b[k];
-	CHECK(same, "hw with {7, 30} is not the maximum-likelihood fit");
-	CHECK(run_internal(dmf_method_hw, y, 240, nested, 2, 14, NULL, a,
-					   NULL, 0) == 0 &&
-		  run_internal(dmf_method_hw_mle, y, 240, nested, 2, 14, NULL, b,
-					   NULL, 0) == 0, "hw fits failed");
-	same = 1;
-	for (k = 0; k < 14; k++)
-		same &= a[k] == b[k];
-	CHECK(!same, "hw with {7, 28} did not use the two-horizon fit");
+	CHECK(hw_is_mle(y, 240, nonnested) == 1,
+		  "hw with {7, 30} is not the maximum-likelihood fit");
+	CHECK(hw_is_mle(y, 240, nested) == 0,
+		  "hw with {7, 28} did not use the two-horizon fit");
 }
 
 /*
