@@ -437,9 +437,12 @@ BEGIN
     SELECT mdl.id, t_end, f.ts, f.yhat, f.lo80, f.hi80, f.lo95, f.hi95
       FROM driftmirror._model_forecast_at(mdl, p_as_of, spec.horizon_steps) f;
 
-    -- keep the last 20 versions of a series
+    -- keep the last 20 versions of a series, and those whose stored
+    -- forecasts the scaling bound's calibration may still read (64 steps,
+    -- 57_scaling.sql)
     DELETE FROM driftmirror.model x
-     WHERE x.resource_id = p_rid AND x.metric_id = p_mid AND x.version <= mdl.version - 20;
+     WHERE x.resource_id = p_rid AND x.metric_id = p_mid AND x.version <= mdl.version - 20
+       AND x.trained_at < p_as_of - greatest(interval '2 days', 64 * x.step);
     RETURN mdl;
 END
 $$;
