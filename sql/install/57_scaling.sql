@@ -39,12 +39,13 @@
 --   hold      otherwise.
 --
 -- Decisions at an instant use only buckets that ended before it.  The
--- models of 56_models.sql give the grid and the periods; the forecast of
--- every decision refits the model's method on the data before it, which
--- is what the worker does at each step.  The replay chooses the method
--- again (_select_method) at its start and once a day of replayed time, as
--- daily training would, and calibrates the bound on the errors of its own
--- earlier forecasts, as the worker does on the forecasts it stored.
+-- models of 56_models.sql give the grid, the periods, the method and its
+-- kept parameters; the forecast of every decision applies them to the
+-- data before it, which is what the worker does at each new bucket.  The
+-- replay chooses the method (_select_method) and estimates its parameters
+-- again at its start and once a day of replayed time, as daily training
+-- would, and calibrates the bound on the errors of its own earlier
+-- forecasts, as the worker does on the forecasts it stored.
 --
 -- This file creates only new objects, so the update script
 -- (sql/upgrade/0.1.0--0.2.0/81_scaling.sql) is this same file.
@@ -394,6 +395,7 @@ DECLARE
     dec     record;
     j       bigint;
     method  text;
+    params  float8[];
     selected_at timestamptz;
 BEGIN
     IF p_starts IS NULL OR p_ends IS NULL OR NOT isfinite(p_starts) OR NOT isfinite(p_ends) THEN
@@ -453,16 +455,19 @@ BEGIN
     FOR j IN 0 .. nsteps - 1 LOOP
         idx := w + j::integer + 1;
         t := t_first + j * mdl.step;
-        -- the method is chosen again once a day, as training would
+        -- the method is chosen, and its parameters estimated, again once a
+        -- day, as training would; the steps between apply them
         IF selected_at IS NULL OR t - selected_at >= interval '1 day' THEN
             method := (driftmirror._select_method(vals, greatest(first_v, idx - w), idx - 1,
                                                   mdl.seasons, mdl.horizon_steps, occ)).method;
+            params := driftmirror._forecast_params(vals[greatest(first_v, idx - w):idx - 1],
+                                                   mdl.seasons, mdl.horizon_steps, method, NULL, true);
             selected_at := t;
         END IF;
         SELECT array_agg(f.yhat ORDER BY f.step), array_agg(f.hi95 ORDER BY f.step)
           INTO fc_yhat, fc_hi95
           FROM driftmirror._forecast_series(vals, greatest(first_v, idx - w), idx - 1,
-                                            mdl.seasons, method, k, occ) f;
+                                            mdl.seasons, method, k, occ, params) f;
         -- the window's upper bound, calibrated on the errors of this
         -- replay's own earlier forecasts at each lead (as the worker does
         -- on the forecasts it stored: _scale_errors)

@@ -12,10 +12,13 @@
 --      day old (the schedule), or when its rolling error is over twice its
 --      backtest error on at least 6 points (the regime changed);
 --   3. forecasts until the end of the decision's window (lead_time plus
---      one step), once per grid bucket, stores it (forecasts are kept two
---      days and at least 64 steps: the bound's calibration reads the
---      errors of the last 60 at each lead), and takes the decision of
---      dm_capacity_plan (57_scaling.sql);
+--      one step) once per grid bucket, with the model's kept parameters
+--      (model.params: hw and mstl filter the fresh data with them instead
+--      of estimating them again; the other methods fit again), stores it
+--      (forecasts are kept two days and at least 64 steps: the bound's
+--      calibration reads the errors of the last 60 at each lead); the
+--      later steps of the bucket read the stored forecast; and takes the
+--      decision of dm_capacity_plan (57_scaling.sql);
 --   4. for scale_up / scale_down: mode forecast_only records it in the
 --      action log (outcome 'proposed', once per target) and does nothing;
 --      forecast_and_scale calls the resource's SQL actuator (resource option
@@ -158,10 +161,17 @@ BEGIN
             -- forecast (stored once per bucket) and decision
             made := date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
             win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step);
-            INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
-            SELECT mdl.id, made, f.*
-              FROM driftmirror._model_forecast_at(mdl, t_now, win.last) f
-            ON CONFLICT DO NOTHING;
+            -- a bucket's forecast is made once (at its first step, or by
+            -- the training), with the model's kept parameters; the later
+            -- steps of the bucket read it
+            IF NOT EXISTS (SELECT FROM driftmirror.forecast f
+                            WHERE f.model_id = mdl.id AND f.made_at = made
+                              AND f.ts = made + (win.last - 1) * mdl.step) THEN
+                INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
+                SELECT mdl.id, made, f.*
+                  FROM driftmirror._model_forecast_at(mdl, t_now, win.last) f
+                ON CONFLICT DO NOTHING;
+            END IF;
             -- forecasts are kept two days, and at least 64 steps: accuracy
             -- looks at the last one, the bound's calibration at 60
             DELETE FROM driftmirror.forecast f

@@ -31,6 +31,15 @@ SELECT dm_ingest('shop', 'web', 'requests', array_agg(ts ORDER BY ts), array_agg
 -- ---------------------------------------------------------------------
 -- models
 -- ---------------------------------------------------------------------
+-- err: the SQLSTATE and message of a statement that must fail
+CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$f$;
 SELECT resource_name, metric_name, version, model LIKE 'auto: %' AS auto,
        backtest_mase >= 0 AS judged, coverage95 >= 0.5 AS covers
   FROM dm_train('shop');
@@ -38,6 +47,24 @@ SELECT group_name, resource_name, metric, version, method IN ('mstl', 'hw', 'aut
        train_points BETWEEN 4 * 288 - 2 AND 4 * 288 AS window_ok,
        backtest_points, reason, age >= interval '0' AS age_ok
   FROM dm_models;
+-- kept parameters: hw and mstl models keep theirs, the others none
+SELECT bool_and((params IS NOT NULL) = (method IN ('hw', 'mstl'))) AS params_kept FROM model;
+-- the parameters of a fit, applied to the same series, give the same
+-- forecast (the core's unit tests apply them to later data)
+CREATE TEMP TABLE hwp AS
+SELECT _forecast_params(array_agg(v ORDER BY ts), '{288}', 12, 'hw') AS p,
+       array_agg(v ORDER BY ts) AS vals
+  FROM series;
+SELECT cardinality(p) AS elements, p[3] > 0 AND p[3] < 1 AS alpha_ok FROM hwp;
+SELECT bool_and(abs(a.yhat - b.yhat) < 1e-9 AND abs(a.hi95 - b.hi95) < 1e-9) AS same
+  FROM hwp, dm_forecast(vals, '{288}', 12, 'hw') a
+  JOIN _forecast_with_params(vals, '{288}', 12, 'hw', NULL, false, p) b ON b.step = a.step;
+SELECT _forecast_params(vals, '{288}', 12, 'snaive') IS NULL AS snaive_none,
+       _forecast_params(vals, '{288}', 12, 'mstl') IS NOT NULL AS mstl_kept
+  FROM hwp;
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,0.5}')$$);
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,1.5,0,0,0,0}')$$);
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,0.5,0,0,0,NaN}')$$);
 -- forecast_horizon: 2 hours of 5 minutes stored with the model
 SELECT count(*) AS stored_steps FROM forecast f JOIN model m ON m.id = f.model_id;
 SELECT count(*) AS steps,
@@ -196,15 +223,6 @@ SELECT l AS lead_time, o AS offset_in_bucket, w.*
 -- bad input: clear errors, nothing changed
 -- ---------------------------------------------------------------------
 CREATE TEMP TABLE counts AS SELECT (SELECT count(*) FROM model) AS models, (SELECT count(*) FROM forecast) AS forecasts;
--- err: the SQLSTATE and message of a statement that must fail
-CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
 SELECT pg_temp.err($$SELECT * FROM dm_train('nosuch')$$);
 SELECT pg_temp.err($$SELECT * FROM dm_train(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM dm_train('shop', 'nosuch')$$);
