@@ -69,8 +69,11 @@
 --
 --   Metrics: each status refresh stores mirror.lag_bytes,
 --   mirror.lag_seconds, mirror.apply_errors, mirror.rev_apply_errors (two-way)
---   of the primary resource via _mirror_store_metrics, in the transaction of
---   _mirror_done.
+--   and the traffic counters of each node's database (pg_stat_database:
+--   mirror.primary_xacts / mirror.mirror_xacts, commits plus rollbacks,
+--   and mirror.primary_rollbacks / mirror.mirror_rollbacks; the drift
+--   phase, 78_drift.sql, normalises by them) of the primary resource via
+--   _mirror_store_metrics, in the transaction of _mirror_done.
 --
 --   Latency (postgres mirrors): each status read comes with a probe
 --   statement (_mirror_probe_sql, the same text for both nodes: a read of
@@ -475,6 +478,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+  'xacts', (SELECT d.xact_commit OPERATOR(pg_catalog.+) d.xact_rollback FROM pg_catalog.pg_stat_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+  'rollbacks', (SELECT d.xact_rollback FROM pg_catalog.pg_stat_database d
+                 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
   'now_lsn', pg_catalog.pg_current_wal_lsn(),
   'slot_exists', s.slot_name IS NOT NULL,
   'slot_active', s.active,
@@ -502,6 +509,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+  'xacts', (SELECT d.xact_commit OPERATOR(pg_catalog.+) d.xact_rollback FROM pg_catalog.pg_stat_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+  'rollbacks', (SELECT d.xact_rollback FROM pg_catalog.pg_stat_database d
+                 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
   'sub_exists', s.oid IS NOT NULL,
   'sub_enabled', s.subenabled,
   'fence', (SELECT f.mode FROM driftmirror_node.fence_status() f
@@ -1000,7 +1011,8 @@ BEGIN
             'mirror.lag_bytes', greatest((r ->> 'lag_bytes')::bigint, 0),
             'mirror.lag_seconds', lagsec,
             'mirror.rev_apply_errors', CASE WHEN m.two_way
-                                            THEN coalesce((r ->> 'rev_apply_errors')::bigint, 0) END));
+                                            THEN coalesce((r ->> 'rev_apply_errors')::bigint, 0) END,
+            'mirror.primary_xacts', r -> 'xacts', 'mirror.primary_rollbacks', r -> 'rollbacks'));
         IF new_conflicts > 0 THEN
             PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
                 format('%s new apply error(s) on the primary''s subscription %s (changes from the mirror); see the primary''s server log',
@@ -1037,7 +1049,8 @@ BEGIN
            last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
      WHERE id = m.id;
     PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
-        'mirror.apply_errors', coalesce((r ->> 'apply_errors')::bigint, 0)));
+        'mirror.apply_errors', coalesce((r ->> 'apply_errors')::bigint, 0),
+        'mirror.mirror_xacts', r -> 'xacts', 'mirror.mirror_rollbacks', r -> 'rollbacks'));
     IF new_conflicts > 0 THEN
         PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
             format('%s new apply error(s) on the mirror''s subscription %s; see the mirror''s server log',
