@@ -21,7 +21,7 @@
 --                           1.0): errors normalised by the traffic each node
 --                           serves (status reads store each node's
 --                           pg_stat_database counters as mirror.*_xacts and
---                           mirror.*_rollbacks, 60_mirrors.sql; known once
+--                           mirror.*_rollbacks, 63_mirror_status.sql; known once
 --                           both nodes served 20 transactions in the window)
 --      and drift.score = the largest of them, and stores the five in the
 --      metric store under the mirror's resource;
@@ -237,7 +237,7 @@ BEGIN
             'drift.score', c.score));
 
         -- forecast of the score over the lead time, on its recent series
-        -- (since the pair last changed roles: latency_since, 60_mirrors.sql)
+        -- (since the pair last changed roles: latency_since, 60_mirror_catalog.sql)
         SELECT array_agg(x.value ORDER BY x.ts) INTO vals
           FROM (SELECT y.ts, y.value FROM driftmirror.metric y
                  WHERE y.resource_id = m.resource_id AND y.metric_id = sid

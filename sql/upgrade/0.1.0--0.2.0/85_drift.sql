@@ -7,7 +7,7 @@ UPDATE driftmirror.option_def
        description = 'drift.score (lag, latency ratio and apply errors of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans'
  WHERE scope = 'group' AND key = 'drift_threshold';
 
--- _auto_promote_check: as in sql/install/70_promotion.sql
+-- _auto_promote_check: as in sql/install/71_auto_promotion.sql
 CREATE OR REPLACE FUNCTION driftmirror._auto_promote_check(p_group_id bigint)
 RETURNS TABLE (resource_id bigint, reason text)
 LANGUAGE plpgsql
