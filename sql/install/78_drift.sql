@@ -102,21 +102,25 @@ $$;
 
 -- _drift_traffic: what each node's database served over the window, from
 -- the counters the status reads store (the last sample minus the first
--- one since p_since, of each counter); NULL for a counter with fewer than
--- two samples or that went down (statistics reset)
+-- one since p_since, of each counter: 0 with a single sample); NULL for a
+-- counter without a sample, or that went down (statistics reset)
 CREATE FUNCTION driftmirror._drift_traffic(p_resource_id bigint, p_since timestamptz,
                                            OUT primary_xacts double precision,
                                            OUT primary_rollbacks double precision,
                                            OUT mirror_xacts double precision,
                                            OUT mirror_rollbacks double precision)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- plpgsql, not sql: the worker's session keeps the plan (planning the
+    -- eight lookups at every call cost more than running them)
     SELECT max(x.delta) FILTER (WHERE x.name = 'mirror.primary_xacts'),
            max(x.delta) FILTER (WHERE x.name = 'mirror.primary_rollbacks'),
            max(x.delta) FILTER (WHERE x.name = 'mirror.mirror_xacts'),
            max(x.delta) FILTER (WHERE x.name = 'mirror.mirror_rollbacks')
+      INTO primary_xacts, primary_rollbacks, mirror_xacts, mirror_rollbacks
       FROM (SELECT d.name,
                    nullif(greatest(
                        (SELECT y.value FROM driftmirror.metric y
@@ -127,7 +131,8 @@ AS $$
                          ORDER BY y.ts LIMIT 1), -1), -1) AS delta
               FROM driftmirror.metric_def d
              WHERE d.name IN ('mirror.primary_xacts', 'mirror.primary_rollbacks',
-                              'mirror.mirror_xacts', 'mirror.mirror_rollbacks')) x
+                              'mirror.mirror_xacts', 'mirror.mirror_rollbacks')) x;
+END
 $$;
 
 -- _drift_decision: compare the score now and its forecast upper bound with
