@@ -7,11 +7,21 @@
 --                           by range of ts; one partition per
 --                           metric_settings.partition_interval (default one
 --                           day, aligned on 2000-01-01 00:00 UTC).  Every
---                           partition gets a btree on (resource_id,
---                           metric_id, ts) and a BRIN on ts: when it is
---                           created (index_mode 'immediate', the default) or
---                           once it is closed (index_mode 'deferred', for
---                           the highest ingest rates).  No foreign keys and
+--                           closed partition has a btree on (resource_id,
+--                           metric_id, ts) and a BRIN; see index_mode for
+--                           when they are made:
+--                           'immediate' (default): btree and BRIN on ts
+--                             from creation; every row pays both, and "one
+--                             series" is an index range scan everywhere.
+--                           'brin': an open partition has only a BRIN on
+--                             (resource_id, metric_id, ts) (16 pages a
+--                             range, summarised by the maintenance); the
+--                             btree is built once the partition closes.
+--                             Ingest pays no btree insertion per row, but
+--                             reading one series of an open partition reads
+--                             every series written between its rows.
+--                           'deferred': no index until the partition closes.
+--                           No foreign keys and
 --                           no row or transition-table triggers: either would
 --                           disable COPY's multi-row inserts.  Ids come from
 --                           the catalog (dm_ingest, the collectors); rows
@@ -42,7 +52,7 @@ CREATE TABLE driftmirror.metric_settings (
     rollup_retention    interval NOT NULL DEFAULT '400 days'
                         CHECK (rollup_retention BETWEEN '1 day' AND '3650 days'),
     index_mode          text NOT NULL DEFAULT 'immediate'
-                        CHECK (index_mode IN ('immediate', 'deferred'))
+                        CHECK (index_mode IN ('immediate', 'deferred', 'brin'))
 );
 INSERT INTO driftmirror.metric_settings DEFAULT VALUES;
 COMMENT ON TABLE driftmirror.metric_settings IS
@@ -96,6 +106,14 @@ COMMENT ON TABLE driftmirror.metric IS
 --                       of one metric of one resource" is an index range scan
 --                       in the partitions the ts condition keeps
 --   <partition>_ts      BRIN (ts): time-range scans over all series (rollups)
+--   <partition>_brin    BRIN (resource_id, metric_id, ts), pages_per_range 16,
+--                       made with the partition in index_mode 'brin' (then
+--                       there is no <partition>_ts: this one serves time
+--                       ranges too).  While the partition is open, "one
+--                       series" reads the block ranges whose summaries can
+--                       hold it: few when a series' rows were written
+--                       together (dm_ingest), every range of the time
+--                       window when many series were written interleaved
 
 -- the partitions the store made, with the groups already purged from each
 CREATE TABLE driftmirror.metric_partition (
@@ -152,7 +170,9 @@ INSERT INTO driftmirror.metric_rollup_state (level, width, tbl, max_span) VALUES
 -- partitions
 -- ---------------------------------------------------------------------
 
--- _index_partition: the indexes of one partition (idempotent)
+-- _index_partition: the indexes of one partition (idempotent): the series
+-- btree, and a BRIN on ts unless the partition has its index_mode 'brin'
+-- BRIN already
 CREATE FUNCTION driftmirror._index_partition(p_name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -161,9 +181,24 @@ AS $$
 BEGIN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
                    p_name || '_series', p_name);
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
-                   p_name || '_ts', p_name);
+    IF to_regclass(format('driftmirror.%I', p_name || '_brin')) IS NULL THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
+                       p_name || '_ts', p_name);
+    END IF;
     UPDATE driftmirror.metric_partition SET indexed = true WHERE name = p_name;
+END
+$$;
+
+-- _brin_partition: the index an open partition has in index_mode 'brin'
+CREATE FUNCTION driftmirror._brin_partition(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (resource_id, metric_id, ts)'
+                   ' WITH (pages_per_range = 16, autosummarize = on)',
+                   p_name || '_brin', p_name);
 END
 $$;
 
@@ -246,6 +281,8 @@ BEGIN
         INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
         IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
+        ELSIF mode = 'brin' THEN
+            PERFORM driftmirror._brin_partition(nm);
         END IF;
         n := n + 1;
         t := hi;
@@ -401,6 +438,7 @@ DECLARE
     nm       text;
     orphans  bigint := 0;
     indexed  integer := 0;
+    summarized bigint := 0;
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
     created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
@@ -421,6 +459,14 @@ BEGIN
         PERFORM driftmirror._index_partition(nm);
         indexed := indexed + 1;
     END LOOP;
+    -- open partitions with a BRIN: summarise the block ranges filled since
+    -- the last pass (autosummarize also asks autovacuum to)
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE NOT mp.indexed
+                 AND to_regclass(format('driftmirror.%I', mp.name || '_brin')) IS NOT NULL
+               ORDER BY mp.lo LOOP
+        summarized := summarized + brin_summarize_new_values(format('driftmirror.%I', nm || '_brin')::regclass);
+    END LOOP;
     r5 := driftmirror._metric_rollup('5m', p_now);
     r1 := driftmirror._metric_rollup('1h', p_now);
     DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
@@ -434,6 +480,7 @@ BEGIN
                               'rows_purged', ret.purged,
                               'orphan_rows_deleted', orphans,
                               'partitions_indexed', indexed,
+                              'brin_ranges_summarized', summarized,
                               'rollup_5m_rows', r5,
                               'rollup_1h_rows', r1,
                               'rollup_rows_deleted', rdel);
@@ -546,7 +593,7 @@ BEGIN
     EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
         RAISE EXCEPTION 'invalid metric settings %', settings
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: brin, immediate or deferred.';
     END;
     PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
                                     jsonb_build_object('settings', settings));
