@@ -4,7 +4,7 @@
 on the same real demand series, in the same run.
 
 Each series is rebuilt from the evaluation cases (train + test files of one
-series, deduplicated by timestamp), shifted by whole weeks so that it ends
+series, deduplicated by timestamp), shifted by whole days so that it ends
 before now (the metric store keeps data within the group's retention),
 ingested with dm_ingest into a group of its own, and replayed over its last
 REPLAY steps with the history before as training data.
@@ -17,7 +17,8 @@ Both scalers:
 The reactive scaler is HPA's algorithm: desired = ceil(current * ratio) with
 ratio = utilisation / target utilisation, i.e. need(observed), no change
 while |ratio - 1| <= 0.1 (HPA's default tolerance), and scale-down
-stabilisation: the largest recommendation of the last 300 s (HPA default).
+stabilisation: the largest recommendation of the last 300 s (HPA default;
+shorter than one step of these series, so it never holds a scale-down back).
 An interval is under-provisioned when its demand exceeds live capacity x
 unit; capacity-hours sum live capacity over the replay.  "oracle" is what a
 scaler that knew each interval's demand would keep: need(demand) per
