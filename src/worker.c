@@ -16,10 +16,11 @@
  *
  * Metric collection (collector.c) is a pass-level phase before the group
  * steps: it records the polls that finished and starts those of the due
- * groups; the nap between passes (DmCollectorWait, or slices of it between
- * the engine's waits while the engine has requests in flight) drives the
- * polls in flight on their sockets.  The metric store maintenance runs after the
- * steps, at most every driftmirror.metric_maintenance_interval.
+ * groups, as requests of the same I/O engine.  The nap between passes is
+ * the engine's wait (DmIoWait): the only place the worker waits for the
+ * network, on one WaitEventSet over the latch and every socket.  The metric
+ * store maintenance runs after the steps, at most every
+ * driftmirror.metric_maintenance_interval.
  *
  * Fault isolation: an error in one group's step is caught here, logged,
  * recorded in driftmirror.group_state, and the pass goes on with the next
@@ -46,7 +47,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -55,6 +59,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -73,7 +78,15 @@ typedef struct DueGroup
 {
 	int64		id;
 	char	   *name;
+	uint32		work;			/* phases with work (group_step.h) */
 } DueGroup;
+
+/* a due group by id (ReadStepWork) */
+typedef struct DueEntry
+{
+	int64		id;				/* hash key */
+	DueGroup   *group;
+} DueEntry;
 
 /* in-memory back-off for a group whose failure could not be recorded */
 typedef struct GroupBackoff
@@ -89,10 +102,8 @@ static List *Runs = NIL;		/* steps in progress (DmGroupRun *), in
 static char *ConnectedDatabase = NULL;
 static bool ExtensionPresent = false;
 
-/* the nap's slices while the I/O engine has requests in flight */
-#define DM_NAP_SLICE_MS 100
-
 static List *ReadDueGroups(bool reloaded);
+static void ReadStepWork(List *due);
 static void StartStep(DueGroup *group);
 static bool AdvanceStep(DmGroupRun *run);
 static void AdvanceReadySteps(void);
@@ -255,10 +266,10 @@ DmWorkerMain(Datum main_arg)
 /*
  * Nap
  *		The pause between passes: up to timeout_ms, shorter when the latch
- *		is set.  While the I/O engine has requests in flight, it drives them
- *		and resumes the steps it answered, in slices that also let the
- *		collector drive its polls; otherwise the collector's wait is the
- *		nap.  Never raises except for interrupts.
+ *		is set.  The I/O engine's wait drives every request in flight (the
+ *		steps' and the collector's) and the steps it answered are resumed
+ *		as soon as it returns.  Never raises except for interrupts; an
+ *		error of an engine callback is logged and the nap goes on.
  */
 static void
 Nap(long timeout_ms)
@@ -266,21 +277,23 @@ Nap(long timeout_ms)
 	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	AdvanceReadySteps();
-	if (DmIoActive() == 0)
-	{
-		DmCollectorWait(timeout_ms);
-		return;
-	}
 	for (;;)
 	{
 		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
-		bool		latch;
+		volatile bool latch = false;
 
-		if (left <= 0 || DmIoActive() == 0)
+		if (left <= 0)
 			break;
-		latch = DmIoWait(Min(left, DM_NAP_SLICE_MS));
+		PG_TRY();
+		{
+			latch = DmIoWait(left);
+		}
+		PG_CATCH();
+		{
+			AbortAfterError("handling an answer of the I/O engine");
+		}
+		PG_END_TRY();
 		AdvanceReadySteps();
-		DmCollectorWait(0);
 		if (latch || ConfigReloadPending)
 			break;
 	}
@@ -357,6 +370,7 @@ ReadDueGroups(bool reloaded)
 
 					g = MemoryContextAlloc(LoopContext, sizeof(DueGroup));
 					g->id = id;
+					g->work = DM_WORK_ALL;
 					g->name = MemoryContextStrdup(LoopContext,
 												  SPI_getvalue(SPI_tuptable->vals[i],
 															   SPI_tuptable->tupdesc, 2));
@@ -367,6 +381,7 @@ ReadDueGroups(bool reloaded)
 						MemoryContextSwitchTo(old);
 					}
 				}
+				ReadStepWork(due);
 			}
 			SPI_finish();
 		}
@@ -387,6 +402,68 @@ ReadDueGroups(bool reloaded)
 }
 
 /*
+ * ReadStepWork
+ *		With SPI connected, in ReadDueGroups' transaction: set the work
+ *		flags of every due group from one query (driftmirror._step_work).
+ *		A catalog that predates the function (0.1.0, before ALTER EXTENSION
+ *		UPDATE) leaves them all set: every phase runs.
+ */
+static void
+ReadStepWork(List *due)
+{
+	MemoryContext spi = CurrentMemoryContext;
+	HASHCTL		ctl;
+	HTAB	   *byid;
+	Datum	   *ids;
+	ArrayType  *arr;
+	ListCell   *lc;
+	int			n = 0;
+	uint64		i;
+
+	if (due == NIL ||
+		!OidIsValid(LookupFuncName(list_make2(makeString(DM_SCHEMA_NAME),
+											  makeString("_step_work")),
+								   1, (Oid[]) {INT8ARRAYOID}, true)))
+		return;
+	MemoryContextSwitchTo(LoopContext);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(DueEntry);
+	ctl.hcxt = LoopContext;
+	byid = hash_create("driftmirror due groups", list_length(due), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ids = palloc(sizeof(Datum) * list_length(due));
+	foreach(lc, due)
+	{
+		DueGroup   *g = (DueGroup *) lfirst(lc);
+		DueEntry   *e = hash_search(byid, &g->id, HASH_ENTER, NULL);
+
+		e->group = g;
+		ids[n++] = Int64GetDatum(g->id);
+	}
+	arr = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE);
+	MemoryContextSwitchTo(spi);
+
+	DmSpiExec(DM_STEP_WORK_SQL, 1, (Oid[]) {INT8ARRAYOID},
+			  (Datum[]) {PointerGetDatum(arr)});
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "group_id"), &isnull);
+		DueEntry   *e;
+
+		if (isnull)
+			continue;
+		e = hash_search(byid, &(int64) {DatumGetInt64(d)}, HASH_FIND, NULL);
+		if (e != NULL)
+			e->group->work = DmGroupStepWork(tup, desc);
+	}
+}
+
+/*
  * StartStep
  *		Begin one group's step; if a phase waits for the I/O engine, the
  *		step joins Runs and is resumed from the nap.
@@ -394,7 +471,7 @@ ReadDueGroups(bool reloaded)
 static void
 StartStep(DueGroup *group)
 {
-	DmGroupRun *run = DmGroupStepCreate(group->id, group->name);
+	DmGroupRun *run = DmGroupStepCreate(group->id, group->name, group->work);
 
 	if (!AdvanceStep(run))
 	{
@@ -469,13 +546,16 @@ AdvanceReadySteps(void)
 /*
  * DiscardSteps
  *		The extension is gone or the worker disabled: drop the steps in
- *		progress and the engine's requests.
+ *		progress, the notifications and cleanups in flight and the
+ *		engine's requests.
  */
 static void
 DiscardSteps(void)
 {
 	ListCell   *lc;
 
+	DmNotifyDiscard();
+	DmMirrorCleanupsDiscard();
 	DmIoDiscardAll();
 	foreach(lc, Runs)
 		DmGroupStepFree((DmGroupRun *) lfirst(lc));

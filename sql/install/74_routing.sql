@@ -2,7 +2,7 @@
 --
 -- A group's traffic shares (the share of reads, and of key-affine writes,
 -- sent to the mirror of each mirrored resource) live in the route table of
--- 70_promotion.sql, which dm_route and dm_route_multihost read.  Routers
+-- 70_routes.sql, which dm_route and dm_route_multihost read.  Routers
 -- are the outside systems that must follow the same shares: HAProxy (the
 -- runtime API), pgbouncer (the admin console) and webhooks.
 --
@@ -334,7 +334,7 @@ BEGIN
                   HINT = 'Pause it (dm_shift_pause) or abort it (dm_shift_abort) first.';
     END IF;
     IF EXISTS (SELECT FROM driftmirror.promotion p WHERE p.group_id = gid
-                AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
+                AND NOT driftmirror._promotion_is_final(p.state)) THEN
         RAISE EXCEPTION 'group "%" is being promoted: shares cannot change now', p_group
             USING ERRCODE = 'object_in_use';
     END IF;

@@ -117,7 +117,8 @@ hw_fit(DmfCtx *ctx, const DmfInput *in, int kstep, DmfFc *fc)
 		dmf_method_naive(ctx, in, fc);
 		return;
 	}
-	dmf_ets_select(ctx, in->y, in->n, m, nseas, nseas == 2 ? kstep : 0, &fit);
+	dmf_ets_select_or_apply(ctx, in, in->y, in->n, m, nseas,
+							nseas == 2 ? kstep : 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);
@@ -221,7 +222,7 @@ mstl_model(DmfCtx *ctx, const DmfInput *in, int swin, AdjModel model,
 	{
 		DmfEts		fit;
 
-		dmf_ets_select(ctx, adj, n, NULL, 0, 0, &fit);
+		dmf_ets_select_or_apply(ctx, in, adj, n, NULL, 0, 0, &fit);
 		dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 		fc->sigma = sqrt(fit.sigma2);
 		dmf_ets_name(&fit, name, sizeof(name));
