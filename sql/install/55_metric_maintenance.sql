@@ -3,14 +3,18 @@
 -- the maintenance pass the worker runs, and the functions that do each by
 -- hand (dm_run_maintenance, dm_create_partitions, dm_rollup,
 -- dm_set_metric_settings).  Layout and retention rules:
--- 55_metric_catalog.sql.
+-- 55_metric_catalog.sql.  Functions and their comments only, each CREATE OR
+-- REPLACE: the update from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/43_metric_code.include).
 
 -- ---------------------------------------------------------------------
 -- partitions
 -- ---------------------------------------------------------------------
 
--- _index_partition: the indexes of one partition (idempotent)
-CREATE FUNCTION driftmirror._index_partition(p_name text)
+-- _index_partition: the indexes of one partition (idempotent): the series
+-- btree, and a BRIN on ts unless the partition has its index_mode 'brin'
+-- BRIN already
+CREATE OR REPLACE FUNCTION driftmirror._index_partition(p_name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -18,9 +22,24 @@ AS $$
 BEGIN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
                    p_name || '_series', p_name);
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
-                   p_name || '_ts', p_name);
+    IF to_regclass(format('driftmirror.%I', p_name || '_brin')) IS NULL THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
+                       p_name || '_ts', p_name);
+    END IF;
     UPDATE driftmirror.metric_partition SET indexed = true WHERE name = p_name;
+END
+$$;
+
+-- _brin_partition: the index an open partition has in index_mode 'brin'
+CREATE OR REPLACE FUNCTION driftmirror._brin_partition(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (resource_id, metric_id, ts)'
+                   ' WITH (pages_per_range = 16, autosummarize = on)',
+                   p_name || '_brin', p_name);
 END
 $$;
 
@@ -32,7 +51,7 @@ $$;
 -- dm_ingest: they pass no p_max and get at most 400 partitions made by one
 -- call, an error beyond (nothing is made then: the error rolls back);
 -- dm_create_partitions, an explicit request, passes its own bound.
-CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
+CREATE OR REPLACE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
                                                p_max integer DEFAULT 400)
 RETURNS integer
 LANGUAGE plpgsql
@@ -103,6 +122,8 @@ BEGIN
         INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
         IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
+        ELSIF mode = 'brin' THEN
+            PERFORM driftmirror._brin_partition(nm);
         END IF;
         n := n + 1;
         t := hi;
@@ -112,7 +133,7 @@ END
 $$;
 
 -- _group_retention: the retention of every group, as intervals
-CREATE FUNCTION driftmirror._group_retention()
+CREATE OR REPLACE FUNCTION driftmirror._group_retention()
 RETURNS TABLE (group_id bigint, retention interval)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -124,7 +145,7 @@ $$;
 
 -- _metric_retention: drop partitions no group needs, purge expired rows of
 -- groups with a shorter retention.  Returns (dropped, purged rows).
-CREATE FUNCTION driftmirror._metric_retention(p_now timestamptz,
+CREATE OR REPLACE FUNCTION driftmirror._metric_retention(p_now timestamptz,
                                               OUT dropped integer, OUT purged bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -179,7 +200,7 @@ $$;
 -- watermark, at most max_span of raw data per call; returns the number of
 -- bucket rows written.  Rows arriving later for buckets already rolled up
 -- are not seen: call dm_rollup(from, to) after a backfill.
-CREATE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -213,7 +234,7 @@ END
 $$;
 
 -- _rollup_range: (re)compute the buckets of one level in [p_from, p_to)
-CREATE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
+CREATE OR REPLACE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
                                           p_from timestamptz, p_to timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -242,7 +263,7 @@ $$;
 
 -- _metric_maintenance: everything the worker does on the store, in one
 -- transaction: partitions ahead, retention, rollups.  Returns a summary.
-CREATE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -258,6 +279,7 @@ DECLARE
     nm       text;
     orphans  bigint := 0;
     indexed  integer := 0;
+    summarized bigint := 0;
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
     created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
@@ -278,6 +300,14 @@ BEGIN
         PERFORM driftmirror._index_partition(nm);
         indexed := indexed + 1;
     END LOOP;
+    -- open partitions with a BRIN: summarise the block ranges filled since
+    -- the last pass (autosummarize also asks autovacuum to)
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE NOT mp.indexed
+                 AND to_regclass(format('driftmirror.%I', mp.name || '_brin')) IS NOT NULL
+               ORDER BY mp.lo LOOP
+        summarized := summarized + brin_summarize_new_values(format('driftmirror.%I', nm || '_brin')::regclass);
+    END LOOP;
     r5 := driftmirror._metric_rollup('5m', p_now);
     r1 := driftmirror._metric_rollup('1h', p_now);
     DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
@@ -291,13 +321,14 @@ BEGIN
                               'rows_purged', ret.purged,
                               'orphan_rows_deleted', orphans,
                               'partitions_indexed', indexed,
+                              'brin_ranges_summarized', summarized,
                               'rollup_5m_rows', r5,
                               'rollup_1h_rows', r1,
                               'rollup_rows_deleted', rdel);
 END
 $$;
 
-CREATE FUNCTION driftmirror.dm_run_maintenance()
+CREATE OR REPLACE FUNCTION driftmirror.dm_run_maintenance()
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -314,7 +345,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_run_maintenance() IS
     'Run the metric store maintenance now (the worker also runs it): partitions ahead, retention, rollups';
 
-CREATE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -342,7 +373,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
     'Create the metric partitions covering a time range (before a COPY of old data); returns how many were created';
 
-CREATE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -370,7 +401,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_rollup(timestamptz, timestamptz) IS
     'Recompute the 5-minute and 1-hour rollups of the buckets touching a time range (after a backfill)';
 
-CREATE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
+CREATE OR REPLACE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -403,7 +434,7 @@ BEGIN
     EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
         RAISE EXCEPTION 'invalid metric settings %', settings
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: brin, immediate or deferred.';
     END;
     PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
                                     jsonb_build_object('settings', settings));
