@@ -75,7 +75,7 @@
 #include "endpoint.h"
 #include "http.h"
 #include "secrets.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 #define DM_DEFAULT_TIMEOUT_MS	5000
 #define DM_TARGET_IDLE_MS		(10 * 60 * 1000)

@@ -41,7 +41,7 @@
 #include "promote.h"
 #include "router.h"
 #include "scaling.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /*
  * RunInTransaction

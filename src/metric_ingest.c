@@ -39,7 +39,7 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_ingest);
 

@@ -75,7 +75,7 @@
 #include "mirror.h"
 #include "remote_conn.h"
 #include "secrets.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /* one remote action read from the catalog */
 typedef struct RemoteAction

@@ -30,7 +30,7 @@
 #include "driftmirror.h"
 #include "http.h"
 #include "signature.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 #define DM_NOTIFY_BATCH 50
 

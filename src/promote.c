@@ -38,7 +38,7 @@
 #include "endpoint.h"
 #include "fence.h"
 #include "promote.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_promote);
 PG_FUNCTION_INFO_V1(driftmirror_multihost);

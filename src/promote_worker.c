@@ -50,7 +50,7 @@
 #include "promote_actuator.h"
 #include "promote_poolers.h"
 #include "remote_conn.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /* what the driver knows about its promotion (from _promotion_info) */
 typedef struct PromInfo

@@ -47,7 +47,7 @@
 
 #include "driftmirror.h"
 #include "router.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_shift);
 

@@ -31,7 +31,7 @@
 
 #include "mirror.h"
 #include "scaling.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /* one HTTP scale request returned by _forecast_step */
 typedef struct ScaleRequest

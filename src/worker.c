@@ -66,7 +66,7 @@
 #include "group_step.h"
 #include "io_engine.h"
 #include "mirror.h"
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /* one group whose step is due in this pass */
 typedef struct DueGroup

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * spi_util.c
+ * ctl_txn.c
  *	  Small SPI helpers: connect and run one parameterised statement,
  *	  raising an error on failure.  Statements are always parameterised;
  *	  nothing here pastes values into SQL text.
@@ -14,7 +14,7 @@
 #include "storage/proc.h"
 #include "utils/timeout.h"
 
-#include "spi_util.h"
+#include "ctl_txn.h"
 
 /*
  * DmSpiConnect

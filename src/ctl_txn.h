@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
- * spi_util.h
+ * ctl_txn.h
  *	  Small SPI helpers used by the worker and the C parts of the SQL API.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef DM_SPI_UTIL_H
-#define DM_SPI_UTIL_H
+#ifndef DM_CTL_TXN_H
+#define DM_CTL_TXN_H
 
 #include "postgres.h"
 
@@ -16,4 +16,4 @@
 extern void DmSpiConnect(void);
 extern int	DmSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values);
 
-#endif							/* DM_SPI_UTIL_H */
+#endif							/* DM_CTL_TXN_H */
