@@ -1,7 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * ctl_txn.h
- *	  Small SPI helpers used by the worker and the C parts of the SQL API.
+ *	  Statements in the control database: the one module through which
+ *	  driftmirror's C code reads and writes its catalog (ctl_txn.c).
+ *
+ * Two ways in:
+ *	 - a transaction of its own, for the background workers (main worker,
+ *	   promotion and shift workers), which run outside any transaction:
+ *	   DmCtlBegin ... DmCtlExec ... DmCtlCommit, or, for one statement,
+ *	   DmCtlQuery / DmCtlQueryText / DmCtlValueText / DmCtlRun;
+ *	 - the caller's transaction, for SQL-callable functions:
+ *	   DmCtlConnect ... DmCtlExec ... DmCtlFinish.
+ *
+ * Every statement is parameterised (nothing is pasted into SQL text), runs
+ * with the statement start time set (now() in a background worker would
+ * otherwise stay at its start) and, in a background worker, under
+ * driftmirror.worker_statement_timeout (PostgreSQL arms statement_timeout
+ * only for client statements).  Results come back as text, NULL for SQL
+ * NULL, copied into the memory context that was current at DmCtlBegin /
+ * DmCtlConnect (or at the call, for the one-statement forms), which is
+ * current again after DmCtlCommit / DmCtlFinish; columns are read by name.
+ * Every function raises on error.
+ *
+ * Errors: DmCtlCatch, in a PG_CATCH block, copies the error (SQLSTATE,
+ * message, detail, hint) into a context of the caller's, flushes the error
+ * state and, if asked, aborts the transaction; DmCtlCatchWarn also logs it
+ * as a WARNING with its SQLSTATE.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,7 +37,55 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 
-extern void DmSpiConnect(void);
-extern int	DmSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values);
+/* the rows of one statement, as text, in the caller's memory context */
+typedef struct DmCtlResult
+{
+	int			nrows;
+	int			ncols;
+	char	  **names;			/* column names */
+	char	  **values;			/* nrows x ncols, row after row; NULL for
+								 * SQL NULL */
+} DmCtlResult;
+
+/* a background worker's session: fixed search_path, lock_timeout, name */
+extern void DmCtlSessionInit(const char *application_name, const char *lock_timeout);
+
+/* a transaction of its own (background workers, outside any transaction) */
+extern void DmCtlBegin(const char *activity);
+extern void DmCtlCommit(void);
+
+/* SPI in the caller's transaction (SQL-callable functions) */
+extern void DmCtlConnect(void);
+extern void DmCtlFinish(void);
+
+/* one statement in the open transaction (after DmCtlBegin / DmCtlConnect) */
+extern DmCtlResult *DmCtlExec(const char *sql, int nargs, const Oid *types,
+							  const Datum *values, const bool *nulls);
+
+/* one statement in a transaction of its own */
+extern DmCtlResult *DmCtlQuery(const char *sql, int nargs, const Oid *types,
+							   const Datum *values, const bool *nulls);
+extern void DmCtlRun(const char *sql, int nargs, const Oid *types,
+					 const Datum *values, const bool *nulls);
+/* the same with text parameters (a NULL pointer is SQL NULL) */
+extern DmCtlResult *DmCtlQueryText(const char *sql, int nargs, const char *const *args);
+/* its first value: NULL when there is no row or the value is NULL */
+extern char *DmCtlValueText(const char *sql, int nargs, const char *const *args);
+
+/* reading a result; an unknown column name raises (a bug, not data) */
+extern char *DmCtlGet(const DmCtlResult *r, int row, const char *column);
+extern int64 DmCtlGetInt64(const DmCtlResult *r, int row, const char *column,
+						   int64 if_null);
+extern int32 DmCtlGetInt32(const DmCtlResult *r, int row, const char *column,
+						   int32 if_null);
+extern bool DmCtlGetBool(const DmCtlResult *r, int row, const char *column,
+						 bool if_null);
+/* the first value of the first row, or NULL */
+extern char *DmCtlFirst(const DmCtlResult *r);
+
+/* in a PG_CATCH block: the error, copied into cxt (current on return) */
+extern ErrorData *DmCtlCatch(MemoryContext cxt, bool abort_xact);
+/* the same, aborting, logged as WARNING "driftmirror: <what>: <message>" */
+extern ErrorData *DmCtlCatchWarn(MemoryContext cxt, const char *fmt,...) pg_attribute_printf(2, 3);
 
 #endif							/* DM_CTL_TXN_H */

@@ -18,8 +18,8 @@
  * (scaling_phase.c), then the heartbeat that dm_status shows.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
- * while a phase runs; transaction commits switch to TopMemoryContext, so
- * phases switch back to run->cxt after each.
+ * while a phase runs; phases run their transactions through ctl_txn.c,
+ * which keeps that context current across commits.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group, frees the step and goes on with the next group.
@@ -28,20 +28,17 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "group_step.h"
 #include "mirror.h"
 #include "promote.h"
 #include "router.h"
 #include "scaling.h"
-#include "ctl_txn.h"
 
 /*
  * RunInTransaction
@@ -51,30 +48,7 @@
 static void
 RunInTransaction(const char *sql, int64 group_id)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec(sql, 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/* phase: promotions left unfinished by a driver that died (worker,
- * session or node failure) get a recovery worker, which finishes them or
- * rolls them back */
-static void
-RecoverPromotions(int64 group_id)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmRecoverPromotions(group_id);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	DmCtlRun(sql, 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
 }
 
 /*
@@ -92,8 +66,10 @@ static const struct
 	DmPhaseResult (*wait) (DmGroupRun *run);
 }			Phases[] =
 {
-	/* see RecoverPromotions */
-	{"promotion recovery", NULL, RecoverPromotions, NULL},
+	/* promotions left unfinished by a driver that died (worker, session or
+	 * node failure) get a recovery worker, which finishes them or rolls
+	 * them back (promote.c) */
+	{"promotion recovery", NULL, DmRecoverPromotions, NULL},
 	/* creation actions and status of each mirror; status reads through the
 	 * I/O engine, see mirror.c */
 	{"mirrors", NULL, NULL, DmMirrorPhase},

@@ -38,8 +38,8 @@
 #include "utils/float.h"
 #include "utils/timestamp.h"
 
-#include "driftmirror.h"
 #include "ctl_txn.h"
+#include "driftmirror.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_ingest);
 
@@ -223,7 +223,7 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 	deconstruct_array(val_arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &val, &val_null, &nval);
 
-	DmSpiConnect();
+	DmCtlConnect();
 
 	/* names first: an unknown name is reported even for empty arrays */
 	{
@@ -253,7 +253,7 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 
 	if (nts == 0)
 	{
-		SPI_finish();
+		DmCtlFinish();
 		PG_RETURN_INT64(0);
 	}
 
@@ -292,11 +292,11 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 			hi = t;
 	}
 
-	DmSpiExec("SELECT driftmirror._ensure_partitions($1, $2)",
-			  2, (Oid[]) {TIMESTAMPTZOID, TIMESTAMPTZOID},
-			  (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)});
+	(void) DmCtlExec("SELECT driftmirror._ensure_partitions($1, $2)",
+					 2, (Oid[]) {TIMESTAMPTZOID, TIMESTAMPTZOID},
+					 (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)}, NULL);
 
-	SPI_finish();
+	DmCtlFinish();
 	written = CopyRows(resource_id, metric_id, ts, val, nts);
 	PG_RETURN_INT64((int64) written);
 }

@@ -34,11 +34,11 @@
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "endpoint.h"
 #include "fence.h"
 #include "promote.h"
-#include "ctl_txn.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_promote);
 PG_FUNCTION_INFO_V1(driftmirror_multihost);
@@ -74,36 +74,26 @@ DmStartPromotionWorker(dsm_segment *seg, int64 recover_id, int64 auto_resource_i
 
 /*
  * DmRecoverPromotions
- *		Called by the main worker in each group step, inside a transaction
- *		with SPI connected: for every unfinished promotion of the group that
- *		no process drives (its advisory lock is free), start a recovery
- *		worker.  The lock is only probed here: the recovery worker takes it.
+ *		The main worker's group step, outside any transaction: for every
+ *		unfinished promotion of the group that no process drives (its
+ *		advisory lock is free), start a recovery worker.  The lock is only
+ *		probed here: the recovery worker takes it.  Raises on catalog
+ *		errors.
  */
 void
 DmRecoverPromotions(int64 group_id)
 {
-	uint64		i;
-	List	   *ids = NIL;
-	ListCell   *lc;
+	DmCtlResult *r;
+	int			i;
 
-	DmSpiExec("SELECT id FROM driftmirror._promotions_unfinished($1) id "
-			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "ELSE false END",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	r = DmCtlQuery("SELECT id FROM driftmirror._promotions_unfinished($1) id "
+				   "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+				   "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+				   "ELSE false END",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-		int64	   *copy = palloc(sizeof(int64));
-
-		*copy = id;
-		ids = lappend(ids, copy);
-	}
-	foreach(lc, ids)
-	{
-		int64		id = *(int64 *) lfirst(lc);
+		int64		id = DmCtlGetInt64(r, i, "id", 0);
 
 		if (DmStartPromotionWorker(NULL, id, 0, NULL))
 			ereport(LOG,
@@ -127,35 +117,14 @@ DmRecoverPromotions(int64 group_id)
 void
 DmAutoPromote(int64 group_id)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	List	   *ids = NIL;
-	ListCell   *lc;
-	uint64		i;
+	DmCtlResult *r;
+	int			i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec("SELECT resource_id FROM driftmirror._auto_promote_check($1)",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	r = DmCtlQuery("SELECT resource_id FROM driftmirror._auto_promote_check($1)",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		ids = lappend(ids, id);
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
-
-	foreach(lc, ids)
-	{
-		int64		rid = *(int64 *) lfirst(lc);
+		int64		rid = DmCtlGetInt64(r, i, "resource_id", 0);
 
 		if (!DmStartPromotionWorker(NULL, 0, rid, NULL))
 			ereport(WARNING,
@@ -289,7 +258,6 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	char	   *options;
 	char	   *resource = NULL;
 	List	   *resources = NIL;
-	MemoryContext outer = CurrentMemoryContext;
 	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
@@ -311,25 +279,29 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		resource = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	/* check the arguments and list the resources, in this transaction */
-	DmSpiConnect();
+	/*
+	 * check the arguments and list the resources, in this transaction (the
+	 * rows come back in this function's context)
+	 */
+	DmCtlConnect();
 	{
+		DmCtlResult *r;
 		Datum		gid;
-		bool		isnull;
 
-		DmSpiExec("SELECT driftmirror._group_id($1)", 1, (Oid[]) {TEXTOID},
-				  (Datum[]) {CStringGetTextDatum(group)});
-		gid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		DmSpiExec("SELECT driftmirror._promotion_options($1, $2::jsonb)", 2,
-				  (Oid[]) {INT8OID, TEXTOID},
-				  (Datum[]) {gid, CStringGetTextDatum(options)});
+		r = DmCtlExec("SELECT driftmirror._group_id($1) AS id", 1, (Oid[]) {TEXTOID},
+					  (Datum[]) {CStringGetTextDatum(group)}, NULL);
+		gid = Int64GetDatum(DmCtlGetInt64(r, 0, "id", 0));
+		(void) DmCtlExec("SELECT driftmirror._promotion_options($1, $2::jsonb)", 2,
+						 (Oid[]) {INT8OID, TEXTOID},
+						 (Datum[]) {gid, CStringGetTextDatum(options)}, NULL);
 		if (resource != NULL)
 		{
-			DmSpiExec("SELECT EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = r.id) "
-					  "FROM driftmirror._resource_id($1, $2, $3) r (id)", 3,
-					  (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-					  (Datum[]) {gid, CStringGetTextDatum(group), CStringGetTextDatum(resource)});
-			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			r = DmCtlExec("SELECT EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = r.id) AS mirrored "
+						  "FROM driftmirror._resource_id($1, $2, $3) r (id)", 3,
+						  (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+						  (Datum[]) {gid, CStringGetTextDatum(group), CStringGetTextDatum(resource)},
+						  NULL);
+			if (!DmCtlGetBool(r, 0, "mirrored", false))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("resource \"%s\" of group \"%s\" has no mirror to promote",
@@ -339,18 +311,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			uint64		i;
+			int			i;
 
-			DmSpiExec("SELECT resource_name FROM driftmirror._promotion_order($1)", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {gid});
-			for (i = 0; i < SPI_processed; i++)
-			{
-				char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				MemoryContext spi = MemoryContextSwitchTo(outer);
-
-				resources = lappend(resources, pstrdup(name));
-				MemoryContextSwitchTo(spi);
-			}
+			r = DmCtlExec("SELECT resource_name FROM driftmirror._promotion_order($1)", 1,
+						  (Oid[]) {INT8OID}, (Datum[]) {gid}, NULL);
+			for (i = 0; i < r->nrows; i++)
+				resources = lappend(resources, DmCtlGet(r, i, "resource_name"));
 			if (resources == NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -359,12 +325,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		}
 		/* a non-superuser promotes only mirrors of approved endpoints */
 		foreach(lc, resources)
-			DmSpiExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
-					  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-					  (Datum[]) {gid, CStringGetTextDatum(group),
-					  CStringGetTextDatum((char *) lfirst(lc))});
+			(void) DmCtlExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
+							 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+							 (Datum[]) {gid, CStringGetTextDatum(group),
+							 CStringGetTextDatum((char *) lfirst(lc))}, NULL);
 	}
-	SPI_finish();
+	DmCtlFinish();
 
 	/* the driver works in the control database: the catalog is there */
 	if (MyDatabaseId != get_database_oid(DmDatabase, true))

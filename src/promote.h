@@ -58,15 +58,6 @@ extern bool DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
 								   int64 auto_resource_id,
 								   BackgroundWorkerHandle **handle);
 
-/*
- * for the drivers (promote_worker.c, promote_actuator.c): one statement in
- * its own transaction in the control database, parameters as text; the
- * first row's first ncols values (NULL stays NULL) into out[], palloc'd in
- * the caller's memory context; returns whether there was a row
- */
-extern bool DmPromoteCtlRow(const char *sql, int nargs, const char **args,
-							int ncols, char **out);
-
 /* main worker's group step: recover the group's orphaned promotions */
 extern void DmRecoverPromotions(int64 group_id);
 

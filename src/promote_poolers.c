@@ -31,6 +31,7 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "promote.h"
 #include "promote_poolers.h"
@@ -56,21 +57,21 @@ static bool
 NthPooler(const char *sql, int64 promotion_id, int n, Pooler *out)
 {
 	const char *args[2] = {psprintf(INT64_FORMAT, promotion_id), psprintf("%d", n)};
-	char	   *row[5];
+	DmCtlResult *r = DmCtlQueryText(sql, 2, args);
 
-	if (!DmPromoteCtlRow(sql, 2, args, 5, row) || row[0] == NULL)
+	if (r->nrows == 0 || DmCtlGet(r, 0, "id") == NULL)
 		return false;
-	out->id = row[0];
-	out->name = row[1];
-	out->endpoint = row[2];
-	out->database = row[3];
-	out->timeout_ms = row[4] ? atoi(row[4]) : 2000;
+	out->id = DmCtlGet(r, 0, "id");
+	out->name = DmCtlGet(r, 0, "name");
+	out->endpoint = DmCtlGet(r, 0, "endpoint");
+	out->database = DmCtlGet(r, 0, "database");
+	out->timeout_ms = DmCtlGetInt32(r, 0, "timeout_ms", 2000);
 	return true;
 }
 
 #define POOLER_COLUMNS \
-	"SELECT r.id::text, r.name, r.endpoint, r.options ->> 'database', " \
-	"  (extract(epoch FROM driftmirror._opt_interval(r.options -> 'timeout')) * 1000)::integer::text " \
+	"SELECT r.id, r.name, r.endpoint, r.options ->> 'database' AS database, " \
+	"  (extract(epoch FROM driftmirror._opt_interval(r.options -> 'timeout')) * 1000)::integer AS timeout_ms " \
 	"FROM driftmirror.router r JOIN driftmirror.promotion p ON p.id OPERATOR(pg_catalog.=) $1::bigint "
 
 /* the promotion's write poolers, to pause */
@@ -91,16 +92,15 @@ static void
 Record(int64 promotion_id, const char *router_id, bool add)
 {
 	const char *args[2] = {psprintf(INT64_FORMAT, promotion_id), router_id};
-	char	   *out[1];
 
-	(void) DmPromoteCtlRow(add ?
+	(void) DmCtlQueryText(add ?
 						   "UPDATE driftmirror.promotion SET poolers_paused = "
 						   "pg_catalog.array_append(pg_catalog.array_remove(coalesce(poolers_paused, '{}'), $2::bigint), $2::bigint) "
 						   "WHERE id OPERATOR(pg_catalog.=) $1::bigint" :
 						   "UPDATE driftmirror.promotion SET poolers_paused = "
 						   "NULLIF(pg_catalog.array_remove(poolers_paused, $2::bigint), '{}') "
 						   "WHERE id OPERATOR(pg_catalog.=) $1::bigint",
-						   2, args, 0, out);
+						   2, args);
 }
 
 static int
@@ -243,12 +243,13 @@ DmPoolersResume(int64 promotion_id, bool switch_first)
 	if (switch_first)
 	{
 		const char *args[1] = {psprintf(INT64_FORMAT, promotion_id)};
-		char	   *gid[1];
+		char	   *gid;
 
 		/* the routes name the new primary: point the poolers at it */
-		if (DmPromoteCtlRow("SELECT group_id::text FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
-							1, args, 1, gid) && gid[0] != NULL)
-			DmApplyRoutersOfKind(strtoll(gid[0], NULL, 10), "pgbouncer", 2000);
+		gid = DmCtlValueText("SELECT group_id FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
+							 1, args);
+		if (gid != NULL)
+			DmApplyRoutersOfKind(strtoll(gid, NULL, 10), "pgbouncer", 2000);
 	}
 
 	/* resume each; one that fails stays recorded, the others go on */
@@ -265,11 +266,8 @@ DmPoolersResume(int64 promotion_id, bool switch_first)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = DmCtlCatch(cxt, false);
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
 			if (first_error == NULL)
 				first_error = psprintf("%s", edata->message);
 			FreeErrorData(edata);

@@ -12,7 +12,7 @@
  *	   action it announces is taken on a node, and every action is
  *	   idempotent, so a promotion can be re-driven from its recorded state;
  *	 - no transaction is open while a node is contacted: control-database
- *	   statements run in their own short transactions (CtlValue);
+ *	   statements run in their own short transactions (ctl_txn.c);
  *	 - the mirror is never unfenced before the flip (_promotion_flip, the
  *	   commit point), and the old primary is unfenced only by a rollback,
  *	   which happens only before the flip: so at no moment are both nodes
@@ -22,7 +22,7 @@
  *	   an interruption, by a recovery worker started by the main worker.
  *
  * Memory: everything lives in DriverContext (child of TopMemoryContext);
- * transaction commits switch contexts, so DmPromoteCtlRow switches back.
+ * ctl_txn.c returns every row there and keeps it current.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,12 +45,12 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "promote.h"
 #include "promote_actuator.h"
 #include "promote_poolers.h"
 #include "remote_conn.h"
-#include "ctl_txn.h"
 
 /* what the driver knows about its promotion (from _promotion_info) */
 typedef struct PromInfo
@@ -91,79 +91,6 @@ static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
 static TimestampTz UnfencedAt = 0;
 
-/* ---- control database helpers ---- */
-
-/*
- * DmPromoteCtlRow
- *		Run one statement in its own transaction in the control database,
- *		parameters as text (NULL allowed).  Stores the first ncols columns
- *		of the first row in out[] (palloc'd in the memory context current
- *		at the call, DriverContext for this file's callers; NULL for NULL)
- *		and returns true, or returns false with out[] all NULL when there is
- *		no row.  That context is current again on return.  Raises on error.
- */
-bool
-DmPromoteCtlRow(const char *sql, int nargs, const char **args, int ncols, char **out)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			types[8];
-	Datum		vals[8];
-	char		nulls[8];
-	bool		found = false;
-	int			i;
-	int			rc;
-
-	Assert(nargs <= 8);
-	for (i = 0; i < ncols; i++)
-		out[i] = NULL;
-	for (i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		vals[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed for \"%s\": %s",
-			 sql, SPI_result_code_string(rc));
-	if (SPI_processed > 0 && SPI_tuptable != NULL)
-	{
-		found = true;
-		for (i = 0; i < ncols && i < SPI_tuptable->tupdesc->natts; i++)
-		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
-
-			if (v)
-				out[i] = MemoryContextStrdup(cxt, v);
-		}
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	return found;
-}
-
-/*
- * CtlValue
- *		DmPromoteCtlRow for one value: the first column of the first row,
- *		or NULL.  Raises on error.
- */
-static char *
-CtlValue(const char *sql, int nargs, const char **args)
-{
-	char	   *result[1];
-
-	if (!DmPromoteCtlRow(sql, nargs, args, 1, result))
-		return NULL;
-	return result[0];
-}
-
 static char *
 Int64Text(int64 v)
 {
@@ -180,7 +107,7 @@ Step(PromInfo *p, const char *step, const char *outcome, const char *state,
 {
 	const char *args[7] = {Int64Text(p->id), step, outcome, state, reason, details, lsn};
 
-	CtlValue("SELECT driftmirror._promotion_step($1::bigint, $2, $3, $4, $5, $6::jsonb, $7::pg_lsn)",
+	DmCtlValueText("SELECT driftmirror._promotion_step($1::bigint, $2, $3, $4, $5, $6::jsonb, $7::pg_lsn)",
 			 7, args);
 	if (state)
 		p->state = pstrdup(state);
@@ -198,7 +125,7 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
 	next_state, flip ? "true" : "false"};
 
-	CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+	DmCtlValueText("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
 			 8, args);
 	if (flip)
 		p->state = "unfencing";
@@ -212,7 +139,7 @@ SetFigures(PromInfo *p, const char *json)
 {
 	const char *args[2] = {Int64Text(p->id), json};
 
-	CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, args);
+	DmCtlValueText("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, args);
 }
 
 /*
@@ -235,7 +162,7 @@ LoadInfo(int64 id, PromInfo *p)
 	char	   *s;
 	int			n = 0;
 
-	json = CtlValue(sql, 1, args);
+	json = DmCtlValueText(sql, 1, args);
 	if (json == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -471,7 +398,7 @@ Guardrails(PromInfo *p)
 	{
 		const char *args[3] = {Int64Text(p->id), old_json, new_json};
 
-		verdict = CtlValue("SELECT driftmirror._promotion_guardrails($1::bigint, $2::jsonb, $3::jsonb)",
+		verdict = DmCtlValueText("SELECT driftmirror._promotion_guardrails($1::bigint, $2::jsonb, $3::jsonb)",
 						   3, args);
 	}
 	return verdict;
@@ -678,10 +605,10 @@ ReverseSlot(PromInfo *p)
 	if (!p->two_way)
 	{
 		args[0] = p->new_publication;
-		sql = CtlValue("SELECT driftmirror._mirror_pub_sql($1)", 1, args);
+		sql = DmCtlValueText("SELECT driftmirror._mirror_pub_sql($1)", 1, args);
 		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
 		args[0] = p->new_slot;
-		sql = CtlValue("SELECT driftmirror._mirror_slot_sql($1)", 1, args);
+		sql = DmCtlValueText("SELECT driftmirror._mirror_slot_sql($1)", 1, args);
 		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
 	}
 	else
@@ -748,7 +675,7 @@ Reverse(PromInfo *p)
 	args[1] = p->new_primary;
 	args[2] = p->new_publication;
 	args[3] = p->new_slot;
-	sql = CtlValue("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
+	sql = DmCtlValueText("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
 	DmRemoteCommand(oldc, OldLabel, sql, 0);
 
 	/* wait until it streams: the new primary's slot is in use */
@@ -865,20 +792,18 @@ Rollback(PromInfo *p, const char *why)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = DmCtlCatch(DriverContext, false);
 		const char *args[1];
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
 		DmRemoteClose(NewConn);
 		NewConn = NULL;
 		ereport(WARNING,
-				(errmsg("driftmirror: promotion " INT64_FORMAT ": could not clean up the mirror: %s",
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT ": could not clean up the mirror: %s",
 						p->id, edata->message)));
 		/* the mirror's cleanup queue retries the drops */
 		args[0] = Int64Text(p->id);
-		CtlValue("SELECT driftmirror._promotion_queue_cleanup($1::bigint)", 1, args);
+		DmCtlValueText("SELECT driftmirror._promotion_queue_cleanup($1::bigint)", 1, args);
 	}
 	PG_END_TRY();
 
@@ -961,7 +886,7 @@ WriteResult(DmPromoteShared *shared, PromInfo *p)
 
 	if (shared == NULL)
 		return;
-	row = CtlValue("SELECT concat_ws(E'\\x1f', new_primary, coalesce(pause_ms, 0), coalesce(fence_lsn::text, '')) "
+	row = DmCtlValueText("SELECT concat_ws(E'\\x1f', new_primary, coalesce(pause_ms, 0), coalesce(fence_lsn::text, '')) "
 				   "FROM driftmirror.promotion WHERE id = $1::bigint", 1, args);
 	if (row)
 	{
@@ -1092,7 +1017,7 @@ Forward(PromInfo *p)
 		TestPause(p, "reverse");
 		Reverse(p);
 		Step(p, "reverse", "ok", NULL, NULL, NULL, NULL);
-		CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+		DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
 		p->state = "done";
 	}
 }
@@ -1137,7 +1062,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	/* mirrors of other kinds are switched through their HTTP actuator */
 	{
 		const char *args[1] = {Int64Text(id)};
-		char	   *kind = CtlValue("SELECT kind FROM driftmirror.promotion WHERE id = $1::bigint",
+		char	   *kind = DmCtlValueText("SELECT kind FROM driftmirror.promotion WHERE id = $1::bigint",
 									1, args);
 
 		if (kind != NULL && strcmp(kind, "postgres") != 0)
@@ -1169,7 +1094,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			char	   *earlier = NULL;
 
 			if (strcmp(pp->state, "rolling_back") == 0)
-				earlier = CtlValue("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
+				earlier = DmCtlValueText("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
 								   1, args);
 			Rollback(pp, earlier ? earlier :
 					 "the promotion was interrupted before the routes were flipped");
@@ -1177,12 +1102,12 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			{
 				args[2] = psprintf("%s (rolled back; the rollback was finished by a recovery after it could not complete at first)",
 								   earlier);
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
 			}
 			else
 			{
 				args[2] = "interrupted before the flip (driver, session or node failure); rolled back";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
 			}
 		}
 		else
@@ -1196,15 +1121,8 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		char	   *state;
-
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(DriverContext);
-		state = pstrdup(pp->state);
+		ErrorData  *edata = DmCtlCatch(DriverContext, true);
+		char	   *state = pstrdup(pp->state);
 
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
@@ -1234,7 +1152,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			if (strcmp(state, "refused") == 0)
 			{
 				args[1] = "refused";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
 				WriteError(shared, edata, NULL);
 			}
 			else if (BeforeFlip(state))
@@ -1243,12 +1161,12 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 
 				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
 				/* kept if the rollback has to be finished by a recovery */
-				CtlValue("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
+				DmCtlValueText("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
 						 "WHERE id OPERATOR(pg_catalog.=) $1::bigint AND finished_at IS NULL",
 						 4, args);
 				Rollback(pp, why);
 				args[1] = "rolled_back";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
 				WriteError(shared, edata, "promotion failed and was rolled back: ");
 			}
 			else
@@ -1261,15 +1179,9 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e2;
-
-			MemoryContextSwitchTo(DriverContext);
-			e2 = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			ereport(WARNING,
-					(errmsg("driftmirror: promotion " INT64_FORMAT ": rollback did not complete, the worker retries: %s",
-							id, e2->message)));
+			(void) DmCtlCatchWarn(DriverContext,
+								  "promotion " INT64_FORMAT ": rollback did not complete, the worker retries",
+								  id);
 			WriteError(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
 		}
 		PG_END_TRY();
@@ -1298,9 +1210,7 @@ DmPromotionWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
 
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("application_name", "driftmirror promotion", PGC_USERSET, PGC_S_SESSION);
+	DmCtlSessionInit("driftmirror promotion", "10s");
 
 	DriverContext = AllocSetContextCreate(TopMemoryContext, "driftmirror promotion",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -1334,7 +1244,7 @@ DmPromotionWorkerMain(Datum main_arg)
 			const char *args[2] = {Int64Text(auto_rid), psprintf("%d", MyProcPid)};
 			char	   *idtext;
 
-			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
+			idtext = DmCtlValueText("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
 							  "FROM driftmirror._promotion_start_auto($1::bigint, $2::integer) i",
 							  2, args);
 			if (idtext == NULL)
@@ -1349,7 +1259,7 @@ DmPromotionWorkerMain(Datum main_arg)
 			char	   *idtext;
 
 			/* record it and take its lock in the same transaction */
-			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
+			idtext = DmCtlValueText("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
 							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer, $7) i",
 							  7, args);
 			id = strtoll(idtext, NULL, 10);
@@ -1360,7 +1270,7 @@ DmPromotionWorkerMain(Datum main_arg)
 			const char *args[1] = {Int64Text(id)};
 			char	   *got;
 
-			got = CtlValue("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", $1::integer)",
+			got = DmCtlValueText("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", $1::integer)",
 						   1, args);
 			if (got == NULL || strcmp(got, "t") != 0)
 				proc_exit(0);	/* someone else drives it */
@@ -1368,18 +1278,14 @@ DmPromotionWorkerMain(Datum main_arg)
 			{
 				const char *a2[2] = {Int64Text(id), args[0]};
 
-				CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, a2);
+				DmCtlValueText("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, a2);
 			}
 		}
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = DmCtlCatch(DriverContext, true);
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		WriteError(shared, edata, NULL);
 		if (shared)
 		{

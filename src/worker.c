@@ -28,14 +28,14 @@
  *
  * Memory: LoopContext is reset at the start of every pass; everything a pass
  * allocates outside transactions lives there, except parked steps, which
- * live in their own contexts (freed when the step ends or is discarded).  Transaction commit switches
- * to TopMemoryContext, so code that commits switches back explicitly.
+ * live in their own contexts (freed when the step ends or is discarded).
+ * Every transaction is run through ctl_txn.c, which keeps the caller's
+ * context current across commits and copies rows into it.
  *
  * Time: a background worker has no client loop setting the statement start
- * time, which a transaction's now() is taken from; every transaction the
- * worker (and its callees in group_step.c, mirror.c, collector.c, promote.c)
- * starts is preceded by SetCurrentStatementStartTimestamp(), or now() would
- * stay at the worker's start.
+ * time (a transaction's now() is taken from it) or arming statement_timeout:
+ * ctl_txn.c does both for every transaction and statement of the worker and
+ * its callees, the timeout being driftmirror.worker_statement_timeout.
  *
  * Signals: SIGHUP reloads settings (and restarts the worker if
  * driftmirror.database changed), SIGTERM ends it through the standard die()
@@ -45,9 +45,7 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -59,14 +57,13 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "group_step.h"
 #include "io_engine.h"
 #include "mirror.h"
-#include "ctl_txn.h"
 
 /* one group whose step is due in this pass */
 typedef struct DueGroup
@@ -99,22 +96,6 @@ static void AdvanceReadySteps(void);
 static void DiscardSteps(void);
 static void Nap(long timeout_ms);
 static void RecordStepFailure(int64 group_id, ErrorData *edata);
-static void AbortAfterError(const char *what);
-
-/*
- * ApplyStatementTimeout
- *		Bound every statement the worker runs by
- *		driftmirror.worker_statement_timeout (armed per statement by
- *		DmSpiExec: PostgreSQL arms statement_timeout only for clients).
- */
-static void
-ApplyStatementTimeout(void)
-{
-	char		value[32];
-
-	snprintf(value, sizeof(value), "%d", DmWorkerStatementTimeoutMs);
-	SetConfigOption("statement_timeout", value, PGC_SUSET, PGC_S_OVERRIDE);
-}
 
 /*
  * DmRegisterWorker
@@ -158,15 +139,12 @@ DmWorkerMain(Datum main_arg)
 	ConnectedDatabase = MemoryContextStrdup(TopMemoryContext, DmDatabase);
 
 	/*
-	 * The worker's own session: a fixed search_path (every name it uses is
-	 * qualified anyway) and bounded waits, so that a lock held by a long
-	 * admin transaction delays one group, not the whole loop.
+	 * The worker's own session: a fixed search_path and bounded waits, so
+	 * that a lock held by a long admin transaction delays one group, not
+	 * the whole loop (every statement is also bounded by
+	 * driftmirror.worker_statement_timeout: ctl_txn.c).
 	 */
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("application_name", "driftmirror worker", PGC_USERSET,
-					PGC_S_SESSION);
-	ApplyStatementTimeout();
+	DmCtlSessionInit("driftmirror worker", "5s");
 
 	LoopContext = AllocSetContextCreate(TopMemoryContext,
 										"driftmirror worker loop",
@@ -193,7 +171,6 @@ DmWorkerMain(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			ApplyStatementTimeout();
 			if (strcmp(DmDatabase, ConnectedDatabase) != 0)
 			{
 				ereport(LOG,
@@ -313,70 +290,49 @@ ReadDueGroups(bool reloaded)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING,
-							   "driftmirror: looking for due groups");
+		DmCtlResult *r = NULL;
+		TimestampTz now = GetCurrentTimestamp();
+		int			i;
 
+		DmCtlBegin("driftmirror: looking for due groups");
 		ExtensionPresent = OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true));
 		if (ExtensionPresent)
 		{
-			DmSpiConnect();
-			DmSpiExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
-					  4, (Oid[]) {INT4OID, BOOLOID, INT4OID, BOOLOID},
-					  (Datum[]) {Int32GetDatum(MyProcPid),
-						  BoolGetDatum(DmEnabled),
-						  Int32GetDatum(DmNaptimeMs),
-					  BoolGetDatum(reloaded)});
-
+			(void) DmCtlExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
+							 4, (Oid[]) {INT4OID, BOOLOID, INT4OID, BOOLOID},
+							 (Datum[]) {Int32GetDatum(MyProcPid),
+								 BoolGetDatum(DmEnabled),
+								 Int32GetDatum(DmNaptimeMs),
+							 BoolGetDatum(reloaded)}, NULL);
 			if (DmEnabled)
-			{
-				TimestampTz now = GetCurrentTimestamp();
-				uint64		i;
-
-				DmSpiExec("SELECT id, name FROM driftmirror._due_groups()",
-						  0, NULL, NULL);
-				for (i = 0; i < SPI_processed; i++)
-				{
-					bool		isnull;
-					int64		id;
-					GroupBackoff *b;
-					DueGroup   *g;
-
-					id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc,
-													 1, &isnull));
-					if (StepInProgress(id))
-						continue;	/* waits for the I/O engine */
-					b = hash_search(Backoff, &id, HASH_FIND, NULL);
-					if (b != NULL && b->retry_at > now)
-						continue;
-					if (b != NULL)
-						hash_search(Backoff, &id, HASH_REMOVE, NULL);
-
-					g = MemoryContextAlloc(LoopContext, sizeof(DueGroup));
-					g->id = id;
-					g->name = MemoryContextStrdup(LoopContext,
-												  SPI_getvalue(SPI_tuptable->vals[i],
-															   SPI_tuptable->tupdesc, 2));
-					{
-						MemoryContext old = MemoryContextSwitchTo(LoopContext);
-
-						due = lappend(due, g);
-						MemoryContextSwitchTo(old);
-					}
-				}
-			}
-			SPI_finish();
+				r = DmCtlExec("SELECT id, name FROM driftmirror._due_groups()",
+							  0, NULL, NULL, NULL);
 		}
+		DmCtlCommit();
 
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		for (i = 0; r != NULL && i < r->nrows; i++)
+		{
+			int64		id = DmCtlGetInt64(r, i, "id", 0);
+			GroupBackoff *b;
+			DueGroup   *g;
+
+			if (StepInProgress(id))
+				continue;		/* waits for the I/O engine */
+			b = hash_search(Backoff, &id, HASH_FIND, NULL);
+			if (b != NULL && b->retry_at > now)
+				continue;
+			if (b != NULL)
+				hash_search(Backoff, &id, HASH_REMOVE, NULL);
+
+			g = palloc(sizeof(DueGroup));
+			g->id = id;
+			g->name = DmCtlGet(r, i, "name");
+			due = lappend(due, g);
+		}
 	}
 	PG_CATCH();
 	{
-		AbortAfterError("reading the groups to monitor");
+		(void) DmCtlCatchWarn(LoopContext, "error while reading the groups to monitor");
 		ExtensionPresent = false;
 		due = NIL;
 	}
@@ -422,12 +378,7 @@ AdvanceStep(DmGroupRun *run)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(LoopContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		ErrorData  *edata = DmCtlCatch(LoopContext, true);
 
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
@@ -493,49 +444,22 @@ RecordStepFailure(int64 group_id, ErrorData *edata)
 {
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		DmSpiConnect();
-		DmSpiExec("SELECT driftmirror._step_failed($1, $2, $3)",
-				  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-				  (Datum[]) {Int64GetDatum(group_id),
-					  CStringGetTextDatum(edata->message),
-				  CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))});
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		DmCtlRun("SELECT driftmirror._step_failed($1, $2, $3)",
+				 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+				 (Datum[]) {Int64GetDatum(group_id),
+					 CStringGetTextDatum(edata->message),
+				 CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))}, NULL);
 	}
 	PG_CATCH();
 	{
 		GroupBackoff *b;
 		bool		found;
 
-		AbortAfterError("recording a failed monitoring step");
+		(void) DmCtlCatchWarn(LoopContext, "error while recording a failed monitoring step");
 		b = hash_search(Backoff, &group_id, HASH_ENTER, &found);
 		b->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  Max(DmNaptimeMs, 10000));
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(LoopContext);
-}
-
-/*
- * AbortAfterError
- *		Called in a PG_CATCH block: log the error as a WARNING naming what
- *		the worker was doing, and abort the transaction.
- */
-static void
-AbortAfterError(const char *what)
-{
-	ErrorData  *edata;
-
-	MemoryContextSwitchTo(LoopContext);
-	edata = CopyErrorData();
-	FlushErrorState();
-	AbortOutOfAnyTransaction();
-	ereport(WARNING,
-			(errcode(edata->sqlerrcode),
-			 errmsg("driftmirror: error while %s: %s", what, edata->message)));
-	FreeErrorData(edata);
 }
