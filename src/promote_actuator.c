@@ -48,7 +48,7 @@
 
 #include "ctl_txn.h"
 #include "driftmirror.h"
-#include "mirror.h"
+#include "actuator_client.h"
 #include "promote_actuator.h"
 
 /* the next request, read by column name */

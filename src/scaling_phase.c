@@ -27,7 +27,7 @@
 #include "utils/memutils.h"
 
 #include "ctl_txn.h"
-#include "mirror.h"
+#include "actuator_client.h"
 #include "scaling.h"
 
 /* one HTTP scale request returned by _forecast_step */
