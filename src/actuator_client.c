@@ -2,7 +2,19 @@
  *
  * actuator_client.c
  *	  The client side of the HTTP actuator contract (docs/mirrors.md): one
- *	  request to an actuator, outside any transaction, and its answer.
+ *	  request to an actuator, outside any transaction, and its answer
+ *	  classified by kind (DmActuatorErrorKind).
+ *
+ * Invariants:
+ *	 - the bearer token is read from its file just before the request and
+ *	   wiped after it; it never reaches the catalog, a message or the log;
+ *	 - no retry here: callers retry with their own back-off and deadline
+ *	   (the mirror phase at its next step, the promotion driver until
+ *	   promote_timeout), with the same Idempotency-Key;
+ *	 - errors name the actuator by its label, never its URL; libcurl's
+ *	   reason, which may name the host, goes to the detail only;
+ *	 - the kind comes from http.c's failure code and the status, never from
+ *	   the text of a message.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +51,7 @@ DmActuatorPerform(const DmActuatorRequest *a, DmActuatorAnswer *out)
 		token = DmReadSecretFile(a->token_file, &err);
 		if (token == NULL)
 		{
+			out->kind = DM_ACT_ERR_TOKEN;
 			out->sqlstate = pstrdup("58P01");
 			out->error = err;
 			return;
@@ -72,23 +85,46 @@ DmActuatorPerform(const DmActuatorRequest *a, DmActuatorAnswer *out)
 		out->answered = true;
 		out->status = (int) resp.status;
 		out->body = resp.body;
+		if (out->status >= 200 && out->status <= 299)
+			out->kind = DM_ACT_OK;
+		else if (out->status >= 400 && out->status <= 499)
+			out->kind = DM_ACT_ERR_HTTP_4XX;
+		else if (out->status >= 500 && out->status <= 599)
+			out->kind = DM_ACT_ERR_HTTP_5XX;
+		else
+			out->kind = DM_ACT_ERR_BAD_RESPONSE;
 		/* the catalog only takes text valid in the server encoding */
 		if (resp.body != NULL &&
 			(memchr(resp.body, '\0', resp.body_len) != NULL ||
 			 !pg_verifymbstr(resp.body, (int) resp.body_len, true)))
+		{
 			out->body = pstrdup("(the answer is not valid text in the server encoding)");
+			out->kind = DM_ACT_ERR_BAD_RESPONSE;
+		}
 		return;
 	}
 	out->sqlstate = pstrdup("08000");
-	if (resp.error && strstr(resp.error, "timed out") != NULL)
-		out->error = psprintf("node \"%s\" did not answer within %d ms",
-							  a->label, (int) req.timeout_ms);
-	else if (resp.error && strncmp(resp.error, "response larger than", 20) == 0)
-		out->error = psprintf("node \"%s\" answered with a %s", a->label, resp.error);
-	else if (resp.error && (strstr(resp.error, "onnect") != NULL ||
-							strstr(resp.error, "esolve") != NULL))
-		out->error = psprintf("could not reach node \"%s\"", a->label);
-	else
-		out->error = psprintf("no answer from node \"%s\"", a->label);
+	switch (resp.failure)
+	{
+		case DM_HTTP_FAIL_TIMEOUT:
+			out->kind = DM_ACT_ERR_TIMEOUT;
+			out->error = psprintf("node \"%s\" did not answer within %d ms",
+								  a->label, (int) req.timeout_ms);
+			break;
+		case DM_HTTP_FAIL_TOO_LARGE:
+			out->kind = DM_ACT_ERR_TOO_LARGE;
+			out->error = psprintf("node \"%s\" answered with a %s", a->label,
+								  resp.error ? resp.error : "response too large");
+			break;
+		case DM_HTTP_FAIL_CONNECT:
+			out->kind = DM_ACT_ERR_CONNECT;
+			out->error = psprintf("could not reach node \"%s\"", a->label);
+			break;
+		case DM_HTTP_ANSWERED:
+		case DM_HTTP_FAIL_OTHER:
+			out->kind = DM_ACT_ERR_TRANSPORT;
+			out->error = psprintf("no answer from node \"%s\"", a->label);
+			break;
+	}
 	out->detail = resp.error ? pstrdup(resp.error) : NULL;
 }

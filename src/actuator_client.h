@@ -1,18 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * actuator_client.h
- *	  The client side of the HTTP actuator contract (docs/mirrors.md): one
- *	  request to an actuator and its answer (actuator_client.c).
+ *	  The client side of the HTTP actuator contract (docs/mirrors.md, "HTTP
+ *	  actuator contract"): one request to an actuator and its answer, with
+ *	  a structured kind of outcome (actuator_client.c).
+ *
+ * Callers: mirror.c (create, status, delete), promote_actuator.c
+ * (promote, abort), scaling_phase.c (scale).  What a request says and what
+ * an answer's body means is decided in SQL (sql/install/60_mirrors.sql,
+ * 72_promotion_actuator.sql, 58_scaling_phase.sql); this module sends the
+ * request as the contract says (JSON body, Idempotency-Key, bearer token,
+ * no redirects, one deadline, no retry) and classifies the outcome.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef DM_ACTUATOR_CLIENT_H
 #define DM_ACTUATOR_CLIENT_H
 
-/*
- * One request to an HTTP actuator (mirrors, and the promotion of their
- * resources: promote_actuator.c; scaling: scaling_phase.c), run outside any transaction.
- */
+/* one request to an actuator, run outside any transaction */
 typedef struct DmActuatorRequest
 {
 	const char *label;			/* "<group>/<resource> actuator": names the
@@ -25,8 +30,27 @@ typedef struct DmActuatorRequest
 	int			timeout_ms;		/* <= 0: 10 s */
 } DmActuatorRequest;
 
+/* what came of a request: callers test this, never the message text */
+typedef enum DmActuatorErrorKind
+{
+	DM_ACT_OK = 0,				/* an answer with a 2xx status */
+	DM_ACT_ERR_TOKEN,			/* the bearer token file could not be read:
+								 * nothing was sent */
+	DM_ACT_ERR_CONNECT,			/* the actuator could not be resolved or
+								 * reached */
+	DM_ACT_ERR_TIMEOUT,			/* no complete answer within the timeout */
+	DM_ACT_ERR_TOO_LARGE,		/* an answer over http_max_response_size */
+	DM_ACT_ERR_TRANSPORT,		/* no answer for another reason (reset, TLS,
+								 * protocol) */
+	DM_ACT_ERR_HTTP_4XX,		/* an answer with a 4xx status */
+	DM_ACT_ERR_HTTP_5XX,		/* an answer with a 5xx status */
+	DM_ACT_ERR_BAD_RESPONSE		/* an answer with another status, or a body
+								 * that is not text in the server encoding */
+} DmActuatorErrorKind;
+
 typedef struct DmActuatorAnswer
 {
+	DmActuatorErrorKind kind;
 	bool		answered;		/* an HTTP answer arrived (any status) */
 	int			status;			/* its status */
 	char	   *body;			/* its body: text valid in the server
@@ -36,10 +60,10 @@ typedef struct DmActuatorAnswer
 	char	   *detail;			/* libcurl's reason (may name the host) */
 } DmActuatorAnswer;
 
-/* send one request, no retry; never raises except for interrupts */
-extern void DmActuatorPerform(const DmActuatorRequest *req, DmActuatorAnswer *answer);
-
-/* send one request, no retry; never raises except for interrupts */
+/*
+ * send one request, no retry; never raises except for interrupts; strings
+ * palloc'd in the current memory context
+ */
 extern void DmActuatorPerform(const DmActuatorRequest *req, DmActuatorAnswer *answer);
 
 #endif							/* DM_ACTUATOR_CLIENT_H */

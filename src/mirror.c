@@ -93,6 +93,8 @@ typedef struct RemoteAction
 typedef struct RemoteOutcome
 {
 	bool		ok;				/* postgres: it ran; HTTP: an answer came */
+	bool		done;			/* postgres: it ran; HTTP: an answer of kind
+								 * DM_ACT_OK (2xx, text body) */
 	char	   *result;			/* first value, or the HTTP answer's body */
 	int			status;			/* HTTP status, 0 for postgres actions */
 	char	   *sqlstate;
@@ -173,7 +175,7 @@ Median(double *samples, int n)
 static RemoteOutcome
 RunHttpAction(RemoteAction *a)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	RemoteOutcome out = {0};
 	DmActuatorRequest req;
 	DmActuatorAnswer ans;
 
@@ -187,6 +189,7 @@ RunHttpAction(RemoteAction *a)
 	DmActuatorPerform(&req, &ans);
 
 	out.ok = ans.answered;
+	out.done = (ans.kind == DM_ACT_OK);
 	out.status = ans.status;
 	out.result = ans.body;
 	out.sqlstate = ans.sqlstate;
@@ -203,7 +206,7 @@ RunHttpAction(RemoteAction *a)
 static RemoteOutcome
 RunAction(RemoteAction *a)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	RemoteOutcome out = {0};
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (a->http_method != NULL)
@@ -213,6 +216,7 @@ RunAction(RemoteAction *a)
 	{
 		out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
 		out.ok = true;
+		out.done = true;
 	}
 	PG_CATCH();
 	{
@@ -387,9 +391,10 @@ StartStatusRead(RemoteAction *a, DmGroupRun *run)
 static RemoteOutcome
 StatusOutcome(DmIoPgRequest *req)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	RemoteOutcome out = {0};
 
 	out.ok = req->ok;
+	out.done = req->ok;
 	out.result = req->result;
 	out.sqlstate = req->sqlstate;
 	out.error = req->error;
@@ -477,7 +482,7 @@ DmMirrorPhase(DmGroupRun *run)
 
 		o = RunAction(a);
 		RecordMirrorOutcome(a, &o);
-		if (!o.ok || (a->http_method != NULL && (o.status < 200 || o.status > 299)))
+		if (!o.done)
 		{
 			st->index++;
 			st->nactions = 0;
