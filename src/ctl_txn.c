@@ -395,3 +395,35 @@ DmCtlCatchWarn(MemoryContext cxt, const char *fmt,...)
 	pfree(what.data);
 	return edata;
 }
+
+/*
+ * DmCtlSaveError
+ *		Keep edata (SQLSTATE, message after prefix, detail, hint) in *dst,
+ *		shared memory of a waiting process.  Never raises.
+ */
+void
+DmCtlSaveError(DmCtlSavedError *dst, const ErrorData *edata, const char *prefix)
+{
+	dst->sqlerrcode = edata->sqlerrcode ? edata->sqlerrcode : ERRCODE_INTERNAL_ERROR;
+	snprintf(dst->message, sizeof(dst->message), "%s%s", prefix ? prefix : "",
+			 edata->message ? edata->message : "unknown error");
+	strlcpy(dst->detail, edata->detail ? edata->detail : "", sizeof(dst->detail));
+	strlcpy(dst->hint, edata->hint ? edata->hint : "", sizeof(dst->hint));
+}
+
+/*
+ * DmCtlRaiseSaved
+ *		Raise the error DmCtlSaveError kept, with its SQLSTATE (internal
+ *		error if none was kept) and, when context is not NULL, that context.
+ */
+void
+DmCtlRaiseSaved(const DmCtlSavedError *saved, const char *context)
+{
+	ereport(ERROR,
+			(errcode(saved->sqlerrcode ? saved->sqlerrcode : ERRCODE_INTERNAL_ERROR),
+			 errmsg("%s", saved->message),
+			 saved->detail[0] ? errdetail_internal("%s", saved->detail) : 0,
+			 saved->hint[0] ? errhint("%s", saved->hint) : 0,
+			 context ? errcontext("%s", context) : 0));
+	pg_unreachable();
+}

@@ -25,7 +25,8 @@
  * Errors: DmCtlCatch, in a PG_CATCH block, copies the error (SQLSTATE,
  * message, detail, hint) into a context of the caller's, flushes the error
  * state and, if asked, aborts the transaction; DmCtlCatchWarn also logs it
- * as a WARNING with its SQLSTATE.
+ * as a WARNING with its SQLSTATE; DmCtlSaveError records it for a process
+ * waiting on a worker, which raises it again with DmCtlRaiseSaved.
  *
  *-------------------------------------------------------------------------
  */
@@ -82,6 +83,25 @@ extern bool DmCtlGetBool(const DmCtlResult *r, int row, const char *column,
 						 bool if_null);
 /* the first value of the first row, or NULL */
 extern char *DmCtlFirst(const DmCtlResult *r);
+
+/*
+ * An error kept for another process (a DSM result: dm_promote and dm_shift
+ * wait for their workers): SQLSTATE, message, detail and hint, truncated to
+ * fit.  DmCtlSaveError stores a caught error, with a prefix before its
+ * message; DmCtlRaiseSaved raises it again in the waiting process, with an
+ * errcontext line when context is not NULL.
+ */
+typedef struct DmCtlSavedError
+{
+	int			sqlerrcode;		/* 0: none saved */
+	char		message[1024];
+	char		detail[2048];
+	char		hint[512];
+} DmCtlSavedError;
+
+extern void DmCtlSaveError(DmCtlSavedError *dst, const ErrorData *edata,
+						   const char *prefix);
+extern void DmCtlRaiseSaved(const DmCtlSavedError *saved, const char *context) pg_attribute_noreturn();
 
 /* in a PG_CATCH block: the error, copied into cxt (current on return) */
 extern ErrorData *DmCtlCatch(MemoryContext cxt, bool abort_xact);

@@ -2,9 +2,10 @@
  *
  * promote.c
  *	  SQL side of promotion: dm_promote, which hands each resource's
- *	  promotion to a dynamic background worker (promote_worker.c) and waits
- *	  for it; the main worker's recovery of interrupted promotions; and the
- *	  libpq multi-host string helper behind dm_route_multihost.
+ *	  promotion to the promotion driver (promote_driver.c, a dynamic
+ *	  background worker) and waits for it; and the main worker's hooks:
+ *	  recovery of interrupted promotions and auto-promotion, which start
+ *	  drivers too.  See promote.h for the layers.
  *
  * dm_promote cannot commit (it runs inside the caller's transaction), so
  * the worker records the promotion and every step in its own transactions.
@@ -42,35 +43,6 @@
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_promote);
 PG_FUNCTION_INFO_V1(driftmirror_multihost);
-
-/*
- * DmStartPromotionWorker
- *		Register a dynamic promotion worker: for the request in seg, or to
- *		recover promotion recover_id (seg NULL).  With handle non-NULL the
- *		caller is notified of its start and end.  Returns false when no
- *		worker slot is free.
- */
-bool
-DmStartPromotionWorker(dsm_segment *seg, int64 recover_id, int64 auto_resource_id,
-					   BackgroundWorkerHandle **handle)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "driftmirror");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "DmPromotionWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "driftmirror promotion");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "driftmirror promotion");
-	worker.bgw_main_arg = UInt32GetDatum(seg ? dsm_segment_handle(seg) : 0);
-	memcpy(worker.bgw_extra, &recover_id, sizeof(int64));
-	memcpy(worker.bgw_extra + sizeof(int64), &auto_resource_id, sizeof(int64));
-	worker.bgw_notify_pid = handle ? MyProcPid : 0;
-
-	return RegisterDynamicBackgroundWorker(&worker, handle);
-}
 
 /*
  * DmRecoverPromotions
@@ -228,13 +200,9 @@ PromoteOne(const char *group, const char *resource, const char *options,
 				 errdetail("Promotion " INT64_FORMAT " is finished or rolled back by the driftmirror worker; see dm_promotions.",
 						   shared->promotion_id) : 0));
 	if (!shared->ok)
-		ereport(ERROR,
-				(errcode(shared->sqlstate ? shared->sqlstate : ERRCODE_INTERNAL_ERROR),
-				 errmsg("%s", shared->message),
-				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
-				 shared->promotion_id ?
-				 errcontext("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\"",
-							shared->promotion_id, resource, group) : 0));
+		DmCtlRaiseSaved(&shared->error, shared->promotion_id ?
+						psprintf("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\"",
+								 shared->promotion_id, resource, group) : NULL);
 
 	*result = palloc(sizeof(DmPromoteShared));
 	memcpy(*result, shared, sizeof(DmPromoteShared));

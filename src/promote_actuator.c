@@ -2,8 +2,10 @@
  *
  * promote_actuator.c
  *	  Promotion of mirrors of cache, app, web and service resources through
- *	  their HTTP actuator: the driver, run by the promotion worker
- *	  (promote_worker.c) for promotions whose kind is not postgres.
+ *	  their HTTP actuator: the actuator switchover, run by the promotion
+ *	  driver (promote_driver.c) for promotions whose kind is not postgres;
+ *	  requests go out through actuator_client.c.  It knows neither the
+ *	  driver nor the PostgreSQL switchover (promote.h).
  *
  * The state machine lives in SQL (sql/install/72_promotion_actuator.sql);
  * this file is a generic executor, like mirror.c for mirrors: in one short
@@ -27,7 +29,7 @@
  *	 - resends back off from 100 ms to 1 s and never wait past the deadline;
  *	   the promote is resent until promote_timeout, the abort until
  *	   promote_abort_timeout, so the driver always ends;
- *	 - the bearer token is read from its file per request (mirror.c) and
+ *	 - the bearer token is read from its file per request (actuator_client.c) and
  *	   never reaches the catalog, an error message or the log.
  *
  * Memory: each round runs in a child context of the caller's, reset every
@@ -229,17 +231,17 @@ WriteOutcome(int64 id, DmPromoteShared *shared)
 	error = r->nrows > 0 ? DmCtlGet(r, 0, "error") : NULL;
 	detail = r->nrows > 0 ? DmCtlGet(r, 0, "detail") : NULL;
 	if (sqlstate != NULL && strlen(sqlstate) == 5)
-		shared->sqlstate = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]);
+		shared->error.sqlerrcode = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]);
 	else
-		shared->sqlstate = ERRCODE_INTERNAL_ERROR;
+		shared->error.sqlerrcode = ERRCODE_INTERNAL_ERROR;
 	if (error != NULL)
-		strlcpy(shared->message, error, sizeof(shared->message));
+		strlcpy(shared->error.message, error, sizeof(shared->error.message));
 	else
-		snprintf(shared->message, sizeof(shared->message),
+		snprintf(shared->error.message, sizeof(shared->error.message),
 				 "promotion " INT64_FORMAT " ended in state %s", id,
 				 state ? state : "unknown");
 	if (detail != NULL)
-		strlcpy(shared->detail, detail, sizeof(shared->detail));
+		strlcpy(shared->error.detail, detail, sizeof(shared->error.detail));
 }
 
 /*
@@ -280,14 +282,8 @@ DmDriveActuatorPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 
 		edata = DmCtlCatchWarn(cxt, "actuator promotion " INT64_FORMAT " could not go on; the worker resumes it",
 							   id);
-		if (shared != NULL)
-		{
-			shared->ok = false;
-			shared->sqlstate = edata->sqlerrcode;
-			snprintf(shared->message, sizeof(shared->message),
-					 "promotion could not go on; the driftmirror worker resumes it: %s",
-					 edata->message ? edata->message : "unknown error");
-		}
+		DmPromoteFailed(shared, edata,
+						"promotion could not go on; the driftmirror worker resumes it: ");
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");

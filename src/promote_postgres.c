@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
- * promote_worker.c
- *	  The promotion driver: a dynamic background worker, connected to the
- *	  control database, that runs one promotion as a persisted state machine
- *	  (states in sql/install/70_promotion.sql).  Mirrors of resources of
- *	  other kinds are handed to promote_actuator.c, which switches them
- *	  through their HTTP actuator in the same process.
+ * promote_postgres.c
+ *	  The PostgreSQL switchover: one promotion of a postgres resource run
+ *	  as a persisted state machine (states in sql/install/70_promotion.sql):
+ *	  guardrails, reverse slot, fence, catch-up, sequences, the flip,
+ *	  unfence, reverse replication, or the rollback.  Run by the promotion
+ *	  driver (promote_driver.c), which holds the promotion's lock; it knows
+ *	  neither the driver nor the actuator switchover (promote.h).
  *
  * Invariants (PostgreSQL promotions):
  *	 - every state change is committed in the control database BEFORE the
@@ -21,34 +22,26 @@
  *	   back; after it, the promotion is finished, by this worker or, after
  *	   an interruption, by a recovery worker started by the main worker.
  *
- * Memory: everything lives in DriverContext (child of TopMemoryContext);
- * ctl_txn.c returns every row there and keeps it current.
+ * Memory: everything lives in DriverContext, the driver's context, current
+ * when DmDrivePostgresPromotion is called; ctl_txn.c returns every row
+ * there and keeps it current.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "storage/dsm.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "ctl_txn.h"
 #include "driftmirror.h"
 #include "promote.h"
-#include "promote_actuator.h"
+#include "promote_postgres.h"
 #include "promote_poolers.h"
 #include "remote_conn.h"
 
@@ -906,19 +899,6 @@ WriteResult(DmPromoteShared *shared, PromInfo *p)
 	shared->ok = true;
 }
 
-static void
-WriteError(DmPromoteShared *shared, ErrorData *edata, const char *prefix)
-{
-	if (shared == NULL)
-		return;
-	shared->ok = false;
-	shared->sqlstate = edata->sqlerrcode;
-	snprintf(shared->message, sizeof(shared->message), "%s%s", prefix ? prefix : "",
-			 edata->message ? edata->message : "unknown error");
-	if (edata->detail)
-		strlcpy(shared->detail, edata->detail, sizeof(shared->detail));
-}
-
 /*
  * Forward
  *		Run the promotion from its recorded state to the end.  Raises on
@@ -1049,29 +1029,18 @@ BeforeFlip(const char *state)
 }
 
 /*
- * Drive
- *		Run or recover promotion "id".  Never raises: outcomes are recorded
- *		in the catalog and, for a caller, in *shared.
+ * DmDrivePostgresPromotion
+ *		See promote_postgres.h: run or recover promotion "id".  Never
+ *		raises: outcomes are recorded in the catalog and, for a caller, in
+ *		*shared.
  */
-static void
-Drive(int64 id, bool recovering, DmPromoteShared *shared)
+void
+DmDrivePostgresPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 {
 	PromInfo	p;
 	PromInfo   *volatile pp = &p;
 
-	/* mirrors of other kinds are switched through their HTTP actuator */
-	{
-		const char *args[1] = {Int64Text(id)};
-		char	   *kind = DmCtlValueText("SELECT kind FROM driftmirror.promotion WHERE id = $1::bigint",
-									1, args);
-
-		if (kind != NULL && strcmp(kind, "postgres") != 0)
-		{
-			DmDriveActuatorPromotion(id, recovering, shared);
-			return;
-		}
-	}
-
+	DriverContext = CurrentMemoryContext;
 	LoadInfo(id, &p);
 	if (strcmp(p.state, "done") == 0 || strcmp(p.state, "rolled_back") == 0 ||
 		strcmp(p.state, "refused") == 0 || strcmp(p.state, "failed") == 0)
@@ -1153,7 +1122,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			{
 				args[1] = "refused";
 				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
-				WriteError(shared, edata, NULL);
+				DmPromoteFailed(shared, edata, NULL);
 			}
 			else if (BeforeFlip(state))
 			{
@@ -1167,13 +1136,13 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 				Rollback(pp, why);
 				args[1] = "rolled_back";
 				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
-				WriteError(shared, edata, "promotion failed and was rolled back: ");
+				DmPromoteFailed(shared, edata, "promotion failed and was rolled back: ");
 			}
 			else
 			{
 				/* after the flip: record, the main worker finishes it */
 				Step(pp, StepOfState(state), "failed", NULL, edata->message, NULL, NULL);
-				WriteError(shared, edata,
+				DmPromoteFailed(shared, edata,
 						   "promotion flipped the routes but could not finish yet (the worker retries): ");
 			}
 		}
@@ -1182,126 +1151,10 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			(void) DmCtlCatchWarn(DriverContext,
 								  "promotion " INT64_FORMAT ": rollback did not complete, the worker retries",
 								  id);
-			WriteError(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
+			DmPromoteFailed(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
 		}
 		PG_END_TRY();
 	}
 	PG_END_TRY();
 	CloseNodes();
-}
-
-/*
- * DmPromotionWorkerMain
- *		Entry point of the promotion worker.  main_arg is the DSM handle of
- *		a request from dm_promote, or 0 with, in bgw_extra, the id of a
- *		promotion to recover or (second int64) the id of a resource to
- *		auto-promote.
- */
-void
-DmPromotionWorkerMain(Datum main_arg)
-{
-	dsm_segment *seg = NULL;
-	DmPromoteShared *volatile shared = NULL;
-	volatile int64 id = 0;
-	int64		auto_rid = 0;
-	bool		recovering;
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
-
-	DmCtlSessionInit("driftmirror promotion", "10s");
-
-	DriverContext = AllocSetContextCreate(TopMemoryContext, "driftmirror promotion",
-										  ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(DriverContext);
-
-	memcpy(&auto_rid, MyBgworkerEntry->bgw_extra + sizeof(int64), sizeof(int64));
-	recovering = DatumGetUInt32(main_arg) == 0 && auto_rid == 0;
-	if (DatumGetUInt32(main_arg) != 0)
-	{
-		seg = dsm_attach(DatumGetUInt32(main_arg));
-		if (seg == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("driftmirror: the promotion request is gone")));
-		shared = dsm_segment_address(seg);
-	}
-	else if (recovering)
-	{
-		int64		rid;
-
-		memcpy(&rid, MyBgworkerEntry->bgw_extra, sizeof(int64));
-		id = rid;
-	}
-
-	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
-
-	PG_TRY();
-	{
-		if (auto_rid != 0)
-		{
-			const char *args[2] = {Int64Text(auto_rid), psprintf("%d", MyProcPid)};
-			char	   *idtext;
-
-			idtext = DmCtlValueText("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
-							  "FROM driftmirror._promotion_start_auto($1::bigint, $2::integer) i",
-							  2, args);
-			if (idtext == NULL)
-				proc_exit(0);	/* the resource is gone */
-			id = strtoll(idtext, NULL, 10);
-		}
-		else if (!recovering)
-		{
-			const char *args[7] = {shared->group_name,
-				shared->resource_name, shared->options, shared->trigger,
-			shared->reason, psprintf("%d", MyProcPid), shared->requested_by};
-			char	   *idtext;
-
-			/* record it and take its lock in the same transaction */
-			idtext = DmCtlValueText("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
-							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer, $7) i",
-							  7, args);
-			id = strtoll(idtext, NULL, 10);
-			shared->promotion_id = id;
-		}
-		else
-		{
-			const char *args[1] = {Int64Text(id)};
-			char	   *got;
-
-			got = DmCtlValueText("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", $1::integer)",
-						   1, args);
-			if (got == NULL || strcmp(got, "t") != 0)
-				proc_exit(0);	/* someone else drives it */
-			args[0] = psprintf("{\"worker_pid\": %d, \"attempt\": 1}", MyProcPid);
-			{
-				const char *a2[2] = {Int64Text(id), args[0]};
-
-				DmCtlValueText("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, a2);
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = DmCtlCatch(DriverContext, true);
-
-		WriteError(shared, edata, NULL);
-		if (shared)
-		{
-			pg_write_barrier();
-			shared->done = true;
-		}
-		proc_exit(0);
-	}
-	PG_END_TRY();
-
-	Drive(id, recovering, shared);
-
-	if (shared)
-	{
-		pg_write_barrier();
-		shared->done = true;
-	}
-	proc_exit(0);
 }

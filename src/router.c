@@ -65,10 +65,7 @@ typedef struct DmShiftShared
 
 	/* result; "done" is set last */
 	bool		ok;
-	int			sqlstate;
-	char		message[1024];
-	char		detail[1024];
-	char		hint[512];
+	DmCtlSavedError error;		/* when not ok */
 	char		result[16384];
 	volatile bool done;
 } DmShiftShared;
@@ -417,14 +414,8 @@ DmShiftWorkerMain(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata = DmCtlCatch(cxt, true);
-
 		shared->ok = false;
-		shared->sqlstate = edata->sqlerrcode;
-		strlcpy(shared->message, edata->message ? edata->message : "unknown error",
-				sizeof(shared->message));
-		strlcpy(shared->detail, edata->detail ? edata->detail : "", sizeof(shared->detail));
-		strlcpy(shared->hint, edata->hint ? edata->hint : "", sizeof(shared->hint));
+		DmCtlSaveError(&shared->error, DmCtlCatch(cxt, true), NULL);
 	}
 	PG_END_TRY();
 
@@ -511,11 +502,7 @@ driftmirror_dm_shift(PG_FUNCTION_ARGS)
 				 errmsg("the shift worker of group \"%s\" ended without a result", shared->group_name),
 				 errdetail("Routers left behind are brought up to date by the driftmirror worker; see dm_routers.")));
 	if (!shared->ok)
-		ereport(ERROR,
-				(errcode(shared->sqlstate ? shared->sqlstate : ERRCODE_INTERNAL_ERROR),
-				 errmsg("%s", shared->message),
-				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
-				 shared->hint[0] ? errhint("%s", shared->hint) : 0));
+		DmCtlRaiseSaved(&shared->error, NULL);
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(shared->result));
 	dsm_detach(seg);
 	PG_RETURN_DATUM(result);
