@@ -2,7 +2,8 @@
  *
  * router.c
  *	  Traffic shares through routers: dm_shift, its dynamic worker, and the
- *	  group step's phase that retries routers left behind.
+ *	  group step's phase that retries routers left behind; and client-side
+ *	  routing: the libpq multi-host string behind dm_route_multihost.
  *
  * dm_shift runs in the caller's transaction, which cannot commit and must
  * not wait on the network, so it hands the work to a dynamic background
@@ -30,8 +31,9 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "libpq-fe.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -40,16 +42,18 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "ctl_txn.h"
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "router.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_shift);
+PG_FUNCTION_INFO_V1(driftmirror_multihost);
 
 #define DM_ROUTER_DEFAULT_TIMEOUT_MS	2000
 #define DM_ROUTER_DEFAULT_RETRIES		3
@@ -506,4 +510,109 @@ driftmirror_dm_shift(PG_FUNCTION_ARGS)
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(shared->result));
 	dsm_detach(seg);
 	PG_RETURN_DATUM(result);
+}
+
+/* ---- client-side routing ---- */
+
+/*
+ * driftmirror_multihost
+ *		_multihost(endpoints text[], target_session_attrs text): one libpq
+ *		conninfo listing the hosts and ports of every endpoint in order;
+ *		the other settings come from the first endpoint.  Raises on an
+ *		endpoint libpq cannot parse.
+ */
+Datum
+driftmirror_multihost(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	char	   *tsa = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+	StringInfoData hosts,
+				ports,
+				out;
+	PQconninfoOption *first = NULL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	initStringInfo(&hosts);
+	initStringInfo(&ports);
+	initStringInfo(&out);
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *err = NULL;
+		PQconninfoOption *opts;
+		PQconninfoOption *o;
+		const char *host = "";
+		const char *port = "";
+
+		if (nulls[i])
+			continue;
+		opts = PQconninfoParse(TextDatumGetCString(elems[i]), &err);
+		if (opts == NULL)
+		{
+			char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
+			size_t		len = strlen(msg);
+
+			if (err)
+				PQfreemem(err);
+			while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+				msg[--len] = '\0';
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid endpoint %d: %s", i + 1, msg)));
+		}
+		for (o = opts; o->keyword; o++)
+		{
+			if (o->val == NULL)
+				continue;
+			if (strcmp(o->keyword, "host") == 0)
+				host = o->val;
+			else if (strcmp(o->keyword, "port") == 0)
+				port = o->val;
+		}
+		if (hosts.len > 0)
+		{
+			appendStringInfoChar(&hosts, ',');
+			appendStringInfoChar(&ports, ',');
+		}
+		appendStringInfoString(&hosts, host);
+		appendStringInfoString(&ports, port);
+		if (first == NULL)
+			first = opts;
+		else
+			PQconninfoFree(opts);
+	}
+	if (first == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no endpoint given")));
+
+	appendStringInfoString(&out, "host=");
+	DmAppendConnValue(&out, hosts.data);
+	appendStringInfoString(&out, " port=");
+	DmAppendConnValue(&out, ports.data);
+	{
+		PQconninfoOption *o;
+
+		for (o = first; o->keyword; o++)
+		{
+			if (o->val == NULL || o->val[0] == '\0' ||
+				strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+				strcmp(o->keyword, "port") == 0 ||
+				strcmp(o->keyword, "target_session_attrs") == 0)
+				continue;
+			/* only what the user set: skip libpq's compiled-in defaults */
+			if (o->compiled && strcmp(o->val, o->compiled) == 0)
+				continue;
+			appendStringInfo(&out, " %s=", o->keyword);
+			DmAppendConnValue(&out, o->val);
+		}
+	}
+	PQconninfoFree(first);
+	appendStringInfoString(&out, " target_session_attrs=");
+	DmAppendConnValue(&out, tsa);
+	PG_RETURN_TEXT_P(cstring_to_text(out.data));
 }
