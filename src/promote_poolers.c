@@ -33,7 +33,6 @@
 
 #include "ctl_txn.h"
 #include "driftmirror.h"
-#include "promote.h"
 #include "promote_poolers.h"
 #include "remote_conn.h"
 #include "router.h"
