@@ -7,7 +7,7 @@
  *
  * Callers: mirror.c (create, status, delete), promote_actuator.c
  * (promote, abort), scaling_phase.c (scale).  What a request says and what
- * an answer's body means is decided in SQL (sql/install/60_mirrors.sql,
+ * an answer's body means is decided in SQL (sql/install/6?_mirror_*.sql,
  * 72_promotion_actuator.sql, 58_scaling_phase.sql); this module sends the
  * request as the contract says (JSON body, Idempotency-Key, bearer token,
  * no redirects, one deadline, no retry) and classifies the outcome.
