@@ -29,7 +29,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
 #include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -52,6 +54,30 @@ DmCtlSessionInit(const char *application_name, const char *lock_timeout)
 	SetConfigOption("lock_timeout", lock_timeout, PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", application_name, PGC_USERSET,
 					PGC_S_SESSION);
+}
+
+/*
+ * DmCtlWorkerConnect
+ *		The start of a dynamic background worker of driftmirror (promotion
+ *		driver, dm_shift worker): signals, the connection to
+ *		driftmirror.database, the session (DmCtlSessionInit, name as its
+ *		application_name), and its own memory context (identified by name,
+ *		which must be a constant), returned and current.
+ */
+MemoryContext
+DmCtlWorkerConnect(const char *name, const char *lock_timeout)
+{
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
+	DmCtlSessionInit(name, lock_timeout);
+	cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror dynamic worker",
+								ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSetIdentifier(cxt, name);	/* a constant of the caller's */
+	MemoryContextSwitchTo(cxt);
+	return cxt;
 }
 
 /*

@@ -50,6 +50,12 @@ typedef struct DmCtlResult
 
 /* a background worker's session: fixed search_path, lock_timeout, name */
 extern void DmCtlSessionInit(const char *application_name, const char *lock_timeout);
+/*
+ * a dynamic worker (promotion, shift) joins the control database: SIGTERM
+ * ends it, DmCtlSessionInit, and a memory context of its own named name,
+ * current on return
+ */
+extern MemoryContext DmCtlWorkerConnect(const char *name, const char *lock_timeout);
 
 /* a transaction of its own (background workers, outside any transaction) */
 extern void DmCtlBegin(const char *activity);

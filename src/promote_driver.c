@@ -35,7 +35,6 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
-#include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 
 #include "ctl_txn.h"
@@ -175,15 +174,7 @@ DmPromotionWorkerMain(Datum main_arg)
 	int64		auto_rid = 0;
 	bool		recovering;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
-
-	DmCtlSessionInit("driftmirror promotion", "10s");
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror promotion",
-								ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(cxt);
+	cxt = DmCtlWorkerConnect("driftmirror promotion", "10s");
 
 	memcpy(&recover_id, MyBgworkerEntry->bgw_extra, sizeof(int64));
 	memcpy(&auto_rid, MyBgworkerEntry->bgw_extra + sizeof(int64), sizeof(int64));

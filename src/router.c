@@ -41,7 +41,6 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
-#include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -369,13 +368,7 @@ DmShiftWorkerMain(Datum main_arg)
 	DmShiftShared *volatile shared;
 	MemoryContext cxt;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
-	DmCtlSessionInit("driftmirror shift", "10s");
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror shift", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(cxt);
+	cxt = DmCtlWorkerConnect("driftmirror shift", "10s");
 
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
