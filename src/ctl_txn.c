@@ -12,12 +12,13 @@
  *	   SPI_palloc allocates there and SPI_finish switches back to it); an
  *	   error anywhere leaves nothing behind but what the caller's abort (or
  *	   PostgreSQL's) cleans up;
- *	 - in a background worker every statement is bounded by
+ *	 - in driftmirror's own background workers (main worker, promotion
+ *	   driver, dm_shift worker) every statement is bounded by
  *	   driftmirror.worker_statement_timeout, armed here (PostgreSQL arms
  *	   statement_timeout only around a client's statements), unless an outer
  *	   statement of the same process has armed it already; in a client
- *	   session the client's own statement_timeout applies;
- *	 - in a background worker the statement start time is set before each
+ *	   session (or another extension's worker) its own rules apply;
+ *	 - in those workers the statement start time is set before each
  *	   transaction and each statement, as the client loop would: a
  *	   transaction's now() is taken from it.
  *
@@ -143,6 +144,19 @@ DmCtlFinish(void)
 	SPI_finish();
 }
 
+/*
+ * OwnWorker
+ *		Whether this process is one of driftmirror's background workers
+ *		(not a client, nor another extension's worker running dm_promote,
+ *		such as a pg_cron job: those keep their own statement rules).
+ */
+static bool
+OwnWorker(void)
+{
+	return IsBackgroundWorker && MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "driftmirror") == 0;
+}
+
 /* SpiStrdup: s copied into the context current at SPI_connect */
 static char *
 SpiStrdup(const char *s)
@@ -218,7 +232,7 @@ DmCtlExec(const char *sql, int nargs, const Oid *types, const Datum *values,
 		for (i = 0; i < nargs; i++)
 			spinulls[i] = nulls[i] ? 'n' : ' ';
 	}
-	if (IsBackgroundWorker)
+	if (OwnWorker())
 	{
 		SetCurrentStatementStartTimestamp();
 		if (DmWorkerStatementTimeoutMs > 0 &&
