@@ -15,7 +15,8 @@
 -- arguments or result change is dropped in a fragment before the include.
 --
 -- dm_promote (C, src/promote.c) starts a dynamic background worker
--- (src/promote_worker.c) that drives one promotion per resource as a
+-- (src/promote_driver.c, over promote_postgres.c and promote_actuator.c)
+-- that drives one promotion per resource as a
 -- persisted state machine and waits for it.  The worker commits every state
 -- change here BEFORE it acts on a node, each action is idempotent, and a
 -- promotion left unfinished (worker, session or node killed) is picked up by
