@@ -191,6 +191,12 @@ CopyResult(void)
 				 errmsg("a control-database statement returned too many rows")));
 	r->nrows = (int) SPI_processed;
 	r->ncols = desc->natts;
+	{
+		MemoryContext spi = MemoryContextSwitchTo(GetMemoryChunkContext(r));
+
+		r->desc = CreateTupleDescCopy(desc);
+		MemoryContextSwitchTo(spi);
+	}
 	r->names = SPI_palloc(sizeof(char *) * Max(r->ncols, 1));
 	for (j = 0; j < r->ncols; j++)
 		r->names[j] = SpiStrdup(NameStr(TupleDescAttr(desc, j)->attname));
@@ -346,6 +352,19 @@ DmCtlGet(const DmCtlResult *r, int row, const char *column)
 
 	Assert(row >= 0 && row < r->nrows);
 	return r->values[row * r->ncols + j];
+}
+
+/*
+ * DmCtlGetAt
+ *		The text of attribute attnum (from 1) of a row, or NULL for NULL.
+ */
+char *
+DmCtlGetAt(const DmCtlResult *r, int row, int attnum)
+{
+	if (attnum < 1 || attnum > r->ncols)
+		elog(ERROR, "column %d missing from a control-database result", attnum);
+	Assert(row >= 0 && row < r->nrows);
+	return r->values[row * r->ncols + attnum - 1];
 }
 
 /*

@@ -46,6 +46,8 @@ typedef struct DmCtlResult
 	char	  **names;			/* column names */
 	char	  **values;			/* nrows x ncols, row after row; NULL for
 								 * SQL NULL */
+	TupleDesc	desc;			/* the columns' names and types (a copy), for
+								 * checks such as DmContractAttnum */
 } DmCtlResult;
 
 /* a background worker's session: fixed search_path, lock_timeout, name */
@@ -87,6 +89,8 @@ extern int32 DmCtlGetInt32(const DmCtlResult *r, int row, const char *column,
 						   int32 if_null);
 extern bool DmCtlGetBool(const DmCtlResult *r, int row, const char *column,
 						 bool if_null);
+/* the text of a column by attribute number (from 1: a name looked up in desc) */
+extern char *DmCtlGetAt(const DmCtlResult *r, int row, int attnum);
 /* the first value of the first row, or NULL */
 extern char *DmCtlFirst(const DmCtlResult *r);
 

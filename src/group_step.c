@@ -15,7 +15,11 @@
  * Phases: recovery of interrupted promotions (promote.c), mirrors
  * (mirror.c), drift (78_drift.sql), auto-promotion, the shift plan,
  * routers behind the shares (router.c), forecasts and scaling
- * (scaling_phase.c), then the heartbeat that dm_status shows.
+ * (scaling_phase.c), then the heartbeat that dm_status shows.  A phase
+ * whose catalog rows the group does not have (no mirror, no router, no
+ * running shift plan...) is skipped: the worker reads these facts for all
+ * due groups in one query per pass (DmGroupStepWork), so a group with
+ * nothing but metrics costs one transaction per step, its heartbeat.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
  * while a phase runs; phases run their transactions through ctl_txn.c,
@@ -28,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -61,6 +66,7 @@ RunInTransaction(const char *sql, int64 group_id)
 static const struct
 {
 	const char *name;
+	uint32		needs;			/* DM_WORK_* flag, 0: always runs */
 	const char *sql;
 	void		(*run) (int64 group_id);
 	DmPhaseResult (*wait) (DmGroupRun *run);
@@ -69,33 +75,71 @@ static const struct
 	/* promotions left unfinished by a driver that died (worker, session or
 	 * node failure) get a recovery worker, which finishes them or rolls
 	 * them back (promote.c) */
-	{"promotion recovery", NULL, DmRecoverPromotions, NULL},
+	{"promotion recovery", DM_WORK_PROMOTIONS, NULL, DmRecoverPromotions, NULL},
 	/* creation actions and status of each mirror; status reads through the
 	 * I/O engine, see mirror.c */
-	{"mirrors", NULL, NULL, DmMirrorPhase},
+	{"mirrors", DM_WORK_MIRRORS, NULL, NULL, DmMirrorPhase},
 	/* drift of each mirror from its primary, forecast over lead_time: may
 	 * hold auto-promotion and the shift plan (78_drift.sql) */
-	{"drift", "SELECT driftmirror._drift_step($1)", NULL, NULL},
+	{"drift", DM_WORK_MIRRORS, "SELECT driftmirror._drift_step($1)", NULL, NULL},
 	/* on the status the mirror phase just read */
-	{"auto-promotion", NULL, DmAutoPromote, NULL},
+	{"auto-promotion", DM_WORK_MIRRORS, NULL, DmAutoPromote, NULL},
 	/* gates, next step or rollback of the shift plan, on the mirror status
 	 * just read (76_routing_plans.sql; catalog only) */
-	{"shift plan", "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
+	{"shift plan", DM_WORK_SHIFT_PLAN, "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
 	/* routers behind the group's shares brought up to date, failed ones
 	 * retried (router.c; the I/O runs outside transactions) */
-	{"routers", NULL, DmRunRouterPhase, NULL},
+	{"routers", DM_WORK_ROUTERS, NULL, DmRunRouterPhase, NULL},
 	/* models retrained on their schedule or when their accuracy degrades,
 	 * decisions, actuators (scaling_phase.c) */
-	{"forecasts and scaling", NULL, DmRunForecastPhase, NULL},
-	{"heartbeat", "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
+	{"forecasts and scaling", DM_WORK_SCALING, NULL, DmRunForecastPhase, NULL},
+	{"heartbeat", 0, "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
+};
+
+/* the columns of driftmirror._step_work() and the flag each sets */
+static const struct
+{
+	const char *column;
+	uint32		flag;
+}			WorkColumns[] =
+{
+	{"promotions", DM_WORK_PROMOTIONS},
+	{"mirrors", DM_WORK_MIRRORS},
+	{"shift_plan", DM_WORK_SHIFT_PLAN},
+	{"routers", DM_WORK_ROUTERS},
+	{"scaling", DM_WORK_SCALING},
 };
 
 /*
+ * DmGroupStepWork
+ *		The DM_WORK_* flags of row `row' of driftmirror._step_work()'s
+ *		result, its columns read by name.  A column missing or NULL counts
+ *		as work (the phase runs and finds out itself).
+ */
+uint32
+DmGroupStepWork(const DmCtlResult *r, int row)
+{
+	uint32		work = 0;
+	int			i;
+
+	for (i = 0; i < (int) lengthof(WorkColumns); i++)
+	{
+		int			fno = r->desc ? SPI_fnumber(r->desc, WorkColumns[i].column) : 0;
+		char	   *v = fno > 0 ? DmCtlGetAt(r, row, fno) : NULL;
+
+		if (v == NULL || strcmp(v, "t") == 0)
+			work |= WorkColumns[i].flag;
+	}
+	return work;
+}
+
+/*
  * DmGroupStepCreate
- *		A step of the group, not started yet, in its own memory context.
+ *		A step of the group, not started yet, in its own memory context;
+ *		work says which phases have something to do (DM_WORK_ALL: all).
  */
 DmGroupRun *
-DmGroupStepCreate(int64 group_id, const char *group_name)
+DmGroupStepCreate(int64 group_id, const char *group_name, uint32 work)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
 											  "driftmirror group step",
@@ -105,6 +149,7 @@ DmGroupStepCreate(int64 group_id, const char *group_name)
 	run->cxt = cxt;
 	run->group_id = group_id;
 	run->group_name = MemoryContextStrdup(cxt, group_name);
+	run->work = work;
 	run->started = GetCurrentTimestamp();
 	return run;
 }
@@ -125,6 +170,12 @@ DmGroupStepAdvance(DmGroupRun *run)
 	{
 		DmPhaseResult r;
 
+		if (Phases[run->phase].needs != 0 &&
+			(run->work & Phases[run->phase].needs) == 0)
+		{
+			run->phase++;		/* nothing for it in this group */
+			continue;
+		}
 		snprintf(activity, sizeof(activity),
 				 "driftmirror: monitoring step of group \"%s\": %s",
 				 run->group_name, Phases[run->phase].name);

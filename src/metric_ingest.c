@@ -38,6 +38,7 @@
 #include "utils/float.h"
 #include "utils/timestamp.h"
 
+#include "contract.h"
 #include "ctl_txn.h"
 #include "driftmirror.h"
 
@@ -246,10 +247,13 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 			 (unsigned long long) SPI_processed);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	metric_id = DatumGetInt16(SPI_getbinval(tup, desc, 2, &isnull));
-	ts_min = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-	ts_max = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+#define TARGET_COLUMN(name, type) \
+	SPI_getbinval(tup, desc, DmContractAttnum(desc, "driftmirror._ingest_target()", name, type), &isnull)
+	resource_id = DatumGetInt64(TARGET_COLUMN("resource_id", INT8OID));
+	metric_id = DatumGetInt16(TARGET_COLUMN("metric_id", INT2OID));
+	ts_min = DatumGetTimestampTz(TARGET_COLUMN("ts_min", TIMESTAMPTZOID));
+	ts_max = DatumGetTimestampTz(TARGET_COLUMN("ts_max", TIMESTAMPTZOID));
+#undef TARGET_COLUMN
 
 	if (nts == 0)
 	{

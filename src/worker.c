@@ -45,7 +45,10 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -53,6 +56,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -70,7 +74,15 @@ typedef struct DueGroup
 {
 	int64		id;
 	char	   *name;
+	uint32		work;			/* phases with work (group_step.h) */
 } DueGroup;
+
+/* a due group by id (ReadStepWork) */
+typedef struct DueEntry
+{
+	int64		id;				/* hash key */
+	DueGroup   *group;
+} DueEntry;
 
 /* in-memory back-off for a group whose failure could not be recorded */
 typedef struct GroupBackoff
@@ -90,6 +102,7 @@ static bool ExtensionPresent = false;
 #define DM_NAP_SLICE_MS 100
 
 static List *ReadDueGroups(bool reloaded);
+static void ReadStepWork(List *due);
 static void StartStep(DueGroup *group);
 static bool AdvanceStep(DmGroupRun *run);
 static void AdvanceReadySteps(void);
@@ -290,8 +303,8 @@ ReadDueGroups(bool reloaded)
 
 	PG_TRY();
 	{
-		DmCtlResult *r = NULL;
 		TimestampTz now = GetCurrentTimestamp();
+		DmCtlResult *r;
 		int			i;
 
 		DmCtlBegin("driftmirror: looking for due groups");
@@ -305,30 +318,33 @@ ReadDueGroups(bool reloaded)
 								 Int32GetDatum(DmNaptimeMs),
 							 BoolGetDatum(reloaded)}, NULL);
 			if (DmEnabled)
+			{
 				r = DmCtlExec("SELECT id, name FROM driftmirror._due_groups()",
 							  0, NULL, NULL, NULL);
+				for (i = 0; i < r->nrows; i++)
+				{
+					int64		id = DmCtlGetInt64(r, i, "id", 0);
+					GroupBackoff *b;
+					DueGroup   *g;
+
+					if (StepInProgress(id))
+						continue;	/* waits for the I/O engine */
+					b = hash_search(Backoff, &id, HASH_FIND, NULL);
+					if (b != NULL && b->retry_at > now)
+						continue;
+					if (b != NULL)
+						hash_search(Backoff, &id, HASH_REMOVE, NULL);
+
+					g = palloc(sizeof(DueGroup));
+					g->id = id;
+					g->work = DM_WORK_ALL;
+					g->name = DmCtlGet(r, i, "name");
+					due = lappend(due, g);
+				}
+				ReadStepWork(due);
+			}
 		}
 		DmCtlCommit();
-
-		for (i = 0; r != NULL && i < r->nrows; i++)
-		{
-			int64		id = DmCtlGetInt64(r, i, "id", 0);
-			GroupBackoff *b;
-			DueGroup   *g;
-
-			if (StepInProgress(id))
-				continue;		/* waits for the I/O engine */
-			b = hash_search(Backoff, &id, HASH_FIND, NULL);
-			if (b != NULL && b->retry_at > now)
-				continue;
-			if (b != NULL)
-				hash_search(Backoff, &id, HASH_REMOVE, NULL);
-
-			g = palloc(sizeof(DueGroup));
-			g->id = id;
-			g->name = DmCtlGet(r, i, "name");
-			due = lappend(due, g);
-		}
 	}
 	PG_CATCH();
 	{
@@ -343,6 +359,63 @@ ReadDueGroups(bool reloaded)
 }
 
 /*
+ * ReadStepWork
+ *		In ReadDueGroups' transaction (ctl_txn.c): set the work
+ *		flags of every due group from one query (driftmirror._step_work).
+ *		A catalog that predates the function (0.1.0, before ALTER EXTENSION
+ *		UPDATE) leaves them all set: every phase runs.
+ */
+static void
+ReadStepWork(List *due)
+{
+	HASHCTL		ctl;
+	HTAB	   *byid;
+	Datum	   *ids;
+	ArrayType  *arr;
+	ListCell   *lc;
+	DmCtlResult *r;
+	int			n = 0;
+	int			i;
+
+	if (due == NIL ||
+		!OidIsValid(LookupFuncName(list_make2(makeString(DM_SCHEMA_NAME),
+											  makeString("_step_work")),
+								   1, (Oid[]) {INT8ARRAYOID}, true)))
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(DueEntry);
+	ctl.hcxt = LoopContext;
+	byid = hash_create("driftmirror due groups", list_length(due), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ids = palloc(sizeof(Datum) * list_length(due));
+	foreach(lc, due)
+	{
+		DueGroup   *g = (DueGroup *) lfirst(lc);
+		DueEntry   *e = hash_search(byid, &g->id, HASH_ENTER, NULL);
+
+		e->group = g;
+		ids[n++] = Int64GetDatum(g->id);
+	}
+	arr = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE);
+
+	r = DmCtlExec(DM_STEP_WORK_SQL, 1, (Oid[]) {INT8ARRAYOID},
+				  (Datum[]) {PointerGetDatum(arr)}, NULL);
+	for (i = 0; i < r->nrows; i++)
+	{
+		char	   *gid = DmCtlGet(r, i, "group_id");
+		DueEntry   *e;
+
+		if (gid == NULL)
+			continue;
+		e = hash_search(byid, &(int64) {strtoi64(gid, NULL, 10)}, HASH_FIND, NULL);
+		if (e != NULL)
+			e->group->work = DmGroupStepWork(r, i);
+	}
+}
+
+/*
  * StartStep
  *		Begin one group's step; if a phase waits for the I/O engine, the
  *		step joins Runs and is resumed from the nap.
@@ -350,7 +423,7 @@ ReadDueGroups(bool reloaded)
 static void
 StartStep(DueGroup *group)
 {
-	DmGroupRun *run = DmGroupStepCreate(group->id, group->name);
+	DmGroupRun *run = DmGroupStepCreate(group->id, group->name, group->work);
 
 	if (!AdvanceStep(run))
 	{
