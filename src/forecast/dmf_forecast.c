@@ -27,7 +27,7 @@
 #define DMF_FIT_MIN		5000
 
 static const char *const method_names[] = {
-	"auto", "snaive", "hw", "mstl", "arima", "prophet", "naive"
+	"auto", "snaive", "hw", "mstl", "arima", "prophet", "naive", "theta"
 };
 
 int
@@ -161,6 +161,7 @@ calibrate(DmfCtx *ctx, void (*fn) (DmfCtx *, const DmfInput *, DmfFc *),
 		return;
 	sub.n = in->n - hc;
 	sub.h = hc;
+	sub.fitted = NULL;			/* the parameters are those of the full fit */
 	sub.nseasons = 0;
 	for (i = 0; i < in->nseasons; i++)
 		if (in->seasons[i] <= sub.n / 2)
@@ -245,6 +246,10 @@ run_method(DmfCtx *ctx, DmfMethod method, const DmfInput *in, DmfFc *fc)
 		case DMF_PROPHET:
 			dmf_method_prophet(ctx, in, fc);
 			calibrate(ctx, dmf_method_prophet, in, fc);
+			break;
+		case DMF_THETA:
+			dmf_method_theta(ctx, in, fc);
+			calibrate(ctx, dmf_method_theta, in, fc);
 			break;
 		case DMF_NAIVE:
 			dmf_method_naive(ctx, in, fc);
@@ -358,6 +363,14 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	in.events = ev;
 	in.nevents = nevents;
 	in.arima_hint = NULL;
+	/* parameters kept between calls: hw and mstl only (auto's members fit) */
+	in.params = NULL;
+	in.fitted = NULL;
+	if (method == DMF_HW || method == DMF_MSTL)
+	{
+		in.params = opts ? opts->params : NULL;
+		in.fitted = &out->params;
+	}
 
 	lo = hi = work[0];
 	for (i = 1; i < nfit; i++)
@@ -449,7 +462,7 @@ dmf_forecast(const double *y, int n, const int *seasons, int nseasons,
 		return invalid(out, errbuf, errlen, DMF_EINVAL,
 					   "horizon out of range", detail);
 	}
-	if ((int) method < 0 || (int) method > DMF_NAIVE)
+	if ((int) method < 0 || (int) method > DMF_THETA)
 		return invalid(out, errbuf, errlen, DMF_EINVAL,
 					   "unknown forecasting method", "");
 	if (nseasons < 0 || nseasons > DMF_MAX_SEASONS ||
