@@ -89,6 +89,7 @@ static char NewLabel[256];
 
 static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
+static bool CtlAsyncCommit = false; /* DmPromoteCtlRow: synchronous_commit off */
 static TimestampTz UnfencedAt = 0;
 
 /* ---- control database helpers ---- */
@@ -125,6 +126,9 @@ DmPromoteCtlRow(const char *sql, int nargs, const char **args, int ncols, char *
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (CtlAsyncCommit)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
 	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
@@ -198,8 +202,24 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
 	next_state, flip ? "true" : "false"};
 
-	CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
-			 8, args);
+	/*
+	 * Inside the write pause and before the flip, a step boundary need not
+	 * wait for its WAL flush: if a crash lost it, the promotion would be
+	 * found in the state before, also before the flip, and rolled back all
+	 * the same; the flip's own commit (synchronous) flushes it with the
+	 * flip.  Outside the pause, and for the flip, the usual commit.
+	 */
+	CtlAsyncCommit = !flip && (strcmp(done, "fence") == 0 || strcmp(done, "catch_up") == 0);
+	PG_TRY();
+	{
+		CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+				 8, args);
+	}
+	PG_FINALLY();
+	{
+		CtlAsyncCommit = false;
+	}
+	PG_END_TRY();
 	if (flip)
 		p->state = "unfencing";
 	if (next_state)
@@ -1035,16 +1055,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		char	   *pooler_details;
+
 		/*
 		 * pgbouncer routers of the resource: their clients wait from here
 		 * to the flip's RESUME (recorded first, resumed on every path)
 		 */
-		DmPoolersPause(p->id, p->deadline);
+		DmPoolersPause(p->id, p->new_primary, p->deadline, &pooler_details);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
-		Advance(p, "fence", fence_lsn, NULL, buf, "catch_up", "catching_up", false);
+		Advance(p, "fence", fence_lsn, pooler_details, buf, "catch_up", "catching_up", false);
 	}
 
 	if (strcmp(p->state, "catching_up") == 0)
@@ -1073,16 +1095,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "unfencing") == 0)
 	{
+		char	   *pooler_details;
+
 		TestPause(p, "unfence");
 		Unfence(p);
 		/* the paused poolers now point at the new primary, and resume */
-		DmPoolersResume(p->id, true);
+		DmPoolersSwitchResume(p->id, &pooler_details);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
 		else
 			strlcpy(buf, "{}", sizeof(buf));
-		Advance(p, "unfence", NULL, NULL, buf, "reverse", "reversing", false);
+		Advance(p, "unfence", NULL, pooler_details, buf, "reverse", "reversing", false);
 	}
 
 	if (strcmp(p->state, "reversing") == 0)
@@ -1123,6 +1147,44 @@ BeforeFlip(const char *state)
 		strcmp(state, "sequences") == 0 || strcmp(state, "rolling_back") == 0;
 }
 
+/* Finished: a terminal state */
+static bool
+Finished(const char *state)
+{
+	return strcmp(state, "done") == 0 || strcmp(state, "rolled_back") == 0 ||
+		strcmp(state, "refused") == 0 || strcmp(state, "failed") == 0;
+}
+
+/*
+ * ResumeLeftPoolers
+ *		RESUME the poolers an ended promotion still records as paused,
+ *		pointed first at the node the routes name.  A failure is a WARNING:
+ *		they stay recorded and the main worker tries again.
+ */
+static void
+ResumeLeftPoolers(int64 id)
+{
+	PG_TRY();
+	{
+		DmPoolersResume(id, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(DriverContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(DriverContext);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT " has ended; its paused pgbouncer routers are resumed later: %s",
+						id, edata->message)));
+	}
+	PG_END_TRY();
+}
+
 /*
  * Drive
  *		Run or recover promotion "id".  Never raises: outcomes are recorded
@@ -1147,10 +1209,40 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		}
 	}
 
+	/*
+	 * Ended, or its mirror dropped after the flip (the operator gave up on
+	 * the way back): end it failed, and resume the poolers still recorded
+	 * as paused (the main worker sends a recovery for those too).
+	 */
+	{
+		const char *args[1] = {Int64Text(id)};
+		char	   *row[2];
+
+		if (!DmPromoteCtlRow("SELECT p.state, EXISTS (SELECT FROM driftmirror.mirror m "
+							 "  WHERE m.id OPERATOR(pg_catalog.=) p.mirror_id)::text "
+							 "FROM driftmirror.promotion p WHERE p.id OPERATOR(pg_catalog.=) $1::bigint",
+							 1, args, 2, row))
+			return;
+		if (!Finished(row[0]) && strcmp(row[1], "true") != 0)
+		{
+			const char *fargs[4] = {args[0], "failed",
+				psprintf("the mirror was dropped during the promotion (in state %s); the promotion was abandoned there", row[0]),
+			"55000"};
+
+			CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, fargs);
+			ereport(LOG,
+					(errmsg("driftmirror: promotion " INT64_FORMAT " ended failed: its mirror was dropped in state %s",
+							id, row[0])));
+			row[0] = "failed";
+		}
+		if (Finished(row[0]))
+		{
+			ResumeLeftPoolers(id);
+			return;
+		}
+	}
+
 	LoadInfo(id, &p);
-	if (strcmp(p.state, "done") == 0 || strcmp(p.state, "rolled_back") == 0 ||
-		strcmp(p.state, "refused") == 0 || strcmp(p.state, "failed") == 0)
-		return;
 
 	if (recovering)
 		ereport(LOG,
@@ -1276,6 +1368,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	}
 	PG_END_TRY();
 	CloseNodes();
+	DmPoolersRelease();
 }
 
 /*

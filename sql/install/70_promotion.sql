@@ -112,6 +112,10 @@ CREATE TABLE driftmirror.promotion (
     -- PAUSE) and has not RESUMEd yet: the flip, a rollback or a recovery
     -- resumes them and clears this (promote_poolers.c)
     poolers_paused    bigint[],
+    -- pgbouncer routers removed (dm_remove_router) while recorded in
+    -- poolers_paused: [{name, endpoint, database, timeout}], what resuming
+    -- them needs; cleared as each resumes (promote_poolers.c)
+    poolers_removed   jsonb,
     CHECK (kind <> 'postgres' OR (new_primary IS NOT NULL
                                   AND old_publication IS NOT NULL AND old_slot IS NOT NULL
                                   AND old_subscription IS NOT NULL AND new_publication IS NOT NULL
