@@ -15,7 +15,11 @@
  * Phases: recovery of interrupted promotions (promote.c), mirrors
  * (mirror.c), drift (78_drift.sql), auto-promotion, the shift plan,
  * routers behind the shares (router.c), forecasts and scaling
- * (scaling_phase.c), then the heartbeat that dm_status shows.
+ * (scaling_phase.c), then the heartbeat that dm_status shows.  A phase
+ * whose catalog rows the group does not have (no mirror, no router, no
+ * running shift plan...) is skipped: the worker reads these facts for all
+ * due groups in one query per pass (DmGroupStepWork), so a group with
+ * nothing but metrics costs one transaction per step, its heartbeat.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
  * while a phase runs; transaction commits switch to TopMemoryContext, so
@@ -87,39 +91,81 @@ RecoverPromotions(int64 group_id)
 static const struct
 {
 	const char *name;
+	uint32		needs;			/* DM_WORK_* flag, 0: always runs */
 	const char *sql;
 	void		(*run) (int64 group_id);
 	DmPhaseResult (*wait) (DmGroupRun *run);
 }			Phases[] =
 {
 	/* see RecoverPromotions */
-	{"promotion recovery", NULL, RecoverPromotions, NULL},
+	{"promotion recovery", DM_WORK_PROMOTIONS, NULL, RecoverPromotions, NULL},
 	/* creation actions and status of each mirror; status reads through the
 	 * I/O engine, see mirror.c */
-	{"mirrors", NULL, NULL, DmMirrorPhase},
+	{"mirrors", DM_WORK_MIRRORS, NULL, NULL, DmMirrorPhase},
 	/* drift of each mirror from its primary, forecast over lead_time: may
 	 * hold auto-promotion and the shift plan (78_drift.sql) */
-	{"drift", "SELECT driftmirror._drift_step($1)", NULL, NULL},
+	{"drift", DM_WORK_MIRRORS, "SELECT driftmirror._drift_step($1)", NULL, NULL},
 	/* on the status the mirror phase just read */
-	{"auto-promotion", NULL, DmAutoPromote, NULL},
+	{"auto-promotion", DM_WORK_MIRRORS, NULL, DmAutoPromote, NULL},
 	/* gates, next step or rollback of the shift plan, on the mirror status
 	 * just read (76_routing_plans.sql; catalog only) */
-	{"shift plan", "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
+	{"shift plan", DM_WORK_SHIFT_PLAN, "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
 	/* routers behind the group's shares brought up to date, failed ones
 	 * retried (router.c; the I/O runs outside transactions) */
-	{"routers", NULL, DmRunRouterPhase, NULL},
+	{"routers", DM_WORK_ROUTERS, NULL, DmRunRouterPhase, NULL},
 	/* models retrained on their schedule or when their accuracy degrades,
 	 * decisions, actuators (scaling_phase.c) */
-	{"forecasts and scaling", NULL, DmRunForecastPhase, NULL},
-	{"heartbeat", "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
+	{"forecasts and scaling", DM_WORK_SCALING, NULL, DmRunForecastPhase, NULL},
+	{"heartbeat", 0, "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
+};
+
+/* the columns of driftmirror._step_work() and the flag each sets */
+static const struct
+{
+	const char *column;
+	uint32		flag;
+}			WorkColumns[] =
+{
+	{"promotions", DM_WORK_PROMOTIONS},
+	{"mirrors", DM_WORK_MIRRORS},
+	{"shift_plan", DM_WORK_SHIFT_PLAN},
+	{"routers", DM_WORK_ROUTERS},
+	{"scaling", DM_WORK_SCALING},
 };
 
 /*
+ * DmGroupStepWork
+ *		The DM_WORK_* flags of a row of driftmirror._step_work(), its
+ *		columns read by name.  A column missing or NULL counts as work (the
+ *		phase runs and finds out itself).  Raises only for a broken row.
+ */
+uint32
+DmGroupStepWork(HeapTuple tuple, TupleDesc desc)
+{
+	uint32		work = 0;
+	int			i;
+
+	for (i = 0; i < (int) lengthof(WorkColumns); i++)
+	{
+		int			fno = SPI_fnumber(desc, WorkColumns[i].column);
+		bool		isnull = true;
+		Datum		d = (Datum) 0;
+
+		if (fno > 0)
+			d = SPI_getbinval(tuple, desc, fno, &isnull);
+		if (isnull || DatumGetBool(d))
+			work |= WorkColumns[i].flag;
+	}
+	return work;
+}
+
+/*
  * DmGroupStepCreate
- *		A step of the group, not started yet, in its own memory context.
+ *		A step of the group, not started yet, in its own memory context;
+ *		work says which phases have something to do (DM_WORK_ALL: all).
  */
 DmGroupRun *
-DmGroupStepCreate(int64 group_id, const char *group_name)
+DmGroupStepCreate(int64 group_id, const char *group_name, uint32 work)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
 											  "driftmirror group step",
@@ -129,6 +175,7 @@ DmGroupStepCreate(int64 group_id, const char *group_name)
 	run->cxt = cxt;
 	run->group_id = group_id;
 	run->group_name = MemoryContextStrdup(cxt, group_name);
+	run->work = work;
 	run->started = GetCurrentTimestamp();
 	return run;
 }
@@ -149,6 +196,12 @@ DmGroupStepAdvance(DmGroupRun *run)
 	{
 		DmPhaseResult r;
 
+		if (Phases[run->phase].needs != 0 &&
+			(run->work & Phases[run->phase].needs) == 0)
+		{
+			run->phase++;		/* nothing for it in this group */
+			continue;
+		}
 		snprintf(activity, sizeof(activity),
 				 "driftmirror: monitoring step of group \"%s\": %s",
 				 run->group_name, Phases[run->phase].name);

@@ -3,7 +3,7 @@
  * mirror.c
  *	  The worker's side of mirrors: a generic executor of remote actions.
  *
- * The state machine lives in SQL (sql/install/60_mirrors.sql): in one short
+ * The state machine lives in SQL (sql/install/6?_mirror_*.sql): in one short
  * transaction, _mirror_next() records the next action of a mirror as
  * pending and returns its node and SQL text; here we run that text on the
  * node over libpq with no transaction open; then _mirror_done() records the

@@ -2,7 +2,7 @@
  *
  * mirror.h
  *	  The worker's side of mirrors: running the remote actions that
- *	  sql/install/60_mirrors.sql plans, outside transactions.
+ *	  sql/install/6?_mirror_*.sql plan, outside transactions.
  *
  *-------------------------------------------------------------------------
  */

@@ -3,7 +3,7 @@
  * promote_worker.c
  *	  The promotion driver: a dynamic background worker, connected to the
  *	  control database, that runs one promotion as a persisted state machine
- *	  (states in sql/install/70_promotion.sql).  Mirrors of resources of
+ *	  (states in sql/install/70_promotion_catalog.sql).  Mirrors of resources of
  *	  other kinds are handed to promote_actuator.c, which switches them
  *	  through their HTTP actuator in the same process.
  *
@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -942,7 +943,12 @@ Rollback(PromInfo *p, const char *why)
  *		Fault injection for the crash tests: if driftmirror.promote_test_pause
  *		names this step ("step:ms"), wait that long, visibly in
  *		pg_stat_activity, so that a test can kill a process at a known
- *		point.  The state before the step is already committed.
+ *		point.  A configuration reload that sets the parameter to "release"
+ *		ends the wait early: the test says when it has done what it paused
+ *		for, and ms is only the bound.  The state before the step is
+ *		already committed.  This worker handles configuration reloads only
+ *		while it waits here: a promotion otherwise runs with the settings it
+ *		started with.
  */
 static void
 TestPause(PromInfo *p, const char *step)
@@ -964,10 +970,21 @@ TestPause(PromInfo *p, const char *step)
 	ms = strtol(colon + 1, NULL, 10);
 	snprintf(activity, sizeof(activity),
 			 "driftmirror: promotion " INT64_FORMAT " paused before step %s (test)", p->id, step);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 	while (GetCurrentTimestamp() < until)
+	{
 		Nap(10);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(DmPromoteTestPause, "release") == 0)
+				break;
+		}
+	}
+	pqsignal(SIGHUP, SIG_IGN);
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
 }
 

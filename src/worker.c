@@ -46,7 +46,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -55,6 +58,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -73,7 +77,15 @@ typedef struct DueGroup
 {
 	int64		id;
 	char	   *name;
+	uint32		work;			/* phases with work (group_step.h) */
 } DueGroup;
+
+/* a due group by id (ReadStepWork) */
+typedef struct DueEntry
+{
+	int64		id;				/* hash key */
+	DueGroup   *group;
+} DueEntry;
 
 /* in-memory back-off for a group whose failure could not be recorded */
 typedef struct GroupBackoff
@@ -93,6 +105,7 @@ static bool ExtensionPresent = false;
 #define DM_NAP_SLICE_MS 100
 
 static List *ReadDueGroups(bool reloaded);
+static void ReadStepWork(List *due);
 static void StartStep(DueGroup *group);
 static bool AdvanceStep(DmGroupRun *run);
 static void AdvanceReadySteps(void);
@@ -357,6 +370,7 @@ ReadDueGroups(bool reloaded)
 
 					g = MemoryContextAlloc(LoopContext, sizeof(DueGroup));
 					g->id = id;
+					g->work = DM_WORK_ALL;
 					g->name = MemoryContextStrdup(LoopContext,
 												  SPI_getvalue(SPI_tuptable->vals[i],
 															   SPI_tuptable->tupdesc, 2));
@@ -367,6 +381,7 @@ ReadDueGroups(bool reloaded)
 						MemoryContextSwitchTo(old);
 					}
 				}
+				ReadStepWork(due);
 			}
 			SPI_finish();
 		}
@@ -387,6 +402,68 @@ ReadDueGroups(bool reloaded)
 }
 
 /*
+ * ReadStepWork
+ *		With SPI connected, in ReadDueGroups' transaction: set the work
+ *		flags of every due group from one query (driftmirror._step_work).
+ *		A catalog that predates the function (0.1.0, before ALTER EXTENSION
+ *		UPDATE) leaves them all set: every phase runs.
+ */
+static void
+ReadStepWork(List *due)
+{
+	MemoryContext spi = CurrentMemoryContext;
+	HASHCTL		ctl;
+	HTAB	   *byid;
+	Datum	   *ids;
+	ArrayType  *arr;
+	ListCell   *lc;
+	int			n = 0;
+	uint64		i;
+
+	if (due == NIL ||
+		!OidIsValid(LookupFuncName(list_make2(makeString(DM_SCHEMA_NAME),
+											  makeString("_step_work")),
+								   1, (Oid[]) {INT8ARRAYOID}, true)))
+		return;
+	MemoryContextSwitchTo(LoopContext);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(DueEntry);
+	ctl.hcxt = LoopContext;
+	byid = hash_create("driftmirror due groups", list_length(due), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ids = palloc(sizeof(Datum) * list_length(due));
+	foreach(lc, due)
+	{
+		DueGroup   *g = (DueGroup *) lfirst(lc);
+		DueEntry   *e = hash_search(byid, &g->id, HASH_ENTER, NULL);
+
+		e->group = g;
+		ids[n++] = Int64GetDatum(g->id);
+	}
+	arr = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE);
+	MemoryContextSwitchTo(spi);
+
+	DmSpiExec(DM_STEP_WORK_SQL, 1, (Oid[]) {INT8ARRAYOID},
+			  (Datum[]) {PointerGetDatum(arr)});
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "group_id"), &isnull);
+		DueEntry   *e;
+
+		if (isnull)
+			continue;
+		e = hash_search(byid, &(int64) {DatumGetInt64(d)}, HASH_FIND, NULL);
+		if (e != NULL)
+			e->group->work = DmGroupStepWork(tup, desc);
+	}
+}
+
+/*
  * StartStep
  *		Begin one group's step; if a phase waits for the I/O engine, the
  *		step joins Runs and is resumed from the nap.
@@ -394,7 +471,7 @@ ReadDueGroups(bool reloaded)
 static void
 StartStep(DueGroup *group)
 {
-	DmGroupRun *run = DmGroupStepCreate(group->id, group->name);
+	DmGroupRun *run = DmGroupStepCreate(group->id, group->name, group->work);
 
 	if (!AdvanceStep(run))
 	{

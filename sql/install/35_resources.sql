@@ -165,7 +165,7 @@ COMMENT ON FUNCTION driftmirror.dm_client_conninfo(text) IS
     'A conninfo without user and application_name: what routes hand to application clients';
 
 -- _check_resource_options: checks across the options and the kind of a
--- resource.  bearer_token_file (the HTTP actuator's token, 60_mirrors.sql)
+-- resource.  bearer_token_file (the HTTP actuator's token, 60_mirror_catalog.sql)
 -- names a file of the data directory's driftmirror_secrets directory: a
 -- plain name, never a path, and only for resources reached over HTTP.
 CREATE FUNCTION driftmirror._check_resource_options(p_kind text, p_options jsonb)

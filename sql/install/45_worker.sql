@@ -40,6 +40,39 @@ AS $$
      ORDER BY s.next_step_at NULLS FIRST, g.id
 $$;
 
+-- _step_work: for each group of p_group_ids, which phases of its step have
+-- something to do (the worker skips the others; see src/group_step.c).  One
+-- set-based query per pass instead of one transaction per phase and group
+-- that would only find no rows.  Columns:
+--   promotions  an unfinished promotion (the promotion recovery phase)
+--   mirrors     a mirror (the mirror, drift and auto-promotion phases)
+--   shift_plan  a running shift plan
+--   routers     a router
+--   scaling     a resource with scale_metric and unit_capacity (forecasts
+--               and scaling)
+-- PL/pgSQL (its plan is kept between calls; and the routing tables it reads
+-- are created after this file).
+CREATE FUNCTION driftmirror._step_work(p_group_ids bigint[])
+RETURNS TABLE (group_id bigint, promotions boolean, mirrors boolean, shift_plan boolean,
+               routers boolean, scaling boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT g.id,
+           EXISTS (SELECT FROM driftmirror._promotions_unfinished(g.id)),
+           EXISTS (SELECT FROM driftmirror.mirror m WHERE m.group_id = g.id),
+           EXISTS (SELECT FROM driftmirror.shift_plan sp
+                    WHERE sp.group_id = g.id AND sp.state = 'running'),
+           EXISTS (SELECT FROM driftmirror.router rt WHERE rt.group_id = g.id),
+           EXISTS (SELECT FROM driftmirror.resource r
+                    WHERE r.group_id = g.id AND r.options ? 'scale_metric'
+                      AND r.options ? 'unit_capacity')
+      FROM unnest(p_group_ids) AS g (id);
+END
+$$;
+
 -- _next_step_at: keep a steady cadence; after a late step, restart from now
 CREATE FUNCTION driftmirror._next_step_at(p_prev timestamptz, p_interval interval)
 RETURNS timestamptz

@@ -3,7 +3,7 @@
 -- docs/mirrors.md, "Promote"; behaviour in docs/promotion.md).
 --
 -- The same persisted promotion row and step log as PostgreSQL promotions
--- (70_promotion.sql), with states guardrails -> switching -> done, or
+-- (70_promotion_*.sql), with states guardrails -> switching -> done, or
 -- refused, or (promote_timeout passed) aborting -> rolled_back / failed /
 -- done.  The driver (src/promote_actuator.c) is a generic executor, like
 -- the mirrors' one: in one short transaction _promotion_actuator_next()
@@ -21,16 +21,10 @@
 -- (done) in one transaction.  The bearer token never enters the catalog:
 -- the driver reads the resource's bearer_token_file per request.
 
-INSERT INTO driftmirror.option_def
-    (scope, key, type, default_value, min_value, max_value, allowed, description)
-VALUES
-    ('group', 'promote_abort_timeout', 'interval', '"10 seconds"', '1 second', '1 hour', NULL,
-     'actuator promotions: how long the abort of a timed-out promotion is retried before the promotion is recorded as failed with the actuator''s state unknown');
-
 -- _promotion_actuator_primary: where clients of a resource write now: the
 -- write route with the highest weight, or the resource's endpoint without
 -- one (what dm_route(..., 'write') answers)
-CREATE FUNCTION driftmirror._promotion_actuator_primary(p_resource_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_primary(p_resource_id bigint)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -44,7 +38,7 @@ $$;
 -- _promotion_actuator_guardrails: the checks of an actuator promotion, on
 -- what the mirror phase last read from the actuator; stores the figures;
 -- returns NULL when every check passes, else one reason per line
-CREATE FUNCTION driftmirror._promotion_actuator_guardrails(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_guardrails(p_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -116,7 +110,7 @@ $$;
 -- reports, else the mirror's endpoint), every other route of the resource
 -- to 0; the mirror row takes the mirror's new endpoint (NULL until the
 -- actuator says) and its status is read afresh.  Returns what was set.
-CREATE FUNCTION driftmirror._promotion_actuator_flip(p_id bigint, j jsonb)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_flip(p_id bigint, j jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -168,7 +162,7 @@ $$;
 -- on (guardrails; promote_timeout -> abort; promote_abort_timeout ->
 -- failed) and return the next request to send, counted in the step log
 -- before it is sent.  No row: the promotion has ended.
-CREATE FUNCTION driftmirror._promotion_actuator_next(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_next(p_id bigint)
 RETURNS TABLE (action text, label text, http_method text, http_url text, http_body text,
                http_key text, http_token_file text, http_timeout_ms integer,
                remaining_ms integer)
@@ -288,7 +282,7 @@ $$;
 -- p_detail (libcurl's reason) say why not.  Returns 'retry' (send the same
 -- request again, with the same key) or the promotion's final state
 -- ('done', 'refused', 'rolled_back', 'failed').
-CREATE FUNCTION driftmirror._promotion_actuator_answer(p_id bigint, p_action text, p_ok boolean,
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_answer(p_id bigint, p_action text, p_ok boolean,
                                                        p_status integer, p_body text,
                                                        p_error text, p_detail text)
 RETURNS text
@@ -421,7 +415,7 @@ $$;
 -- promotion whose driver died.  In guardrails nothing was sent: it ends
 -- rolled back.  Otherwise the step is resumed (the next request reuses the
 -- key; past the deadline _promotion_actuator_next aborts).
-CREATE FUNCTION driftmirror._promotion_actuator_recover(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_recover(p_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -454,7 +448,7 @@ $$;
 -- actuator promotion: its state, the new primary, and for a failure the
 -- error, its SQLSTATE and a detail (the reason of the step that failed,
 -- and the actuator's last words)
-CREATE FUNCTION driftmirror._promotion_actuator_result(p_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_actuator_result(p_id bigint)
 RETURNS TABLE (state text, new_primary text, error text, error_sqlstate text, detail text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp

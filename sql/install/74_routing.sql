@@ -2,7 +2,7 @@
 --
 -- A group's traffic shares (the share of reads, and of key-affine writes,
 -- sent to the mirror of each mirrored resource) live in the route table of
--- 70_promotion.sql, which dm_route and dm_route_multihost read.  Routers
+-- 70_routes.sql, which dm_route and dm_route_multihost read.  Routers
 -- are the outside systems that must follow the same shares: HAProxy (the
 -- runtime API), pgbouncer (the admin console) and webhooks.
 --

@@ -23,7 +23,12 @@
 #   promote_start($p, OPTIONS)         dm_promote('orders', 'db', OPTIONS) in
 #                                      a background session; returns it
 #   promote_wait_paused($p, STEP, WHAT) wait until the driver waits before
-#                                      STEP, then reset the pause
+#                                      STEP, then reset the pause (so that
+#                                      the next driver does not pause); the
+#                                      waiting driver goes on waiting
+#   promote_release($p)                end the wait of the paused driver now
+#                                      (PAUSE_MS is only its bound): call it
+#                                      once the test did what it paused for
 #   promote_finish($session)           wait for that dm_promote; returns its
 #                                      output and errors (VERBOSITY verbose)
 package DmPair;
@@ -39,7 +44,7 @@ use DmTest;
 use DmProbe;
 
 our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable reads_to_mirror
-  probe_verify promote_pause promote_start promote_wait_paused promote_finish);
+  probe_verify promote_pause promote_start promote_wait_paused promote_release promote_finish);
 
 sub conninfo
 {
@@ -184,6 +189,13 @@ sub promote_wait_paused
 		WHERE query LIKE '%paused before step $step (test)'}), "$what: the driver waits before $step");
 	$p->{a}->safe_psql('postgres',
 		q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+}
+
+sub promote_release
+{
+	my ($p) = @_;
+	$p->{a}->safe_psql('postgres',
+		q{ALTER SYSTEM SET driftmirror.promote_test_pause = 'release'; SELECT pg_reload_conf()});
 }
 
 sub promote_finish

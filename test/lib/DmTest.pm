@@ -9,17 +9,24 @@
 #   no_extension => 1   do not CREATE EXTENSION
 #   extension_version => '0.1.0'   CREATE EXTENSION ... VERSION (upgrade tests)
 #   conf         => '...' extra postgresql.conf lines
+#
+# dm_init(NODE, %params) is NODE->init(%params) with the data directory
+# copied from one initdb made per test run (initdb costs a second or two of
+# CPU a node; a copy a fraction of that).  Only a plain initdb (no extra
+# arguments) is replaced: the copy is what that initdb would write.
 package DmTest;
 
 use strict;
 use warnings;
 
 use Exporter 'import';
+use Fcntl qw(:flock);
+use File::Path ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(dm_node dm_wait_for dm_has_output_plugin_libraries);
+our @EXPORT = qw(dm_node dm_init dm_wait_for dm_has_output_plugin_libraries);
 
 # dm_has_output_plugin_libraries(): whether this server build has the
 # output_plugin_libraries setting (PostgreSQL 15.19 and later minor releases)
@@ -31,12 +38,50 @@ sub dm_has_output_plugin_libraries
 	return $has_opl;
 }
 
+# initdb_template(INITDB): the directory made once per test run (under
+# tmp_check, which test/run empties) by INITDB, the caller's initdb.  Test
+# files running at the same time make it under a lock, and only a complete
+# one (marked done) is used.
+sub initdb_template
+{
+	my ($initdb) = @_;
+	my $dir = "$PostgreSQL::Test::Utils::tmp_check/initdb_template";
+	return "$dir/pgdata" if -e "$dir/done";
+	open(my $lock, '>', "$dir.lock") or die "$dir.lock: $!";
+	flock($lock, LOCK_EX) or die "$dir.lock: $!";
+	unless (-e "$dir/done")
+	{
+		File::Path::rmtree($dir);
+		mkdir($dir) or die "$dir: $!";
+		$initdb->('initdb', '-D', "$dir/pgdata", '-A', 'trust', '-N');
+		PostgreSQL::Test::Utils::append_to_file("$dir/done", '');
+	}
+	close($lock);
+	return "$dir/pgdata";
+}
+
+sub dm_init
+{
+	my ($node, %params) = @_;
+	my $initdb = \&PostgreSQL::Test::Utils::system_or_bail;
+	no warnings 'redefine';
+	# Cluster::init runs initdb -D DATADIR -A trust -N [extra...] through
+	# this function; everything else it runs passes through unchanged
+	local *PostgreSQL::Test::Utils::system_or_bail = sub {
+		return $initdb->(@_)
+		  unless @_ == 6 && join(' ', @_[0, 1, 3, 4, 5]) eq 'initdb -D -A trust -N';
+		return $initdb->('cp', '-RPp', initdb_template($initdb), $_[2]);
+	};
+	$node->init(%params);
+	return;
+}
+
 sub dm_node
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
-	$node->init(allows_streaming => $opts{logical} ? 'logical' : 0);
+	dm_init($node, allows_streaming => $opts{logical} ? 'logical' : 0);
 
 	my $preload = $opts{cron} ? 'driftmirror, pg_cron' : 'driftmirror';
 	my $conf = qq{

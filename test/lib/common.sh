@@ -2,10 +2,11 @@
 #
 # Sourced, not executed.  Provides:
 #   dm_install_deps     apt-get the packages the build and tests need (root)
-#   dm_build            build with warnings as errors into a private copy of
-#                       the PostgreSQL installation under .build/pg, so that
-#                       nothing is installed system-wide and several
-#                       checkouts never share an installed library
+#   dm_build            build with warnings as errors (one make job a core)
+#                       into a private copy of the PostgreSQL installation
+#                       under .build/pg, so that nothing is installed
+#                       system-wide and several checkouts never share an
+#                       installed library
 #   dm_ensure_user      the unprivileged OS user that runs the servers
 #   dm_as_user CMD...   run a command as that user with the private PATH
 #   dm_bg_as_user PIDFILE CMD...   start CMD in the background as that user,
@@ -83,7 +84,7 @@ dm_build() {
     dm_private_install
     dm_log "building driftmirror (warnings are errors)"
     make -C "$DM_ROOT" -s clean PG_CONFIG="$DM_PGBIN/pg_config" >/dev/null
-    make -C "$DM_ROOT" -s PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
+    make -C "$DM_ROOT" -s -j"$(nproc)" PG_CONFIG="$DM_PGBIN/pg_config" COPT='-Werror' \
         || dm_die "build failed"
     # bitcode a system-wide install of an older driftmirror left in the copy
     rm -rf "$DM_PGROOT/usr/lib/postgresql/$DM_PGVER/lib/bitcode/driftmirror"*

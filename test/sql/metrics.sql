@@ -25,6 +25,10 @@ SELECT count(*), min(value), max(value), sum(value)
 -- incremental rollups: the maintenance computes the closed buckets after its
 -- watermark (here as if it ran ten minutes from now)
 SELECT (_metric_maintenance(now() + interval '10 minutes') ->> 'rollup_5m_rows')::int > 0 AS rolled_up;
+-- one pass rolls up at most max_span (a day) after the watermark, which
+-- starts at the first partition's day: when the hour of samples began the
+-- day before (a run soon after midnight), the next pass rolls up the rest
+SELECT _metric_maintenance(now() + interval '10 minutes') IS NOT NULL AS next_pass;
 SELECT sum(samples) AS samples_in_5m_buckets, max(max) AS max
   FROM dm_metric_rollups WHERE group_name = 'm_long' AND level = '5m';
 SELECT watermark > now() AS watermark_moved FROM metric_rollup_state WHERE level = '5m';

@@ -73,7 +73,7 @@ $settings =~ s/^output_plugin_libraries\b.*\n//m
   unless dm_has_output_plugin_libraries();
 for my $n ($a, $b)
 {
-	$n->init;
+	dm_init($n);
 	make_path($n->data_dir . '/conf.d');
 	PostgreSQL::Test::Utils::append_to_file($n->data_dir . '/conf.d/driftmirror.conf', $settings);
 	$n->append_conf('postgresql.conf', "include_dir = 'conf.d'\nlisten_addresses = '127.0.0.1'\n");

@@ -16,7 +16,7 @@ use DmTest;
 
 my $ctl = dm_node('ctl');
 my $remote = PostgreSQL::Test::Cluster->new('remote');
-$remote->init(allows_streaming => 1);
+dm_init($remote, allows_streaming => 1);
 $remote->start;
 # a streaming standby of the remote node: replication lag on both sides
 $remote->backup('b');

@@ -2,7 +2,9 @@
 # load, converge to exactly one writable primary with nothing lost.
 #
 # Fault injection (driftmirror.promote_test_pause) holds the promotion
-# driver before a step, visibly in pg_stat_activity; then one of:
+# driver before a step, visibly in pg_stat_activity (the pause's length is
+# a bound: a driver that lives on is released once the fault is in place);
+# then one of:
 #   worker   kill -9 of the promotion worker (node a, which holds the
 #            control database and here the old primary, restarts after the
 #            crash): before the flip it is rolled back, after it finished
@@ -69,6 +71,8 @@ sub interrupt
 		$b->stop('immediate');
 		$b->start;
 	}
+	# the driver lives on after these two: it goes on now
+	promote_release($p) if $how eq 'session' || $how eq 'old';
 	eval { $caller->quit; };
 
 	ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
@@ -90,14 +94,14 @@ interrupt('catch_up', 'worker', 60000, 'rolled_back', $a);
 # a -> b, worker killed after the flip: finished, b is the primary
 interrupt('unfence', 'worker', 60000, 'done', $b);
 # b -> a, the calling session killed: the worker finishes
-interrupt('sequences', 'session', 3000, 'done', $a);
+interrupt('sequences', 'session', 60000, 'done', $a);
 # a -> b, the control node (also the old primary) restarted after the fence
 interrupt('catch_up', 'control', 60000, 'rolled_back', $a);
 # a -> b, the control node restarted after the unfence: finished
 interrupt('reverse', 'control', 60000, 'done', $b);
 # b -> a, the old primary b (not the control node) restarted while the
 # driver waits after the fence: the catch-up fails, rolled back
-interrupt('catch_up', 'old', 3000, 'rolled_back', $b);
+interrupt('catch_up', 'old', 60000, 'rolled_back', $b);
 
 my $summary = probe_stop($probe);
 note("probe: $summary");

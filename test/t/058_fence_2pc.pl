@@ -184,10 +184,11 @@ not_lost('app_1', 'prepared 1', 'refused');
 ok(wait_mirroring($p), 'the mirror mirrors');
 
 # 2. prepared after the guardrails, before the fence: rolled back
-promote_pause($p, 'fence', 20000);
+promote_pause($p, 'fence', 60000);
 my $caller = promote_start($p, '{"promote_timeout": "120 s"}');
 promote_wait_paused($p, 'fence', 'prepared before the fence');
 $a->safe_psql('app', q{BEGIN; INSERT INTO orders (note) VALUES ('prepared 2'); PREPARE TRANSACTION 'app_2'});
+promote_release($p);
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
 	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion ended');
 like(promote_finish($caller), qr/promotion failed and was rolled back: 1 prepared transaction/,

@@ -17,8 +17,9 @@
 #   cancel         pg_cancel_backend of the caller: it gets 57014 saying the
 #                  promotion goes on; the driver finishes it
 #
-# The pauses only need to outlast the test's reaction to them (a stop, a
-# cancel); they are not assertions.
+# Each pause lasts until the test has reacted to it (a stop, a cancel) and
+# releases it (promote_release); its length is only a bound, not an
+# assertion.
 # After each: the promotion's state is final and says why, exactly one node
 # takes writes (the one the catalog names), the mirror mirrors again, and
 # at the end every acknowledged write of the probe (writing through the
@@ -83,10 +84,11 @@ sub converged
 }
 
 # ---- the mirror (b) is down during the rollback of a -> b
-promote_pause($p, 'catch_up', 10000);
+promote_pause($p, 'catch_up', 60000);
 my $s = promote_start($p, '{"promote_timeout": "30 s"}');
 promote_wait_paused($p, 'catch_up', 'mirror down');
 $b->stop('immediate');
+promote_release($p);
 my $out = promote_finish($s);
 like($out, qr/promotion failed and was rolled back/, 'mirror down: the caller is told it was rolled back');
 is(last_promotion('state'), 'rolled_back', 'mirror down: rolled back while the mirror is down');
@@ -99,15 +101,20 @@ converged('mirror down', 'rolled_back', qr/node "orders\/db mirror \(new primary
 
 # ---- two concurrent dm_promote calls on one group (a -> b)
 my $recorded = $a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_promotions');
-promote_pause($p, 'reverse_slot', 15000);
+promote_pause($p, 'reverse_slot', 60000);
 my $s1 = promote_start($p);
 my $s2 = promote_start($p);
+promote_wait_paused($p, 'reverse_slot', 'concurrent');
+# the driver of one call waits; the other call has returned
+ok($a->poll_query_until('postgres', q{SELECT count(*) = 2 AND count(*) FILTER (WHERE state = 'active') = 1
+	FROM pg_stat_activity WHERE query LIKE '%dm_promote(%' AND backend_type = 'client backend'
+	AND pid <> pg_backend_pid()}), 'concurrent: both calls were made while one promotion runs');
+promote_release($p);
 my ($out1, $out2) = (promote_finish($s1), promote_finish($s2));
 my @won = grep { /^db$/m && !/ERROR/ } ($out1, $out2);
 my @lost = grep { /ERROR:  55006: group "orders" already has a promotion in progress \(id \d+\)/ } ($out1, $out2);
 is(scalar @won, 1, 'concurrent: one call promotes') or diag("$out1\n----\n$out2");
 is(scalar @lost, 1, 'concurrent: the other is refused with 55006 naming the running promotion');
-$a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
 is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_promotions'), $recorded + 1,
 	'concurrent: only one promotion was recorded');
 converged('concurrent', 'done', undef, $b);
@@ -115,10 +122,11 @@ converged('concurrent', 'done', undef, $b);
 # ---- the old primary (b, not the control node) is down during the
 # rollback of b -> a, longer than the driver's minute of retries: the
 # promotion stays rolling_back, the main worker retries until b is back
-promote_pause($p, 'catch_up', 10000);
+promote_pause($p, 'catch_up', 60000);
 $s = promote_start($p, '{"promote_timeout": "15 s"}');
 promote_wait_paused($p, 'catch_up', 'old down');
 $b->stop('immediate');
+promote_release($p);
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 1 FROM driftmirror.dm_promotion_steps
 	WHERE step = 'rollback' AND outcome = 'running'
 	  AND promotion_id = (SELECT max(id) FROM driftmirror.dm_promotions)}),
@@ -135,10 +143,11 @@ converged('old down', 'rolled_back',
 
 # ---- an error after the flip (b -> a): the old primary b is down when the
 # driver reaches the reverse step
-promote_pause($p, 'reverse', 10000);
+promote_pause($p, 'reverse', 60000);
 $s = promote_start($p);
 promote_wait_paused($p, 'reverse', 'error after the flip');
 $b->stop('immediate');
+promote_release($p);
 $out = promote_finish($s);
 like($out, qr/promotion flipped the routes but could not finish yet \(the worker retries\)/,
 	'error after the flip: the caller is told the worker finishes it');
@@ -153,35 +162,38 @@ converged('error after the flip', 'done', undef, $a);
 
 # ---- the new primary (b) crashes after the flip and its unfence (a -> b),
 # once it took writes
-promote_pause($p, 'reverse', 20000);
+promote_pause($p, 'reverse', 60000);
 $s = promote_start($p);
 promote_wait_paused($p, 'reverse', 'new primary crashes after its unfence');
 ok($b->poll_query_until('app', q{SELECT count(*) > 0 FROM dm_probe WHERE created_at > now() - interval '1 second'}),
 	'new primary crashes after its unfence: the probe writes on it');
 $b->stop('immediate');
 $b->start;
+promote_release($p);
 $out = promote_finish($s);
 note("caller: $out");
 converged('new primary crashes after its unfence', 'done', undef, $b);
 
 # ---- the caller is cancelled (b -> a): the driver finishes
-promote_pause($p, 'catch_up', 10000);
+promote_pause($p, 'catch_up', 60000);
 $s = promote_start($p);
 promote_wait_paused($p, 'catch_up', 'cancel');
 $a->safe_psql('postgres', q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity
 	WHERE query LIKE '%dm_promote(%' AND backend_type = 'client backend' AND pid <> pg_backend_pid()});
 $out = promote_finish($s);
+promote_release($p);
 like($out, qr/ERROR:  57014: canceling statement due to user request/, 'cancel: the caller gets 57014');
 like($out, qr/promotion \d+ of resource "db" of group "orders" goes on in the background/,
 	'cancel: the caller is told the promotion goes on');
 converged('cancel', 'done', undef, $a);
 
 # ---- the new primary (b) crashes after the flip, before its unfence (a -> b)
-promote_pause($p, 'unfence', 5000);
+promote_pause($p, 'unfence', 60000);
 $s = promote_start($p);
 promote_wait_paused($p, 'unfence', 'new primary crashes');
 $b->stop('immediate');
 $b->start;
+promote_release($p);
 $out = promote_finish($s);
 note("caller: $out");
 converged('new primary crashes before its unfence', 'done', undef, $b);

@@ -1,43 +1,18 @@
--- 42_mirror_numbers.sql: an HTTP actuator's figures are converted without
--- raising: a lag of 1e400 (beyond a double) is ignored instead of failing
--- the recording of the mirror's answer (_mirror_json_float8).
-CREATE FUNCTION driftmirror._mirror_json_float8(p_value jsonb)
-RETURNS float8
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(p_value) = 'number'
-                     AND abs((p_value #>> '{}')::numeric) <= 1e300
-                THEN (p_value #>> '{}')::float8 END
-$$;
-REVOKE ALL ON FUNCTION driftmirror._mirror_json_float8(jsonb) FROM PUBLIC;
+-- 64_mirror_outcome.sql: the outcome of a mirror action the worker ran:
+-- _mirror_done (postgres actions and the entry point the worker calls) and
+-- _mirror_http_done (HTTP actuator requests): state changes, attempts,
+-- back-off.
+--
+-- The mirror catalog and the worker protocol: 60_mirror_catalog.sql.
 
-CREATE OR REPLACE FUNCTION driftmirror._mirror_store_metrics(p_resource_id bigint, p_values jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    ts   timestamptz[];
-    rids bigint[];
-    mids smallint[];
-    vals float8[];
-BEGIN
-    IF to_regprocedure('driftmirror._store_samples(timestamp with time zone[], bigint[], smallint[], double precision[])') IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(clock_timestamp()), array_agg(p_resource_id), array_agg(d.id),
-           array_agg(driftmirror._mirror_json_float8(v.value))
-      INTO ts, rids, mids, vals
-      FROM jsonb_each(p_values) v
-      JOIN driftmirror.metric_def d ON d.name = v.key
-     WHERE driftmirror._mirror_json_float8(v.value) IS NOT NULL;
-    IF ts IS NOT NULL THEN
-        PERFORM driftmirror._store_samples(ts, rids, mids, vals);
-    END IF;
-END
-$$;
-
+-- _mirror_http_done: the outcome of an HTTP actuator request (see the
+-- contract in docs/mirrors.md, "HTTP actuator contract").  p_ok: an HTTP
+-- answer arrived (p_status, p_body); otherwise p_error / p_detail say why
+-- not.  A failure counts one attempt and backs the mirror off (2^(n-1)
+-- seconds, at most max_backoff); while the mirror is not made yet
+-- (creating, provisioning), max_attempts failures in a row mark it failed.
+-- An actuator that no longer knows the mirror (404 or 410 to a status poll)
+-- is asked to create it again under a new idempotency key (generation + 1).
 CREATE OR REPLACE FUNCTION driftmirror._mirror_http_done(m driftmirror.mirror, p_action text, p_ok boolean,
                                               p_status integer, p_body text,
                                               p_error text, p_detail text)
@@ -177,5 +152,77 @@ BEGIN
             CASE st WHEN 'exists' THEN 'the actuator has the mirror already; waiting until it is ready'
                     ELSE 'the actuator is creating the mirror' END);
     END CASE;
+END
+$$;
+
+-- _mirror_done: record the outcome of the action _mirror_next returned
+-- (p_status: the HTTP status of an actuator's answer, p_result its body;
+-- status reads: p_latency_ms the node's latency sample, p_probe_error why
+-- the probe gave none, p_read_started when the read began)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_done(p_mirror_id bigint, p_action text, p_ok boolean,
+                                         p_result text, p_sqlstate text, p_error text,
+                                         p_detail text DEFAULT NULL, p_status integer DEFAULT NULL,
+                                         p_latency_ms double precision DEFAULT NULL,
+                                         p_probe_error text DEFAULT NULL,
+                                         p_read_started timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m   driftmirror.mirror;
+    maxa integer;
+BEGIN
+    SELECT * INTO m FROM driftmirror.mirror WHERE id = p_mirror_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- dropped meanwhile: the cleanup queue has it
+    END IF;
+
+    IF p_action IN ('actuator_create', 'actuator_status') THEN
+        PERFORM driftmirror._mirror_http_done(m, p_action, p_ok, p_status, p_result, p_error, p_detail);
+        RETURN;
+    END IF;
+
+    IF p_action IN ('status_primary', 'status_mirror') THEN
+        IF p_ok THEN
+            PERFORM driftmirror._mirror_record_status(m, p_action, p_result::jsonb);
+            PERFORM driftmirror._mirror_record_latency(m.id, p_action, p_latency_ms, p_probe_error,
+                                                       p_read_started);
+        ELSE
+            UPDATE driftmirror.mirror
+               SET primary_checked_at = CASE WHEN p_action = 'status_primary' THEN clock_timestamp() ELSE primary_checked_at END,
+                   mirror_checked_at = CASE WHEN p_action = 'status_mirror' THEN clock_timestamp() ELSE mirror_checked_at END,
+                   last_error = p_error, last_error_detail = p_detail,
+                   last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
+             WHERE id = m.id;
+        END IF;
+        RETURN;
+    END IF;
+
+    IF p_ok THEN
+        UPDATE driftmirror.mirror
+           SET step = p_action, pending_action = NULL, pending_since = NULL, attempts = 0,
+               last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
+         WHERE id = m.id;
+        PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_step',
+                                        format('created %s', p_action),
+                                        jsonb_build_object('step', p_action));
+        RETURN;
+    END IF;
+
+    maxa := (driftmirror._effective_options('mirror', m.options) ->> 'max_attempts')::integer;
+    UPDATE driftmirror.mirror
+       SET attempts = attempts + 1, last_error = p_error, last_error_detail = p_detail,
+           last_error_sqlstate = p_sqlstate, last_error_at = clock_timestamp()
+     WHERE id = m.id;
+    IF m.attempts + 1 >= maxa THEN
+        PERFORM driftmirror._mirror_set_state(m, 'failed',
+            format('step %s failed %s time(s): %s', p_action, m.attempts + 1, p_error));
+    ELSE
+        UPDATE driftmirror.mirror
+           SET state_reason = format('step %s failed (attempt %s of %s), will retry: %s',
+                                     p_action, m.attempts + 1, maxa, p_error)
+         WHERE id = m.id;
+    END IF;
 END
 $$;

@@ -1,0 +1,413 @@
+-- 55_metric_maintenance.sql: partitions of the raw metric table (created
+-- ahead, indexed, dropped by retention), the 5-minute and 1-hour rollups,
+-- the maintenance pass the worker runs, and the functions that do each by
+-- hand (dm_run_maintenance, dm_create_partitions, dm_rollup,
+-- dm_set_metric_settings).  Layout and retention rules:
+-- 55_metric_catalog.sql.
+
+-- ---------------------------------------------------------------------
+-- partitions
+-- ---------------------------------------------------------------------
+
+-- _index_partition: the indexes of one partition (idempotent)
+CREATE FUNCTION driftmirror._index_partition(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
+                   p_name || '_series', p_name);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
+                   p_name || '_ts', p_name);
+    UPDATE driftmirror.metric_partition SET indexed = true WHERE name = p_name;
+END
+$$;
+
+-- _ensure_partitions: make sure partitions cover [p_from, p_to]; returns how
+-- many it created.  Bounds are aligned on the partition interval; a range
+-- next to an existing partition made with another interval is clipped to
+-- fit.  Creations are serialised by an advisory lock; the common case (all
+-- covered) takes no lock.  Data decide the range for the collectors and
+-- dm_ingest: they pass no p_max and get at most 400 partitions made by one
+-- call, an error beyond (nothing is made then: the error rolls back);
+-- dm_create_partitions, an explicit request, passes its own bound.
+CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
+                                               p_max integer DEFAULT 400)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    iv  interval;
+    t   timestamptz;
+    lo  timestamptz;
+    hi  timestamptz;
+    nm  text;
+    n   integer := 0;
+    cov timestamptz;
+    mode text;
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
+        RETURN 0;
+    END IF;
+    IF NOT EXISTS (
+        WITH RECURSIVE walk (upto) AS (
+            SELECT p.hi FROM driftmirror.metric_partition p
+             WHERE p.lo <= p_from AND p.hi > p_from
+            UNION ALL
+            SELECT p.hi FROM walk w JOIN driftmirror.metric_partition p ON p.lo = w.upto
+             WHERE w.upto <= p_to
+        )
+        SELECT FROM walk HAVING max(upto) > p_to) THEN
+        NULL;                   -- something is missing: fall through
+    ELSE
+        RETURN 0;
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
+    SELECT s.partition_interval, s.index_mode INTO iv, mode FROM driftmirror.metric_settings s;
+    -- refused up front when even the partitions already there leave too
+    -- many to make (the loop below checks the exact count as it goes)
+    IF p_max IS NOT NULL
+       AND ceil(extract(epoch FROM p_to - p_from) / extract(epoch FROM iv)) + 1
+           - (SELECT count(*) FROM driftmirror.metric_partition p WHERE p.hi > p_from AND p.lo <= p_to)
+           > p_max THEN
+        RAISE EXCEPTION 'the rows would need more than % new metric partitions', p_max
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('They span %s to %s.', p_from, p_to),
+                  HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
+    END IF;
+    t := p_from;
+    WHILE t <= p_to LOOP
+        SELECT p.hi INTO cov FROM driftmirror.metric_partition p
+         WHERE p.lo <= t AND p.hi > t;
+        IF FOUND THEN
+            t := cov;
+            CONTINUE;
+        END IF;
+        lo := date_bin(iv, t, timestamptz '2000-01-01 00:00:00+00');
+        hi := lo + iv;
+        lo := greatest(lo, (SELECT max(p.hi) FROM driftmirror.metric_partition p WHERE p.hi <= t));
+        hi := least(hi, (SELECT min(p.lo) FROM driftmirror.metric_partition p WHERE p.lo > t));
+        IF p_max IS NOT NULL AND n >= p_max THEN
+            RAISE EXCEPTION 'the rows would need more than % new metric partitions', p_max
+                USING ERRCODE = 'program_limit_exceeded',
+                      DETAIL = format('They span %s to %s.', p_from, p_to),
+                      HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
+        END IF;
+        nm := 'metric_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');
+        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.metric FOR VALUES FROM (%L) TO (%L)',
+                       nm, lo, hi);
+        EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', nm);
+        INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
+        IF mode = 'immediate' THEN
+            PERFORM driftmirror._index_partition(nm);
+        END IF;
+        n := n + 1;
+        t := hi;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- _group_retention: the retention of every group, as intervals
+CREATE FUNCTION driftmirror._group_retention()
+RETURNS TABLE (group_id bigint, retention interval)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.id,
+           driftmirror._opt_interval(driftmirror._effective_options('group', g.options) -> 'retention')
+      FROM driftmirror.resource_group g
+$$;
+
+-- _metric_retention: drop partitions no group needs, purge expired rows of
+-- groups with a shorter retention.  Returns (dropped, purged rows).
+CREATE FUNCTION driftmirror._metric_retention(p_now timestamptz,
+                                              OUT dropped integer, OUT purged bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keep   interval;
+    p      driftmirror.metric_partition;
+    g      record;
+    n      bigint;
+BEGIN
+    dropped := 0;
+    purged := 0;
+    PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
+
+    -- forget partitions dropped by hand
+    DELETE FROM driftmirror.metric_partition mp
+     WHERE to_regclass(format('driftmirror.%I', mp.name)) IS NULL;
+
+    SELECT coalesce(max(r.retention),
+                    driftmirror._opt_interval((SELECT o.default_value FROM driftmirror.option_def o
+                                                WHERE o.scope = 'group' AND o.key = 'retention')))
+      INTO keep FROM driftmirror._group_retention() r;
+
+    FOR p IN SELECT * FROM driftmirror.metric_partition mp
+              WHERE mp.hi <= p_now - keep ORDER BY mp.lo
+    LOOP
+        EXECUTE format('DROP TABLE driftmirror.%I', p.name);
+        DELETE FROM driftmirror.metric_partition mp WHERE mp.name = p.name;
+        dropped := dropped + 1;
+    END LOOP;
+
+    FOR g IN
+        SELECT mp.name, r.group_id
+          FROM driftmirror.metric_partition mp
+          JOIN driftmirror._group_retention() r ON mp.hi <= p_now - r.retention
+         WHERE NOT r.group_id = ANY (mp.purged_groups)
+         ORDER BY mp.lo, r.group_id
+    LOOP
+        EXECUTE format('DELETE FROM driftmirror.%I m USING driftmirror.resource r
+                         WHERE r.group_id = $1 AND m.resource_id = r.id', g.name)
+          USING g.group_id;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        purged := purged + n;
+        UPDATE driftmirror.metric_partition mp
+           SET purged_groups = mp.purged_groups || g.group_id
+         WHERE mp.name = g.name;
+    END LOOP;
+END
+$$;
+
+-- _metric_rollup: compute the closed buckets of one rollup level after its
+-- watermark, at most max_span of raw data per call; returns the number of
+-- bucket rows written.  Rows arriving later for buckets already rolled up
+-- are not seen: call dm_rollup(from, to) after a backfill.
+CREATE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st     driftmirror.metric_rollup_state;
+    delay  interval;
+    w      timestamptz;
+    upto   timestamptz;
+    n      bigint;
+BEGIN
+    SELECT * INTO st FROM driftmirror.metric_rollup_state s WHERE s.level = p_level FOR UPDATE;
+    SELECT s.rollup_delay INTO delay FROM driftmirror.metric_settings s;
+    w := coalesce(st.watermark,
+                  date_bin(st.width, (SELECT min(mp.lo) FROM driftmirror.metric_partition mp),
+                           timestamptz '2000-01-01 00:00:00+00'));
+    IF w IS NULL THEN
+        RETURN 0;               -- no partitions yet
+    END IF;
+    upto := date_bin(st.width, p_now - delay, timestamptz '2000-01-01 00:00:00+00');
+    upto := least(upto, w + st.max_span);
+    IF upto <= w THEN
+        RETURN 0;
+    END IF;
+    n := driftmirror._rollup_range(st, w, upto);
+    UPDATE driftmirror.metric_rollup_state s
+       SET watermark = upto, updated_at = clock_timestamp()
+     WHERE s.level = p_level;
+    RETURN n;
+END
+$$;
+
+-- _rollup_range: (re)compute the buckets of one level in [p_from, p_to)
+CREATE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
+                                          p_from timestamptz, p_to timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format($q$
+        INSERT INTO driftmirror.%1$I AS r (resource_id, metric_id, bucket, samples, avg, max, p95)
+        SELECT m.resource_id, m.metric_id,
+               date_bin($1, m.ts, timestamptz '2000-01-01 00:00:00+00'),
+               count(*), avg(m.value), max(m.value),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY m.value)
+          FROM driftmirror.metric m
+         WHERE m.ts >= $2 AND m.ts < $3
+         GROUP BY 1, 2, 3
+        ON CONFLICT (resource_id, metric_id, bucket) DO UPDATE
+           SET samples = excluded.samples, avg = excluded.avg,
+               max = excluded.max, p95 = excluded.p95$q$, st.tbl)
+      USING st.width, p_from, p_to;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- _metric_maintenance: everything the worker does on the store, in one
+-- transaction: partitions ahead, retention, rollups.  Returns a summary.
+CREATE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s        driftmirror.metric_settings;
+    created  integer;
+    ret      record;
+    r5       bigint;
+    r1       bigint;
+    rdel     bigint := 0;
+    n        bigint;
+    nm       text;
+    orphans  bigint := 0;
+    indexed  integer := 0;
+BEGIN
+    SELECT * INTO s FROM driftmirror.metric_settings;
+    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
+    SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
+    -- closed partitions: drop rows naming no resource or metric (COPY does
+    -- not check ids), then index them if that was deferred
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE mp.hi <= p_now AND NOT mp.checked ORDER BY mp.lo LOOP
+        EXECUTE format('DELETE FROM driftmirror.%I m
+                         WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)
+                            OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)', nm);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        orphans := orphans + n;
+        UPDATE driftmirror.metric_partition mp SET checked = true WHERE mp.name = nm;
+    END LOOP;
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE mp.hi <= p_now AND NOT mp.indexed ORDER BY mp.lo LOOP
+        PERFORM driftmirror._index_partition(nm);
+        indexed := indexed + 1;
+    END LOOP;
+    r5 := driftmirror._metric_rollup('5m', p_now);
+    r1 := driftmirror._metric_rollup('1h', p_now);
+    DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    rdel := rdel + n;
+    DELETE FROM driftmirror.metric_1h WHERE bucket < p_now - s.rollup_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    rdel := rdel + n;
+    RETURN jsonb_build_object('partitions_created', created,
+                              'partitions_dropped', ret.dropped,
+                              'rows_purged', ret.purged,
+                              'orphan_rows_deleted', orphans,
+                              'partitions_indexed', indexed,
+                              'rollup_5m_rows', r5,
+                              'rollup_1h_rows', r1,
+                              'rollup_rows_deleted', rdel);
+END
+$$;
+
+CREATE FUNCTION driftmirror.dm_run_maintenance()
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+BEGIN
+    summary := driftmirror._metric_maintenance(now());
+    PERFORM driftmirror._log_action('', NULL, 'run_maintenance', 'dm_run_maintenance', summary);
+    RETURN summary;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_run_maintenance() IS
+    'Run the metric store maintenance now (the worker also runs it): partitions ahead, retention, rollups';
+
+CREATE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF starts IS NULL OR ends IS NULL THEN
+        RAISE EXCEPTION 'partition range bounds must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT isfinite(starts) OR NOT isfinite(ends) OR ends < starts
+       OR starts < now() - interval '3650 days' OR ends > now() + interval '400 days' THEN
+        RAISE EXCEPTION 'invalid partition range from % to %', starts, ends
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The range must be finite, ordered, and within 3650 days before and 400 days after now.';
+    END IF;
+    n := driftmirror._ensure_partitions(starts, ends, NULL);
+    PERFORM driftmirror._log_action('', NULL, 'create_partitions', 'dm_create_partitions',
+                                    jsonb_build_object('starts', starts, 'ends', ends, 'created', n));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
+    'Create the metric partitions covering a time range (before a COPY of old data); returns how many were created';
+
+CREATE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st driftmirror.metric_rollup_state;
+    n  bigint := 0;
+BEGIN
+    IF starts IS NULL OR ends IS NULL OR NOT isfinite(starts) OR NOT isfinite(ends) OR ends < starts THEN
+        RAISE EXCEPTION 'invalid rollup range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Both bounds must be finite and not null, and ends must not be before starts.';
+    END IF;
+    FOR st IN SELECT * FROM driftmirror.metric_rollup_state ORDER BY width LOOP
+        n := n + driftmirror._rollup_range(st,
+                    date_bin(st.width, starts, timestamptz '2000-01-01 00:00:00+00'),
+                    date_bin(st.width, ends, timestamptz '2000-01-01 00:00:00+00') + st.width);
+    END LOOP;
+    PERFORM driftmirror._log_action('', NULL, 'rollup', 'dm_rollup',
+                                    jsonb_build_object('starts', starts, 'ends', ends, 'rows', n));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_rollup(timestamptz, timestamptz) IS
+    'Recompute the 5-minute and 1-hour rollups of the buckets touching a time range (after a backfill)';
+
+CREATE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+BEGIN
+    IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
+        RAISE EXCEPTION 'metric settings must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(settings) LOOP
+        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention', 'index_mode') THEN
+            RAISE EXCEPTION 'unknown metric setting "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention, index_mode.';
+        END IF;
+    END LOOP;
+    BEGIN
+        UPDATE driftmirror.metric_settings s
+           SET partition_interval = coalesce(driftmirror._opt_interval(settings -> 'partition_interval'),
+                                             s.partition_interval),
+               premake = coalesce((settings ->> 'premake')::integer, s.premake),
+               rollup_delay = coalesce(driftmirror._opt_interval(settings -> 'rollup_delay'),
+                                       s.rollup_delay),
+               rollup_retention = coalesce(driftmirror._opt_interval(settings -> 'rollup_retention'),
+                                           s.rollup_retention),
+               index_mode = coalesce(settings ->> 'index_mode', s.index_mode);
+    EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
+        RAISE EXCEPTION 'invalid metric settings %', settings
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
+    END;
+    PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
+                                    jsonb_build_object('settings', settings));
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_set_metric_settings(jsonb) IS
+    'Change metric store settings; partition_interval and index_mode apply to partitions created from now on';

@@ -1,0 +1,46 @@
+-- 55_metric_views.sql: the views of the metric store for people:
+-- dm_metric_names, dm_metrics, dm_metric_rollups, dm_metric_partitions.
+
+-- ---------------------------------------------------------------------
+-- views
+-- ---------------------------------------------------------------------
+CREATE VIEW driftmirror.dm_metric_names AS
+SELECT m.id, m.name, m.unit, m.description, m.builtin
+  FROM driftmirror.metric_def m;
+COMMENT ON VIEW driftmirror.dm_metric_names IS
+    'Registered metric names with their ids (for COPY into driftmirror.metric) and units';
+
+CREATE VIEW driftmirror.dm_metrics AS
+SELECT g.name AS group_name,
+       r.name AS resource_name,
+       d.name AS metric,
+       m.ts,
+       m.value,
+       d.unit
+  FROM driftmirror.metric m
+  JOIN driftmirror.resource r ON r.id = m.resource_id
+  JOIN driftmirror.resource_group g ON g.id = r.group_id
+  JOIN driftmirror.metric_def d ON d.id = m.metric_id;
+COMMENT ON VIEW driftmirror.dm_metrics IS
+    'Raw metric samples by group, resource and metric name';
+
+CREATE VIEW driftmirror.dm_metric_rollups AS
+SELECT x.level, g.name AS group_name, r.name AS resource_name, d.name AS metric,
+       x.bucket, x.samples, x.avg, x.max, x.p95
+  FROM (SELECT '5m'::text AS level, * FROM driftmirror.metric_5m
+        UNION ALL
+        SELECT '1h'::text, * FROM driftmirror.metric_1h) x
+  JOIN driftmirror.resource r ON r.id = x.resource_id
+  JOIN driftmirror.resource_group g ON g.id = r.group_id
+  JOIN driftmirror.metric_def d ON d.id = x.metric_id;
+COMMENT ON VIEW driftmirror.dm_metric_rollups IS
+    '5-minute and 1-hour rollups (samples, avg, max, p95) for model training';
+
+CREATE VIEW driftmirror.dm_metric_partitions AS
+SELECT p.name, p.lo, p.hi,
+       pg_catalog.pg_total_relation_size(format('driftmirror.%I', p.name)::regclass) AS bytes,
+       p.purged_groups, p.created_at
+  FROM driftmirror.metric_partition p
+ WHERE to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL;
+COMMENT ON VIEW driftmirror.dm_metric_partitions IS
+    'Partitions of the raw metric table with their bounds and size';
