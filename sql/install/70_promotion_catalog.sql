@@ -146,6 +146,10 @@ CREATE TABLE driftmirror.promotion (
 );
 CREATE UNIQUE INDEX promotion_one_running ON driftmirror.promotion (group_id)
     WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed');
+-- promotions that still owe a pgbouncer router a RESUME (almost always
+-- none): the worker's step looks for them (_step_work)
+CREATE INDEX promotion_poolers_owed ON driftmirror.promotion (group_id)
+    WHERE poolers_paused IS NOT NULL OR poolers_removed IS NOT NULL;
 COMMENT ON TABLE driftmirror.promotion IS
     'Promotions (switchovers): one row per resource promoted, with its persisted state';
 

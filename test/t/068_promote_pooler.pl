@@ -15,7 +15,9 @@
 #     recovery resumes the removed router's pgbouncer;
 #   - a promotion that ends failed with pgbouncer still paused (the driver
 #     killed after the flip, the mirror dropped meanwhile): the recovery
-#     ends it failed and resumes pgbouncer.
+#     ends it failed and resumes pgbouncer;
+#   - an ended promotion that still records pgbouncer as paused (its driver
+#     could not resume it): the worker's step resumes it.
 # The step log records the pooler phases (PAUSE wait, switch and RESUME).
 use strict;
 use warnings;
@@ -208,6 +210,17 @@ IPC::Run::run([ 'psql', '-X', '-A', '-t', '-d', $via_bouncer, '-c', 'SELECT 42' 
 	'>', \$out_sel, '2>', \$err_sel, IPC::Run::timeout(60));
 is($out_sel, "42\n", 'a query through pgbouncer is answered');
 $a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+
+# ---- an ended promotion still recording a paused pooler (as when its
+# driver could not resume it): the worker's step resumes it ----
+system('psql', '-X', '-q', '-d', $bouncer->{admin}, '-c', 'PAUSE app') == 0 or die 'PAUSE app';
+like(bouncer_app(), qr/^1 /, 'pgbouncer paused by hand');
+$a->safe_psql('postgres', q{UPDATE driftmirror.promotion SET poolers_paused =
+	ARRAY[(SELECT id FROM driftmirror.router WHERE name = 'pool')]
+	WHERE id = (SELECT max(id) FROM driftmirror.promotion)});
+ok($a->poll_query_until('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	'the worker resumed the pooler an ended (failed) promotion still recorded, and cleared the record');
+like(bouncer_app(), qr/^0 /, 'pgbouncer serves again');
 
 router_stop($bouncer);
 done_testing();
