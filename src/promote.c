@@ -86,28 +86,9 @@ DmRecoverPromotions(int64 group_id)
 	uint64		i;
 	List	   *ids = NIL;
 	ListCell   *lc;
-	bool		attr_null;
-	bool		with_poolers;
 
-	/*
-	 * Unfinished ones, and ended ones that still record paused poolers
-	 * (columns of 0.2.0: a library newer than the catalog skips them until
-	 * ALTER EXTENSION driftmirror UPDATE)
-	 */
-	DmSpiExec("SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute "
-			  "  WHERE attrelid OPERATOR(pg_catalog.=) 'driftmirror.promotion'::pg_catalog.regclass "
-			  "    AND attname OPERATOR(pg_catalog.=) 'poolers_removed' AND NOT attisdropped)",
-			  0, NULL, NULL);
-	with_poolers = SPI_processed > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &attr_null));
-	DmSpiExec(with_poolers ?
-			  "SELECT id FROM (SELECT driftmirror._promotions_unfinished($1) UNION "
-			  "  SELECT p.id FROM driftmirror.promotion p WHERE p.group_id OPERATOR(pg_catalog.=) $1 "
-			  "    AND (p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL)) u (id) "
-			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "ELSE false END" :
-			  "SELECT id FROM driftmirror._promotions_unfinished($1) id "
+	/* unfinished ones, and ended ones still owing a pooler a RESUME */
+	DmSpiExec("SELECT id FROM driftmirror._promotions_unfinished($1) id "
 			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
 			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
 			  "ELSE false END",

@@ -44,8 +44,7 @@ $$;
 -- something to do (the worker skips the others; see src/group_step.c).  One
 -- set-based query per pass instead of one transaction per phase and group
 -- that would only find no rows.  Columns:
---   promotions  an unfinished promotion, or an ended one that still owes a
---               pgbouncer router a RESUME (the promotion recovery phase)
+--   promotions  an unfinished promotion (the promotion recovery phase)
 --   mirrors     a mirror (the mirror, drift and auto-promotion phases)
 --   shift_plan  a running shift plan
 --   routers     a router
@@ -62,10 +61,7 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT g.id,
-           EXISTS (SELECT FROM driftmirror._promotions_unfinished(g.id))
-           OR EXISTS (SELECT FROM driftmirror.promotion p
-                       WHERE p.group_id = g.id
-                         AND (p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL)),
+           EXISTS (SELECT FROM driftmirror._promotions_unfinished(g.id)),
            EXISTS (SELECT FROM driftmirror.mirror m WHERE m.group_id = g.id),
            EXISTS (SELECT FROM driftmirror.shift_plan sp
                     WHERE sp.group_id = g.id AND sp.state = 'running'),
