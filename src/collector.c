@@ -9,14 +9,17 @@
  *		transaction, every poll that finished since the last pass
  *		(_store_samples, then _record_polls: errors, backoff, watermarks);
  *		then reads the due sources of the due groups (_due_sources) in
- *		another and starts their polls: PQconnectStartParams / PQsendQuery
- *		for postgres targets, DmHttpMultiAdd for the queries of HTTP sources
- *		(Prometheus query_range, InfluxDB 1.x /query with InfluxQL);
- *	 2. DmCollectorWait (the worker's nap) drives every poll in flight
- *		outside any transaction: one WaitEventSet over the latch, every
- *		libpq socket (PQconnectPoll, PQflush, PQconsumeInput) and libcurl's
- *		sockets, with each poll's deadline (the source's timeout, default
- *		5 s).  It returns when the nap is over or the latch is set.
+ *		another and starts their polls as requests of the worker's I/O
+ *		engine (io_engine.c): one plain PostgreSQL request per postgres
+ *		target (a hardened session without the node session, its names
+ *		resolved by io_dns.c, pooled between polls), one HTTP request per
+ *		query of an HTTP source (Prometheus query_range, InfluxDB 1.x /query
+ *		with InfluxQL);
+ *	 2. the engine drives them outside any transaction, in the worker's nap
+ *		(DmIoWait: one WaitEventSet over the latch and every socket of the
+ *		worker), each with the source's timeout (default 5 s) as its
+ *		deadlines, and calls back here when one ends: the callbacks only
+ *		take the answer (no transaction, no I/O).
  * So a slow or dead node delays nothing but its own samples: the groups'
  * steps and the other polls go on, and a poll still running when its
  * group is due again is not started twice.
@@ -31,21 +34,22 @@
  * for every other reader of dm_metric_sources and dm_status.
  *
  * PostgreSQL targets are shared by conninfo: sources whose resources have
- * the same connection string share one connection and one query per poll.
- * Connections stay open between polls (TopMemoryContext); a failed one is
- * closed and reopened at the source's next attempt, which _record_polls
- * backs off exponentially; one idle for ten minutes is closed.  Rates come
+ * the same connection string share one request and one query per poll.
+ * Sessions stay open between polls in the engine's pool; a failed one is
+ * cut and reopened at the source's next attempt, which _record_polls
+ * backs off exponentially; a target idle for ten minutes is forgotten.  Rates come
  * from counter deltas between two polls of the same target; a counter going
  * backwards or a new stats_reset time means a reset: no rate for that poll.
  *
  * Memory: each source in flight has its own small context (TopMemoryContext
- * child) holding its configuration and its HTTP responses, deleted once the
- * poll is recorded; targets and their errors live in TopMemoryContext; the
- * rest is per pass (the worker's loop context).  libcurl and libpq never
- * see palloc'd memory they would free.
+ * child) holding its configuration and its HTTP requests and responses,
+ * deleted once the poll is recorded (its requests cancelled first if they
+ * still run); targets and their errors live in TopMemoryContext, each
+ * target's engine request in the target's own context; the rest is per
+ * pass (the worker's loop context).
  *
- * Neither entry point raises: an error is logged as a WARNING, the polls in
- * flight are dropped, and the worker goes on.
+ * The entry points do not raise: an error is logged as a WARNING, the polls
+ * in flight are dropped, and the worker goes on.
  *
  *-------------------------------------------------------------------------
  */
@@ -72,8 +76,8 @@
 #include "utils/timestamp.h"
 
 #include "driftmirror.h"
-#include "endpoint.h"
 #include "http.h"
+#include "io_engine.h"
 #include "secrets.h"
 #include "spi_util.h"
 
@@ -141,9 +145,7 @@ static const char *const PgPollQuery =
 typedef enum TargetState
 {
 	TS_IDLE,					/* not polled in this pass */
-	TS_CONNECTING,
-	TS_SEND,					/* connected, query to send */
-	TS_BUSY,					/* query sent, reading */
+	TS_BUSY,					/* its request runs in the engine */
 	TS_DONE,					/* result in hand */
 	TS_FAILED
 } TargetState;
@@ -152,14 +154,10 @@ typedef enum TargetState
 typedef struct PgTarget
 {
 	char	   *conninfo;
-	PGconn	   *conn;
 	TargetState state;
-	PostgresPollingStatusType pstat;
-	bool		flush_pending;
-	bool		got_result;
-	char	   *query_error;
+	MemoryContext cxt;			/* its engine request, reset per poll */
+	DmIoPgRequest *req;			/* the poll in flight (TS_BUSY), or NULL */
 	long		timeout_ms;
-	TimestampTz deadline;
 	TimestampTz last_used;
 	/* previous counters, for rates */
 	bool		have_prev;
@@ -191,7 +189,8 @@ typedef struct PromQuery
 	int16		metric_id;
 	double		start;			/* unix seconds */
 	double		end;
-	DmHttpResponse resp;
+	DmIoHttpRequest *io;		/* its engine request, or NULL */
+	DmHttpResponse resp;		/* the answer, once the engine has it */
 } PromQuery;
 
 /* one due source, for this pass */
@@ -240,7 +239,6 @@ typedef struct MetricIds
 } MetricIds;
 
 static PgTarget *Targets = NULL;
-static DmHttpMulti *Http = NULL;
 static List *InFlight = NIL;	/* Source *, in TopMemoryContext */
 static int16 PgIds[PGM_COUNT];	/* ids of the postgres collector's metrics */
 
@@ -524,75 +522,7 @@ TargetFail(PgTarget *t, const char *label, const char *msg)
 	t->error = TrimErrorIn(TopMemoryContext, msg);
 	t->label = label;
 	t->state = TS_FAILED;
-	if (t->conn)
-	{
-		PQfinish(t->conn);
-		t->conn = NULL;
-	}
 	t->have_prev = false;
-}
-
-/*
- * TargetStart
- *		Begin one poll: connect if needed, else get ready to send.
- */
-static void
-TargetStart(PgTarget *t, long timeout_ms)
-{
-	static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[3];
-
-	if (t->error)
-		pfree(t->error);
-	if (t->query_error)
-		pfree(t->query_error);
-	t->error = NULL;
-	t->query_error = NULL;
-	t->got_result = false;
-	t->flush_pending = false;
-	memset(t->have, 0, sizeof(t->have));
-	t->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	t->last_used = GetCurrentTimestamp();
-
-	if (t->conn != NULL && PQstatus(t->conn) == CONNECTION_OK &&
-		PQtransactionStatus(t->conn) == PQTRANS_IDLE)
-	{
-		t->state = TS_SEND;
-		return;
-	}
-	if (t->conn != NULL)
-	{
-		PQfinish(t->conn);
-		t->conn = NULL;
-	}
-
-	/* defence in depth: the endpoint keyword allow-list (endpoint.c) */
-	{
-		char	   *refused = DmConninfoProblem(t->conninfo);
-
-		if (refused != NULL)
-		{
-			TargetFail(t, "endpoint refused by the connection keyword allow-list", refused);
-			return;
-		}
-	}
-
-	values[0] = t->conninfo;
-	values[1] = "driftmirror collector";
-	values[2] = NULL;
-	t->conn = PQconnectStartParams(keywords, values, 1);
-	if (t->conn == NULL)
-	{
-		TargetFail(t, "connection failed", "out of memory");
-		return;
-	}
-	if (PQstatus(t->conn) == CONNECTION_BAD)
-	{
-		TargetFail(t, "connection failed", PQerrorMessage(t->conn));
-		return;
-	}
-	t->state = TS_CONNECTING;
-	t->pstat = PGRES_POLLING_WRITING;
 }
 
 /*
@@ -680,108 +610,104 @@ TargetResult(PgTarget *t, PGresult *res)
 }
 
 /*
- * TargetAdvance
- *		Move one target's state machine forward after its socket fired (or
- *		when it has something to send).
+ * FailureLabel
+ *		What the monitor may read about a failed poll: a constant per place
+ *		the engine says the request failed (io_engine.h), never remote text.
+ */
+static const char *
+FailureLabel(DmIoFailure failure)
+{
+	switch (failure)
+	{
+		case DM_IO_REFUSED:
+			return "endpoint refused by the connection keyword allow-list";
+		case DM_IO_CONNECT_TIMEOUT:
+			return "no answer within the timeout (connecting)";
+		case DM_IO_TIMEOUT:
+			return "no answer within the timeout (statistics query)";
+		case DM_IO_LOST:
+			return "connection lost";
+		case DM_IO_REMOTE:
+			return "statistics query failed";
+		case DM_IO_RESOLVE:
+		case DM_IO_CONNECT:
+		case DM_IO_SETUP:
+		case DM_IO_OK:
+			break;
+	}
+	return "connection failed";
+}
+
+/*
+ * TargetPolled
+ *		The engine's callback for a target's poll: take the row or the
+ *		error.  No transaction, no I/O.
  */
 static void
-TargetAdvance(PgTarget *t, uint32 events)
+TargetPolled(DmIoPgRequest *req, void *arg)
 {
-	if (t->state == TS_CONNECTING)
+	PgTarget   *t = (PgTarget *) arg;
+
+	t->req = NULL;
+	if (req->ok && req->res != NULL)
 	{
-		t->pstat = PQconnectPoll(t->conn);
-		if (t->pstat == PGRES_POLLING_FAILED)
-		{
-			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
-			return;
-		}
-		if (t->pstat != PGRES_POLLING_OK)
-			return;
-		if (PQsetnonblocking(t->conn, 1) != 0)
-		{
-			TargetFail(t, "connection failed", PQerrorMessage(t->conn));
-			return;
-		}
-		t->state = TS_SEND;
+		t->state = TS_DONE;
+		TargetResult(t, req->res);
 	}
+	else if (req->ok)
+		TargetFail(t, "statistics query failed", "no result from the statistics query");
+	else if (req->failure == DM_IO_TIMEOUT || req->failure == DM_IO_CONNECT_TIMEOUT)
+		TargetFail(t, FailureLabel(req->failure),
+				   psprintf("no answer within %ld ms (%s)", t->timeout_ms,
+							req->failure == DM_IO_CONNECT_TIMEOUT ? "connecting" :
+							"waiting for the statistics query"));
+	else
+		TargetFail(t, FailureLabel(req->failure),
+				   req->detail ? psprintf("%s: %s", req->error, req->detail) : req->error);
+}
 
-	if (t->state == TS_SEND)
-	{
-		int			rc;
+/*
+ * TargetStart
+ *		Begin one poll: hand the statistics query to the I/O engine, on a
+ *		plain hardened session of the target (pooled between polls).
+ */
+static void
+TargetStart(PgTarget *t, long timeout_ms)
+{
+	DmIoPgRequest *req;
 
-		if (!PQsendQuery(t->conn, PgPollQuery))
-		{
-			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
-			return;
-		}
-		t->state = TS_BUSY;
-		rc = PQflush(t->conn);
-		if (rc < 0)
-		{
-			TargetFail(t, "connection lost", PQerrorMessage(t->conn));
-			return;
-		}
-		t->flush_pending = (rc == 1);
-		return;
-	}
+	if (t->error)
+		pfree(t->error);
+	t->error = NULL;
+	memset(t->have, 0, sizeof(t->have));
+	t->last_used = GetCurrentTimestamp();
+	t->timeout_ms = timeout_ms;
 
+	MemoryContextReset(t->cxt);
+	req = DmIoPgRequestCreate(t->cxt, t->conninfo, "metric source");
+	req->plain = true;
+	req->application_name = "driftmirror collector";
+	req->sql = (char *) PgPollQuery;
+	req->keep_result = true;
+	req->connect_timeout_ms = (int) timeout_ms;
+	req->timeout_ms = (int) timeout_ms;
+	req->callback = TargetPolled;
+	req->arg = t;
+	t->req = req;
+	t->state = TS_BUSY;
+	DmIoPgStart(req);
+}
+
+/* TargetCancel: drop a target's poll in flight, if any */
+static void
+TargetCancel(PgTarget *t)
+{
+	if (t->req != NULL)
+		DmIoPgCancel(t->req);
+	t->req = NULL;
 	if (t->state == TS_BUSY)
-	{
-		if (t->flush_pending && (events & WL_SOCKET_WRITEABLE))
-		{
-			int			rc = PQflush(t->conn);
-
-			if (rc < 0)
-			{
-				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
-				return;
-			}
-			t->flush_pending = (rc == 1);
-		}
-		if (events & WL_SOCKET_READABLE)
-		{
-			if (!PQconsumeInput(t->conn))
-			{
-				TargetFail(t, "connection lost", PQerrorMessage(t->conn));
-				return;
-			}
-			/* read every result up to the end of the query */
-			while (!PQisBusy(t->conn))
-			{
-				PGresult   *res = PQgetResult(t->conn);
-
-				if (res == NULL)
-				{
-					if (t->query_error != NULL)
-					{
-						/* the connection is fine, the query was not */
-						if (t->error)
-							pfree(t->error);
-						t->error = t->query_error;
-						t->label = "statistics query failed";
-						t->query_error = NULL;
-						t->state = TS_FAILED;
-						t->have_prev = false;
-					}
-					else if (!t->got_result)
-						TargetFail(t, "statistics query failed", "no result from the statistics query");
-					else
-						t->state = TS_DONE;
-					return;
-				}
-				if (PQresultStatus(res) == PGRES_TUPLES_OK && !t->got_result)
-				{
-					t->got_result = true;
-					TargetResult(t, res);
-				}
-				else if (PQresultStatus(res) != PGRES_TUPLES_OK && t->query_error == NULL)
-					t->query_error = TrimErrorIn(TopMemoryContext, PQresultErrorMessage(res));
-				PQclear(res);
-				if (t->state == TS_FAILED)
-					return;		/* TargetResult gave up on it */
-			}
-		}
-	}
+		t->have_prev = false;
+	t->state = TS_IDLE;
 }
 
 /*
@@ -834,6 +760,34 @@ HttpQueryUrl(Source *s, const char *url, const char *query, double start, double
 }
 
 /*
+ * HttpQueryDone
+ *		The engine's callback for one query of an HTTP source: keep the
+ *		answer (in the source's context).
+ */
+static void
+HttpQueryDone(DmIoHttpRequest *io, void *arg)
+{
+	PromQuery  *q = (PromQuery *) arg;
+
+	q->resp = io->resp;
+	q->io = NULL;
+}
+
+/* HttpSourceCancel: drop the queries of a source still in the engine */
+static void
+HttpSourceCancel(Source *s)
+{
+	int			i;
+
+	for (i = 0; i < s->nqueries; i++)
+		if (s->queries[i].io != NULL)
+		{
+			DmIoHttpCancel(s->queries[i].io);
+			s->queries[i].io = NULL;
+		}
+}
+
+/*
  * StartHttpSource
  *		Add one request per query of a prometheus or influxdb source.
  */
@@ -881,7 +835,7 @@ StartHttpSource(Source *s, MetricIds *ids)
 		PromQuery  *q;
 		char	   *promql;
 		JsonbValue	wm;
-		DmHttpRequest req;
+		DmHttpRequest *req;
 
 		if (tok != WJB_KEY)
 			continue;
@@ -914,12 +868,17 @@ StartHttpSource(Source *s, MetricIds *ids)
 			continue;
 		}
 
-		memset(&req, 0, sizeof(req));
-		req.method = "GET";
-		req.url = HttpQueryUrl(s, url, promql, q->start, q->end);
-		req.bearer_token = token;
-		req.timeout_ms = s->timeout_ms;
-		DmHttpMultiAdd(Http, &req, &q->resp);
+		q->io = DmIoHttpRequestCreate(s->cxt);
+		req = &q->io->http;
+		req->method = "GET";
+		req->url = HttpQueryUrl(s, url, promql, q->start, q->end);
+		req->bearer_token = token;
+		req->timeout_ms = s->timeout_ms;
+		q->io->callback = HttpQueryDone;
+		q->io->arg = q;
+		DmIoHttpStart(q->io);
+		/* libcurl has its copy of the header: the token is wiped below */
+		req->bearer_token = NULL;
 	}
 	s->nqueries = n;
 	if (token)
@@ -947,131 +906,6 @@ SourceFinished(Source *s)
 			return false;
 	}
 	return true;
-}
-
-/*
- * Pump
- *		Drive the polls in flight for up to budget_ms (at least one
- *		non-blocking look at the sockets).  With stop_on_latch, return as
- *		soon as the latch is set, leaving it set for the caller (the
- *		worker's nap); otherwise handle interrupts here.  Raises only for
- *		interrupts or out of memory.
- */
-static void
-Pump(long budget_ms, bool stop_on_latch)
-{
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), budget_ms);
-	int			ntargets = 0;
-	PgTarget   *t;
-	WaitEvent  *events;
-	int			maxevents;
-	bool		first = true;
-
-	for (t = Targets; t; t = t->next)
-		ntargets++;
-	maxevents = ntargets + 64;
-	events = palloc(sizeof(WaitEvent) * maxevents);
-
-	for (;;)
-	{
-		WaitEventSet *set;
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz wake = end;
-		long		http_ms;
-		long		wait_ms;
-		int			pending = 0;
-		bool		latch = false;
-		int			n;
-		int			i;
-
-		/* send what can be sent, enforce deadlines */
-		for (t = Targets; t; t = t->next)
-		{
-			if (t->state == TS_SEND)
-				TargetAdvance(t, 0);
-			if (t->state == TS_CONNECTING || t->state == TS_BUSY)
-			{
-				if (now >= t->deadline)
-				{
-					char	   *msg = psprintf("no answer within %ld ms (%s)", t->timeout_ms,
-											   t->state == TS_CONNECTING ? "connecting" :
-											   "waiting for the statistics query");
-
-					TargetFail(t, t->state == TS_CONNECTING ?
-							   "no answer within the timeout (connecting)" :
-							   "no answer within the timeout (statistics query)", msg);
-				}
-				else
-				{
-					pending++;
-					if (t->deadline < wake)
-						wake = t->deadline;
-				}
-			}
-		}
-		if (pending == 0 && (Http == NULL || DmHttpMultiRunning(Http) == 0))
-		{
-			/* nothing in flight: a plain nap */
-			if (stop_on_latch && now < end)
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 (long) ((end - now + 999) / 1000), PG_WAIT_EXTENSION);
-			break;
-		}
-		if (!first && now >= end)
-			break;
-		first = false;
-
-		set = CreateWaitEventSet(CurrentMemoryContext,
-								 2 + ntargets + (Http ? DmHttpMultiSocketCount(Http) : 0));
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (t = Targets; t; t = t->next)
-		{
-			uint32		ev = 0;
-
-			if (t->state == TS_CONNECTING)
-				ev = (t->pstat == PGRES_POLLING_READING) ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-			else if (t->state == TS_BUSY)
-				ev = WL_SOCKET_READABLE | (t->flush_pending ? WL_SOCKET_WRITEABLE : 0);
-			if (ev != 0 && PQsocket(t->conn) != PGINVALID_SOCKET)
-				AddWaitEventToSet(set, ev, PQsocket(t->conn), NULL, t);
-		}
-		if (Http)
-			DmHttpMultiAddWaitEvents(Http, set, (void *) Http);
-
-		wait_ms = (now >= wake) ? 0 : (long) ((wake - now + 999) / 1000);
-		http_ms = Http ? DmHttpMultiTimeoutMs(Http) : -1;
-		if (http_ms >= 0 && http_ms < wait_ms)
-			wait_ms = http_ms;
-
-		n = WaitEventSetWait(set, wait_ms, events, maxevents, PG_WAIT_EXTENSION);
-		/* events[] holds copies: free the set (an epoll fd) before anything can raise */
-		FreeWaitEventSet(set);
-		for (i = 0; i < n; i++)
-		{
-			WaitEvent  *e = &events[i];
-
-			if (e->events & WL_LATCH_SET)
-			{
-				if (stop_on_latch)
-					latch = true;
-				else
-				{
-					ResetLatch(MyLatch);
-					CHECK_FOR_INTERRUPTS();
-				}
-			}
-			else if (Http && e->user_data == (void *) Http)
-				DmHttpMultiSocketReady(Http, e->fd, e->events);
-			else if (e->user_data != NULL)
-				TargetAdvance((PgTarget *) e->user_data, e->events);
-		}
-		if (Http)
-			DmHttpMultiCheckTimers(Http);
-		if (latch)
-			break;
-	}
-	pfree(events);
 }
 
 /*
@@ -1511,12 +1345,26 @@ FindTarget(const char *conninfo)
 			return t;
 	t = MemoryContextAllocZero(TopMemoryContext, sizeof(PgTarget));
 	t->conninfo = MemoryContextStrdup(TopMemoryContext, conninfo);
+	t->cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror metric target",
+								   ALLOCSET_SMALL_SIZES);
 	t->next = Targets;
 	Targets = t;
 	return t;
 }
 
-/* close connections nobody polled for a while */
+/* FreeTarget: forget a target, its poll cancelled */
+static void
+FreeTarget(PgTarget *t)
+{
+	TargetCancel(t);
+	MemoryContextDelete(t->cxt);
+	if (t->error)
+		pfree(t->error);
+	pfree(t->conninfo);
+	pfree(t);
+}
+
+/* forget targets nobody polled for a while */
 static void
 CloseIdleTargets(void)
 {
@@ -1527,17 +1375,10 @@ CloseIdleTargets(void)
 	{
 		PgTarget   *t = *pp;
 
-		if (t->last_used < limit)
+		if (t->last_used < limit && t->state != TS_BUSY)
 		{
 			*pp = t->next;
-			if (t->conn)
-				PQfinish(t->conn);
-			if (t->error)
-				pfree(t->error);
-			if (t->query_error)
-				pfree(t->query_error);
-			pfree(t->conninfo);
-			pfree(t);
+			FreeTarget(t);
 		}
 		else
 			pp = &t->next;
@@ -1633,23 +1474,16 @@ DiscardAll(void)
 	ListCell   *lc;
 	PgTarget   *t;
 
-	if (Http)
-	{
-		DmHttpMultiDestroy(Http);
-		Http = NULL;
-	}
 	for (t = Targets; t; t = t->next)
-	{
-		if (t->state != TS_IDLE && t->state != TS_DONE && t->conn)
-		{
-			PQfinish(t->conn);
-			t->conn = NULL;
-			t->have_prev = false;
-		}
-		t->state = TS_IDLE;
-	}
+		TargetCancel(t);
 	foreach(lc, InFlight)
-		MemoryContextDelete(((Source *) lfirst(lc))->cxt);
+	{
+		Source	   *s = (Source *) lfirst(lc);
+
+		if (!s->is_postgres)
+			HttpSourceCancel(s);
+		MemoryContextDelete(s->cxt);
+	}
 	list_free(InFlight);
 	InFlight = NIL;
 }
@@ -1669,7 +1503,6 @@ CollectInner(int64 *group_ids, int ngroups)
 
 	if (InFlight != NIL)
 	{
-		Pump(0, false);
 		RecordFinished();
 		MemoryContextSwitchTo(cxt);
 	}
@@ -1701,24 +1534,12 @@ CollectInner(int64 *group_ids, int ngroups)
 			s->target = t;
 			/* a target already being polled serves this source too */
 			if (t->state == TS_IDLE)
-			{
-				t->timeout_ms = s->timeout_ms;
 				TargetStart(t, s->timeout_ms);
-			}
 		}
 		else
-		{
-			if (Http == NULL)
-			{
-				MemoryContextSwitchTo(TopMemoryContext);
-				Http = DmHttpMultiCreate();
-				MemoryContextSwitchTo(s->cxt);
-			}
 			StartHttpSource(s, &ids);
-		}
 		MemoryContextSwitchTo(old);
 	}
-	Pump(0, false);
 	CloseIdleTargets();
 }
 
@@ -1769,29 +1590,6 @@ DmCollectMetrics(int64 *group_ids, int ngroups)
 }
 
 /*
- * DmCollectorWait
- *		The worker's nap: wait up to timeout_ms for the latch while driving
- *		the polls in flight.  Returns early when the latch is set (left set).
- *		Never raises.
- */
-void
-DmCollectorWait(long timeout_ms)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		Pump(timeout_ms, true);
-	}
-	PG_CATCH();
-	{
-		CollectionFailed(cxt, false);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-}
-
-/*
  * DmCollectorDiscard
  *		The extension is absent or the worker disabled: drop the polls in
  *		flight and close every connection.
@@ -1806,14 +1604,7 @@ DmCollectorDiscard(void)
 		PgTarget   *t = Targets;
 
 		Targets = t->next;
-		if (t->conn)
-			PQfinish(t->conn);
-		if (t->error)
-			pfree(t->error);
-		if (t->query_error)
-			pfree(t->query_error);
-		pfree(t->conninfo);
-		pfree(t);
+		FreeTarget(t);
 	}
 }
 

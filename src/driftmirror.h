@@ -45,13 +45,16 @@ extern void DmDefineSettings(void);
 extern void DmRegisterWorker(void);
 extern PGDLLEXPORT void DmWorkerMain(Datum main_arg);
 
-/* metric collection and store maintenance (collector.c); never raise */
+/*
+ * metric collection and store maintenance (collector.c); never raise.  The
+ * polls run in the I/O engine (io_engine.c), driven by the worker's nap.
+ */
 extern void DmCollectMetrics(int64 *group_ids, int ngroups);
 extern void DmMaybeRunMetricMaintenance(bool force);
-extern void DmCollectorWait(long timeout_ms);
 extern void DmCollectorDiscard(void);
 
-/* notify_webhook.c */
+/* notify_webhook.c: posts run in the I/O engine; neither raises */
 extern void DmDeliverNotifications(void);
+extern void DmNotifyDiscard(void);
 
 #endif							/* DRIFTMIRROR_H */

@@ -232,7 +232,7 @@ DmDefineSettings(void)
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("driftmirror.notify_webhook_timeout",
 							"Longest wait for the notification webhook's answer.",
-							"The worker waits this long at most once per pass while the receiver is down.",
+							"A post waits this long at most for its answer; the worker goes on with its other work meanwhile.",
 							&DmNotifyWebhookTimeoutMs,
 							5000,
 							100,

@@ -479,6 +479,29 @@ DmHttpMultiAbortAll(DmHttpMulti *m, const char *why)
 }
 
 /*
+ * DmHttpMultiCancel
+ *		Drop the running transfer that fills resp, without touching resp
+ *		(its memory may already be gone).  Nothing when none does.
+ */
+void
+DmHttpMultiCancel(DmHttpMulti *m, DmHttpResponse *resp)
+{
+	DmHttpTransfer **pp;
+
+	for (pp = &m->transfers; *pp; pp = &(*pp)->next)
+		if ((*pp)->resp == resp)
+		{
+			DmHttpTransfer *t = *pp;
+
+			*pp = t->next;
+			curl_multi_remove_handle(m->multi, t->easy);
+			FreeTransfer(t);
+			m->running--;
+			return;
+		}
+}
+
+/*
  * DmHttpMultiDestroy
  *		Free everything; running transfers are dropped without touching
  *		their responses (which may live in a context already reset).

@@ -74,7 +74,8 @@ extern bool DmHttpPerform(const DmHttpRequest *req, DmHttpResponse *resp);
  * Each response is complete when its request finished (the response's
  * error or status is set).  A DmHttpMulti can be kept across rounds: it
  * reuses connections.  DmHttpMultiAbortAll ends every running transfer
- * with an error (deadline passed).
+ * with an error (deadline passed); DmHttpMultiCancel drops one, leaving
+ * its response untouched.
  */
 typedef struct DmHttpMulti DmHttpMulti;
 
@@ -91,6 +92,7 @@ extern void DmHttpMultiSocketReady(DmHttpMulti *multi, pgsocket fd,
 								   uint32 events);
 extern void DmHttpMultiCheckTimers(DmHttpMulti *multi);
 extern void DmHttpMultiAbortAll(DmHttpMulti *multi, const char *why);
+extern void DmHttpMultiCancel(DmHttpMulti *multi, DmHttpResponse *resp);
 
 /* percent-encode s for a URL query component; palloc'd */
 extern char *DmHttpUrlEncode(const char *s);

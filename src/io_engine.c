@@ -22,8 +22,15 @@
  * its deadline counts as a sample of its elapsed time, as in mirror.c).
  *
  * Pool: a session that ends a request cleanly (idle, no transaction) waits
- * in the pool of its endpoint (the conninfo) for the next request there;
- * one idle session per endpoint is kept, for at most DM_IO_IDLE_MS.
+ * in the pool of its endpoint (the conninfo and the kind of session: node
+ * session or plain, and a plain one's application_name) for the next
+ * request there; one idle session per endpoint is kept, for at most
+ * DM_IO_IDLE_MS.
+ *
+ * HTTP: requests to actuators, webhooks and HTTP metric sources run on one
+ * libcurl multi handle (http.c's DmHttpMulti: its URL rules, its timeouts,
+ * libcurl's own asynchronous resolver); its sockets and timer join the same
+ * WaitEventSet, so every network wait of the worker is this one wait.
  *
  * Names: a new connection first resolves its conninfo's host names with
  * io_dns.c's lookups (RS_RESOLVING); DmIoWait polls them every
@@ -80,6 +87,9 @@ typedef struct Session
 {
 	struct Session *next;		/* in Idle */
 	char	   *conninfo;
+	bool		plain;			/* no node session (see io_engine.h) */
+	char	   *appname;		/* plain sessions: application_name, or NULL */
+	int			lock_timeout_ms;	/* node sessions: their lock_timeout */
 	PGconn	   *conn;
 	bool		ready;			/* set-up done */
 	bool		flushing;		/* output not yet all sent */
@@ -92,6 +102,9 @@ static MemoryContext EngineContext = NULL;
 static DmIoPgRequest *Active = NULL;	/* started, not finished */
 static DmIoPgRequest *Finished = NULL;	/* finished, not called back */
 static Session *Idle = NULL;
+static DmHttpMulti *Http = NULL;	/* libcurl's transfers, or NULL */
+static DmIoHttpRequest *HttpActive = NULL;	/* started, not finished */
+static DmIoHttpRequest *HttpFinished = NULL;	/* finished, not called back */
 
 static void Advance(DmIoPgRequest *r, uint32 events);
 static void StartConnection(DmIoPgRequest *r);
@@ -117,6 +130,31 @@ Chomp(MemoryContext cxt, const char *msg)
 	return s;
 }
 
+/*
+ * SessionIs
+ *		Whether session s is of this endpoint and kind: the pool's key.
+ */
+static bool
+SessionIs(Session *s, const char *conninfo, bool plain, const char *appname,
+		  int lock_timeout_ms)
+{
+	if (strcmp(s->conninfo, conninfo) != 0 || s->plain != plain)
+		return false;
+	if (!plain)
+		return s->lock_timeout_ms == lock_timeout_ms;
+	if (s->appname == NULL || appname == NULL)
+		return s->appname == appname;
+	return strcmp(s->appname, appname) == 0;
+}
+
+/* SessionFits: whether pooled session s can serve request r */
+static bool
+SessionFits(Session *s, DmIoPgRequest *r)
+{
+	return SessionIs(s, r->conninfo, r->plain, r->application_name,
+					 r->lock_timeout_ms);
+}
+
 static void
 CloseSession(Session *s, bool cut)
 {
@@ -127,6 +165,8 @@ CloseSession(Session *s, bool cut)
 		PQfinish(s->conn);
 	}
 	pfree(s->conninfo);
+	if (s->appname)
+		pfree(s->appname);
 	pfree(s);
 }
 
@@ -174,9 +214,10 @@ Finish(DmIoPgRequest *r, bool cut)
 		{
 			Session   **p;
 
-			/* one idle session per endpoint */
+			/* one idle session per endpoint and kind */
 			for (p = &Idle; *p != NULL; p = &(*p)->next)
-				if (strcmp((*p)->conninfo, s->conninfo) == 0)
+				if (SessionIs(*p, s->conninfo, s->plain, s->appname,
+							  s->lock_timeout_ms))
 				{
 					Session    *old = *p;
 
@@ -200,10 +241,11 @@ Finish(DmIoPgRequest *r, bool cut)
 
 /* Fail: end a request whose sql did not run */
 static void
-Fail(DmIoPgRequest *r, const char *sqlstate, char *error, const char *detail,
-	 bool cut)
+Fail(DmIoPgRequest *r, DmIoFailure failure, const char *sqlstate, char *error,
+	 const char *detail, bool cut)
 {
 	r->ok = false;
+	r->failure = failure;
 	r->sqlstate = MemoryContextStrdup(r->cxt, sqlstate);
 	r->error = MemoryContextStrdup(r->cxt, error);
 	r->detail = detail ? MemoryContextStrdup(r->cxt, detail) : NULL;
@@ -233,7 +275,7 @@ LostConnection(DmIoPgRequest *r)
 		StartConnection(r);
 		return;
 	}
-	Fail(r, "08006",
+	Fail(r, DM_IO_LOST, "08006",
 		 psprintf("lost the connection to node \"%s\"", r->label),
 		 Chomp(r->cxt, PQerrorMessage(s->conn)), true);
 }
@@ -260,7 +302,7 @@ SendStep(DmIoPgRequest *r, TimestampTz deadline, int timeout_ms)
 									 NULL, values, NULL, NULL, 0);
 			break;
 		case STEP_NODE_SESSION:
-			sql = DmRemoteNodeSessionSql(0);
+			sql = DmRemoteNodeSessionSql(r->lock_timeout_ms);
 			sent = PQsendQuery(s->conn, sql);
 			break;
 		case STEP_SQL:
@@ -344,6 +386,7 @@ StepDone(DmIoPgRequest *r)
 			return;
 		}
 		r->ok = false;
+		r->failure = (r->step == STEP_SQL) ? DM_IO_REMOTE : DM_IO_SETUP;
 		r->sqlstate = MemoryContextStrdup(r->cxt, state && strlen(state) == 5 ? state : "08006");
 		r->error = msg;
 		r->detail = detail ? MemoryContextStrdup(r->cxt, detail) : NULL;
@@ -358,8 +401,17 @@ StepDone(DmIoPgRequest *r)
 		case STEP_SETUP:
 			if (last)
 				PQclear(last);
-			r->step = STEP_NODE_SESSION;
-			SendStep(r, r->deadline, s->step_timeout_ms);
+			if (!r->plain)
+			{
+				r->step = STEP_NODE_SESSION;
+				SendStep(r, r->deadline, s->step_timeout_ms);
+				return;
+			}
+			/* a plain session is ready after the hardening */
+			s->ready = true;
+			r->step = STEP_SQL;
+			SendStep(r, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->timeout_ms),
+					 r->timeout_ms);
 			return;
 		case STEP_NODE_SESSION:
 			if (last)
@@ -373,7 +425,9 @@ StepDone(DmIoPgRequest *r)
 			r->ok = true;
 			if (last && PQntuples(last) > 0 && PQnfields(last) > 0 && !PQgetisnull(last, 0, 0))
 				r->result = MemoryContextStrdup(r->cxt, PQgetvalue(last, 0, 0));
-			if (last)
+			if (last && r->keep_result)
+				r->res = last;
+			else if (last)
 				PQclear(last);
 			NextProbeOrFinish(r);
 			return;
@@ -402,7 +456,7 @@ Advance(DmIoPgRequest *r, uint32 events)
 		s->pstat = PQconnectPoll(s->conn);
 		if (s->pstat == PGRES_POLLING_FAILED || PQstatus(s->conn) == CONNECTION_BAD)
 		{
-			Fail(r, "08001", psprintf("could not connect to node \"%s\"", r->label),
+			Fail(r, DM_IO_CONNECT, "08001", psprintf("could not connect to node \"%s\"", r->label),
 				 Chomp(r->cxt, PQerrorMessage(s->conn)), false);
 			return;
 		}
@@ -410,7 +464,7 @@ Advance(DmIoPgRequest *r, uint32 events)
 			return;
 		if (PQsetnonblocking(s->conn, 1) != 0)
 		{
-			Fail(r, "08001", psprintf("could not connect to node \"%s\"", r->label),
+			Fail(r, DM_IO_CONNECT, "08001", psprintf("could not connect to node \"%s\"", r->label),
 				 Chomp(r->cxt, PQerrorMessage(s->conn)), true);
 			return;
 		}
@@ -487,12 +541,12 @@ Expire(TimestampTz now)
 		{
 			DmResolveRelease(r->dns);
 			r->dns = NULL;
-			Fail(r, "08001",
+			Fail(r, DM_IO_RESOLVE, "08001",
 				 psprintf("could not resolve the host name of node \"%s\": no answer before the deadline",
 						  r->label), NULL, false);
 		}
 		else if (r->state == RS_CONNECTING)
-			Fail(r, "08001",
+			Fail(r, DM_IO_CONNECT_TIMEOUT, "08001",
 				 psprintf("could not connect to node \"%s\": timed out after %d ms",
 						  r->label, r->connect_timeout_ms), NULL, true);
 		else if (r->step == STEP_PROBE)
@@ -503,7 +557,7 @@ Expire(TimestampTz now)
 			Finish(r, true);
 		}
 		else
-			Fail(r, "57014",
+			Fail(r, r->step == STEP_SQL ? DM_IO_TIMEOUT : DM_IO_CONNECT_TIMEOUT, "57014",
 				 psprintf("command on node \"%s\" timed out after %d ms",
 						  r->label, s->step_timeout_ms), NULL, true);
 		r = next;
@@ -581,15 +635,20 @@ Connect(DmIoPgRequest *r, const char *hosts, const char *hostaddrs,
 	Session    *s = MemoryContextAllocZero(EngineContext, sizeof(Session));
 
 	s->conninfo = MemoryContextStrdup(EngineContext, r->conninfo);
+	s->plain = r->plain;
+	s->lock_timeout_ms = r->plain ? 0 : r->lock_timeout_ms;
+	if (r->plain && r->application_name != NULL)
+		s->appname = MemoryContextStrdup(EngineContext, r->application_name);
 	r->session = s;
 	r->state = RS_CONNECTING;
 	s->conn = DmRemoteConnectStartResolved(r->conninfo, r->label,
 										   r->connect_timeout_ms,
-										   hosts, hostaddrs, ports);
+										   hosts, hostaddrs, ports,
+										   s->appname);
 	s->pstat = PGRES_POLLING_WRITING;
 	s->step_timeout_ms = r->connect_timeout_ms;
 	if (PQstatus(s->conn) == CONNECTION_BAD)
-		Fail(r, "08001", psprintf("could not connect to node \"%s\"", r->label),
+		Fail(r, DM_IO_CONNECT, "08001", psprintf("could not connect to node \"%s\"", r->label),
 			 Chomp(r->cxt, PQerrorMessage(s->conn)), false);
 }
 
@@ -606,10 +665,12 @@ StartConnection(DmIoPgRequest *r)
 	MemoryContext cxt = CurrentMemoryContext;
 	DmDnsLookups *volatile dns = NULL;
 	ErrorData  *volatile edata = NULL;
+	volatile DmIoFailure failure = DM_IO_REFUSED;
 
 	PG_TRY();
 	{
 		DmCheckConninfo(r->conninfo);
+		failure = DM_IO_RESOLVE;
 		dns = DmResolveStart(r->conninfo, r->label);
 	}
 	PG_CATCH();
@@ -622,7 +683,8 @@ StartConnection(DmIoPgRequest *r)
 	r->next = Active;
 	Active = r;
 	if (edata != NULL)
-		Fail(r, unpack_sql_state(edata->sqlerrcode), edata->message, edata->detail, false);
+		Fail(r, failure, unpack_sql_state(edata->sqlerrcode), edata->message,
+			 edata->detail, false);
 	else if (dns != NULL)
 	{
 		r->dns = dns;
@@ -666,7 +728,8 @@ ResolveDone(DmIoPgRequest *r)
 	PG_END_TRY();
 
 	if (edata != NULL)
-		Fail(r, unpack_sql_state(edata->sqlerrcode), edata->message, edata->detail, false);
+		Fail(r, DM_IO_RESOLVE, unpack_sql_state(edata->sqlerrcode), edata->message,
+			 edata->detail, false);
 	else
 		Connect(r, hosts, hostaddrs, ports);
 }
@@ -692,7 +755,7 @@ DmIoPgStart(DmIoPgRequest *r)
 
 	/* a pooled session of this endpoint */
 	for (p = &Idle; *p != NULL; p = &(*p)->next)
-		if (strcmp((*p)->conninfo, r->conninfo) == 0)
+		if (SessionFits(*p, r))
 		{
 			s = *p;
 			*p = s->next;
@@ -719,9 +782,57 @@ DmIoPgStart(DmIoPgRequest *r)
 }
 
 /*
+ * CollectHttpDone
+ *		Move the HTTP requests whose answer or error has arrived to
+ *		HttpFinished.
+ */
+static void
+CollectHttpDone(void)
+{
+	DmIoHttpRequest **p = &HttpActive;
+
+	while (*p != NULL)
+	{
+		DmIoHttpRequest *h = *p;
+
+		if (h->resp.status != 0 || h->resp.error != NULL || h->resp.body != NULL)
+		{
+			*p = h->next;
+			h->next = HttpFinished;
+			HttpFinished = h;
+		}
+		else
+			p = &h->next;
+	}
+}
+
+/* CallBack: run r's callback, then clear the result it kept */
+static pg_noinline void
+CallBack(DmIoPgRequest *r)
+{
+	PG_TRY();
+	{
+		if (r->callback)
+			r->callback(r, r->arg);
+	}
+	PG_CATCH();
+	{
+		if (r->res)
+			PQclear(r->res);
+		r->res = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (r->res)
+		PQclear(r->res);
+	r->res = NULL;
+}
+
+/*
  * RunCallbacks
  *		Hand every finished request to its callback (each taken off the
- *		list first, so an error in one leaves the others for later).
+ *		list first, so an error in one leaves the others for later).  A
+ *		result kept for the callback is cleared after it, even if it raises.
  */
 static void
 RunCallbacks(void)
@@ -732,8 +843,17 @@ RunCallbacks(void)
 
 		Finished = r->next;
 		r->next = NULL;
-		if (r->callback)
-			r->callback(r, r->arg);
+		CallBack(r);
+	}
+	while (HttpFinished != NULL)
+	{
+		DmIoHttpRequest *h = HttpFinished;
+
+		HttpFinished = h->next;
+		h->next = NULL;
+		h->started = false;
+		if (h->callback)
+			h->callback(h, h->arg);
 	}
 }
 
@@ -751,9 +871,11 @@ DmIoWait(long timeout_ms)
 	WaitEvent  *events;
 	DmIoPgRequest *r;
 	int			nactive = 0;
+	int			nevents;
 	int			n;
 	int			i;
 	long		wait_ms;
+	long		http_ms;
 	bool		latch = false;
 	bool		resolving = false;
 	DmIoPgRequest *next;
@@ -761,7 +883,7 @@ DmIoWait(long timeout_ms)
 	EnsureContext();
 	CloseStaleSessions(now);
 	earliest = Expire(now);
-	if (Finished != NULL)
+	if (Finished != NULL || HttpFinished != NULL)
 	{
 		RunCallbacks();
 		return false;
@@ -790,7 +912,8 @@ DmIoWait(long timeout_ms)
 
 	for (r = Active; r != NULL; r = r->next)
 		nactive++;
-	set = CreateWaitEventSet(CurrentMemoryContext, 2 + nactive);
+	nevents = 2 + nactive + (Http ? DmHttpMultiSocketCount(Http) : 0);
+	set = CreateWaitEventSet(CurrentMemoryContext, nevents);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (r = Active; r != NULL; r = r->next)
@@ -806,9 +929,15 @@ DmIoWait(long timeout_ms)
 			ev = WL_SOCKET_READABLE | (s->flushing ? WL_SOCKET_WRITEABLE : 0);
 		AddWaitEventToSet(set, ev, PQsocket(s->conn), NULL, r);
 	}
-	events = palloc(sizeof(WaitEvent) * (2 + nactive));
+	/* libcurl's sockets, tagged with the multi handle itself */
+	if (Http)
+		DmHttpMultiAddWaitEvents(Http, set, (void *) Http);
+	events = palloc(sizeof(WaitEvent) * nevents);
 	wait_ms = (long) Max((wake - now + 999) / 1000, 0);
-	n = WaitEventSetWait(set, wait_ms, events, 2 + nactive, PG_WAIT_EXTENSION);
+	http_ms = Http ? DmHttpMultiTimeoutMs(Http) : -1;
+	if (http_ms >= 0 && http_ms < wait_ms)
+		wait_ms = http_ms;
+	n = WaitEventSetWait(set, wait_ms, events, nevents, PG_WAIT_EXTENSION);
 	/* events[] holds copies: free the set (an epoll fd) before anything can raise */
 	FreeWaitEventSet(set);
 
@@ -816,6 +945,8 @@ DmIoWait(long timeout_ms)
 	{
 		if (events[i].events & WL_LATCH_SET)
 			latch = true;
+		else if (Http != NULL && events[i].user_data == (void *) Http)
+			DmHttpMultiSocketReady(Http, events[i].fd, events[i].events);
 		else if (events[i].user_data != NULL)
 		{
 			r = (DmIoPgRequest *) events[i].user_data;
@@ -824,6 +955,11 @@ DmIoWait(long timeout_ms)
 		}
 	}
 	pfree(events);
+	if (Http)
+	{
+		DmHttpMultiCheckTimers(Http);
+		CollectHttpDone();
+	}
 	(void) Expire(GetCurrentTimestamp());
 	if (latch)
 	{
@@ -842,13 +978,129 @@ int
 DmIoActive(void)
 {
 	DmIoPgRequest *r;
+	DmIoHttpRequest *h;
 	int			n = 0;
 
 	for (r = Active; r != NULL; r = r->next)
 		n++;
 	for (r = Finished; r != NULL; r = r->next)
 		n++;
+	for (h = HttpActive; h != NULL; h = h->next)
+		n++;
+	for (h = HttpFinished; h != NULL; h = h->next)
+		n++;
 	return n;
+}
+
+/* DropRequest: take r off the engine without its callback */
+static void
+DropRequest(DmIoPgRequest *r)
+{
+	Session    *s = (Session *) r->session;
+
+	ClearResults(r);
+	if (r->res)
+		PQclear(r->res);
+	r->res = NULL;
+	if (r->dns != NULL)
+		DmResolveRelease(r->dns);
+	r->dns = NULL;
+	if (s != NULL)
+		CloseSession(s, true);
+	r->session = NULL;
+	r->state = RS_DONE;
+	r->next = NULL;
+}
+
+/*
+ * DmIoPgCancel
+ *		See io_engine.h.  A request not known to the engine (never started,
+ *		or already called back) is left alone.
+ */
+void
+DmIoPgCancel(DmIoPgRequest *req)
+{
+	DmIoPgRequest **p;
+
+	for (p = &Active; *p != NULL; p = &(*p)->next)
+		if (*p == req)
+		{
+			*p = req->next;
+			DropRequest(req);
+			return;
+		}
+	for (p = &Finished; *p != NULL; p = &(*p)->next)
+		if (*p == req)
+		{
+			*p = req->next;
+			DropRequest(req);
+			return;
+		}
+}
+
+/*
+ * DmIoHttpRequestCreate
+ *		See io_engine.h.
+ */
+DmIoHttpRequest *
+DmIoHttpRequestCreate(MemoryContext cxt)
+{
+	DmIoHttpRequest *h = MemoryContextAllocZero(cxt, sizeof(DmIoHttpRequest));
+
+	h->cxt = cxt;
+	return h;
+}
+
+/*
+ * DmIoHttpStart
+ *		See io_engine.h.  Raises only when libcurl cannot be initialised or
+ *		out of memory; a request that cannot be made (a bad URL) finishes at
+ *		once with resp.error set.
+ */
+void
+DmIoHttpStart(DmIoHttpRequest *h)
+{
+	MemoryContext old;
+
+	EnsureContext();
+	if (Http == NULL)
+		Http = DmHttpMultiCreate();
+	old = MemoryContextSwitchTo(h->cxt);
+	DmHttpMultiAdd(Http, &h->http, &h->resp);
+	MemoryContextSwitchTo(old);
+	h->started = true;
+	h->next = HttpActive;
+	HttpActive = h;
+	CollectHttpDone();
+}
+
+/*
+ * DmIoHttpCancel
+ *		See io_engine.h.
+ */
+void
+DmIoHttpCancel(DmIoHttpRequest *req)
+{
+	DmIoHttpRequest **p;
+
+	for (p = &HttpActive; *p != NULL; p = &(*p)->next)
+		if (*p == req)
+		{
+			*p = req->next;
+			if (Http)
+				DmHttpMultiCancel(Http, &req->resp);
+			req->next = NULL;
+			req->started = false;
+			return;
+		}
+	for (p = &HttpFinished; *p != NULL; p = &(*p)->next)
+		if (*p == req)
+		{
+			*p = req->next;
+			req->next = NULL;
+			req->started = false;
+			return;
+		}
 }
 
 /*
@@ -861,19 +1113,17 @@ DmIoDiscardAll(void)
 	while (Active != NULL)
 	{
 		DmIoPgRequest *r = Active;
-		Session    *s = (Session *) r->session;
 
 		Active = r->next;
-		ClearResults(r);
-		if (r->dns != NULL)
-			DmResolveRelease(r->dns);
-		r->dns = NULL;
-		if (s != NULL)
-			CloseSession(s, true);
-		r->session = NULL;
-		r->state = RS_DONE;
+		DropRequest(r);
 	}
-	Finished = NULL;
+	while (Finished != NULL)
+	{
+		DmIoPgRequest *r = Finished;
+
+		Finished = r->next;
+		DropRequest(r);
+	}
 	while (Idle != NULL)
 	{
 		Session    *s = Idle;
@@ -881,4 +1131,9 @@ DmIoDiscardAll(void)
 		Idle = s->next;
 		CloseSession(s, false);
 	}
+	/* transfers are dropped without touching their answers */
+	if (Http)
+		DmHttpMultiDestroy(Http);
+	Http = NULL;
+	HttpActive = HttpFinished = NULL;
 }

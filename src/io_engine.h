@@ -23,15 +23,30 @@
  *		are called back at the next DmIoWait).  Returns early when the
  *		latch is set (then reset, interrupts served, and true returned) or
  *		a request finished.
+ *	 DmIoPgCancel(req)     drop one request started and not called back
  *	 DmIoActive()          requests started and not yet called back
  *	 DmIoDiscardAll()      drop every request (no callback) and close the pool
  *
- * A request: connect (or reuse a pooled session), on a new session run the
- * set-up (remote_conn.c's hardening, then the node session), then sql, then
- * probe_sql `probes' times, each round trip timed (latency).  The first
- * value of sql's last result is the request's result.  A session that
- * finished cleanly goes back to the pool of its endpoint (conninfo); one
- * that timed out or broke is cut (no cancel request: see remote_conn.c).
+ *	 req = DmIoHttpRequestCreate(cxt)
+ *		an HTTP request: the caller fills req->http (strings are copied
+ *		when it starts, so they may be wiped right after DmIoHttpStart),
+ *		callback and arg
+ *	 DmIoHttpStart(req)
+ *		start it on the engine's libcurl multi handle (http.c: its rules,
+ *		its timeouts; no retries); the answer or the error arrives in
+ *		req->resp, in cxt, and the callback runs from DmIoWait as above
+ *	 DmIoHttpCancel(req)   drop it (no callback)
+ *
+ * A PostgreSQL request: connect (or reuse a pooled session), on a new
+ * session run the set-up (remote_conn.c's hardening, then, unless the
+ * request is plain, the node session), then sql, then probe_sql `probes'
+ * times, each round trip timed (latency).  The first value of sql's last
+ * result is the request's result (and with keep_result, the whole last
+ * result, valid during the callback).  A session that finished cleanly
+ * goes back to the pool of its endpoint (conninfo, and the kind of
+ * session); one that timed out or broke is cut (no cancel request: see
+ * remote_conn.c).  A failed request says where it failed (failure), so
+ * that callers label it without matching message text.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,7 +57,23 @@
 #include "libpq-fe.h"
 #include "portability/instr_time.h"
 
+#include "http.h"
+
 #define DM_IO_MAX_PROBES 8
+
+/* where a PostgreSQL request failed */
+typedef enum DmIoFailure
+{
+	DM_IO_OK = 0,
+	DM_IO_REFUSED,				/* the conninfo was refused (endpoint.c) */
+	DM_IO_RESOLVE,				/* a host name did not resolve in time */
+	DM_IO_CONNECT,				/* the login failed */
+	DM_IO_CONNECT_TIMEOUT,		/* no session before the connect deadline */
+	DM_IO_SETUP,				/* the session set-up failed */
+	DM_IO_TIMEOUT,				/* sql did not finish before its deadline */
+	DM_IO_LOST,					/* the session broke */
+	DM_IO_REMOTE				/* sql failed on the node */
+} DmIoFailure;
 
 typedef struct DmIoPgRequest DmIoPgRequest;
 typedef void (*DmIoCallback) (DmIoPgRequest *req, void *arg);
@@ -58,12 +89,23 @@ struct DmIoPgRequest
 	int			probe_timeout_ms;
 	int			connect_timeout_ms; /* <= 0: driftmirror.connect_timeout */
 	int			timeout_ms;		/* sql; <= 0: driftmirror.remote_timeout */
+	bool		plain;			/* hardened session without the node session
+								 * (no driftmirror_node, no fence bypass):
+								 * for nodes only watched, like metric polls */
+	const char *application_name;	/* plain sessions: their name on the
+									 * node (NULL: "driftmirror") */
+	int			lock_timeout_ms;	/* node sessions: lock_timeout set with
+									 * the node session (0: the node's) */
+	bool		keep_result;	/* keep sql's last result for the callback */
 	DmIoCallback callback;
 	void	   *arg;
 
 	/* the outcome (valid in the callback; strings in the request's context) */
 	bool		ok;				/* sql ran */
+	DmIoFailure failure;		/* when not ok: where it failed */
 	char	   *result;			/* first value of its result, or NULL */
+	PGresult   *res;			/* with keep_result: sql's last result (the
+								 * engine clears it after the callback) */
 	char	   *sqlstate;		/* when not ok */
 	char	   *error;			/* when not ok: names the node by label */
 	char	   *detail;			/* when not ok: libpq's words (may name hosts) */
@@ -88,9 +130,31 @@ struct DmIoPgRequest
 	PGresult   *failed;
 };
 
+typedef struct DmIoHttpRequest DmIoHttpRequest;
+typedef void (*DmIoHttpCallback) (DmIoHttpRequest *req, void *arg);
+
+struct DmIoHttpRequest
+{
+	DmHttpRequest http;			/* what to send (filled by the caller) */
+	DmIoHttpCallback callback;
+	void	   *arg;
+
+	/* the outcome (valid in the callback; strings in the request's context) */
+	DmHttpResponse resp;		/* status and body, or error */
+
+	/* engine state */
+	struct DmIoHttpRequest *next;
+	MemoryContext cxt;
+	bool		started;
+};
+
 extern DmIoPgRequest *DmIoPgRequestCreate(MemoryContext cxt, const char *conninfo,
 										  const char *label);
 extern void DmIoPgStart(DmIoPgRequest *req);
+extern void DmIoPgCancel(DmIoPgRequest *req);
+extern DmIoHttpRequest *DmIoHttpRequestCreate(MemoryContext cxt);
+extern void DmIoHttpStart(DmIoHttpRequest *req);
+extern void DmIoHttpCancel(DmIoHttpRequest *req);
 extern bool DmIoWait(long timeout_ms);
 extern int	DmIoActive(void);
 extern void DmIoDiscardAll(void);

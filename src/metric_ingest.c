@@ -12,12 +12,9 @@
  * day.  Names are resolved by driftmirror._ingest_target, which raises for
  * unknown ones.
  *
- * The rows go in through COPY's own machinery (BeginCopyFrom/CopyFrom in
- * binary format, fed from memory by a callback): partition routing,
- * multi-row inserts, index maintenance and constraints are exactly those of
- * a COPY into driftmirror.metric, which is the fastest path PostgreSQL has.
- * The callback has no argument for its state, hence the static IngestBuf;
- * COPY does not recurse into dm_ingest, so one buffer is enough.
+ * The rows go in through DmMetricInsert (metric_insert.c): the executor's
+ * partition routing, then table_multi_insert per partition and the entries
+ * of the indexes each partition has.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,129 +22,20 @@
 
 #include <math.h>
 
-#include "access/table.h"
 #include "catalog/pg_type.h"
-#include "commands/copy.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "nodes/makefuncs.h"
-#include "parser/parse_relation.h"
-#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/timestamp.h"
 
+#include "contract.h"
 #include "driftmirror.h"
+#include "metric_insert.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_ingest);
-
-/* the binary COPY stream being fed to CopyFrom */
-static char *IngestBuf = NULL;
-static size_t IngestLen = 0;
-static size_t IngestPos = 0;
-
-/*
- * IngestSource
- *		copy_data_source_cb: hand CopyFrom the next bytes of the stream.
- */
-static int
-IngestSource(void *outbuf, int minread, int maxread)
-{
-	size_t		n = Min((size_t) maxread, IngestLen - IngestPos);
-
-	memcpy(outbuf, IngestBuf + IngestPos, n);
-	IngestPos += n;
-	return (int) n;
-}
-
-static inline char *
-Put16(char *p, uint16 v)
-{
-	v = pg_hton16(v);
-	memcpy(p, &v, 2);
-	return p + 2;
-}
-
-static inline char *
-Put32(char *p, uint32 v)
-{
-	v = pg_hton32(v);
-	memcpy(p, &v, 4);
-	return p + 4;
-}
-
-static inline char *
-Put64(char *p, uint64 v)
-{
-	v = pg_hton64(v);
-	memcpy(p, &v, 8);
-	return p + 8;
-}
-
-/*
- * CopyRows
- *		Insert n rows into driftmirror.metric through COPY FROM in binary
- *		format.  Returns the number of rows inserted.
- */
-static uint64
-CopyRows(int64 resource_id, int16 metric_id, Datum *ts, Datum *val, int n)
-{
-	static const char sig[11] = "PGCOPY\n\377\r\n\0";
-	const size_t row_len = 2 + (4 + 8) + (4 + 8) + (4 + 2) + (4 + 8);
-	char	   *p;
-	int			i;
-	Relation	rel;
-	ParseState *pstate;
-	ParseNamespaceItem *nsitem;
-	CopyFromState cstate;
-	uint64		done;
-
-	IngestLen = sizeof(sig) + 8 + row_len * (size_t) n + 2;
-	IngestBuf = p = palloc(IngestLen);
-	IngestPos = 0;
-	memcpy(p, sig, sizeof(sig));
-	p += sizeof(sig);
-	p = Put32(p, 0);			/* flags */
-	p = Put32(p, 0);			/* header extension */
-	for (i = 0; i < n; i++)
-	{
-		float8		v = DatumGetFloat8(val[i]);
-		uint64		bits;
-
-		memcpy(&bits, &v, 8);
-		p = Put16(p, 4);
-		p = Put32(p, 8);
-		p = Put64(p, (uint64) DatumGetTimestampTz(ts[i]));
-		p = Put32(p, 8);
-		p = Put64(p, (uint64) resource_id);
-		p = Put32(p, 2);
-		p = Put16(p, (uint16) metric_id);
-		p = Put32(p, 8);
-		p = Put64(p, bits);
-	}
-	p = Put16(p, (uint16) -1);	/* trailer */
-	Assert((size_t) (p - IngestBuf) == IngestLen);
-
-	rel = table_openrv(makeRangeVar(DM_SCHEMA_NAME, "metric", -1), RowExclusiveLock);
-	pstate = make_parsestate(NULL);
-	pstate->p_sourcetext = "driftmirror.dm_ingest";
-	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
-	nsitem->p_rte->requiredPerms = ACL_INSERT;
-
-	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, IngestSource, NIL,
-						   list_make1(makeDefElem("format", (Node *) makeString("binary"), -1)));
-	done = CopyFrom(cstate);
-	EndCopyFrom(cstate);
-	table_close(rel, NoLock);
-	free_parsestate(pstate);
-
-	pfree(IngestBuf);
-	IngestBuf = NULL;
-	IngestLen = IngestPos = 0;
-	return done;
-}
 
 /*
  * CheckArray
@@ -246,10 +134,13 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 			 (unsigned long long) SPI_processed);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	metric_id = DatumGetInt16(SPI_getbinval(tup, desc, 2, &isnull));
-	ts_min = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-	ts_max = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+#define TARGET_COLUMN(name, type) \
+	SPI_getbinval(tup, desc, DmContractAttnum(desc, "driftmirror._ingest_target()", name, type), &isnull)
+	resource_id = DatumGetInt64(TARGET_COLUMN("resource_id", INT8OID));
+	metric_id = DatumGetInt16(TARGET_COLUMN("metric_id", INT2OID));
+	ts_min = DatumGetTimestampTz(TARGET_COLUMN("ts_min", TIMESTAMPTZOID));
+	ts_max = DatumGetTimestampTz(TARGET_COLUMN("ts_max", TIMESTAMPTZOID));
+#undef TARGET_COLUMN
 
 	if (nts == 0)
 	{
@@ -297,6 +188,6 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 			  (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)});
 
 	SPI_finish();
-	written = CopyRows(resource_id, metric_id, ts, val, nts);
+	written = DmMetricInsert(resource_id, metric_id, ts, val, nts);
 	PG_RETURN_INT64((int64) written);
 }

@@ -16,13 +16,15 @@
  * itself as driftmirror's own (DmRemoteNodeSession), so it passes the write
  * fence.
  *
- * Status reads (status_primary, status_mirror: every step of every
- * postgres mirror) go through the I/O engine (io_engine.c): the mirror
- * phase hands the read over and returns DM_PHASE_WAITING, the group's step
- * is parked, and other groups' steps go on; the engine wakes the step when
- * the read is done, and the phase records it and goes on with the mirror's
- * next action.  The engine keeps the session to each node between steps.
- * Creation actions and HTTP actions still run here, each bounded by its
+ * Every postgres action of the mirror phase (status reads, status_primary
+ * and status_mirror, every step of every postgres mirror; and the creation
+ * actions) goes through the I/O engine (io_engine.c): the mirror phase
+ * hands the action over and returns DM_PHASE_WAITING, the group's step is
+ * parked, and other groups' steps go on; the engine wakes the step when
+ * the action is done, and the phase records it and goes on with the
+ * mirror's next action.  The engine keeps the session to each node between
+ * steps (one pool entry for status reads, one for actions, whose session
+ * bounds lock waits).  HTTP actions still run here, each bounded by its
  * timeout (they are rare, and back off after a failure).
  *
  * Latency: a status read comes with a probe statement, the same text for
@@ -288,42 +290,6 @@ RunHttpAction(RemoteAction *a)
 	return out;
 }
 
-/*
- * RunAction
- *		Run one action outside any transaction; errors are caught and
- *		returned in the outcome (strings in the current context).
- */
-static RemoteOutcome
-RunAction(RemoteAction *a)
-{
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
-	MemoryContext cxt = CurrentMemoryContext;
-
-	if (a->http_method != NULL)
-		return RunHttpAction(a);
-
-	PG_TRY();
-	{
-		out.result = RunRemoteValue(a->conninfo, a->label, a->sql, true);
-		out.ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		out.ok = false;
-		out.sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-		out.error = pstrdup(edata->message);
-		out.detail = edata->detail ? pstrdup(edata->detail) : NULL;
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return out;
-}
-
 static Datum
 TextOrNull(const char *s, bool *isnull)
 {
@@ -496,7 +462,7 @@ DueMirrors(int64 group_id)
 	return ids;
 }
 
-/* StatusReadDone: the engine's callback, which wakes the step */
+/* StatusReadDone: the engine's callback for any action, which wakes the step */
 static void
 StatusReadDone(DmIoPgRequest *req, void *arg)
 {
@@ -504,19 +470,26 @@ StatusReadDone(DmIoPgRequest *req, void *arg)
 }
 
 /*
- * StartStatusRead
- *		Hand a status read (and its latency probe) to the I/O engine; the
- *		engine wakes the step when it is done.
+ * StartEngineAction
+ *		Hand a postgres action to the I/O engine; the engine wakes the step
+ *		when it is done.  A status read comes with its latency probe; any
+ *		other action runs on a node session whose lock waits are bounded
+ *		(DM_REMOTE_ACTION_LOCK_TIMEOUT_MS), as RunRemoteValue's.
  */
 static DmIoPgRequest *
-StartStatusRead(RemoteAction *a, DmGroupRun *run)
+StartEngineAction(RemoteAction *a, DmGroupRun *run)
 {
 	DmIoPgRequest *req = DmIoPgRequestCreate(run->cxt, a->conninfo, a->label);
 
 	req->sql = a->sql;
-	req->probe_sql = a->probe_sql;
-	req->probes = a->probe_sql ? DM_LATENCY_PROBES : 0;
-	req->probe_timeout_ms = DmLatencyProbeTimeoutMs;
+	if (strncmp(a->action, "status_", 7) == 0)
+	{
+		req->probe_sql = a->probe_sql;
+		req->probes = a->probe_sql ? DM_LATENCY_PROBES : 0;
+		req->probe_timeout_ms = DmLatencyProbeTimeoutMs;
+	}
+	else
+		req->lock_timeout_ms = DM_REMOTE_ACTION_LOCK_TIMEOUT_MS;
 	req->callback = StatusReadDone;
 	req->arg = run;
 	DmIoPgStart(req);
@@ -525,10 +498,10 @@ StartStatusRead(RemoteAction *a, DmGroupRun *run)
 
 /*
  * StatusOutcome
- *		The outcome of a status read done by the engine, as RunRemoteStatus
- *		would have given it: the latency sample is the median of the probe
- *		round trips, or, when a probe was cut (at its deadline or by the
- *		node's own limits), that probe's elapsed time alone.
+ *		The outcome of an action done by the engine; for a status read, the
+ *		latency sample is the median of the probe round trips, or, when a
+ *		probe was cut (at its deadline or by the node's own limits), that
+ *		probe's elapsed time alone.
  */
 static RemoteOutcome
 StatusOutcome(DmIoPgRequest *req)
@@ -563,9 +536,9 @@ StatusOutcome(DmIoPgRequest *req)
  *		Advance every mirror of a group as far as it can go in this step
  *		(creation actions, status reads).  A failing action is recorded
  *		against its mirror and ends that mirror's turn; other mirrors go on.
- *		Status reads go through the I/O engine: the phase returns
- *		DM_PHASE_WAITING and is called again when the read is done.  Other
- *		actions (creation, HTTP) run here, each bounded by its timeout.
+ *		Postgres actions (status reads and creation) go through the I/O
+ *		engine: the phase returns DM_PHASE_WAITING and is called again when
+ *		the action is done.  HTTP actions run here, bounded by their timeout.
  *		May raise an error only when the catalog cannot be read or written.
  */
 DmPhaseResult
@@ -617,13 +590,13 @@ DmMirrorPhase(DmGroupRun *run)
 				 "driftmirror: mirror " INT64_FORMAT ": %s", id, a->action);
 		pgstat_report_activity(STATE_RUNNING, activity);
 
-		if (a->http_method == NULL && strncmp(a->action, "status_", 7) == 0)
+		if (a->http_method == NULL)
 		{
-			st->req = StartStatusRead(a, run);
+			st->req = StartEngineAction(a, run);
 			return DM_PHASE_WAITING;
 		}
 
-		o = RunAction(a);
+		o = RunHttpAction(a);
 		RecordMirrorOutcome(a, &o);
 		MemoryContextSwitchTo(run->cxt);
 		if (!o.ok || (a->http_method != NULL && (o.status < 200 || o.status > 299)))
@@ -637,17 +610,132 @@ DmMirrorPhase(DmGroupRun *run)
 	return DM_PHASE_DONE;
 }
 
+/* cleanups in flight: one batch at a time, in its own context */
+typedef struct Cleanup
+{
+	RemoteAction a;
+	DmIoPgRequest *req;			/* postgres: its engine request, or NULL */
+} Cleanup;
+
+static MemoryContext CleanupContext = NULL;
+static List *CleanupsInFlight = NIL;	/* Cleanup *, in CleanupContext */
+
+/*
+ * RecordCleanup
+ *		In its own transaction: _cleanup_done for one attempt.  Never
+ *		raises: a failure to record is a WARNING (the cleanup is tried
+ *		again; dropping is idempotent).
+ */
+static void
+RecordCleanup(RemoteAction *a, RemoteOutcome *o)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		Datum		values[7];
+		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		bool		isnull;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		DmSpiConnect();
+		values[0] = Int64GetDatum(a->id);
+		values[1] = BoolGetDatum(o->ok);
+		values[2] = TextOrNull(o->sqlstate, &isnull);
+		if (isnull)
+			nulls[2] = 'n';
+		values[3] = TextOrNull(o->error, &isnull);
+		if (isnull)
+			nulls[3] = 'n';
+		values[4] = TextOrNull(o->detail, &isnull);
+		if (isnull)
+			nulls[4] = 'n';
+		values[5] = Int32GetDatum(o->status);
+		if (a->http_method == NULL || !o->ok)
+			nulls[5] = 'n';
+		values[6] = TextOrNull(o->result, &isnull);
+		if (isnull || a->http_method == NULL)
+			nulls[6] = 'n';
+		if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5, $6, $7)",
+								  7, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID},
+								  values, nulls, false, 0) < 0)
+			elog(ERROR, "could not record a mirror cleanup");
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: could not record a mirror cleanup: %s",
+						edata->message)));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * CleanupDone
+ *		The engine's callback for a postgres cleanup: record it (a
+ *		transaction of its own; never raises).
+ */
+static void
+CleanupDone(DmIoPgRequest *req, void *arg)
+{
+	Cleanup    *c = (Cleanup *) arg;
+	RemoteOutcome o = StatusOutcome(req);
+
+	c->req = NULL;
+	RecordCleanup(&c->a, &o);
+}
+
+/* CleanupsRunning: whether a cleanup of the batch is still in the engine */
+static bool
+CleanupsRunning(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, CleanupsInFlight)
+		if (((Cleanup *) lfirst(lc))->req != NULL)
+			return true;
+	return false;
+}
+
 /*
  * DmRunMirrorCleanups
- *		Try every due cleanup of dropped mirrors once.  Never raises: errors
- *		are logged (and recorded per cleanup row).
+ *		Once the previous batch has ended: try every due cleanup of dropped
+ *		mirrors once.  Postgres cleanups (drops on the nodes) go to the I/O
+ *		engine on action sessions and are recorded by its callback, so the
+ *		pass never waits for a node; actuator cleanups run here, each
+ *		bounded by its timeout.  Never raises: errors are logged (and
+ *		recorded per cleanup row).
  */
 void
 DmRunMirrorCleanups(void)
 {
-	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt;
 	List	   *volatile todo = NIL;
 	ListCell   *lc;
+
+	if (CleanupsRunning())
+		return;
+	if (CleanupContext != NULL)
+		MemoryContextDelete(CleanupContext);
+	CleanupsInFlight = NIL;
+	CleanupContext = cxt = AllocSetContextCreate(TopMemoryContext,
+												 "driftmirror mirror cleanups",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(cxt);
 
 	PG_TRY();
 	{
@@ -663,7 +751,8 @@ DmRunMirrorCleanups(void)
 					  0, NULL, NULL);
 			for (i = 0; i < SPI_processed; i++)
 			{
-				RemoteAction *a = MemoryContextAllocZero(cxt, sizeof(RemoteAction));
+				Cleanup    *c = MemoryContextAllocZero(cxt, sizeof(Cleanup));
+				RemoteAction *a = &c->a;
 				MemoryContext old;
 				bool		isnull;
 
@@ -673,7 +762,7 @@ DmRunMirrorCleanups(void)
 				if (!ReadAction(cxt, i, a))
 					continue;
 				old = MemoryContextSwitchTo(cxt);
-				todo = lappend(todo, a);
+				todo = lappend(todo, c);
 				MemoryContextSwitchTo(old);
 			}
 			SPI_finish();
@@ -697,69 +786,57 @@ DmRunMirrorCleanups(void)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
+	CleanupsInFlight = todo;
 
-	foreach(lc, todo)
+	foreach(lc, CleanupsInFlight)
 	{
-		RemoteAction *a = (RemoteAction *) lfirst(lc);
-		RemoteOutcome o;
+		Cleanup    *c = (Cleanup *) lfirst(lc);
+		RemoteAction *a = &c->a;
 
 		CHECK_FOR_INTERRUPTS();
-		pgstat_report_activity(STATE_RUNNING, a->http_method
-							   ? "driftmirror: asking an actuator to delete a mirror"
-							   : "driftmirror: dropping replication objects");
-		o = RunAction(a);
-
-		PG_TRY();
+		if (a->http_method != NULL)
 		{
-			Datum		values[7];
-			char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-			bool		isnull;
+			RemoteOutcome o;
 
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			DmSpiConnect();
-			values[0] = Int64GetDatum(a->id);
-			values[1] = BoolGetDatum(o.ok);
-			values[2] = TextOrNull(o.sqlstate, &isnull);
-			if (isnull)
-				nulls[2] = 'n';
-			values[3] = TextOrNull(o.error, &isnull);
-			if (isnull)
-				nulls[3] = 'n';
-			values[4] = TextOrNull(o.detail, &isnull);
-			if (isnull)
-				nulls[4] = 'n';
-			values[5] = Int32GetDatum(o.status);
-			if (a->http_method == NULL || !o.ok)
-				nulls[5] = 'n';
-			values[6] = TextOrNull(o.result, &isnull);
-			if (isnull || a->http_method == NULL)
-				nulls[6] = 'n';
-			if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5, $6, $7)",
-									  7, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID},
-									  values, nulls, false, 0) < 0)
-				elog(ERROR, "could not record a mirror cleanup");
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
+			pgstat_report_activity(STATE_RUNNING,
+								   "driftmirror: asking an actuator to delete a mirror");
+			o = RunHttpAction(a);
+			RecordCleanup(a, &o);
 			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("driftmirror: could not record a mirror cleanup: %s",
-							edata->message)));
+			continue;
 		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
+		c->req = DmIoPgRequestCreate(cxt, a->conninfo, a->label);
+		c->req->sql = a->sql;
+		c->req->lock_timeout_ms = DM_REMOTE_ACTION_LOCK_TIMEOUT_MS;
+		c->req->callback = CleanupDone;
+		c->req->arg = c;
+		DmIoPgStart(c->req);
 	}
+	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * DmMirrorCleanupsDiscard
+ *		The extension is gone or the worker disabled: drop the cleanups in
+ *		flight (they stay due in the catalog).
+ */
+void
+DmMirrorCleanupsDiscard(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, CleanupsInFlight)
+	{
+		Cleanup    *c = (Cleanup *) lfirst(lc);
+
+		if (c->req != NULL)
+			DmIoPgCancel(c->req);
+		c->req = NULL;
+	}
+	CleanupsInFlight = NIL;
+	if (CleanupContext != NULL)
+		MemoryContextDelete(CleanupContext);
+	CleanupContext = NULL;
 }
 
 /* ---- SQL-callable ---- */

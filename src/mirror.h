@@ -47,7 +47,11 @@ extern void DmActuatorPerform(const DmActuatorRequest *req, DmActuatorAnswer *an
  */
 extern DmPhaseResult DmMirrorPhase(DmGroupRun *run);
 
-/* worker pass: retry due cleanups of dropped mirrors; never raises */
+/*
+ * worker pass: retry due cleanups of dropped mirrors (postgres ones in the
+ * I/O engine, recorded when it answers); never raises
+ */
 extern void DmRunMirrorCleanups(void);
+extern void DmMirrorCleanupsDiscard(void);
 
 #endif							/* DM_MIRROR_H */

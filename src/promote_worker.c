@@ -46,6 +46,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "contract.h"
 #include "driftmirror.h"
 #include "promote.h"
 #include "promote_actuator.h"
@@ -169,6 +170,13 @@ CtlValue(const char *sql, int nargs, const char **args)
 	return result[0];
 }
 
+/* CopyText: v copied into cxt, NULL stays NULL */
+static char *
+CopyText(MemoryContext cxt, const char *v)
+{
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
 static char *
 Int64Text(int64 v)
 {
@@ -238,69 +246,79 @@ SetFigures(PromInfo *p, const char *json)
 
 /*
  * LoadInfo
- *		Read the promotion's row (and its mirror's) into *p.
+ *		Read the promotion's row (and its mirror's) into *p: the composite
+ *		type driftmirror.promotion_info from _promotion_info, its attributes
+ *		by name, after checking that the installed SQL offers every column
+ *		the library reads (contract.c).  Strings are copied into the memory
+ *		context current at the call.  Raises if there is no such promotion,
+ *		or if the SQL does not match the library.
  */
 static void
 LoadInfo(int64 id, PromInfo *p)
 {
-	const char *args[1] = {Int64Text(id)};
-	char	   *json;
-	char	   *sql = "SELECT pg_catalog.string_agg(coalesce(value, ''), E'\\x1f' ORDER BY ord) "
-		"FROM unnest(ARRAY['group','resource','state','old_primary','new_primary',"
-		"'old_publication','old_slot','old_subscription','new_publication','new_slot',"
-		"'new_subscription','two_way','mirror_fence','mirror_state','mirror_lag_seconds',"
-		"'fence_lsn','remaining_ms','max_lag_bytes','max_lag_seconds','max_xact_seconds',"
-		"'fence_grace_ms','sequence_gap','fenced_at']) WITH ORDINALITY AS k(key, ord) "
-		"LEFT JOIN LATERAL (SELECT driftmirror._promotion_info($1::bigint) ->> k.key AS value) v ON true";
-	char	   *fields[23];
-	char	   *s;
-	int			n = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	char	   *fenced_at;
+	char	   *remaining_ms;
+	char	   *fence_grace_ms;
 
-	json = CtlValue(sql, 1, args);
-	if (json == NULL)
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	DmSpiConnect();
+	DmContractCheck();
+	DmSpiExec("SELECT * FROM driftmirror._promotion_info($1)",
+			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)});
+	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("promotion " INT64_FORMAT " does not exist", id)));
-	s = json;
-	fields[n++] = s;
-	for (; *s; s++)
-	{
-		if (*s == '\x1f' && n < 23)
-		{
-			*s = '\0';
-			fields[n++] = s + 1;
-		}
-	}
-	if (n != 23)
-		elog(ERROR, "unexpected promotion info for " INT64_FORMAT, id);
+	desc = SPI_tuptable->tupdesc;
+	tup = SPI_tuptable->vals[0];
+
+	/* the text of attribute name of type type, or NULL, copied into cxt */
+#define INFO_TEXT(name, type) \
+	CopyText(cxt, SPI_getvalue(tup, desc, \
+							   DmContractAttnum(desc, "driftmirror.promotion_info", name, type)))
 
 	memset(p, 0, sizeof(*p));
 	p->id = id;
-	p->group = fields[0];
-	p->resource = fields[1];
-	p->state = fields[2];
-	p->old_primary = fields[3];
-	p->new_primary = fields[4];
-	p->old_publication = fields[5];
-	p->old_slot = fields[6];
-	p->old_subscription = fields[7];
-	p->new_publication = fields[8];
-	p->new_slot = fields[9];
-	p->new_subscription = fields[10];
-	p->two_way = strcmp(fields[11], "true") == 0;
-	p->mirror_fence = strcmp(fields[12], "true") == 0;
-	p->mirror_state = fields[13];
-	p->mirror_lag_seconds = fields[14][0] ? fields[14] : NULL;
-	p->fence_lsn = fields[15][0] ? fields[15] : NULL;
-	p->remaining_ms = strtoll(fields[16], NULL, 10);
-	p->max_lag_bytes = fields[17];
-	p->max_lag_seconds = fields[18];
-	p->max_xact_seconds = fields[19];
-	p->fence_grace_ms = strtoll(fields[20], NULL, 10);
-	p->sequence_gap = fields[21];
-	if (fields[22][0])
+	p->group = INFO_TEXT("group_name", TEXTOID);
+	p->resource = INFO_TEXT("resource_name", TEXTOID);
+	p->state = INFO_TEXT("state", TEXTOID);
+	p->old_primary = INFO_TEXT("old_primary", TEXTOID);
+	p->new_primary = INFO_TEXT("new_primary", TEXTOID);
+	p->old_publication = INFO_TEXT("old_publication", TEXTOID);
+	p->old_slot = INFO_TEXT("old_slot", TEXTOID);
+	p->old_subscription = INFO_TEXT("old_subscription", TEXTOID);
+	p->new_publication = INFO_TEXT("new_publication", TEXTOID);
+	p->new_slot = INFO_TEXT("new_slot", TEXTOID);
+	p->new_subscription = INFO_TEXT("new_subscription", TEXTOID);
+	p->two_way = strcmp(INFO_TEXT("two_way", BOOLOID), "t") == 0;
+	p->mirror_fence = strcmp(INFO_TEXT("mirror_fence", BOOLOID), "t") == 0;
+	p->mirror_state = INFO_TEXT("mirror_state", TEXTOID);
+	p->mirror_lag_seconds = INFO_TEXT("mirror_lag_seconds", FLOAT8OID);
+	p->fence_lsn = INFO_TEXT("fence_lsn", LSNOID);
+	remaining_ms = INFO_TEXT("remaining_ms", INT8OID);
+	p->max_lag_bytes = INFO_TEXT("max_lag_bytes", INT8OID);
+	p->max_lag_seconds = INFO_TEXT("max_lag_seconds", NUMERICOID);
+	p->max_xact_seconds = INFO_TEXT("max_xact_seconds", NUMERICOID);
+	fence_grace_ms = INFO_TEXT("fence_grace_ms", INT8OID);
+	p->sequence_gap = INFO_TEXT("sequence_gap", INT8OID);
+	fenced_at = INFO_TEXT("fenced_at", TIMESTAMPTZOID);
+#undef INFO_TEXT
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+
+	p->remaining_ms = remaining_ms ? strtoll(remaining_ms, NULL, 10) : 0;
+	p->fence_grace_ms = fence_grace_ms ? strtoll(fence_grace_ms, NULL, 10) : 0;
+	if (fenced_at)
 		FencedAt = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-														   CStringGetDatum(fields[22]),
+														   CStringGetDatum(fenced_at),
 														   ObjectIdGetDatum(InvalidOid),
 														   Int32GetDatum(-1)));
 	p->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), p->remaining_ms);
@@ -994,26 +1012,16 @@ static void
 WriteResult(DmPromoteShared *shared, PromInfo *p)
 {
 	const char *args[1] = {Int64Text(p->id)};
-	char	   *row;
+	char	   *row[3];
 
 	if (shared == NULL)
 		return;
-	row = CtlValue("SELECT concat_ws(E'\\x1f', new_primary, coalesce(pause_ms, 0), coalesce(fence_lsn::text, '')) "
-				   "FROM driftmirror.promotion WHERE id = $1::bigint", 1, args);
-	if (row)
+	if (DmPromoteCtlRow("SELECT new_primary, pause_ms, fence_lsn "
+						"FROM driftmirror.promotion WHERE id = $1::bigint", 1, args, 3, row))
 	{
-		char	   *a = row;
-		char	   *b = strchr(a, '\x1f');
-		char	   *c = b ? strchr(b + 1, '\x1f') : NULL;
-
-		if (b && c)
-		{
-			*b++ = '\0';
-			*c++ = '\0';
-			strlcpy(shared->new_primary, a, sizeof(shared->new_primary));
-			shared->pause_ms = strtod(b, NULL);
-			strlcpy(shared->fence_lsn, c, sizeof(shared->fence_lsn));
-		}
+		strlcpy(shared->new_primary, row[0] ? row[0] : "", sizeof(shared->new_primary));
+		shared->pause_ms = row[1] ? strtod(row[1], NULL) : 0;
+		strlcpy(shared->fence_lsn, row[2] ? row[2] : "", sizeof(shared->fence_lsn));
 	}
 	shared->ok = true;
 }
@@ -1164,14 +1172,6 @@ BeforeFlip(const char *state)
 		strcmp(state, "sequences") == 0 || strcmp(state, "rolling_back") == 0;
 }
 
-/* Finished: a terminal state */
-static bool
-Finished(const char *state)
-{
-	return strcmp(state, "done") == 0 || strcmp(state, "rolled_back") == 0 ||
-		strcmp(state, "refused") == 0 || strcmp(state, "failed") == 0;
-}
-
 /*
  * ResumeLeftPoolers
  *		RESUME the poolers an ended promotion still records as paused,
@@ -1240,7 +1240,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 							 "FROM driftmirror.promotion p WHERE p.id OPERATOR(pg_catalog.=) $1::bigint",
 							 1, args, 2, row))
 			return;
-		if (!Finished(row[0]) && strcmp(row[1], "true") != 0)
+		if (!DmPromotionStateIsFinal(row[0]) && strcmp(row[1], "true") != 0)
 		{
 			const char *fargs[4] = {args[0], "failed",
 				psprintf("the mirror was dropped during the promotion (in state %s); the promotion was abandoned there", row[0]),
@@ -1252,7 +1252,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 							id, row[0])));
 			row[0] = "failed";
 		}
-		if (Finished(row[0]))
+		if (DmPromotionStateIsFinal(row[0]))
 		{
 			ResumeLeftPoolers(id);
 			return;

@@ -189,7 +189,7 @@ DmRemoteConnectStart(const char *conninfo, const char *label,
 	if (!DmResolveConninfo(conninfo, label, deadline, &hosts, &hostaddrs, &ports))
 		hosts = hostaddrs = ports = NULL;
 	return DmRemoteConnectStartResolved(conninfo, label, timeout_ms,
-										hosts, hostaddrs, ports);
+										hosts, hostaddrs, ports, NULL);
 }
 
 /*
@@ -198,13 +198,16 @@ DmRemoteConnectStart(const char *conninfo, const char *label,
  *		hostaddr and port lists of a finished name resolution (hosts NULL:
  *		nothing was resolved; ports NULL: the conninfo's).  Returns the
  *		PGconn, which may already be CONNECTION_BAD (the caller reports
- *		PQerrorMessage).  timeout_ms becomes libpq's connect_timeout.  The
- *		caller has checked the conninfo (DmCheckConninfo).
+ *		PQerrorMessage).  timeout_ms becomes libpq's connect_timeout;
+ *		application_name names the session on the node (NULL:
+ *		"driftmirror").  The caller has checked the conninfo
+ *		(DmCheckConninfo).
  */
 PGconn *
 DmRemoteConnectStartResolved(const char *conninfo, const char *label,
 							 int timeout_ms, const char *hosts,
-							 const char *hostaddrs, const char *ports)
+							 const char *hostaddrs, const char *ports,
+							 const char *application_name)
 {
 	const char *keywords[16];
 	const char *values[16];
@@ -230,7 +233,7 @@ DmRemoteConnectStartResolved(const char *conninfo, const char *label,
 	snprintf(connect_timeout, sizeof(connect_timeout), "%d",
 			 Max(2, (timeout_ms + 999) / 1000));
 	keywords[n] = "application_name";
-	values[n++] = "driftmirror";
+	values[n++] = application_name ? application_name : "driftmirror";
 	keywords[n] = "connect_timeout";
 	values[n++] = connect_timeout;
 	keywords[n] = "keepalives";

@@ -41,8 +41,9 @@
  *		names resolved before deadline, hardened libpq keywords, the attempt
  *		started (poll it with PQconnectPoll; it may be CONNECTION_BAD)
  *	 conn = DmRemoteConnectStartResolved(conninfo, label, timeout_ms,
- *										 hosts, hostaddrs, ports)
- *		the same after a name resolution the caller drove (io_dns.h)
+ *										 hosts, hostaddrs, ports, appname)
+ *		the same after a name resolution the caller drove (io_dns.h), the
+ *		session named appname on the node (NULL: "driftmirror")
  *	 DmRemoteHardenSql(conn), DmRemoteSessionBudgetMs(timeout_ms)
  *		the set-up statement of a new session and its one parameter
  *	 DmRemoteNodeSessionSql(lock_timeout_ms)  what DmRemoteNodeSession runs
@@ -84,7 +85,8 @@ extern PGconn *DmRemoteConnectStart(const char *conninfo, const char *label,
 									TimestampTz deadline, int timeout_ms);
 extern PGconn *DmRemoteConnectStartResolved(const char *conninfo, const char *label,
 											int timeout_ms, const char *hosts,
-											const char *hostaddrs, const char *ports);
+											const char *hostaddrs, const char *ports,
+											const char *application_name);
 extern const char *DmRemoteHardenSql(PGconn *conn);
 extern int	DmRemoteSessionBudgetMs(int timeout_ms);
 extern char *DmRemoteNodeSessionSql(int lock_timeout_ms);

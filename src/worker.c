@@ -16,10 +16,11 @@
  *
  * Metric collection (collector.c) is a pass-level phase before the group
  * steps: it records the polls that finished and starts those of the due
- * groups; the nap between passes (DmCollectorWait, or slices of it between
- * the engine's waits while the engine has requests in flight) drives the
- * polls in flight on their sockets.  The metric store maintenance runs after the
- * steps, at most every driftmirror.metric_maintenance_interval.
+ * groups, as requests of the same I/O engine.  The nap between passes is
+ * the engine's wait (DmIoWait): the only place the worker waits for the
+ * network, on one WaitEventSet over the latch and every socket.  The metric
+ * store maintenance runs after the steps, at most every
+ * driftmirror.metric_maintenance_interval.
  *
  * Fault isolation: an error in one group's step is caught here, logged,
  * recorded in driftmirror.group_state, and the pass goes on with the next
@@ -100,9 +101,6 @@ static List *Runs = NIL;		/* steps in progress (DmGroupRun *), in
 								 * TopMemoryContext */
 static char *ConnectedDatabase = NULL;
 static bool ExtensionPresent = false;
-
-/* the nap's slices while the I/O engine has requests in flight */
-#define DM_NAP_SLICE_MS 100
 
 static List *ReadDueGroups(bool reloaded);
 static void ReadStepWork(List *due);
@@ -268,10 +266,10 @@ DmWorkerMain(Datum main_arg)
 /*
  * Nap
  *		The pause between passes: up to timeout_ms, shorter when the latch
- *		is set.  While the I/O engine has requests in flight, it drives them
- *		and resumes the steps it answered, in slices that also let the
- *		collector drive its polls; otherwise the collector's wait is the
- *		nap.  Never raises except for interrupts.
+ *		is set.  The I/O engine's wait drives every request in flight (the
+ *		steps' and the collector's) and the steps it answered are resumed
+ *		as soon as it returns.  Never raises except for interrupts; an
+ *		error of an engine callback is logged and the nap goes on.
  */
 static void
 Nap(long timeout_ms)
@@ -279,21 +277,23 @@ Nap(long timeout_ms)
 	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	AdvanceReadySteps();
-	if (DmIoActive() == 0)
-	{
-		DmCollectorWait(timeout_ms);
-		return;
-	}
 	for (;;)
 	{
 		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
-		bool		latch;
+		volatile bool latch = false;
 
-		if (left <= 0 || DmIoActive() == 0)
+		if (left <= 0)
 			break;
-		latch = DmIoWait(Min(left, DM_NAP_SLICE_MS));
+		PG_TRY();
+		{
+			latch = DmIoWait(left);
+		}
+		PG_CATCH();
+		{
+			AbortAfterError("handling an answer of the I/O engine");
+		}
+		PG_END_TRY();
 		AdvanceReadySteps();
-		DmCollectorWait(0);
 		if (latch || ConfigReloadPending)
 			break;
 	}
@@ -546,13 +546,16 @@ AdvanceReadySteps(void)
 /*
  * DiscardSteps
  *		The extension is gone or the worker disabled: drop the steps in
- *		progress and the engine's requests.
+ *		progress, the notifications and cleanups in flight and the
+ *		engine's requests.
  */
 static void
 DiscardSteps(void)
 {
 	ListCell   *lc;
 
+	DmNotifyDiscard();
+	DmMirrorCleanupsDiscard();
 	DmIoDiscardAll();
 	foreach(lc, Runs)
 		DmGroupStepFree((DmGroupRun *) lfirst(lc));

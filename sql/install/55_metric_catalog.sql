@@ -14,11 +14,21 @@
 --                           by range of ts; one partition per
 --                           metric_settings.partition_interval (default one
 --                           day, aligned on 2000-01-01 00:00 UTC).  Every
---                           partition gets a btree on (resource_id,
---                           metric_id, ts) and a BRIN on ts: when it is
---                           created (index_mode 'immediate', the default) or
---                           once it is closed (index_mode 'deferred', for
---                           the highest ingest rates).  No foreign keys and
+--                           closed partition has a btree on (resource_id,
+--                           metric_id, ts) and a BRIN; see index_mode for
+--                           when they are made:
+--                           'immediate' (default): btree and BRIN on ts
+--                             from creation; every row pays both, and "one
+--                             series" is an index range scan everywhere.
+--                           'brin': an open partition has only a BRIN on
+--                             (resource_id, metric_id, ts) (16 pages a
+--                             range, summarised by the maintenance); the
+--                             btree is built once the partition closes.
+--                             Ingest pays no btree insertion per row, but
+--                             reading one series of an open partition reads
+--                             every series written between its rows.
+--                           'deferred': no index until the partition closes.
+--                           No foreign keys and
 --                           no row or transition-table triggers: either would
 --                           disable COPY's multi-row inserts.  Ids come from
 --                           the catalog (dm_ingest, the collectors); rows
@@ -49,7 +59,7 @@ CREATE TABLE driftmirror.metric_settings (
     rollup_retention    interval NOT NULL DEFAULT '400 days'
                         CHECK (rollup_retention BETWEEN '1 day' AND '3650 days'),
     index_mode          text NOT NULL DEFAULT 'immediate'
-                        CHECK (index_mode IN ('immediate', 'deferred'))
+                        CHECK (index_mode IN ('immediate', 'deferred', 'brin'))
 );
 INSERT INTO driftmirror.metric_settings DEFAULT VALUES;
 COMMENT ON TABLE driftmirror.metric_settings IS
@@ -103,6 +113,14 @@ COMMENT ON TABLE driftmirror.metric IS
 --                       of one metric of one resource" is an index range scan
 --                       in the partitions the ts condition keeps
 --   <partition>_ts      BRIN (ts): time-range scans over all series (rollups)
+--   <partition>_brin    BRIN (resource_id, metric_id, ts), pages_per_range 16,
+--                       made with the partition in index_mode 'brin' (then
+--                       there is no <partition>_ts: this one serves time
+--                       ranges too).  While the partition is open, "one
+--                       series" reads the block ranges whose summaries can
+--                       hold it: few when a series' rows were written
+--                       together (dm_ingest), every range of the time
+--                       window when many series were written interleaved
 
 -- the partitions the store made, with the groups already purged from each
 CREATE TABLE driftmirror.metric_partition (

@@ -9,7 +9,9 @@
 -- partitions
 -- ---------------------------------------------------------------------
 
--- _index_partition: the indexes of one partition (idempotent)
+-- _index_partition: the indexes of one partition (idempotent): the series
+-- btree, and a BRIN on ts unless the partition has its index_mode 'brin'
+-- BRIN already
 CREATE FUNCTION driftmirror._index_partition(p_name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -18,9 +20,24 @@ AS $$
 BEGIN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
                    p_name || '_series', p_name);
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
-                   p_name || '_ts', p_name);
+    IF to_regclass(format('driftmirror.%I', p_name || '_brin')) IS NULL THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (ts)',
+                       p_name || '_ts', p_name);
+    END IF;
     UPDATE driftmirror.metric_partition SET indexed = true WHERE name = p_name;
+END
+$$;
+
+-- _brin_partition: the index an open partition has in index_mode 'brin'
+CREATE FUNCTION driftmirror._brin_partition(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I USING brin (resource_id, metric_id, ts)'
+                   ' WITH (pages_per_range = 16, autosummarize = on)',
+                   p_name || '_brin', p_name);
 END
 $$;
 
@@ -103,6 +120,8 @@ BEGIN
         INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
         IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
+        ELSIF mode = 'brin' THEN
+            PERFORM driftmirror._brin_partition(nm);
         END IF;
         n := n + 1;
         t := hi;
@@ -258,6 +277,7 @@ DECLARE
     nm       text;
     orphans  bigint := 0;
     indexed  integer := 0;
+    summarized bigint := 0;
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
     created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
@@ -278,6 +298,14 @@ BEGIN
         PERFORM driftmirror._index_partition(nm);
         indexed := indexed + 1;
     END LOOP;
+    -- open partitions with a BRIN: summarise the block ranges filled since
+    -- the last pass (autosummarize also asks autovacuum to)
+    FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
+               WHERE NOT mp.indexed
+                 AND to_regclass(format('driftmirror.%I', mp.name || '_brin')) IS NOT NULL
+               ORDER BY mp.lo LOOP
+        summarized := summarized + brin_summarize_new_values(format('driftmirror.%I', nm || '_brin')::regclass);
+    END LOOP;
     r5 := driftmirror._metric_rollup('5m', p_now);
     r1 := driftmirror._metric_rollup('1h', p_now);
     DELETE FROM driftmirror.metric_5m WHERE bucket < p_now - s.rollup_retention;
@@ -291,6 +319,7 @@ BEGIN
                               'rows_purged', ret.purged,
                               'orphan_rows_deleted', orphans,
                               'partitions_indexed', indexed,
+                              'brin_ranges_summarized', summarized,
                               'rollup_5m_rows', r5,
                               'rollup_1h_rows', r1,
                               'rollup_rows_deleted', rdel);
@@ -403,7 +432,7 @@ BEGIN
     EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
         RAISE EXCEPTION 'invalid metric settings %', settings
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: immediate or deferred.';
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: brin, immediate or deferred.';
     END;
     PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
                                     jsonb_build_object('settings', settings));

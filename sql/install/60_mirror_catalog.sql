@@ -11,7 +11,6 @@
 --   65_mirror_cleanup.sql     the queue of remote drops
 --   66_mirror_api.sql         dm_create_mirror, dm_drop_mirror and friends
 --   67_mirror_views.sql       dm_mirror_status and the other views
---
 -- 61 to 66 hold only code that can run again (CREATE OR REPLACE FUNCTION
 -- and TRIGGER): the 0.1.0--0.2.0 update pastes them whole
 -- (sql/upgrade/0.1.0--0.2.0/23_mirror_code.include), so a change there
@@ -205,6 +204,10 @@ CREATE TABLE driftmirror.mirror (
 );
 COMMENT ON TABLE driftmirror.mirror IS
     'Mirrors: a primary resource, its mirror, the replication objects and their state';
+-- only the transitions of 59_contract.sql
+CREATE TRIGGER mirror_state_transition BEFORE UPDATE OF state ON driftmirror.mirror
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION driftmirror._check_state_transition('mirror');
 
 CREATE TABLE driftmirror.mirror_sequence (
     mirror_id     bigint NOT NULL REFERENCES driftmirror.mirror (id) ON DELETE CASCADE,

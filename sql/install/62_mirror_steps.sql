@@ -113,7 +113,7 @@ BEGIN
         IF (m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started)
            AND NOT EXISTS (SELECT FROM driftmirror.promotion p
                             WHERE p.mirror_id = m.id
-                              AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
+                              AND NOT driftmirror._promotion_is_final(p.state)) THEN
             action := 'actuator_status';
             http_method := 'GET';
             http_url := base_url || '/' || m.actuator_name;

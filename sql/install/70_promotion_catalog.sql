@@ -145,13 +145,17 @@ CREATE TABLE driftmirror.promotion (
     CHECK (kind <> 'postgres' OR state NOT IN ('switching', 'aborting'))
 );
 CREATE UNIQUE INDEX promotion_one_running ON driftmirror.promotion (group_id)
-    WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed');
+    WHERE NOT driftmirror._promotion_is_final(state);
 -- promotions that still owe a pgbouncer router a RESUME (almost always
 -- none): the worker's step looks for them (_step_work)
 CREATE INDEX promotion_poolers_owed ON driftmirror.promotion (group_id)
     WHERE poolers_paused IS NOT NULL OR poolers_removed IS NOT NULL;
 COMMENT ON TABLE driftmirror.promotion IS
     'Promotions (switchovers): one row per resource promoted, with its persisted state';
+-- a new promotion starts in guardrails and moves only as
+-- 59_contract.sql allows
+CREATE TRIGGER promotion_state_transition BEFORE INSERT OR UPDATE OF state ON driftmirror.promotion
+    FOR EACH ROW EXECUTE FUNCTION driftmirror._check_state_transition('promotion');
 
 CREATE TABLE driftmirror.promotion_step (
     promotion_id  bigint NOT NULL REFERENCES driftmirror.promotion (id) ON DELETE CASCADE,

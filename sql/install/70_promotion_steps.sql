@@ -120,7 +120,7 @@ BEGIN
                   HINT = 'Create one with dm_create_mirror.';
     END IF;
     SELECT id INTO run FROM driftmirror.promotion
-     WHERE group_id = gid AND state NOT IN ('done', 'rolled_back', 'refused', 'failed');
+     WHERE group_id = gid AND NOT driftmirror._promotion_is_final(state);
     IF run IS NOT NULL THEN
         RAISE EXCEPTION 'group "%" already has a promotion in progress (id %)', p_group, run
             USING ERRCODE = 'object_in_use',
@@ -167,29 +167,28 @@ BEGIN
 END
 $$;
 
--- _promotion_info: what the driver needs to know about a promotion, as jsonb
+-- _promotion_info: what the driver needs to know about a promotion (no row
+-- when there is no such promotion)
 CREATE OR REPLACE FUNCTION driftmirror._promotion_info(p_id bigint)
-RETURNS jsonb
+RETURNS SETOF driftmirror.promotion_info
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object(
-        'id', p.id, 'group', p.group_name, 'resource', p.resource_name, 'state', p.state,
-        'old_primary', p.old_primary, 'new_primary', p.new_primary,
-        'old_publication', p.old_publication, 'old_slot', p.old_slot,
-        'old_subscription', p.old_subscription,
-        'new_publication', p.new_publication, 'new_slot', p.new_slot,
-        'new_subscription', p.new_subscription,
-        'two_way', p.two_way, 'mirror_fence', p.mirror_fence,
-        'mirror_state', m.state, 'mirror_lag_seconds', m.lag_seconds,
-        'flipped', m.primary_endpoint = p.new_primary,
-        'fence_lsn', p.fence_lsn, 'fenced_at', p.fenced_at,
-        'remaining_ms', greatest(0, extract(epoch FROM p.deadline - clock_timestamp()) * 1000)::bigint,
-        'max_lag_bytes', p.options -> 'promote_max_lag_bytes',
-        'max_lag_seconds', p.options -> 'promote_max_lag_seconds',
-        'max_xact_seconds', p.options -> 'promote_max_xact_seconds',
-        'fence_grace_ms', (extract(epoch FROM driftmirror._opt_interval(p.options -> 'promote_fence_grace')) * 1000)::bigint,
-        'sequence_gap', p.options -> 'promote_sequence_gap')
+    SELECT p.id, p.group_name, p.resource_name, p.state,
+           p.old_primary, p.new_primary,
+           p.old_publication, p.old_slot, p.old_subscription,
+           p.new_publication, p.new_slot, p.new_subscription,
+           p.two_way, p.mirror_fence,
+           m.state AS mirror_state, m.lag_seconds AS mirror_lag_seconds,
+           m.primary_endpoint = p.new_primary AS flipped,
+           p.fence_lsn, p.fenced_at,
+           greatest(0, extract(epoch FROM p.deadline - clock_timestamp()) * 1000)::bigint AS remaining_ms,
+           (p.options ->> 'promote_max_lag_bytes')::bigint AS max_lag_bytes,
+           (p.options ->> 'promote_max_lag_seconds')::numeric AS max_lag_seconds,
+           (p.options ->> 'promote_max_xact_seconds')::numeric AS max_xact_seconds,
+           (extract(epoch FROM driftmirror._opt_interval(p.options -> 'promote_fence_grace')) * 1000)::bigint
+               AS fence_grace_ms,
+           (p.options ->> 'promote_sequence_gap')::bigint AS sequence_gap
       FROM driftmirror.promotion p
       JOIN driftmirror.mirror m ON m.id = p.mirror_id
      WHERE p.id = p_id
@@ -338,7 +337,7 @@ BEGIN
     RETURN QUERY
     SELECT p.id FROM driftmirror.promotion p
      WHERE p.group_id = p_group_id
-       AND (p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')
+       AND (NOT driftmirror._promotion_is_final(p.state)
             OR p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL)
      ORDER BY p.id;
 END

@@ -47,7 +47,7 @@ BEGIN
         RETURN;
     END IF;
     IF EXISTS (SELECT FROM driftmirror.promotion p WHERE p.group_id = p_group_id
-                AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
+                AND NOT driftmirror._promotion_is_final(p.state)) THEN
         RETURN;
     END IF;
     win := driftmirror._opt_interval(eff -> 'auto_promote_window');

@@ -180,7 +180,7 @@ DECLARE
     last     text;
 BEGIN
     SELECT * INTO p FROM driftmirror.promotion WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND OR p.state IN ('done', 'rolled_back', 'refused', 'failed') THEN
+    IF NOT FOUND OR driftmirror._promotion_is_final(p.state) THEN
         RETURN;
     END IF;
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p.mirror_id;
@@ -307,7 +307,7 @@ BEGIN
     END IF;
     IF p.state <> (CASE p_action WHEN 'promote' THEN 'switching' ELSE 'aborting' END) THEN
         -- moved on meanwhile (cannot happen with one driver): say where it is
-        RETURN CASE WHEN p.state IN ('done', 'rolled_back', 'refused', 'failed') THEN p.state
+        RETURN CASE WHEN driftmirror._promotion_is_final(p.state) THEN p.state
                     ELSE 'retry' END;
     END IF;
     SELECT * INTO m FROM driftmirror.mirror WHERE id = p.mirror_id;

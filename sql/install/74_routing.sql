@@ -354,7 +354,7 @@ BEGIN
                   HINT = 'Pause it (dm_shift_pause) or abort it (dm_shift_abort) first.';
     END IF;
     IF EXISTS (SELECT FROM driftmirror.promotion p WHERE p.group_id = gid
-                AND p.state NOT IN ('done', 'rolled_back', 'refused', 'failed')) THEN
+                AND NOT driftmirror._promotion_is_final(p.state)) THEN
         RAISE EXCEPTION 'group "%" is being promoted: shares cannot change now', p_group
             USING ERRCODE = 'object_in_use';
     END IF;

@@ -217,6 +217,72 @@ SELECT count(*) AS indexes FROM pg_indexes
  WHERE schemaname = 'driftmirror'
    AND tablename = (SELECT name FROM metric_partition WHERE lo <= now() + interval '20 days' AND hi > now() + interval '20 days');
 SELECT dm_set_metric_settings('{"index_mode": "immediate"}');
+SELECT dm_create_partitions(now() + interval '30 days', now() + interval '30 days') AS made;
+SELECT string_agg(replace(indexname, name, '<p>'), ', ' ORDER BY indexname) AS immediate_indexes
+  FROM metric_partition, pg_indexes
+ WHERE schemaname = 'driftmirror' AND tablename = name
+   AND lo <= now() + interval '30 days' AND hi > now() + interval '30 days';
+
+-- index_mode 'brin': a partition has only its BRIN until the maintenance
+-- indexes it (once closed); the same query finds the same rows before and
+-- after, through the BRIN, then through the btree.  Rows dm_ingest writes
+-- into an indexed partition are found through the btree as well.
+SELECT dm_set_metric_settings('{"index_mode": "brin"}');
+SELECT dm_alter_group('m_long', '{"retention": "3650 days"}');
+SELECT date_trunc('day', now() - interval '100 days') AS d100 \gset
+SELECT lrid AS rid, mid FROM ids \gset
+-- one series by dm_ingest, two more (ids naming nothing) in the same
+-- partition, 10 s apart
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 array_agg(:'d100'::timestamptz + i * interval '10 seconds' ORDER BY i),
+                 array_agg(i::float8 ORDER BY i))
+  FROM generate_series(0, 2999) i;
+INSERT INTO metric
+SELECT :'d100'::timestamptz + i * interval '10 seconds', r, :mid, i
+  FROM generate_series(0, 2999) i, unnest(ARRAY[:rid + 1000, :rid + 2000]) r;
+SELECT name AS p100 FROM metric_partition WHERE lo <= :'d100' AND hi > :'d100' \gset
+SELECT string_agg(replace(indexname, :'p100', '<p>'), ', ' ORDER BY indexname) AS open_indexes
+  FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = :'p100';
+\set q100 'SELECT count(*), sum(value) FROM driftmirror.metric WHERE resource_id = ' :rid ' AND metric_id = ' :mid ' AND ts >= ' :'d100' '::timestamptz + interval ''3 hours'' AND ts < ' :'d100' '::timestamptz + interval ''5 hours'''
+SET enable_seqscan = off;
+SELECT pg_temp.plan_of(:'q100') ~ format('Scan on %s_brin', :'p100') AS open_uses_brin;
+:q100;
+SELECT (_metric_maintenance(now()) ->> 'partitions_indexed')::int >= 1 AS indexed_when_closed;
+SELECT string_agg(replace(indexname, :'p100', '<p>'), ', ' ORDER BY indexname) AS closed_indexes
+  FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = :'p100';
+-- (the btree alone: a BRIN is only read through bitmap scans)
+SET enable_bitmapscan = off;
+SELECT pg_temp.plan_of(:'q100') ~ format('(using|Scan on) %s_series', :'p100') AS closed_uses_series;
+:q100;
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 array_agg(:'d100'::timestamptz + interval '4 hours' + i * interval '10 seconds' + interval '5 seconds' ORDER BY i),
+                 array_agg(1000::float8 ORDER BY i))
+  FROM generate_series(1, 10) i;
+:q100;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DELETE FROM metric WHERE ts >= :'d100' AND ts < :'d100'::timestamptz + interval '1 day';
+SELECT dm_set_metric_settings('{"index_mode": "immediate"}');
+
+-- dm_ingest evaluates CHECK constraints beyond the store's own, and goes
+-- through COPY when a partition has row triggers (which fire)
+ALTER TABLE metric ADD CONSTRAINT metric_not_4242 CHECK (value <> 4242);
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s', ARRAY[now(), now() - interval '1 second'], ARRAY[1, 4242]::float8[]);
+\echo sqlstate :LAST_ERROR_SQLSTATE
+ALTER TABLE metric DROP CONSTRAINT metric_not_4242;
+CREATE TEMP TABLE fired (ts timestamptz);
+CREATE FUNCTION pg_temp.note_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pg_temp.fired VALUES (NEW.ts);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER note_row BEFORE INSERT ON metric FOR EACH ROW EXECUTE FUNCTION pg_temp.note_row();
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[now() - interval '2 seconds', now() - interval '1 second'], ARRAY[41, 42]::float8[]);
+SELECT count(*) AS trigger_fired FROM fired;
+DROP TRIGGER note_row ON metric;
+SELECT count(*) AS stored FROM metric m, ids WHERE m.resource_id = ids.lrid AND m.value IN (41, 42, 4242);
+DELETE FROM metric m USING ids WHERE m.resource_id = ids.lrid AND m.value IN (41, 42);
 
 -- metric sources: configuration checks (the collectors themselves are
 -- tested with real servers in test/t/020 and 021)

@@ -75,6 +75,8 @@ BEGIN
         INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
         IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
+        ELSIF mode = 'brin' THEN
+            PERFORM driftmirror._brin_partition(nm);
         END IF;
         n := n + 1;
         t := hi;
