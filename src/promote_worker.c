@@ -1173,6 +1173,25 @@ BeforeFlip(const char *state)
 }
 
 /*
+ * CaughtError
+ *		In a PG_CATCH block of the driver: the error, copied into
+ *		DriverContext, with the error state flushed and any transaction
+ *		aborted; DriverContext is current on return.
+ */
+static ErrorData *
+CaughtError(void)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(DriverContext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(DriverContext);
+	return edata;
+}
+
+/*
  * ResumeLeftPoolers
  *		RESUME the poolers an ended promotion still records as paused,
  *		pointed first at the node the routes name.  A failure is a WARNING:
@@ -1187,13 +1206,8 @@ ResumeLeftPoolers(int64 id)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = CaughtError();
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(DriverContext);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("driftmirror: promotion " INT64_FORMAT " has ended; its paused pgbouncer routers are resumed later: %s",
@@ -1308,11 +1322,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		ErrorData  *edata;
 		char	   *state;
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(DriverContext);
+		edata = CaughtError();
 		state = pstrdup(pp->state);
 
 		ereport(WARNING,
@@ -1484,12 +1494,8 @@ DmPromotionWorkerMain(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = CaughtError();
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		WriteError(shared, edata, NULL);
 		if (shared)
 		{
