@@ -4,7 +4,7 @@
 on the same real demand series, in the same run.
 
 Each series is rebuilt from the evaluation cases (train + test files of one
-series, deduplicated by timestamp), shifted by whole weeks so that it ends
+series, deduplicated by timestamp), shifted by whole days so that it ends
 before now (the metric store keeps data within the group's retention),
 ingested with dm_ingest into a group of its own, and replayed over its last
 REPLAY steps with the history before as training data.
@@ -17,15 +17,17 @@ Both scalers:
 The reactive scaler is HPA's algorithm: desired = ceil(current * ratio) with
 ratio = utilisation / target utilisation, i.e. need(observed), no change
 while |ratio - 1| <= 0.1 (HPA's default tolerance), and scale-down
-stabilisation: the largest recommendation of the last 300 s (HPA default).
+stabilisation: the largest recommendation of the last 300 s (HPA default;
+shorter than one step of these series, so it never holds a scale-down back).
 An interval is under-provisioned when its demand exceeds live capacity x
 unit; capacity-hours sum live capacity over the replay.  "oracle" is what a
 scaler that knew each interval's demand would keep: need(demand) per
 interval, no delay.
 
 Prints one line per series and the total, and the time the replay took
-per step, and the cost of the worker's forecast phase for the group:
-its first run (which trains the model) and its median run after that.
+per step; then the cost of the worker's forecast phase per group and step
+(see phase_cost) beside the previous approach (parameters estimated at
+every forecast), measured in the same run.
 """
 import argparse
 import csv
@@ -109,16 +111,37 @@ def hpa(demand, before, step, lead, unit):
 
 def phase_cost(args, grp):
     """The worker's forecast phase for the group, as the worker runs it
-    (driftmirror._forecast_step, mode forecast_only): ms of the first call
-    (trains the model) and the median of five more (forecast, decision)."""
-    out = psql(args, "\\timing on\n" + "\n".join(
-        ["SELECT count(*) FROM driftmirror._forecast_step("
-         "(SELECT id FROM driftmirror.resource_group WHERE name = '%s'));" % grp] * 6))
+    (driftmirror._forecast_step, mode forecast_only), in ms: its first call
+    (trains the model), then the median of five calls of each kind:
+      - within a bucket: the bucket's forecast is stored, the step reads it;
+      - new bucket: the step makes the bucket's forecast with the model's
+        kept parameters (the stored forecast is deleted before each call);
+      - previous approach, in the same run: the same with the parameters
+        cleared (model.params NULL), so that the method estimates them
+        again at each forecast, as every step of the phase did before.
+    Also returns the model's method (auto keeps no parameters)."""
+    gid = "(SELECT id FROM driftmirror.resource_group WHERE name = '%s')" % grp
+    step = "SELECT count(*) FROM driftmirror._forecast_step(%s);" % gid
+    drop = ("DELETE FROM driftmirror.forecast f USING driftmirror.model m"
+            " WHERE m.id = f.model_id AND m.group_id = %s AND f.made_at ="
+            " date_bin(m.step, now(), '2000-01-01 00:00+00');" % gid)
+    clear = "UPDATE driftmirror.model SET params = NULL WHERE group_id = %s;" % gid
+    stmts = [("train", step)] + [("within", step)] * 5
+    stmts += [("-", drop), ("new", step)] * 5
+    stmts += [("-", clear)] + [("-", drop), ("refit", step)] * 5
+    out = psql(args, "\\timing on\n" + "\n".join(q for _, q in stmts) + "\n\\timing off\n"
+               "SELECT 'method=' || method FROM driftmirror.model WHERE group_id = %s"
+               " ORDER BY version DESC LIMIT 1;" % gid)
     ms = [float(l.split()[1]) for l in out.splitlines() if l.startswith("Time: ")]
-    if len(ms) < 6:
-        return (float("nan"), float("nan"))
-    rest = sorted(ms[1:])
-    return (ms[0], rest[len(rest) // 2])
+    method = ([l[7:] for l in out.splitlines() if l.startswith("method=")] or ["?"])[0]
+    if len(ms) != len(stmts):
+        return {"train": float("nan"), "within": float("nan"), "new": float("nan"),
+                "refit": float("nan"), "method": method}
+    res = {"method": method}
+    for kind in ("train", "within", "new", "refit"):
+        v = sorted(t for (k, _), t in zip(stmts, ms) if k == kind)
+        res[kind] = v[len(v) // 2]
+    return res
 
 
 def main():
@@ -136,9 +159,9 @@ def main():
                " WHERE NOT EXISTS (SELECT FROM driftmirror.dm_metric_names WHERE name = 'demand');")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     print("| series | step | steps | lead | predictive under | reactive under | ratio"
-          " | predictive cap-h | reactive cap-h | cap-h ratio | oracle cap-h | replay ms/step"
-          " | phase ms: training / step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " | predictive cap-h | reactive cap-h | cap-h ratio | oracle cap-h | replay ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    costs = []
     tot = {"pu": 0, "ru": 0, "pc": 0.0, "rc": 0.0, "oc": 0.0, "n": 0, "ms": 0.0}
     for name, key, step, unit, replay in SERIES:
         if args.only and args.only != name:
@@ -187,18 +210,26 @@ SELECT ts, demand, capacity, decision FROM driftmirror.dm_backtest_scaling(
         rc = sum(rcap) * hours
         # what a scaler that knew each interval's demand would keep
         oc = sum(need(d, unit) for d in demand) * hours
-        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f | %.0f / %.1f |" % (
+        print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
             name, step, len(rows), lead, pu, ru,
             ("%.1fx fewer" % (ru / pu)) if pu else ("%d vs 0" % ru),
-            pc, rc, pc / rc, oc, ms / len(rows), phase[0], phase[1]))
+            pc, rc, pc / rc, oc, ms / len(rows)), flush=True)
+        costs.append((name, phase))
         for k, v in (("pu", pu), ("ru", ru), ("pc", pc), ("rc", rc), ("oc", oc), ("n", len(rows)), ("ms", ms)):
             tot[k] += v
     if tot["n"]:
-        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f | |" % (
+        print("| total | | %d | | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %.1f |" % (
             tot["n"], tot["pu"], tot["ru"],
             ("%.1fx fewer" % (tot["ru"] / tot["pu"])) if tot["pu"] else ("%d vs 0" % tot["ru"]),
             tot["pc"], tot["rc"], tot["pc"] / tot["rc"], tot["oc"], tot["ms"] / tot["n"]))
         print("\ntarget: >= 5x fewer under-provisioned intervals at <= 1.1x the capacity-hours")
+    print("\nforecast phase, ms per group and step (median of 5):\n")
+    print("| series | model | training | step within a bucket | step at a new bucket, kept parameters"
+          " | previous approach: parameters estimated again |")
+    print("|---|---|---|---|---|---|")
+    for name, p in costs:
+        print("| %s | %s | %.0f | %.1f | %.1f | %.1f |" % (
+            name, p["method"], p["train"], p["within"], p["new"], p["refit"]))
 
 
 if __name__ == "__main__":

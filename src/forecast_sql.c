@@ -2,7 +2,9 @@
  *
  * forecast_sql.c
  *	  SQL interface of the forecasting core: dm_forecast() and
- *	  dm_forecast_model().
+ *	  dm_forecast_model(), and for the models of the metric store
+ *	  _forecast_params() (the smoothing parameters hw and mstl estimate) and
+ *	  _forecast_with_params() (dm_forecast applying kept parameters).
  *
  * Both functions are pure: they read only their arguments, never the
  * catalog (and the setting driftmirror.forecast_work_mem).
@@ -52,6 +54,11 @@
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_forecast);
 PG_FUNCTION_INFO_V1(driftmirror_dm_forecast_model);
+PG_FUNCTION_INFO_V1(driftmirror_forecast_params);
+PG_FUNCTION_INFO_V1(driftmirror_forecast_with_params);
+
+/* elements of a parameter array: trend, nseas, alpha, beta, gamma1, gamma2, phi */
+#define DM_PARAMS_LEN	7
 
 /* arguments of both functions, decoded */
 typedef struct ForecastArgs
@@ -65,6 +72,7 @@ typedef struct ForecastArgs
 	DmfEvent   *events;
 	int			nevents;
 	bool		interpolate;
+	DmfParams	params;			/* set: apply them (_forecast_with_params) */
 } ForecastArgs;
 
 /*
@@ -251,6 +259,50 @@ parse_events(Jsonb *jb, int *nevents)
 	return ev;
 }
 
+/*
+ * parse_params
+ *		A parameter array of _forecast_params (NULL elements refused; bounds
+ *		checked, so that nothing out of the admissible region reaches the
+ *		filter).
+ */
+static void
+parse_params(ArrayType *arr, DmfParams *p)
+{
+	int			n;
+	double	   *v = float8_array(arr, "params", false, &n);
+	int			k;
+
+	if (n != DM_PARAMS_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must have %d elements", DM_PARAMS_LEN),
+				 errdetail("The array has %d.", n)));
+	for (k = 0; k < n; k++)
+		if (!isfinite(v[k]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("params must be finite"),
+					 errdetail("Element %d is not.", k + 1)));
+	if (!(v[0] == 0 || v[0] == 1 || v[0] == 2) ||
+		!(v[1] == 0 || v[1] == 1 || v[1] == 2) ||
+		!(v[2] > 0 && v[2] < 1) || !(v[3] >= 0 && v[3] <= v[2]) ||
+		!(v[4] >= 0 && v[4] < 1) || !(v[5] >= 0 && v[5] < 1) ||
+		!(v[6] >= 0 && v[6] <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params are not the smoothing parameters of a fit"),
+				 errdetail("Expected {trend 0-2, seasons 0-2, 0 < alpha < 1, 0 <= beta <= alpha, 0 <= gamma1, gamma2 < 1, 0 <= phi <= 1}.")));
+	memset(p, 0, sizeof(*p));
+	p->set = 1;
+	p->trend = (int) v[0];
+	p->nseas = (int) v[1];
+	p->alpha = v[2];
+	p->beta = v[3];
+	p->gamma[0] = v[4];
+	p->gamma[1] = v[5];
+	p->phi = v[6];
+}
+
 /* decode and check the arguments shared by both functions */
 static void
 forecast_args(FunctionCallInfo fcinfo, ForecastArgs *a)
@@ -292,6 +344,8 @@ forecast_args(FunctionCallInfo fcinfo, ForecastArgs *a)
 	a->method = (DmfMethod) m;
 	if (!PG_ARGISNULL(4))
 		a->events = parse_events(PG_GETARG_JSONB_P(4), &a->nevents);
+	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+		parse_params(PG_GETARG_ARRAYTYPE_P(6), &a->params);
 }
 
 /*
@@ -315,6 +369,7 @@ run_forecast(ForecastArgs *a, DmfResult *res)
 	opts.alloc = forecast_alloc;
 	opts.free = forecast_free;
 	opts.max_memory = (size_t) DmForecastWorkMemKb * 1024;
+	opts.params = a->params.set ? &a->params : NULL;
 	for (;;)
 	{
 		workcxt = AllocSetContextCreate(CurrentMemoryContext, "dm_forecast",
@@ -364,6 +419,8 @@ run_forecast(ForecastArgs *a, DmfResult *res)
 			 res->detail[0] ? errdetail("%s", res->detail) : 0));
 }
 
+static Datum forecast_rows(FunctionCallInfo fcinfo);
+
 /* report the core's notices (fallbacks) to the client */
 static void
 emit_notices(const char (*notices)[DMF_MSG_LEN], int n)
@@ -381,6 +438,29 @@ emit_notices(const char (*notices)[DMF_MSG_LEN], int n)
  */
 Datum
 driftmirror_dm_forecast(PG_FUNCTION_ARGS)
+{
+	return forecast_rows(fcinfo);
+}
+
+/*
+ * driftmirror_forecast_with_params
+ *		_forecast_with_params(vals, seasons, horizon, method, events,
+ *		interpolate, params): dm_forecast with the smoothing parameters of
+ *		an earlier fit (NULL: estimated, as dm_forecast does).
+ */
+Datum
+driftmirror_forecast_with_params(PG_FUNCTION_ARGS)
+{
+	return forecast_rows(fcinfo);
+}
+
+/*
+ * forecast_rows
+ *		The rows of dm_forecast and _forecast_with_params: one per forecast
+ *		step, materialised in a tuplestore.
+ */
+static Datum
+forecast_rows(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ForecastArgs a;
@@ -444,4 +524,38 @@ driftmirror_dm_forecast_model(PG_FUNCTION_ARGS)
 	dmf_result_free(&res);
 	emit_notices((const char (*)[DMF_MSG_LEN]) notices, nnotices);
 	PG_RETURN_TEXT_P(cstring_to_text(model));
+}
+
+/*
+ * driftmirror_forecast_params
+ *		_forecast_params(vals, seasons, horizon, method, events,
+ *		interpolate): the smoothing parameters the method estimates
+ *		({trend, seasons, alpha, beta, gamma1, gamma2, phi}), to be passed
+ *		back to _forecast_with_params; NULL for methods that have none to
+ *		keep (every method but hw and mstl).
+ */
+Datum
+driftmirror_forecast_params(PG_FUNCTION_ARGS)
+{
+	ForecastArgs a;
+	DmfResult	res;
+	DmfParams	p;
+	Datum		elems[DM_PARAMS_LEN];
+
+	forecast_args(fcinfo, &a);
+	run_forecast(&a, &res);
+	p = res.params;
+	dmf_result_free(&res);
+	if (!p.set)
+		PG_RETURN_NULL();
+	elems[0] = Float8GetDatum((double) p.trend);
+	elems[1] = Float8GetDatum((double) p.nseas);
+	elems[2] = Float8GetDatum(p.alpha);
+	elems[3] = Float8GetDatum(p.beta);
+	elems[4] = Float8GetDatum(p.gamma[0]);
+	elems[5] = Float8GetDatum(p.gamma[1]);
+	elems[6] = Float8GetDatum(p.phi);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, DM_PARAMS_LEN, FLOAT8OID,
+										  sizeof(float8), FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
 }

@@ -6,9 +6,12 @@
 -- forecast horizon is long enough for them), the step of its regular grid,
 -- its seasonal periods in steps, its method, and how it did when it was
 -- trained (a backtest on the end of its training window: MASE and interval
--- coverage).  The numerical core fits in milliseconds, so every forecast
--- refits the model's method on the data before its origin: training
--- chooses and judges the recipe, forecasting applies it to fresh data.
+-- coverage), and, for hw and mstl, the smoothing parameters it estimated
+-- (params).  Training chooses and judges the recipe and estimates the
+-- parameters; forecasting applies both to fresh data: the states are
+-- filtered again over the window before the origin with the kept
+-- parameters (one pass instead of a search), and only methods without kept
+-- parameters (auto, arima, snaive) fit again at every forecast.
 --
 -- Grid: buckets of `step` aligned on 2000-01-01 00:00 UTC (as the metric
 -- partitions and rollups are); a bucket's value is the mean of its samples
@@ -63,6 +66,11 @@ CREATE TABLE driftmirror.model (
     rolling_mae     float8,
     rolling_points  integer,
     rolling_at      timestamptz,
+    -- the smoothing parameters of the method's fit on the training window
+    -- (hw, mstl; NULL for the others): every forecast of this version
+    -- applies them to fresh data instead of estimating them again
+    -- (51_forecast_params.sql)
+    params          float8[],
     UNIQUE (resource_id, metric_id, version),
     FOREIGN KEY (group_id, resource_id)
         REFERENCES driftmirror.resource (group_id, id) ON DELETE CASCADE
@@ -228,13 +236,14 @@ AS $$
 $$;
 
 -- _forecast_series: forecast p_h steps after vals[p_lo .. p_hi] (1-based)
--- with p_occ's occurrences (positions relative to vals[1]).  Names with an
+-- with p_occ's occurrences (positions relative to vals[1]), applying the
+-- kept smoothing parameters p_params (NULL: estimated).  Names with an
 -- occurrence inside the slice go to the core; the others add their
 -- "effect" to the steps they cover.  Returns steps 1..p_h.  Raises the
 -- core's errors (e.g. a series with no value).
 CREATE FUNCTION driftmirror._forecast_series(p_vals float8[], p_lo integer, p_hi integer,
                                              p_seasons integer[], p_method text, p_h integer,
-                                             p_occ jsonb)
+                                             p_occ jsonb, p_params float8[] DEFAULT NULL)
 RETURNS TABLE(step integer, yhat float8, lo80 float8, hi80 float8, lo95 float8, hi95 float8)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -265,7 +274,8 @@ BEGIN
 
     RETURN QUERY
     SELECT f.step, f.yhat + a.eff, f.lo80 + a.eff, f.hi80 + a.eff, f.lo95 + a.eff, f.hi95 + a.eff
-      FROM driftmirror.dm_forecast(p_vals[p_lo:p_hi], p_seasons, p_h, p_method, core, true) f
+      FROM driftmirror._forecast_with_params(p_vals[p_lo:p_hi], p_seasons, p_h, p_method, core,
+                                             true, p_params) f
      CROSS JOIN LATERAL (
            SELECT coalesce(sum((h ->> 'effect')::float8), 0) AS eff
              FROM jsonb_array_elements(coalesce(hints, '[]')) h
@@ -316,7 +326,8 @@ BEGIN
                                         p_model.method, p_h,
                                         driftmirror._model_events(p_model.group_id, p_model.resource_id,
                                                                   t0, p_model.step,
-                                                                  t_end + p_h * p_model.step)) f;
+                                                                  t_end + p_h * p_model.step),
+                                        p_model.params) f;
 END
 $$;
 
@@ -420,7 +431,8 @@ BEGIN
     INSERT INTO driftmirror.model
         (group_id, resource_id, metric_id, version, method, description, source, step,
          seasons, window_points, horizon_steps, train_start, train_end, train_points,
-         events, backtest_points, backtest_mase, coverage80, coverage95, backtest_mae, reason)
+         events, backtest_points, backtest_mase, coverage80, coverage95, backtest_mae, reason,
+         params)
     SELECT p_gid, p_rid, p_mid,
            coalesce((SELECT max(x.version) FROM driftmirror.model x
                       WHERE x.resource_id = p_rid AND x.metric_id = p_mid), 0) + 1,
@@ -430,16 +442,20 @@ BEGIN
            t0, t_end, (SELECT count(*) FROM unnest(vals) v WHERE v IS NOT NULL),
            (SELECT coalesce(array_agg(DISTINCT o ->> 'name'), '{}') FROM jsonb_array_elements(occ) o
              WHERE (o ->> 'start')::bigint - (o ->> 'before')::bigint <= n),
-           bt.points, bt.mase, bt.cov80, bt.cov95, bt.mae, p_reason
+           bt.points, bt.mase, bt.cov80, bt.cov95, bt.mae, p_reason,
+           driftmirror._forecast_params(vals, spec.seasons, spec.horizon_steps, bt.method, NULL, true)
     RETURNING * INTO mdl;
 
     INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
     SELECT mdl.id, t_end, f.ts, f.yhat, f.lo80, f.hi80, f.lo95, f.hi95
       FROM driftmirror._model_forecast_at(mdl, p_as_of, spec.horizon_steps) f;
 
-    -- keep the last 20 versions of a series
+    -- keep the last 20 versions of a series, and those whose stored
+    -- forecasts the scaling bound's calibration may still read (64 steps,
+    -- 57_scaling.sql)
     DELETE FROM driftmirror.model x
-     WHERE x.resource_id = p_rid AND x.metric_id = p_mid AND x.version <= mdl.version - 20;
+     WHERE x.resource_id = p_rid AND x.metric_id = p_mid AND x.version <= mdl.version - 20
+       AND x.trained_at < p_as_of - greatest(interval '2 days', 64 * x.step);
     RETURN mdl;
 END
 $$;
@@ -589,7 +605,7 @@ REVOKE ALL ON FUNCTION driftmirror._model_step(bigint, smallint, timestamptz),
     driftmirror._model_spec(bigint, bigint, smallint, timestamptz),
     driftmirror._model_series(bigint, smallint, text, interval, timestamptz, timestamptz),
     driftmirror._model_events(bigint, bigint, timestamptz, interval, timestamptz),
-    driftmirror._forecast_series(float8[], integer, integer, integer[], text, integer, jsonb),
+    driftmirror._forecast_series(float8[], integer, integer, integer[], text, integer, jsonb, float8[]),
     driftmirror._select_method(float8[], integer, integer, integer[], integer, jsonb),
     driftmirror._model_current(bigint, smallint, timestamptz),
     driftmirror._model_forecast_at(driftmirror.model, timestamptz, integer),

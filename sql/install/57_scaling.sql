@@ -4,33 +4,57 @@
 --
 -- The policy, for a resource with the options scale_metric (the demand
 -- metric) and unit_capacity (demand one instance serves), under its
--- group's lead_time, headroom, min_capacity, max_capacity and
--- scale_cooldown:
+-- group's lead_time, headroom, min_capacity, max_capacity, scale_cooldown
+-- and scale_down:
 --
 --   need(x)   = ceil(x * (1 + headroom) / unit_capacity), within
 --               [min_capacity, max_capacity]
---   required  = need(upper), upper = the largest 95 % upper bound of the
---               forecast over the buckets from the decision until the
---               capacity ordered now and the next order could arrive
---               (lead_time plus one step)
---   scale up  at once when required exceeds the capacity planned (live or
---             ordered);
---   scale down only to max(required, need(observed)), observed = the
---             largest demand seen during the last scale_cooldown, and only
---             once scale_cooldown has passed since the last scale action:
---             capacity goes up on the forecast and comes down on what was
---             seen (the hysteresis between the two thresholds);
+--   window    = the forecast buckets that overlap [t + lead_time,
+--               t + lead_time + step): when capacity ordered at t is live
+--               and no later order can have replaced it yet (one or two
+--               buckets; _scale_window)
+--   upper     = the largest upper bound of the window's buckets, where a
+--               bucket's upper bound is its forecast yhat plus the 80 %
+--               quantile of the errors (observed - yhat, at least 0) of the
+--               last 60 forecasts made at the same lead whose bucket has
+--               been observed; until 20 such errors are known, the model's
+--               95 % upper bound (_scale_bound).  The model's Gaussian
+--               interval is as wide on every bucket as its worst residuals
+--               make it; the errors at the lead say how wrong the forecasts
+--               of this series actually were.
+--   required  = need(upper)
+--   scale up  when required exceeds the capacity planned (live or
+--             ordered): to required;
+--   scale down, only once scale_cooldown has passed since the last scale
+--             action, and by at least one instance (the band of one
+--             instance between the two thresholds is the hysteresis):
+--               scale_down = 'forecast' (the default): to required, so
+--               capacity follows the forecast down as well as up (a
+--               weekly season's quiet days get their own capacity);
+--               scale_down = 'observed': only to max(required,
+--               need(observed)), observed = the largest demand of the
+--               buckets that ended during the last scale_cooldown (at
+--               least the last bucket): capacity comes down only on demand
+--               already seen;
 --   hold      otherwise.
 --
 -- Decisions at an instant use only buckets that ended before it.  The
--- models of 56_models.sql give the grid and the periods; the forecast of
--- every decision refits the model's method on the data before it, which
--- is what the worker does at each step.  The replay chooses the method
--- again (_select_method) at its start and once a day of replayed time, as
--- daily training would.
+-- models of 56_models.sql give the grid, the periods, the method and its
+-- kept parameters; the forecast of every decision applies them to the
+-- data before it, which is what the worker does at each new bucket.  The
+-- replay chooses the method (_select_method) and estimates its parameters
+-- again at its start and once a day of replayed time, as daily training
+-- would, and calibrates the bound on the errors of its own earlier
+-- forecasts, as the worker does on the forecasts it stored.
 --
 -- This file creates only new objects, so the update script
 -- (sql/upgrade/0.1.0--0.2.0/81_scaling.sql) is this same file.
+
+INSERT INTO driftmirror.option_def
+    (scope, key, type, default_value, min_value, max_value, allowed, description)
+VALUES
+    ('group', 'scale_down', 'text', '"forecast"', NULL, NULL, '{forecast,observed}',
+     'forecast: capacity comes down to what the forecast upper bound needs; observed: never below what the demand of the last scale_cooldown needs');
 
 -- _scale_settings: the scaling inputs of a resource; raises when the
 -- resource cannot be scaled (no scale_metric or unit_capacity)
@@ -40,7 +64,7 @@ CREATE FUNCTION driftmirror._scale_settings(p_group text, p_resource text,
                                             OUT unit float8, OUT headroom float8,
                                             OUT lead_time interval, OUT min_capacity integer,
                                             OUT max_capacity integer, OUT cooldown interval,
-                                            OUT capacity integer)
+                                            OUT capacity integer, OUT scale_down text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -72,6 +96,7 @@ BEGIN
     min_capacity := (geff ->> 'min_capacity')::integer;
     max_capacity := (geff ->> 'max_capacity')::integer;
     cooldown := driftmirror._opt_interval(geff -> 'scale_cooldown');
+    scale_down := geff ->> 'scale_down';
 END
 $$;
 
@@ -87,12 +112,14 @@ AS $$
 $$;
 
 -- _scale_decision: the policy (see the top of this file) for capacity
--- planned (live or ordered); cooldown_over says whether scale_cooldown has
--- passed since the last scale action
+-- planned (live or ordered); upper is the window's upper bound, observed
+-- the largest demand of the cooldown window, cooldown_over whether
+-- scale_cooldown has passed since the last scale action, down the group's
+-- scale_down
 CREATE FUNCTION driftmirror._scale_decision(planned integer, upper float8, observed float8,
                                             unit float8, headroom float8,
                                             min_capacity integer, max_capacity integer,
-                                            cooldown_over boolean,
+                                            cooldown_over boolean, down text,
                                             OUT required integer, OUT target integer,
                                             OUT decision text, OUT reason text)
 LANGUAGE plpgsql IMMUTABLE
@@ -100,32 +127,40 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     seen integer := driftmirror._scale_need(observed, unit, headroom, min_capacity, max_capacity);
+    lowest integer;
 BEGIN
     required := driftmirror._scale_need(upper, unit, headroom, min_capacity, max_capacity);
+    lowest := CASE WHEN down = 'observed' THEN greatest(required, seen) ELSE required END;
     target := planned;
     decision := 'hold';
     IF required > planned THEN
         target := required;
         decision := 'scale_up';
-        reason := format('forecast upper bound %s within the lead time plus %s%% headroom needs %s instance(s) of %s; %s planned',
+        reason := format('forecast upper bound %s when capacity ordered now is live, plus %s%% headroom, needs %s instance(s) of %s; %s planned',
                          round(upper::numeric, 3), round((headroom * 100)::numeric, 1),
                          required, unit, planned)
                   || CASE WHEN required = max_capacity
                                AND ceil(upper * (1 + headroom) / unit - 1e-9) > max_capacity
                           THEN ' (capped at max_capacity)' ELSE '' END;
-    ELSIF greatest(required, seen) < planned THEN
+    ELSIF lowest < planned THEN
         IF cooldown_over THEN
-            target := greatest(required, seen);
+            target := lowest;
             decision := 'scale_down';
-            reason := format('forecast upper bound %s and the largest demand of the cooldown window %s both fit in %s instance(s); %s planned',
-                             round(upper::numeric, 3), round(observed::numeric, 3), target, planned);
+            reason := CASE WHEN down = 'observed'
+                           THEN format('forecast upper bound %s and the largest demand of the cooldown window %s both fit in %s instance(s); %s planned',
+                                       round(upper::numeric, 3), round(observed::numeric, 3), target, planned)
+                           ELSE format('forecast upper bound %s when capacity ordered now is live fits in %s instance(s); %s planned',
+                                       round(upper::numeric, 3), target, planned) END;
         ELSE
             reason := format('%s instance(s) would do, but scale_cooldown has not passed since the last scale action',
-                             greatest(required, seen));
+                             lowest);
         END IF;
     ELSE
-        reason := format('%s planned instance(s) cover the forecast upper bound %s and the demand seen %s',
-                         planned, round(upper::numeric, 3), round(observed::numeric, 3));
+        reason := format('%s planned instance(s) cover the forecast upper bound %s%s',
+                         planned, round(upper::numeric, 3),
+                         CASE WHEN down = 'observed'
+                              THEN format(' and the demand seen %s', round(observed::numeric, 3))
+                              ELSE '' END);
     END IF;
 END
 $$;
@@ -164,14 +199,73 @@ BEGIN
 END
 $$;
 
--- _scale_steps: forecast steps a decision looks at: until the capacity
--- ordered now and the next order could both have arrived
-CREATE FUNCTION driftmirror._scale_steps(p_lead interval, p_step interval)
-RETURNS integer
+-- _scale_window: the forecast steps (1 = the bucket that contains the
+-- decision, which lies p_offset after that bucket's start) that overlap
+-- [decision + lead, decision + lead + step): while capacity ordered at the
+-- decision is live and no later order can have replaced it
+CREATE FUNCTION driftmirror._scale_window(p_offset interval, p_lead interval, p_step interval,
+                                          OUT first integer, OUT last integer)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ceil(extract(epoch FROM p_lead) / extract(epoch FROM p_step))::integer + 1
+    SELECT floor(x.a / x.s)::integer + 1, greatest(ceil((x.a + x.s) / x.s)::integer, floor(x.a / x.s)::integer + 1)
+      FROM (SELECT extract(epoch FROM p_offset + p_lead)::float8 AS a,
+                   extract(epoch FROM p_step)::float8 AS s) x
+$$;
+
+-- _scale_bound: the upper bound of one forecast bucket: yhat plus the 80 %
+-- quantile of p_errors (at least 0) when 20 or more are known, else the
+-- model's 95 % upper bound
+CREATE FUNCTION driftmirror._scale_bound(p_yhat float8, p_hi95 float8, p_errors float8[])
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(e) >= 20
+                THEN p_yhat + greatest(percentile_cont(0.8) WITHIN GROUP (ORDER BY e), 0)
+                ELSE p_hi95 END
+      FROM unnest(p_errors) e
+$$;
+
+-- _scale_errors: errors (observed - yhat) of the newest 60 stored
+-- forecasts of a model's series made p_lead steps before their bucket,
+-- whose bucket ended before p_as_of (one per bucket: the newest model's)
+CREATE FUNCTION driftmirror._scale_errors(p_model driftmirror.model, p_lead integer,
+                                          p_as_of timestamptz)
+RETURNS float8[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(o.v - x.yhat), '{}')
+      FROM (SELECT DISTINCT ON (f.ts) f.ts, f.yhat
+              FROM driftmirror.forecast f
+              JOIN driftmirror.model m ON m.id = f.model_id
+             WHERE m.resource_id = p_model.resource_id AND m.metric_id = p_model.metric_id
+               AND m.step = p_model.step
+               AND f.ts = f.made_at + (p_lead - 1) * p_model.step
+               AND f.ts + p_model.step <= p_as_of
+               AND f.ts >= p_as_of - (p_lead + 64) * p_model.step
+             ORDER BY f.ts DESC, m.version DESC
+             LIMIT 60) x
+     CROSS JOIN LATERAL (
+           SELECT avg(y.value) AS v FROM driftmirror.metric y
+            WHERE y.resource_id = p_model.resource_id AND y.metric_id = p_model.metric_id
+              AND y.ts >= x.ts AND y.ts < x.ts + p_model.step) o
+     WHERE o.v IS NOT NULL
+$$;
+
+-- _scale_upper: the window's upper bound (see the top of this file) from
+-- a forecast made at p_as_of (steps 1..; p_fc holds at least win.last)
+-- and the errors of the forecasts stored before
+CREATE FUNCTION driftmirror._scale_upper(p_model driftmirror.model, p_first integer, p_last integer,
+                                         p_yhat float8[], p_hi95 float8[], p_as_of timestamptz)
+RETURNS float8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(driftmirror._scale_bound(p_yhat[i], p_hi95[i],
+                                        driftmirror._scale_errors(p_model, i, p_as_of)))
+      FROM generate_series(p_first, p_last) i
 $$;
 
 -- _scale_observed: the largest demand of the buckets that ended during the
@@ -219,7 +313,9 @@ DECLARE
     p_as_of ALIAS FOR $3;
     st      record;
     mdl     driftmirror.model;
-    k       integer;
+    win     record;
+    fc_yhat float8[];
+    fc_hi95 float8[];
     last_scale timestamptz;
     dec     record;
 BEGIN
@@ -233,14 +329,17 @@ BEGIN
         RAISE EXCEPTION 'no data of metric "%" of resource "%" before %', st.metric, $2, p_as_of
             USING ERRCODE = 'no_data_found';
     END IF;
-    k := driftmirror._scale_steps(st.lead_time, mdl.step);
-    SELECT max(f.hi95) INTO forecast_upper
-      FROM driftmirror._model_forecast_at(mdl, p_as_of, k) f;
+    win := driftmirror._scale_window(p_as_of - date_bin(mdl.step, p_as_of, timestamptz '2000-01-01 00:00:00+00'),
+                                     st.lead_time, mdl.step);
+    SELECT array_agg(f.yhat ORDER BY f.ts), array_agg(f.hi95 ORDER BY f.ts) INTO fc_yhat, fc_hi95
+      FROM driftmirror._model_forecast_at(mdl, p_as_of, win.last) f;
+    forecast_upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, p_as_of);
     observed := driftmirror._scale_observed(mdl, st.cooldown, p_as_of);
     last_scale := driftmirror._scale_last_action(st.group_id, $2, p_as_of);
     dec := driftmirror._scale_decision(st.capacity, forecast_upper, observed, st.unit,
                                        st.headroom, st.min_capacity, st.max_capacity,
-                                       last_scale IS NULL OR p_as_of - last_scale >= st.cooldown);
+                                       last_scale IS NULL OR p_as_of - last_scale >= st.cooldown,
+                                       st.scale_down);
     metric := st.metric;
     required := dec.required;
     current_capacity := st.capacity;
@@ -274,6 +373,13 @@ DECLARE
     vals    float8[];
     occ     jsonb;
     k       integer;
+    win     record;
+    nl      integer;
+    past    float8[];
+    fc_yhat float8[];
+    fc_hi95 float8[];
+    errs    float8[];
+    ld      integer;
     cw      integer;
     w       integer;
     first_v integer;
@@ -289,6 +395,7 @@ DECLARE
     dec     record;
     j       bigint;
     method  text;
+    params  float8[];
     selected_at timestamptz;
 BEGIN
     IF p_starts IS NULL OR p_ends IS NULL OR NOT isfinite(p_starts) OR NOT isfinite(p_ends) THEN
@@ -318,7 +425,9 @@ BEGIN
     END IF;
 
     w := mdl.window_points;
-    k := driftmirror._scale_steps(st.lead_time, mdl.step);
+    win := driftmirror._scale_window(interval '0', st.lead_time, mdl.step);
+    k := win.last;
+    nl := win.last - win.first + 1;
     cw := greatest(1, ceil(extract(epoch FROM st.cooldown) / extract(epoch FROM mdl.step)))::integer;
     t0 := t_first - w * mdl.step;
     vals := driftmirror._model_series(mdl.resource_id, mdl.metric_id, mdl.source, mdl.step,
@@ -333,6 +442,10 @@ BEGIN
     occ := driftmirror._model_events(mdl.group_id, mdl.resource_id, t0, mdl.step,
                                      t_first + (nsteps + k) * mdl.step);
 
+    -- past[(b - 1) * nl + l]: the forecast of bucket b made at lead
+    -- win.first + l - 1
+    past := array_fill(NULL::float8, ARRAY[(cardinality(vals) + k) * nl]);
+
     -- start with the capacity the last demand seen before starts needs
     SELECT vals[max(i)] INTO seen FROM generate_subscripts(vals, 1) i
      WHERE i <= w AND vals[i] IS NOT NULL;
@@ -342,19 +455,37 @@ BEGIN
     FOR j IN 0 .. nsteps - 1 LOOP
         idx := w + j::integer + 1;
         t := t_first + j * mdl.step;
-        -- the method is chosen again once a day, as training would
+        -- the method is chosen, and its parameters estimated, again once a
+        -- day, as training would; the steps between apply them
         IF selected_at IS NULL OR t - selected_at >= interval '1 day' THEN
             method := (driftmirror._select_method(vals, greatest(first_v, idx - w), idx - 1,
                                                   mdl.seasons, mdl.horizon_steps, occ)).method;
+            params := driftmirror._forecast_params(vals[greatest(first_v, idx - w):idx - 1],
+                                                   mdl.seasons, mdl.horizon_steps, method, NULL, true);
             selected_at := t;
         END IF;
-        SELECT max(f.hi95) INTO upper
+        SELECT array_agg(f.yhat ORDER BY f.step), array_agg(f.hi95 ORDER BY f.step)
+          INTO fc_yhat, fc_hi95
           FROM driftmirror._forecast_series(vals, greatest(first_v, idx - w), idx - 1,
-                                            mdl.seasons, method, k, occ) f;
+                                            mdl.seasons, method, k, occ, params) f;
+        -- the window's upper bound, calibrated on the errors of this
+        -- replay's own earlier forecasts at each lead (as the worker does
+        -- on the forecasts it stored: _scale_errors)
+        upper := NULL;
+        FOR ld IN win.first .. win.last LOOP
+            SELECT coalesce(array_agg(x.e), '{}') INTO errs
+              FROM (SELECT vals[b] - past[(b - 1) * nl + ld - win.first + 1] AS e
+                      FROM generate_series(idx - 1, greatest(1, idx - ld - 64), -1) b
+                     WHERE vals[b] IS NOT NULL AND past[(b - 1) * nl + ld - win.first + 1] IS NOT NULL
+                     LIMIT 60) x;
+            upper := greatest(upper, driftmirror._scale_bound(fc_yhat[ld], fc_hi95[ld], errs));
+            past[(idx + ld - 2) * nl + ld - win.first + 1] := fc_yhat[ld];
+        END LOOP;
         SELECT max(v) INTO seen FROM unnest(vals[greatest(1, idx - cw):idx - 1]) v;
         dec := driftmirror._scale_decision(planned, upper, seen, st.unit, st.headroom,
                                            st.min_capacity, st.max_capacity,
-                                           last_order IS NULL OR t - last_order >= st.cooldown);
+                                           last_order IS NULL OR t - last_order >= st.cooldown,
+                                           st.scale_down);
         IF dec.decision <> 'hold' THEN
             planned := dec.target;
             last_order := t;
@@ -380,9 +511,12 @@ COMMENT ON FUNCTION driftmirror.dm_backtest_scaling(text, text, timestamptz, tim
 
 REVOKE ALL ON FUNCTION driftmirror._scale_settings(text, text),
     driftmirror._scale_need(float8, float8, float8, integer, integer),
-    driftmirror._scale_decision(integer, float8, float8, float8, float8, integer, integer, boolean),
+    driftmirror._scale_decision(integer, float8, float8, float8, float8, integer, integer, boolean, text),
     driftmirror._scale_model(bigint, bigint, smallint, timestamptz),
-    driftmirror._scale_steps(interval, interval),
+    driftmirror._scale_window(interval, interval, interval),
+    driftmirror._scale_bound(float8, float8, float8[]),
+    driftmirror._scale_errors(driftmirror.model, integer, timestamptz),
+    driftmirror._scale_upper(driftmirror.model, integer, integer, float8[], float8[], timestamptz),
     driftmirror._scale_observed(driftmirror.model, interval, timestamptz),
     driftmirror._scale_last_action(bigint, text, timestamptz),
     driftmirror.dm_capacity_plan(text, text, timestamptz),

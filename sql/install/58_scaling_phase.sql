@@ -11,9 +11,14 @@
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
 --      backtest error on at least 6 points (the regime changed);
---   3. forecasts lead_time plus one step ahead, stores it (forecasts are
---      kept two days), and takes the decision of dm_capacity_plan
---      (57_scaling.sql);
+--   3. forecasts until the end of the decision's window (lead_time plus
+--      one step) once per grid bucket, with the model's kept parameters
+--      (model.params: hw and mstl filter the fresh data with them instead
+--      of estimating them again; the other methods fit again), stores it
+--      (forecasts are kept two days and at least 64 steps: the bound's
+--      calibration reads the errors of the last 60 at each lead); the
+--      later steps of the bucket read the stored forecast; and takes the
+--      decision of dm_capacity_plan (57_scaling.sql);
 --   4. for scale_up / scale_down: mode forecast_only records it in the
 --      action log (outcome 'proposed', once per target) and does nothing;
 --      forecast_and_scale calls the resource's SQL actuator (resource option
@@ -102,7 +107,10 @@ DECLARE
     st      record;
     mdl     driftmirror.model;
     why     text;
-    k       integer;
+    made    timestamptz;
+    win     record;
+    fc_yhat float8[];
+    fc_hi95 float8[];
     upper   float8;
     seen    float8;
     last_at timestamptz;
@@ -151,22 +159,35 @@ BEGIN
             END IF;
 
             -- forecast (stored once per bucket) and decision
-            k := driftmirror._scale_steps(st.lead_time, mdl.step);
-            INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
-            SELECT mdl.id, date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00'), f.*
-              FROM driftmirror._model_forecast_at(mdl, t_now, k) f
-            ON CONFLICT DO NOTHING;
-            -- forecasts are kept two days: accuracy looks at the last one
+            made := date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
+            win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step);
+            -- a bucket's forecast is made once (at its first step, or by
+            -- the training), with the model's kept parameters; the later
+            -- steps of the bucket read it
+            IF NOT EXISTS (SELECT FROM driftmirror.forecast f
+                            WHERE f.model_id = mdl.id AND f.made_at = made
+                              AND f.ts = made + (win.last - 1) * mdl.step) THEN
+                INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
+                SELECT mdl.id, made, f.*
+                  FROM driftmirror._model_forecast_at(mdl, t_now, win.last) f
+                ON CONFLICT DO NOTHING;
+            END IF;
+            -- forecasts are kept two days, and at least 64 steps: accuracy
+            -- looks at the last one, the bound's calibration at 60
             DELETE FROM driftmirror.forecast f
-             WHERE f.model_id = mdl.id AND f.made_at < t_now - interval '2 days';
-            SELECT max(f.hi95) INTO upper FROM driftmirror.forecast f
              WHERE f.model_id = mdl.id
-               AND f.made_at = date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
+               AND f.made_at < t_now - greatest(interval '2 days', 64 * mdl.step);
+            SELECT array_agg(f.yhat ORDER BY f.ts), array_agg(f.hi95 ORDER BY f.ts)
+              INTO fc_yhat, fc_hi95
+              FROM driftmirror.forecast f
+             WHERE f.model_id = mdl.id AND f.made_at = made;
+            upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, t_now);
             seen := driftmirror._scale_observed(mdl, st.cooldown, t_now);
             last_at := driftmirror._scale_last_action(p_gid, r.name, t_now);
             dec := driftmirror._scale_decision(st.capacity, upper, seen, st.unit, st.headroom,
                                                st.min_capacity, st.max_capacity,
-                                               last_at IS NULL OR t_now - last_at >= st.cooldown);
+                                               last_at IS NULL OR t_now - last_at >= st.cooldown,
+                                               st.scale_down);
             IF dec.decision = 'hold' THEN
                 CONTINUE;
             END IF;
@@ -175,6 +196,7 @@ BEGIN
                                          'forecast_upper', upper, 'observed', seen,
                                          'metric', st.metric, 'unit_capacity', st.unit,
                                          'headroom', st.headroom, 'lead_time', st.lead_time,
+                                         'scale_down', st.scale_down,
                                          'model_version', mdl.version, 'model', mdl.description,
                                          'mode', mode);
 

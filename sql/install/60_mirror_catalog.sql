@@ -86,8 +86,11 @@
 --
 --   Metrics: each status refresh stores mirror.lag_bytes,
 --   mirror.lag_seconds, mirror.apply_errors, mirror.rev_apply_errors (two-way)
---   of the primary resource via _mirror_store_metrics, in the transaction of
---   _mirror_done.
+--   and the traffic counters of each node's database (pg_stat_database:
+--   mirror.primary_xacts / mirror.mirror_xacts, commits plus rollbacks,
+--   and mirror.primary_rollbacks / mirror.mirror_rollbacks; the drift
+--   phase, 78_drift.sql, normalises by them) of the primary resource via
+--   _mirror_store_metrics, in the transaction of _mirror_done.
 --
 --   Latency (postgres mirrors): each status read comes with a probe
 --   statement (_mirror_probe_sql, the same text for both nodes: a read of

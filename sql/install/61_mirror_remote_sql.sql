@@ -240,6 +240,20 @@ AS $$
                       WHERE slot_name OPERATOR(pg_catalog.=) %L)) s$f$, p_name, p_name)
 $$;
 
+-- _mirror_traffic_sql: the members of both status reads that count what
+-- the node's database served (pg_stat_database: transactions, rollbacks),
+-- for the drift phase's error rate (78_drift.sql)
+CREATE OR REPLACE FUNCTION driftmirror._mirror_traffic_sql()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $f$  'xacts', (SELECT d.xact_commit OPERATOR(pg_catalog.+) d.xact_rollback FROM pg_catalog.pg_stat_database d
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+  'rollbacks', (SELECT d.xact_rollback FROM pg_catalog.pg_stat_database d
+                 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),$f$
+$$;
+
 -- _mirror_primary_status_sql: what the worker reads on the primary each step
 CREATE OR REPLACE FUNCTION driftmirror._mirror_primary_status_sql(m driftmirror.mirror)
 RETURNS text
@@ -247,6 +261,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+%s
   'now_lsn', pg_catalog.pg_current_wal_lsn(),
   'slot_exists', s.slot_name IS NOT NULL,
   'slot_active', s.active,
@@ -264,6 +279,7 @@ AS $$
                        WHERE subname OPERATOR(pg_catalog.=) %L))::text
 FROM (SELECT 1) one
 LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name OPERATOR(pg_catalog.=) %L$f$,
+        driftmirror._mirror_traffic_sql(),
         coalesce(m.rev_subscription_name, ''), coalesce(m.rev_subscription_name, ''), m.slot_name)
 $$;
 
@@ -274,6 +290,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format($f$SELECT pg_catalog.jsonb_build_object(
+%s
   'sub_exists', s.oid IS NOT NULL,
   'sub_enabled', s.subenabled,
   'fence', (SELECT f.mode FROM driftmirror_node.fence_status() f
@@ -294,7 +311,7 @@ LEFT JOIN pg_catalog.pg_subscription s ON s.subname OPERATOR(pg_catalog.=) %L
      AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
                                            WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
 LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catalog.=) s.oid$f$,
-        m.subscription_name)
+        driftmirror._mirror_traffic_sql(), m.subscription_name)
 $$;
 
 -- _mirror_probe_sql: the latency probe, the same text for both nodes: a

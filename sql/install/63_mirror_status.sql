@@ -243,7 +243,8 @@ BEGIN
             'mirror.lag_bytes', greatest((r ->> 'lag_bytes')::bigint, 0),
             'mirror.lag_seconds', lagsec,
             'mirror.rev_apply_errors', CASE WHEN m.two_way
-                                            THEN coalesce((r ->> 'rev_apply_errors')::bigint, 0) END));
+                                            THEN coalesce((r ->> 'rev_apply_errors')::bigint, 0) END,
+            'mirror.primary_xacts', r -> 'xacts', 'mirror.primary_rollbacks', r -> 'rollbacks'));
         IF new_conflicts > 0 THEN
             PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
                 format('%s new apply error(s) on the primary''s subscription %s (changes from the mirror); see the primary''s server log',
@@ -280,7 +281,8 @@ BEGIN
            last_error = NULL, last_error_detail = NULL, last_error_sqlstate = NULL
      WHERE id = m.id;
     PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
-        'mirror.apply_errors', coalesce((r ->> 'apply_errors')::bigint, 0)));
+        'mirror.apply_errors', coalesce((r ->> 'apply_errors')::bigint, 0),
+        'mirror.mirror_xacts', r -> 'xacts', 'mirror.mirror_rollbacks', r -> 'rollbacks'));
     IF new_conflicts > 0 THEN
         PERFORM driftmirror._log_action(m.group_name, m.resource_name, 'mirror_conflict',
             format('%s new apply error(s) on the mirror''s subscription %s; see the mirror''s server log',

@@ -38,6 +38,7 @@ DECLARE
     ratio   numeric;
     maxratio numeric;
     latency text;
+    drift   text;
 BEGIN
     SELECT * INTO g FROM driftmirror.resource_group WHERE id = p_group_id;
     eff := driftmirror._effective_options('group', g.options);
@@ -81,8 +82,9 @@ BEGIN
                                      coalesce(round(m.lag_seconds::numeric, 3)::text, 'unknown'),
                                      eff ->> 'auto_promote_max_lag_seconds');
         END IF;
-        IF driftmirror._drift_hold(m.id) IS NOT NULL THEN
-            fails := fails || driftmirror._drift_hold(m.id);
+        drift := driftmirror._drift_hold(m.id);
+        IF drift IS NOT NULL THEN
+            fails := fails || drift;
         END IF;
         IF st.holding_since IS NOT NULL AND errs > st.errors_at_start THEN
             fails := fails || format('%s new apply error(s) during the window', errs - st.errors_at_start);

@@ -14,7 +14,16 @@
 --                           would make the score, and the log, flap)
 --        drift.apply_errors new apply + sync errors per minute since the
 --                           last step (one error a minute = 1.0)
---      and drift.score = the largest of them, and stores the four in the
+--        drift.error_rate   failed transactions per transaction of the
+--                           mirror's database minus the primary's, over
+--                           auto_promote_window, times 100 (one more failed
+--                           transaction in a hundred than on the primary =
+--                           1.0): errors normalised by the traffic each node
+--                           serves (status reads store each node's
+--                           pg_stat_database counters as mirror.*_xacts and
+--                           mirror.*_rollbacks, 63_mirror_status.sql; known once
+--                           both nodes served 20 transactions in the window)
+--      and drift.score = the largest of them, and stores the five in the
 --      metric store under the mirror's resource;
 --   2. forecasts drift.score over lead_time (dm_forecast, method 'hw', on
 --      the last 60 stored scores; needs 30: on fewer, hw's choice of trend
@@ -36,7 +45,12 @@ INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
     ('drift.lag', 'ratio', 'lag of a mirror over the group''s auto_promote_max_lag_seconds (1 = at the limit)', true),
     ('drift.latency', 'ratio', 'latency ratio of a mirror to its primary, minus 1, over auto_promote_max_latency_ratio minus 1 (1 = at the limit)', true),
     ('drift.apply_errors', 'ratio', 'new apply and sync errors of a mirror per minute since the last step', true),
-    ('drift.score', 'ratio', 'drift of a mirror from its primary: the largest of drift.lag, drift.latency and drift.apply_errors; compared with drift_threshold', true);
+    ('drift.error_rate', 'ratio', 'failed transactions per transaction of the mirror minus the primary''s, over auto_promote_window, times 100 (1 = one more in a hundred)', true),
+    ('drift.score', 'ratio', 'drift of a mirror from its primary: the largest of drift.lag, drift.latency, drift.apply_errors and drift.error_rate; compared with drift_threshold', true),
+    ('mirror.primary_xacts', 'transactions', 'transactions (commits and rollbacks) of the primary''s database so far (pg_stat_database, cumulative)', true),
+    ('mirror.primary_rollbacks', 'transactions', 'rolled back transactions of the primary''s database so far (pg_stat_database, cumulative)', true),
+    ('mirror.mirror_xacts', 'transactions', 'transactions (commits and rollbacks) of the mirror''s database so far (pg_stat_database, cumulative; the apply worker''s count too)', true),
+    ('mirror.mirror_rollbacks', 'transactions', 'rolled back transactions of the mirror''s database so far (pg_stat_database, cumulative)', true);
 
 -- drift_state: the last drift decision of each mirror
 CREATE TABLE driftmirror.drift_state (
@@ -54,23 +68,71 @@ COMMENT ON TABLE driftmirror.drift_state IS
     'Drift of each mirror from its primary: the last decision, and whether it holds auto-promotion and shift plans';
 
 -- _drift_components: the normalised components and the score (pure; NULL
--- inputs give a NULL component, the score is the largest known one)
+-- inputs give a NULL component, the score is the largest known one).
+-- The traffic inputs are the transactions and rollbacks each node's
+-- database served over the window; the error rate needs 20 transactions
+-- on each.
 CREATE FUNCTION driftmirror._drift_components(lag_seconds double precision, max_lag_seconds double precision,
                                               latency_ratio double precision, max_latency_ratio double precision,
                                               new_errors bigint, elapsed_seconds double precision,
+                                              primary_xacts double precision DEFAULT NULL,
+                                              primary_rollbacks double precision DEFAULT NULL,
+                                              mirror_xacts double precision DEFAULT NULL,
+                                              mirror_rollbacks double precision DEFAULT NULL,
                                               OUT lag double precision, OUT latency double precision,
-                                              OUT apply_errors double precision, OUT score double precision)
+                                              OUT apply_errors double precision, OUT error_rate double precision,
+                                              OUT score double precision)
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.lag, c.latency, c.apply_errors, greatest(c.lag, c.latency, c.apply_errors)
+    SELECT c.lag, c.latency, c.apply_errors, c.error_rate,
+           greatest(c.lag, c.latency, c.apply_errors, c.error_rate)
       FROM (SELECT CASE WHEN lag_seconds IS NOT NULL
                         THEN greatest(lag_seconds, 0) / greatest(max_lag_seconds, 1e-3) END AS lag,
                    CASE WHEN latency_ratio IS NOT NULL
                         THEN greatest(latency_ratio - 1, 0) / greatest(max_latency_ratio - 1, 1e-3) END AS latency,
                    CASE WHEN elapsed_seconds > 0
-                        THEN greatest(new_errors, 0) * 60.0 / elapsed_seconds END AS apply_errors) c
+                        THEN greatest(new_errors, 0) * 60.0 / elapsed_seconds END AS apply_errors,
+                   CASE WHEN primary_xacts >= 20 AND mirror_xacts >= 20
+                        THEN greatest(least(greatest(mirror_rollbacks, 0), mirror_xacts) / mirror_xacts
+                                      - least(greatest(primary_rollbacks, 0), primary_xacts) / primary_xacts,
+                                      0) * 100 END AS error_rate) c
+$$;
+
+-- _drift_traffic: what each node's database served over the window, from
+-- the counters the status reads store (the last sample minus the first
+-- one since p_since, of each counter: 0 with a single sample); NULL for a
+-- counter without a sample, or that went down (statistics reset)
+CREATE FUNCTION driftmirror._drift_traffic(p_resource_id bigint, p_since timestamptz,
+                                           OUT primary_xacts double precision,
+                                           OUT primary_rollbacks double precision,
+                                           OUT mirror_xacts double precision,
+                                           OUT mirror_rollbacks double precision)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- plpgsql, not sql: the worker's session keeps the plan (planning the
+    -- eight lookups at every call cost more than running them)
+    SELECT max(x.delta) FILTER (WHERE x.name = 'mirror.primary_xacts'),
+           max(x.delta) FILTER (WHERE x.name = 'mirror.primary_rollbacks'),
+           max(x.delta) FILTER (WHERE x.name = 'mirror.mirror_xacts'),
+           max(x.delta) FILTER (WHERE x.name = 'mirror.mirror_rollbacks')
+      INTO primary_xacts, primary_rollbacks, mirror_xacts, mirror_rollbacks
+      FROM (SELECT d.name,
+                   nullif(greatest(
+                       (SELECT y.value FROM driftmirror.metric y
+                         WHERE y.resource_id = p_resource_id AND y.metric_id = d.id AND y.ts >= p_since
+                         ORDER BY y.ts DESC LIMIT 1)
+                     - (SELECT y.value FROM driftmirror.metric y
+                         WHERE y.resource_id = p_resource_id AND y.metric_id = d.id AND y.ts >= p_since
+                         ORDER BY y.ts LIMIT 1), -1), -1) AS delta
+              FROM driftmirror.metric_def d
+             WHERE d.name IN ('mirror.primary_xacts', 'mirror.primary_rollbacks',
+                              'mirror.mirror_xacts', 'mirror.mirror_rollbacks')) x;
+END
 $$;
 
 -- _drift_decision: compare the score now and its forecast upper bound with
@@ -137,6 +199,7 @@ DECLARE
     m       driftmirror.mirror;
     st      driftmirror.drift_state;
     lat     record;
+    tr      record;
     errs    bigint;
     c       record;
     upper   double precision;
@@ -166,16 +229,20 @@ BEGIN
         SELECT * INTO st FROM driftmirror.drift_state s WHERE s.mirror_id = m.id;
         errs := m.apply_error_count + m.sync_error_count;
         SELECT * INTO lat FROM driftmirror._mirror_latency(m.id, win);
+        SELECT * INTO tr FROM driftmirror._drift_traffic(m.resource_id, greatest(t_now - win, m.latency_since));
         c := driftmirror._drift_components(m.lag_seconds, (g.eff ->> 'auto_promote_max_lag_seconds')::double precision,
                                            lat.ratio, (g.eff ->> 'auto_promote_max_latency_ratio')::double precision,
                                            errs - st.errors,
-                                           extract(epoch FROM t_now - st.checked_at)::double precision);
+                                           extract(epoch FROM t_now - st.checked_at)::double precision,
+                                           tr.primary_xacts, tr.primary_rollbacks,
+                                           tr.mirror_xacts, tr.mirror_rollbacks);
         PERFORM driftmirror._mirror_store_metrics(m.resource_id, jsonb_build_object(
             'drift.lag', c.lag, 'drift.latency', c.latency,
-            'drift.apply_errors', c.apply_errors, 'drift.score', c.score));
+            'drift.apply_errors', c.apply_errors, 'drift.error_rate', c.error_rate,
+            'drift.score', c.score));
 
         -- forecast of the score over the lead time, on its recent series
-        -- (since the pair last changed roles: latency_since, 60_mirrors.sql)
+        -- (since the pair last changed roles: latency_since, 60_mirror_catalog.sql)
         SELECT array_agg(x.value ORDER BY x.ts) INTO vals
           FROM (SELECT y.ts, y.value FROM driftmirror.metric y
                  WHERE y.resource_id = m.resource_id AND y.metric_id = sid
@@ -211,6 +278,7 @@ BEGIN
             PERFORM driftmirror._log_action(g.name, m.resource_name, 'drift', d.reason,
                 jsonb_build_object('decision', d.decision, 'held', d.held, 'score', c.score,
                                    'lag', c.lag, 'latency', c.latency, 'apply_errors', c.apply_errors,
+                                   'error_rate', c.error_rate,
                                    'forecast_upper', upper, 'bound', '95%', 'threshold', thr,
                                    'lead_time', driftmirror._opt_interval(g.eff -> 'lead_time')::text,
                                    'forecast_points', cardinality(vals), 'mode', mode),
@@ -227,7 +295,10 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION driftmirror._drift_components(double precision, double precision, double precision,
-                                                     double precision, bigint, double precision),
+                                                     double precision, bigint, double precision,
+                                                     double precision, double precision,
+                                                     double precision, double precision),
+    driftmirror._drift_traffic(bigint, timestamptz),
     driftmirror._drift_decision(double precision, double precision, double precision, text, boolean),
     driftmirror._drift_hold(bigint),
     driftmirror._drift_step(bigint) FROM PUBLIC;

@@ -7,8 +7,9 @@
 --    "sha256": "<hex SHA-256 of the payload's text>", "payload": {...}}
 -- The payload holds the group's options, its resources (endpoints, options,
 -- dependencies), events, metric sources, routers and the current model of
--- each series (its method, grid, periods and accuracy: forecasts refit the
--- method on the data, so the model row is the whole model).  Keys are versioned: each export
+-- each series (its method, grid, periods, accuracy and kept smoothing
+-- parameters: forecasts apply them to the data, so the model row is the
+-- whole model).  Keys are versioned: each export
 -- writes a new object <prefix>/<group>/<UTC time>-<first 12 hex of sha256>.json
 -- and never overwrites one.  dm_import refuses a document of another format,
 -- or whose checksum does not match its payload, and recreates the group
@@ -213,13 +214,14 @@ BEGIN
             (group_id, resource_id, metric_id, version, method, description, source, step,
              seasons, window_points, horizon_steps, train_start, train_end, train_points,
              events, backtest_points, backtest_mase, coverage80, coverage95, backtest_mae,
-             reason, trained_at)
+             reason, trained_at, params)
         SELECT gid.id, driftmirror._resource_id(gid.id, g, x ->> 'resource'),
                (SELECT d.id FROM driftmirror.metric_def d WHERE d.name = x ->> 'metric'), 1,
                mr.method, mr.description, mr.source, mr.step, mr.seasons, mr.window_points,
                mr.horizon_steps, mr.train_start, mr.train_end, mr.train_points,
                coalesce(mr.events, '{}'), mr.backtest_points, mr.backtest_mase, mr.coverage80,
-               mr.coverage95, mr.backtest_mae, mr.reason || ' (imported)', mr.trained_at
+               mr.coverage95, mr.backtest_mae, mr.reason || ' (imported)', mr.trained_at,
+               mr.params
           FROM (SELECT driftmirror._group_id(g, false) AS id) gid,
                jsonb_populate_record(NULL::driftmirror.model, x -> 'model') mr;
     END LOOP;

@@ -522,6 +522,81 @@ ets_init_states(EtsWork *w)
 }
 
 /*
+ * ets_work_init
+ *		Set up the work of a fit of y[0..n) with the given trend and seasonal
+ *		periods (see dmf_ets_fit), initial states included.
+ */
+static void
+ets_work_init(DmfCtx *ctx, EtsWork *w, const double *y, int n, int trend,
+			  const int *m, int nseas, int kstep)
+{
+	int			k;
+
+	memset(w, 0, sizeof(*w));
+	w->y = y;
+	w->n = n;
+	w->trend = trend;
+	/* the k-step ring starts after kstep values: leave some */
+	w->kstep = (kstep > 0 && nseas > 0 && kstep <= m[0] && n > 4 * kstep)
+		? kstep : 0;
+	if (w->kstep > 0)
+	{
+		w->lring = dmf_dalloc(ctx, w->kstep);
+		w->bring = dmf_dalloc(ctx, w->kstep);
+	}
+	w->nseas = nseas;
+	for (k = 0; k < 2; k++)
+	{
+		w->m[k] = (k < nseas) ? m[k] : 1;
+		w->s0[k] = dmf_dalloc(ctx, w->m[k]);
+		w->s[k] = dmf_dalloc(ctx, w->m[k]);
+	}
+	ets_init_states(w);
+}
+
+/*
+ * ets_finish
+ *		Fill *fit from the work after its last run (sum of squared errors
+ *		sse, dim estimated smoothing parameters): parameters, final states
+ *		(they stay in ctx), sigma^2 and AICc.
+ */
+static void
+ets_finish(const EtsWork *w, int dim, double sse, DmfEts *fit)
+{
+	int			n = w->n,
+				k,
+				nstates,
+				npar;
+
+	memset(fit, 0, sizeof(*fit));
+	fit->trend = w->trend;
+	fit->nseas = w->nseas;
+	fit->alpha = w->alpha;
+	fit->beta = w->beta;
+	fit->phi = w->phi;
+	fit->level = w->level;
+	fit->slope = w->slope;
+	fit->n = n;
+	nstates = 1 + (w->trend > 0 ? 1 : 0);
+	for (k = 0; k < 2; k++)
+	{
+		fit->m[k] = w->m[k];
+		fit->gamma[k] = w->gamma[k];
+		fit->s[k] = w->s[k];
+		fit->phase[k] = n % w->m[k];
+		if (k < w->nseas)
+			nstates += w->m[k] - 1;
+	}
+	npar = dim + nstates + 1;
+	if (!(sse > 1e-300 * n))
+		sse = 1e-300 * n;
+	fit->sigma2 = sse / (n > dim + 1 ? n - dim : 1);
+	fit->aicc = n * log(sse / n) + 2.0 * npar;
+	if (n - npar - 1 > 0)
+		fit->aicc += 2.0 * npar * (npar + 1) / (n - npar - 1);
+}
+
+/*
  * dmf_ets_fit
  *		Fit an additive ETS model with the given trend (0 none, 1 additive,
  *		2 damped) and seasonal periods m[0..nseas) (ascending, nseas <= 2,
@@ -540,33 +615,11 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	EtsWork		w;
 	double		x[5];
 	int			dim = 0,
-				k,
-				nstates,
-				npar;
+				k;
 	double		sse,
 				best;
 
-	memset(&w, 0, sizeof(w));
-	w.y = y;
-	w.n = n;
-	w.trend = trend;
-	/* the k-step ring starts after kstep values: leave some */
-	w.kstep = (kstep > 0 && nseas > 0 && kstep <= m[0] && n > 4 * kstep)
-		? kstep : 0;
-	if (w.kstep > 0)
-	{
-		w.lring = dmf_dalloc(ctx, w.kstep);
-		w.bring = dmf_dalloc(ctx, w.kstep);
-	}
-	w.nseas = nseas;
-	for (k = 0; k < 2; k++)
-	{
-		w.m[k] = (k < nseas) ? m[k] : 1;
-		w.s0[k] = dmf_dalloc(ctx, w.m[k]);
-		w.s[k] = dmf_dalloc(ctx, w.m[k]);
-	}
-	ets_init_states(&w);
-
+	ets_work_init(ctx, &w, y, n, trend, m, nseas, kstep);
 	{
 		double		a0 = from ? from->alpha : 0.2;
 		double		b0 = (from && from->trend > 0) ? from->beta / a0 : 0.1;
@@ -587,33 +640,64 @@ dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 	(void) best;
 	ets_params(&w, x);
 	sse = ets_run(&w);
+	ets_finish(&w, dim, sse, fit);
+}
 
-	memset(fit, 0, sizeof(*fit));
-	fit->trend = trend;
-	fit->nseas = nseas;
-	fit->alpha = w.alpha;
-	fit->beta = w.beta;
-	fit->phi = w.phi;
-	fit->level = w.level;
-	fit->slope = w.slope;
-	fit->n = n;
-	nstates = 1 + (trend > 0 ? 1 : 0);
-	for (k = 0; k < 2; k++)
+/*
+ * ets_apply
+ *		The fit of y[0..n) with the smoothing parameters of par (trend and
+ *		nseas included) instead of searched ones: the initial states of
+ *		dmf_ets_fit, then one pass of the filter.
+ */
+static void
+ets_apply(DmfCtx *ctx, const double *y, int n, const DmfParams *par,
+		  const int *m, DmfEts *fit)
+{
+	EtsWork		w;
+	double		sse;
+	int			dim = 1 + par->nseas + (par->trend > 0) + (par->trend == 2);
+
+	ets_work_init(ctx, &w, y, n, par->trend, m, par->nseas, 0);
+	w.alpha = par->alpha;
+	w.beta = par->trend ? par->beta : 0;
+	w.gamma[0] = par->nseas > 0 ? par->gamma[0] : 0;
+	w.gamma[1] = par->nseas > 1 ? par->gamma[1] : 0;
+	w.phi = par->trend == 2 ? par->phi : (par->trend ? 1 : 0);
+	sse = ets_run(&w);
+	ets_finish(&w, dim, sse, fit);
+}
+
+/*
+ * dmf_ets_select_or_apply
+ *		The ETS fit of a method (hw, mstl): with in->params set for the same
+ *		number of seasonal components (and n long enough for the trend),
+ *		those parameters applied; otherwise dmf_ets_select.  Records the
+ *		parameters used in in->fitted when the caller asked for them.
+ */
+void
+dmf_ets_select_or_apply(DmfCtx *ctx, const DmfInput *in, const double *y,
+						int n, const int *m, int nseas, int kstep,
+						DmfEts *fit)
+{
+	const DmfParams *p = in->params;
+
+	if (p && p->set && p->nseas == nseas && p->trend >= 0 && p->trend <= 2 &&
+		(p->trend == 0 || n >= 8))
+		ets_apply(ctx, y, n, p, m, fit);
+	else
+		dmf_ets_select(ctx, y, n, m, nseas, kstep, fit);
+	if (in->fitted)
 	{
-		fit->m[k] = w.m[k];
-		fit->gamma[k] = w.gamma[k];
-		fit->s[k] = w.s[k];
-		fit->phase[k] = n % w.m[k];
-		if (k < nseas)
-			nstates += m[k] - 1;
+		memset(in->fitted, 0, sizeof(*in->fitted));
+		in->fitted->set = 1;
+		in->fitted->trend = fit->trend;
+		in->fitted->nseas = fit->nseas;
+		in->fitted->alpha = fit->alpha;
+		in->fitted->beta = fit->beta;
+		in->fitted->gamma[0] = fit->gamma[0];
+		in->fitted->gamma[1] = fit->gamma[1];
+		in->fitted->phi = fit->phi;
 	}
-	npar = dim + nstates + 1;
-	if (!(sse > 1e-300 * n))
-		sse = 1e-300 * n;
-	fit->sigma2 = sse / (n > dim + 1 ? n - dim : 1);
-	fit->aicc = n * log(sse / n) + 2.0 * npar;
-	if (n - npar - 1 > 0)
-		fit->aicc += 2.0 * npar * (npar + 1) / (n - npar - 1);
 }
 
 /*

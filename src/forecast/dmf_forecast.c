@@ -161,6 +161,7 @@ calibrate(DmfCtx *ctx, void (*fn) (DmfCtx *, const DmfInput *, DmfFc *),
 		return;
 	sub.n = in->n - hc;
 	sub.h = hc;
+	sub.fitted = NULL;			/* the parameters are those of the full fit */
 	sub.nseasons = 0;
 	for (i = 0; i < in->nseasons; i++)
 		if (in->seasons[i] <= sub.n / 2)
@@ -358,6 +359,14 @@ forecast_run(DmfCtx *ctx, const double *y, int n, const int *seasons,
 	in.events = ev;
 	in.nevents = nevents;
 	in.arima_hint = NULL;
+	/* parameters kept between calls: hw and mstl only (auto's members fit) */
+	in.params = NULL;
+	in.fitted = NULL;
+	if (method == DMF_HW || method == DMF_MSTL)
+	{
+		in.params = opts ? opts->params : NULL;
+		in.fitted = &out->params;
+	}
 
 	lo = hi = work[0];
 	for (i = 1; i < nfit; i++)

@@ -90,6 +90,8 @@ typedef struct DmfInput
 	const DmfEvent *events;		/* positions relative to y[0] */
 	int			nevents;
 	DmfArimaHint *arima_hint;	/* NULL, or shared by auto's ARIMA fits */
+	const DmfParams *params;	/* hw, mstl: apply these (NULL: estimate) */
+	DmfParams  *fitted;			/* hw, mstl: where to put the parameters */
 } DmfInput;
 
 /* dmf_util.c */
@@ -144,6 +146,9 @@ extern void dmf_ets_fit(DmfCtx *ctx, const double *y, int n, int trend,
 extern void dmf_ets_select(DmfCtx *ctx, const double *y, int n,
 						   const int *m, int nseas, int kstep,
 						   DmfEts *best);
+extern void dmf_ets_select_or_apply(DmfCtx *ctx, const DmfInput *in,
+									const double *y, int n, const int *m,
+									int nseas, int kstep, DmfEts *fit);
 extern void dmf_ets_eval(const double *y, int n, int trend, const int *m,
 						 int nseas, const double *par, double l0, double b0,
 						 double *const *s0, double *const *s, int kstep,

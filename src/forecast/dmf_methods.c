@@ -117,7 +117,8 @@ hw_fit(DmfCtx *ctx, const DmfInput *in, int kstep, DmfFc *fc)
 		dmf_method_naive(ctx, in, fc);
 		return;
 	}
-	dmf_ets_select(ctx, in->y, in->n, m, nseas, nseas == 2 ? kstep : 0, &fit);
+	dmf_ets_select_or_apply(ctx, in, in->y, in->n, m, nseas,
+							nseas == 2 ? kstep : 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);
@@ -190,7 +191,7 @@ mstl_ets(DmfCtx *ctx, const DmfInput *in, int swin, DmfFc *fc)
 	for (i = 0; i < ns; i++)
 		seas[i] = dmf_dalloc(ctx, n);
 	dmf_mstl(ctx, in->y, n, in->seasons, ns, swin, seas, adj);
-	dmf_ets_select(ctx, adj, n, NULL, 0, 0, &fit);
+	dmf_ets_select_or_apply(ctx, in, adj, n, NULL, 0, 0, &fit);
 	dmf_fc_init(ctx, fc, in->h);
 	dmf_ets_forecast(&fit, in->h, fc->mean, fc->sd);
 	fc->sigma = sqrt(fit.sigma2);

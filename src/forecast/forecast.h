@@ -79,6 +79,25 @@ typedef struct DmfEvent
 } DmfEvent;
 
 /*
+ * The smoothing parameters of an additive ETS fit: what hw estimates on the
+ * series, and mstl on its seasonally adjusted series.  A caller that keeps
+ * them (DmfResult.params) can pass them back (DmfOptions.params) to
+ * forecast fresh data of the same series with them: the states are filtered
+ * again over the data, the parameters are not searched, which is what makes
+ * a fit cost hundreds of passes over the data instead of one.
+ */
+typedef struct DmfParams
+{
+	int			set;			/* nonzero when the fields below hold a fit */
+	int			trend;			/* 0 none, 1 additive, 2 damped */
+	int			nseas;			/* seasonal components (0 - 2) */
+	double		alpha;
+	double		beta;
+	double		gamma[2];
+	double		phi;
+} DmfParams;
+
+/*
  * Options of a call; zero every field you do not set (memset), so that
  * fields added later keep their defaults.
  */
@@ -108,6 +127,14 @@ typedef struct DmfOptions
 	 * Over it, the call fails with DMF_EMEMLIMIT and frees everything.
 	 */
 	size_t		max_memory;
+
+	/*
+	 * Parameters of an earlier fit to apply instead of estimating them (hw
+	 * and mstl; ignored by the other methods, and when they do not fit the
+	 * seasons of the call, e.g. a season dropped because the series is too
+	 * short: then the method estimates).  NULL or set = 0: estimate.
+	 */
+	const DmfParams *params;
 } DmfOptions;
 
 typedef struct DmfResult
@@ -125,6 +152,7 @@ typedef struct DmfResult
 	char		detail[DMF_MSG_LEN];	/* detail sentence of an error */
 	size_t		work_bytes;		/* working memory the call used */
 	double		sigma;			/* residual standard deviation of the fit */
+	DmfParams	params;			/* hw and mstl: the parameters used (set) */
 } DmfResult;
 
 /*

@@ -31,6 +31,15 @@ SELECT dm_ingest('shop', 'web', 'requests', array_agg(ts ORDER BY ts), array_agg
 -- ---------------------------------------------------------------------
 -- models
 -- ---------------------------------------------------------------------
+-- err: the SQLSTATE and message of a statement that must fail
+CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$f$;
 SELECT resource_name, metric_name, version, model LIKE 'auto: %' AS auto,
        backtest_mase >= 0 AS judged, coverage95 >= 0.5 AS covers
   FROM dm_train('shop');
@@ -38,6 +47,24 @@ SELECT group_name, resource_name, metric, version, method IN ('mstl', 'hw', 'aut
        train_points BETWEEN 4 * 288 - 2 AND 4 * 288 AS window_ok,
        backtest_points, reason, age >= interval '0' AS age_ok
   FROM dm_models;
+-- kept parameters: hw and mstl models keep theirs, the others none
+SELECT bool_and((params IS NOT NULL) = (method IN ('hw', 'mstl'))) AS params_kept FROM model;
+-- the parameters of a fit, applied to the same series, give the same
+-- forecast (the core's unit tests apply them to later data)
+CREATE TEMP TABLE hwp AS
+SELECT _forecast_params(array_agg(v ORDER BY ts), '{288}', 12, 'hw') AS p,
+       array_agg(v ORDER BY ts) AS vals
+  FROM series;
+SELECT cardinality(p) AS elements, p[3] > 0 AND p[3] < 1 AS alpha_ok FROM hwp;
+SELECT bool_and(abs(a.yhat - b.yhat) < 1e-9 AND abs(a.hi95 - b.hi95) < 1e-9) AS same
+  FROM hwp, dm_forecast(vals, '{288}', 12, 'hw') a
+  JOIN _forecast_with_params(vals, '{288}', 12, 'hw', NULL, false, p) b ON b.step = a.step;
+SELECT _forecast_params(vals, '{288}', 12, 'snaive') IS NULL AS snaive_none,
+       _forecast_params(vals, '{288}', 12, 'mstl') IS NOT NULL AS mstl_kept
+  FROM hwp;
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,0.5}')$$);
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,1.5,0,0,0,0}')$$);
+SELECT pg_temp.err($$SELECT count(*) FROM _forecast_with_params('{1,2,3,4,5,6,7,8}', '{}', 2, 'hw', NULL, false, '{0,0,0.5,0,0,0,NaN}')$$);
 -- forecast_horizon: 2 hours of 5 minutes stored with the model
 SELECT count(*) AS stored_steps FROM forecast f JOIN model m ON m.id = f.model_id;
 SELECT count(*) AS steps,
@@ -103,7 +130,7 @@ CREATE TEMP VIEW plan AS
 SELECT p.* FROM anchor a,
        dm_capacity_plan('shop', 'web', a.t - interval '12 hours 20 minutes') p;
 SELECT metric, observed < 200 AS quiet_now, forecast_upper > 900 AS peak_ahead,
-       required, current_capacity, decision, target, reason LIKE 'forecast upper bound % within the lead time plus 20.0% headroom needs 13 instance(s) of 100; 1 planned' AS reason_ok
+       required, current_capacity, decision, target, reason LIKE 'forecast upper bound % when capacity ordered now is live, plus 20.0% headroom, needs 13 instance(s) of 100; 1 planned' AS reason_ok
   FROM plan;
 -- lead_time: with no provisioning delay the peak is not yet due
 SELECT dm_alter_group('shop', '{"lead_time": "0"}');
@@ -157,20 +184,45 @@ SELECT (SELECT sum(capacity) FROM bt_slow) > (SELECT sum(capacity) FROM bt) AS m
        (SELECT min(ts) FROM bt_slow WHERE decision = 'scale_down')
          >= (SELECT min(ts) FROM bt WHERE decision = 'scale_up') + interval '3 hours' AS waited;
 SELECT dm_alter_group('shop', '{"scale_cooldown": null}');
+-- scale_down: 'forecast' (the default) orders the capacity down before
+-- each peak ends, to arrive as it ends; 'observed' waits until the demand
+-- seen has fallen, and keeps more capacity; neither is short
+SELECT dm_alter_group('shop', '{"scale_down": "observed"}');
+CREATE TEMP TABLE bt_observed AS
+SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
+SELECT dm_alter_group('shop', '{"scale_down": null}');
+WITH runs AS (SELECT 'forecast' AS scale_down, * FROM bt
+              UNION ALL SELECT 'observed', * FROM bt_observed),
+     peaks AS (SELECT floor(extract(epoch FROM b.ts - a.t) / 86400) AS day,
+                      min(b.ts) AS start, max(b.ts) + interval '5 minutes' AS stop
+                 FROM anchor a, bt b WHERE b.demand > 500 GROUP BY 1)
+SELECT r.scale_down, p.day,
+       min(r.ts) FILTER (WHERE r.decision = 'scale_down' AND r.ts > p.start) < p.stop AS ordered_down_before_the_end,
+       count(*) FILTER (WHERE r.demand > r.capacity * 100) AS under_provisioned
+  FROM runs r, peaks p
+ WHERE r.ts >= p.start - interval '6 hours' AND r.ts < p.stop + interval '6 hours'
+ GROUP BY r.scale_down, p.day, p.start, p.stop ORDER BY 1, 2;
+SELECT (SELECT sum(capacity) FROM bt_observed) > (SELECT sum(capacity) FROM bt) AS observed_keeps_more;
+
+-- the bound of a forecast bucket: the model's 95 % bound until 20 errors
+-- at its lead are known, then yhat plus their 80 % quantile (never under
+-- yhat)
+SELECT _scale_bound(100, 150, '{}') AS no_errors,
+       _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 19) x)) AS nineteen,
+       _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 20) x)) AS twenty,
+       _scale_bound(100, 150, (SELECT array_agg(-x::float8) FROM generate_series(1, 20) x)) AS biased_high;
+-- the window: the buckets that overlap [decision + lead_time, + step)
+SELECT l AS lead_time, o AS offset_in_bucket, w.*
+  FROM (VALUES (interval '0', interval '0'), (interval '0', interval '2 minutes'),
+               (interval '2 minutes', interval '0'), (interval '5 minutes', interval '0'),
+               (interval '30 minutes', interval '0'), (interval '30 minutes', interval '3 minutes')) v(l, o),
+       _scale_window(o, l, interval '5 minutes') w
+ ORDER BY 1, 2;
 
 -- ---------------------------------------------------------------------
 -- bad input: clear errors, nothing changed
 -- ---------------------------------------------------------------------
 CREATE TEMP TABLE counts AS SELECT (SELECT count(*) FROM model) AS models, (SELECT count(*) FROM forecast) AS forecasts;
--- err: the SQLSTATE and message of a statement that must fail
-CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
 SELECT pg_temp.err($$SELECT * FROM dm_train('nosuch')$$);
 SELECT pg_temp.err($$SELECT * FROM dm_train(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM dm_train('shop', 'nosuch')$$);
@@ -188,6 +240,7 @@ SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2026-01-0
 SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', '2000-01-01 00:00+00', '2000-01-02 00:00+00')$$);
 SELECT pg_temp.err($$SELECT * FROM (SELECT t FROM anchor) a, dm_backtest_scaling('shop', 'web', a.t - interval '1 day', a.t + interval '1 year')$$);
 SELECT pg_temp.err($$SELECT * FROM dm_backtest_scaling('shop', 'web', NULL, now())$$);
+SELECT pg_temp.err($$SELECT dm_alter_group('shop', '{"scale_down": "sometimes"}')$$);
 SELECT pg_temp.err($$SELECT dm_schedule_training('nosuch', '* * * * *')$$);
 SELECT pg_temp.err($$SELECT dm_schedule_training(NULL, '* * * * *')$$);
 SELECT pg_temp.err($$SELECT dm_add_resource('shop', 'bad', 'app', 'http://127.0.0.1:9/act', options => '{"unit_capacity": 0}')$$);

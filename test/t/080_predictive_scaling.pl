@@ -161,6 +161,13 @@ is($ctl->safe_psql('postgres', q{
 	     + (SELECT count(*) FROM driftmirror.dm_actions WHERE group_name = 'idle' AND kind IN ('scale', 'train'))}),
 	'0', 'mode off: no model, no decision');
 
+# dm_schedule_training (checked below): pg_cron trains 'idle' at the next
+# minute, whatever its mode
+my $job = $ctl->safe_psql('postgres', q{SELECT driftmirror.dm_schedule_training('idle', '* * * * *')});
+like($job, qr/^\d+$/, 'a pg_cron job is created');
+is($ctl->safe_psql('postgres', "SELECT command FROM cron.job WHERE jobid = $job"),
+	q{SELECT driftmirror.dm_train('idle')}, 'it trains the group');
+
 # ---------------------------------------------------------------------
 # SQL actuator
 # ---------------------------------------------------------------------
@@ -219,10 +226,8 @@ like($ctl->safe_psql('postgres', q{
 # ---------------------------------------------------------------------
 # dm_schedule_training: pg_cron trains on a schedule
 # ---------------------------------------------------------------------
-my $job = $ctl->safe_psql('postgres', q{SELECT driftmirror.dm_schedule_training('idle', '* * * * *')});
-like($job, qr/^\d+$/, 'a pg_cron job is created');
-is($ctl->safe_psql('postgres', "SELECT command FROM cron.job WHERE jobid = $job"),
-	q{SELECT driftmirror.dm_train('idle')}, 'it trains the group');
+# (the job was created above, after the mode-off check: pg_cron runs it at
+# the next minute, while the SQL actuator and the regime change are tested)
 $ctl->poll_query_until('postgres', q{
 	SELECT count(*) > 0 FROM driftmirror.dm_models WHERE group_name = 'idle' AND reason = 'dm_train'},
 	't', 120) or fail('the scheduled training ran');

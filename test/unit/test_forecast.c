@@ -489,6 +489,106 @@ test_events(void)
 		CHECK(0, "hw with events failed");
 }
 
+/*
+ * Parameters kept between calls (DmfResult.params, DmfOptions.params): hw
+ * and mstl return the parameters of their fit; applied to the same series
+ * they give the same forecast (the same initial states, filtered with the
+ * same parameters); applied to the series one day later they give a
+ * forecast close to a full refit's, and come back unchanged; the other
+ * methods return none, and parameters that do not fit the call's seasons
+ * are not applied.
+ */
+static void
+test_params_reuse(void)
+{
+	const char *const methods[] = {"hw", "mstl"};
+	const int	seasons[] = {48, 336};
+	const int	n = 1344,
+				h = 48;
+	double	   *y = malloc((n + 48) * sizeof(double));
+	int			i,
+				t,
+				k;
+
+	for (t = 0; t < n + 48; t++)
+		y[t] = syn_value(t);
+	for (i = 0; i < NELEM(methods); i++)
+	{
+		DmfResult	fit,
+					same,
+					later,
+					refit;
+		DmfOptions	opts;
+		char		err[DMF_MSG_LEN];
+		double		d = 0,
+					dsame = 0;
+
+		if (fc(y, n, seasons, 2, h, methods[i], NULL, 0, &fit) != DMF_OK)
+			continue;
+		CHECK(fit.params.set && fit.params.alpha > 0 && fit.params.alpha < 1,
+			  "%s: the fit's parameters are returned", methods[i]);
+		memset(&opts, 0, sizeof(opts));
+		opts.params = &fit.params;
+		CHECK(dmf_forecast(y, n, seasons, 2, h, dmf_method_parse(methods[i]),
+						   NULL, 0, &opts, &same, err, sizeof(err)) == DMF_OK,
+			  "%s with parameters: %s", methods[i], err);
+		for (k = 0; k < h; k++)
+			dsame = fmax(dsame, fabs(same.yhat[k] - fit.yhat[k]) +
+						 fabs(same.hi95[k] - fit.hi95[k]));
+		CHECK(dsame < 1e-9, "%s: the parameters applied to the same series "
+			  "give the same forecast (difference %g)", methods[i], dsame);
+		CHECK(dmf_forecast(y + 48, n, seasons, 2, h,
+						   dmf_method_parse(methods[i]), NULL, 0, &opts,
+						   &later, err, sizeof(err)) == DMF_OK,
+			  "%s with parameters, a day later: %s", methods[i], err);
+		fc(y + 48, n, seasons, 2, h, methods[i], NULL, 0, &refit);
+		check_sane(&later, h, methods[i]);
+		d = distance(later.yhat, refit.yhat, h, mase_scale(y + 48, n, 48));
+		CHECK(d < 0.1, "%s: a day later, the kept parameters forecast like a "
+			  "refit (distance %.3f)", methods[i], d);
+		CHECK(later.params.set && later.params.alpha == fit.params.alpha &&
+			  later.params.trend == fit.params.trend &&
+			  later.params.gamma[0] == fit.params.gamma[0],
+			  "%s: the parameters applied come back unchanged", methods[i]);
+		dmf_result_free(&fit);
+		dmf_result_free(&same);
+		dmf_result_free(&later);
+		dmf_result_free(&refit);
+	}
+	{
+		DmfResult	res,
+					one;
+		DmfParams	two;
+		DmfOptions	opts;
+		char		err[DMF_MSG_LEN];
+
+		if (fc(y, n, seasons, 2, h, "snaive", NULL, 0, &res) == DMF_OK)
+		{
+			CHECK(!res.params.set, "snaive returns no parameters");
+			dmf_result_free(&res);
+		}
+		/* two-season parameters on a one-season call: estimated instead */
+		memset(&two, 0, sizeof(two));
+		two.set = 1;
+		two.nseas = 2;
+		two.alpha = 0.5;
+		two.gamma[0] = two.gamma[1] = 0.1;
+		memset(&opts, 0, sizeof(opts));
+		opts.params = &two;
+		if (dmf_forecast(y, n, seasons, 1, h, DMF_HW, NULL, 0, &opts, &one,
+						 err, sizeof(err)) == DMF_OK)
+		{
+			CHECK(one.params.set && one.params.nseas == 1 &&
+				  one.params.alpha != 0.5,
+				  "parameters for other seasons are not applied");
+			dmf_result_free(&one);
+		}
+		else
+			CHECK(0, "hw with mismatched parameters: %s", err);
+	}
+	free(y);
+}
+
 #include "test_internal.c"
 #include "test_accuracy.c"
 
@@ -545,6 +645,7 @@ main(void)
 	test_allocator_and_cap();
 	test_event_setup_interruptible();
 	test_ets_kstep();
+	test_params_reuse();
 	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);
 	return nfailed ? 1 : 0;

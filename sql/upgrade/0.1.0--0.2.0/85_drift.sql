@@ -4,10 +4,10 @@
 -- drift_threshold is in the unit of drift.score (default 1 = at the limits).
 UPDATE driftmirror.option_def
    SET default_value = '1',
-       description = 'drift.score (lag, latency ratio and apply errors of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans'
+       description = 'drift.score (lag, latency ratio, apply errors and failed transactions per transaction beyond the primary''s of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans'
  WHERE scope = 'group' AND key = 'drift_threshold';
 
--- _auto_promote_check: as in sql/install/70_promotion.sql
+-- _auto_promote_check: as in sql/install/71_auto_promotion.sql
 CREATE OR REPLACE FUNCTION driftmirror._auto_promote_check(p_group_id bigint)
 RETURNS TABLE (resource_id bigint, reason text)
 LANGUAGE plpgsql
@@ -28,6 +28,7 @@ DECLARE
     ratio   numeric;
     maxratio numeric;
     latency text;
+    drift   text;
 BEGIN
     SELECT * INTO g FROM driftmirror.resource_group WHERE id = p_group_id;
     eff := driftmirror._effective_options('group', g.options);
@@ -71,8 +72,9 @@ BEGIN
                                      coalesce(round(m.lag_seconds::numeric, 3)::text, 'unknown'),
                                      eff ->> 'auto_promote_max_lag_seconds');
         END IF;
-        IF driftmirror._drift_hold(m.id) IS NOT NULL THEN
-            fails := fails || driftmirror._drift_hold(m.id);
+        drift := driftmirror._drift_hold(m.id);
+        IF drift IS NOT NULL THEN
+            fails := fails || drift;
         END IF;
         IF st.holding_since IS NOT NULL AND errs > st.errors_at_start THEN
             fails := fails || format('%s new apply error(s) during the window', errs - st.errors_at_start);
