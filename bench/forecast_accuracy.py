@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-METHODS = ["snaive", "hw", "mstl", "arima", "prophet", "auto"]
+METHODS = ["snaive", "hw", "mstl", "arima", "prophet", "theta", "auto"]
 
 
 def read_values(path):

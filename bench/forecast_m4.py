@@ -28,7 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from forecast_accuracy import method_row  # noqa: E402
 
-METHODS = ["snaive", "hw", "mstl", "arima", "prophet", "auto"]
+METHODS = ["snaive", "hw", "mstl", "arima", "prophet", "theta", "auto"]
 
 
 def read_m4(path, first):

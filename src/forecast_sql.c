@@ -340,7 +340,7 @@ forecast_args(FunctionCallInfo fcinfo, ForecastArgs *a)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown forecasting method \"%s\"", method),
-				 errhint("Valid methods are auto, snaive, hw, mstl, arima, prophet and naive.")));
+				 errhint("Valid methods are auto, snaive, hw, mstl, arima, prophet, theta and naive.")));
 	a->method = (DmfMethod) m;
 	if (!PG_ARGISNULL(4))
 		a->events = parse_events(PG_GETARG_JSONB_P(4), &a->nevents);

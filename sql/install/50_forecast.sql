@@ -18,7 +18,7 @@ ROWS 48
 AS 'MODULE_PATHNAME', 'driftmirror_dm_forecast';
 
 COMMENT ON FUNCTION driftmirror.dm_forecast(float8[], int[], int, text, jsonb, boolean) IS
-'forecast horizon steps of vals with 80 and 95 percent prediction intervals; methods auto, snaive, hw, mstl, arima, prophet, naive; events: [{"name", "start", "end", "before", "after"}] positions from 1';
+'forecast horizon steps of vals with 80 and 95 percent prediction intervals; methods auto, snaive, hw, mstl, arima, prophet, theta, naive; events: [{"name", "start", "end", "before", "after"}] positions from 1';
 
 CREATE FUNCTION driftmirror.dm_forecast_model(vals float8[], seasons int[], horizon int,
                                               method text DEFAULT 'auto',

@@ -27,7 +27,7 @@
 #define DMF_FIT_MIN		5000
 
 static const char *const method_names[] = {
-	"auto", "snaive", "hw", "mstl", "arima", "prophet", "naive"
+	"auto", "snaive", "hw", "mstl", "arima", "prophet", "naive", "theta"
 };
 
 int
@@ -247,6 +247,10 @@ run_method(DmfCtx *ctx, DmfMethod method, const DmfInput *in, DmfFc *fc)
 			dmf_method_prophet(ctx, in, fc);
 			calibrate(ctx, dmf_method_prophet, in, fc);
 			break;
+		case DMF_THETA:
+			dmf_method_theta(ctx, in, fc);
+			calibrate(ctx, dmf_method_theta, in, fc);
+			break;
 		case DMF_NAIVE:
 			dmf_method_naive(ctx, in, fc);
 			break;
@@ -458,7 +462,7 @@ dmf_forecast(const double *y, int n, const int *seasons, int nseasons,
 		return invalid(out, errbuf, errlen, DMF_EINVAL,
 					   "horizon out of range", detail);
 	}
-	if ((int) method < 0 || (int) method > DMF_NAIVE)
+	if ((int) method < 0 || (int) method > DMF_THETA)
 		return invalid(out, errbuf, errlen, DMF_EINVAL,
 					   "unknown forecasting method", "");
 	if (nseasons < 0 || nseasons > DMF_MAX_SEASONS ||

@@ -158,6 +158,23 @@ extern void dmf_ets_forecast(const DmfEts *fit, int h, double *mean,
 							 double *sd);
 extern const char *dmf_ets_name(const DmfEts *fit, char *buf, size_t len);
 
+/* dmf_theta.c */
+typedef struct DmfTheta
+{
+	double		alpha;
+	double		theta;
+	double		A;				/* the least-squares line A + B t */
+	double		B;
+	double		level;			/* final level of the theta line */
+	double		sigma2;
+	int			n;
+} DmfTheta;
+
+extern void dmf_theta_fit(DmfCtx *ctx, const double *x, int n, DmfTheta *fit);
+extern void dmf_theta_forecast(const DmfTheta *fit, int h, double *mean,
+							   double *sd);
+extern const char *dmf_theta_name(const DmfTheta *fit, char *buf, size_t len);
+
 /* dmf_arima.c */
 extern int	dmf_arima_period(const DmfInput *in);
 
@@ -168,6 +185,9 @@ extern void dmf_method_hw(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_hw_mle(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_mstl_fast(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_mstl_log(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_method_theta(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+
 extern void dmf_method_snaive_short(DmfCtx *ctx, const DmfInput *in,
 									DmfFc *fc);
 extern void dmf_method_arima(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
@@ -175,6 +195,8 @@ extern void dmf_method_arima_fast(DmfCtx *ctx, const DmfInput *in,
 								  DmfFc *fc);
 extern void dmf_method_prophet(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
 extern void dmf_method_auto(DmfCtx *ctx, const DmfInput *in, DmfFc *fc);
+extern void dmf_auto_combine(const DmfFc *parts, int ncand, int members,
+							 DmfFc *fc);
 
 /* dmf_prophet.c */
 extern int	dmf_event_effects(DmfCtx *ctx, const DmfInput *in, double *hist,

@@ -59,7 +59,8 @@ typedef enum DmfMethod
 	DMF_MSTL,
 	DMF_ARIMA,
 	DMF_PROPHET,
-	DMF_NAIVE					/* only reached as a fallback */
+	DMF_NAIVE,					/* only reached as a fallback */
+	DMF_THETA
 } DmfMethod;
 
 /*

@@ -24,7 +24,7 @@ SELECT m AS method,
        bool_and(lo95 <= lo80 AND lo80 <= yhat AND yhat <= hi80 AND hi80 <= hi95) AS ordered,
        bool_and(yhat::text NOT IN ('NaN', 'Infinity', '-Infinity')) AS finite,
        max(abs(yhat - f.y)) < 3 AS accurate
-  FROM unnest(ARRAY['snaive', 'hw', 'mstl', 'arima', 'prophet', 'auto', 'naive']) m,
+  FROM unnest(ARRAY['snaive', 'hw', 'mstl', 'arima', 'prophet', 'theta', 'auto', 'naive']) m,
        LATERAL dm_forecast((SELECT v FROM s12), ARRAY[12], 24, m) d
   JOIN s12_future f USING (step)
  GROUP BY m
@@ -33,7 +33,7 @@ SELECT m AS method,
 -- which model each method uses (its first word: the method)
 SELECT m AS method,
        split_part(dm_forecast_model((SELECT v FROM s12), ARRAY[12], 24, m), ' ', 1) AS model
-  FROM unnest(ARRAY['snaive', 'hw', 'mstl', 'arima', 'prophet', 'auto']) m
+  FROM unnest(ARRAY['snaive', 'hw', 'mstl', 'arima', 'prophet', 'theta', 'auto']) m
  ORDER BY m;
 
 -- two seasonalities (daily and weekly at 30 minutes), default method

@@ -38,7 +38,8 @@ static const struct
 	{"mstl", 1.5804},
 	{"arima", 1.1529},
 	{"prophet", 1.5246},
-	{"auto", 1.0096},
+	{"theta", 1.7024},
+	{"auto", 0.8734},
 };
 
 static double

@@ -278,7 +278,7 @@ static void
 test_all_methods_sane(void)
 {
 	static const char *const methods[] = {
-		"snaive", "hw", "mstl", "arima", "prophet", "auto", "naive"
+		"snaive", "hw", "mstl", "arima", "prophet", "auto", "naive", "theta"
 	};
 	static const int s12[] = {12};
 	double		y[60];
@@ -590,6 +590,7 @@ test_params_reuse(void)
 }
 
 #include "test_internal.c"
+#include "test_theta.c"
 #include "test_accuracy.c"
 
 /*
@@ -645,6 +646,11 @@ main(void)
 	test_allocator_and_cap();
 	test_event_setup_interruptible();
 	test_ets_kstep();
+	test_theta_fit();
+	test_theta_method();
+	test_auto_combine();
+	test_hw_nested_only();
+	test_mstl_log();
 	test_params_reuse();
 	test_accuracy_regression();
 	printf("%d passed, %d failed\n", npassed, nfailed);

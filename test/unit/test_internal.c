@@ -3,8 +3,9 @@
  * test_internal.c
  *	  Unit tests of the forecasting core's internal paths: auto's
  *	  candidates that have no public method name (snaive_short, mstl_fast,
- *	  arima_fast and its reuse of orders), the allocator hook and the
- *	  memory cap.  Known answers come from independent computations in this
+ *	  mstl_log, arima_fast and its reuse of orders), auto's trimmed-mean
+ *	  combination, hw's choice of fit by the nesting of its periods, the
+ *	  allocator hook and the memory cap.  Known answers come from independent computations in this
  *	  file (direct indexing, the optimal forecast of the simulated model).
  *
  * Included by test_forecast.c (one program, one pass/fail count).
@@ -432,4 +433,136 @@ test_ets_kstep(void)
 			  "ets trend %d: %d-step SSE %.10g, brute force %.10g",
 			  trend, kstep, gotk, ssek);
 	}
+}
+
+/*
+ * auto's combination: the mean of one or two members, the trimmed mean of
+ * three or more (the highest and the lowest value of each step out), the
+ * mean of every member's standard deviation.
+ */
+static void
+test_auto_combine(void)
+{
+	static double m[4][2] = {{1, 10}, {2, 40}, {6, 20}, {100, 30}},
+				s[4][2] = {{1, 2}, {3, 4}, {5, 6}, {7, 8}};
+	DmfFc		parts[4],
+				out;
+	double		mean[2],
+				sd[2];
+	int			c;
+
+	for (c = 0; c < 4; c++)
+	{
+		parts[c].h = 2;
+		parts[c].mean = m[c];
+		parts[c].sd = s[c];
+		parts[c].sigma = c + 1;
+	}
+	out.h = 2;
+	out.mean = mean;
+	out.sd = sd;
+
+	/* members 0 and 2: the mean */
+	out.sigma = 0;
+	dmf_auto_combine(parts, 4, 0x5, &out);
+	CHECK(mean[0] == 3.5 && mean[1] == 15 && sd[0] == 3 && sd[1] == 4 &&
+		  out.sigma == 2, "combination of two: %g %g, sd %g %g, sigma %g",
+		  mean[0], mean[1], sd[0], sd[1], out.sigma);
+	/* all four: step 1 keeps 2 and 6, step 2 keeps 20 and 30 */
+	out.sigma = 0;
+	dmf_auto_combine(parts, 4, 0xf, &out);
+	CHECK(mean[0] == 4 && mean[1] == 25 && sd[0] == 4 && sd[1] == 5 &&
+		  out.sigma == 2.5, "trimmed combination of four: %g %g, sd %g %g, sigma %g",
+		  mean[0], mean[1], sd[0], sd[1], out.sigma);
+	/* three: the median */
+	out.sigma = 0;
+	dmf_auto_combine(parts, 4, 0xe, &out);
+	CHECK(mean[0] == 6 && mean[1] == 30,
+		  "trimmed combination of three: %g %g", mean[0], mean[1]);
+}
+
+/*
+ * hw_is_mle
+ *		1 if hw's forecasts of y with the two seasons equal those of the
+ *		maximum-likelihood fit, 0 if not, -1 if a fit failed.
+ */
+static int
+hw_is_mle(const double *y, int n, const int *seasons)
+{
+	double		a[14],
+				b[14];
+	int			k,
+				same = 1;
+
+	if (run_internal(dmf_method_hw, y, n, seasons, 2, 14, NULL, a, NULL, 0) != 0 ||
+		run_internal(dmf_method_hw_mle, y, n, seasons, 2, 14, NULL, b, NULL, 0) != 0)
+		return -1;
+	for (k = 0; k < 14; k++)
+		same &= a[k] == b[k];
+	return same;
+}
+
+/*
+ * hw's two-horizon fit only for nested periods: with {7, 30} hw is the
+ * maximum-likelihood fit exactly, with {7, 28} it is not.
+ */
+static void
+test_hw_nested_only(void)
+{
+	static const int nonnested[] = {7, 30},
+				nested[] = {7, 28};
+	double		y[240];
+	unsigned long st = 5;
+	int			t;
+
+	for (t = 0; t < 240; t++)
+		y[t] = 20 + 4 * sin(2 * 3.14159265358979 * t / 7) +
+			2 * cos(2 * 3.14159265358979 * t / 30) +
+			1.5 * cos(2 * 3.14159265358979 * t / 28) + lcg_normal(&st);
+	CHECK(hw_is_mle(y, 240, nonnested) == 1,
+		  "hw with {7, 30} is not the maximum-likelihood fit");
+	CHECK(hw_is_mle(y, 240, nested) == 0,
+		  "hw with {7, 28} did not use the two-horizon fit");
+}
+
+/*
+ * mstl_log is MSTL + ETS of the logarithm, back-transformed: exactly what
+ * mstl gives on log y, exponentiated; a series with a zero gets plain mstl.
+ */
+static void
+test_mstl_log(void)
+{
+	static const int s24[] = {24};
+	double		y[480],
+				ly[480],
+				got[48],
+				viaLog[48],
+				plain[48];
+	unsigned long st = 3;
+	int			t,
+				k,
+				ok = 1;
+
+	for (t = 0; t < 480; t++)
+	{
+		ly[t] = 3 + 0.001 * t + 0.4 * sin(2 * 3.14159265358979 * t / 24) +
+			0.05 * lcg_normal(&st);
+		y[t] = exp(ly[t]);
+	}
+	CHECK(run_internal(dmf_method_mstl_log, y, 480, s24, 1, 48, NULL, got,
+					   NULL, 0) == 0 &&
+		  run_internal(dmf_method_mstl, ly, 480, s24, 1, 48, NULL, viaLog,
+					   NULL, 0) == 0, "mstl_log fits failed");
+	for (k = 0; k < 48; k++)
+		ok &= fabs(got[k] - exp(viaLog[k])) <= 1e-12 * got[k];
+	CHECK(ok, "mstl_log is not exp(mstl of log y)");
+	y[100] = 0;
+	CHECK(run_internal(dmf_method_mstl_log, y, 480, s24, 1, 48, NULL, got,
+					   NULL, 0) == 0 &&
+		  run_internal(dmf_method_mstl, y, 480, s24, 1, 48, NULL, plain,
+					   NULL, 0) == 0, "mstl_log fits failed");
+	ok = 1;
+	for (k = 0; k < 48; k++)
+		ok &= got[k] == plain[k];
+	CHECK(ok, "mstl_log with a zero in the series is not plain mstl");
 }
