@@ -192,7 +192,9 @@ ok(wait_mirroring($p), 'a mirrors b again');
 promote_pause($p, 'unfence', 120000);
 $s = promote_start($p);
 promote_wait_paused($p, 'unfence', 'failed promotion');
-is(bouncer_app(), '1 ' . $b->port, 'pgbouncer is paused while the driver waits after the flip');
+# (the worker's router phase may point it at the new primary already: the
+# routes were flipped; it stays paused)
+like(bouncer_app(), qr/^1 /, 'pgbouncer is paused while the driver waits after the flip');
 is(last_promotion('cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
 # after the flip a drop is allowed: the operator gives up on the way back
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_drop_mirror('orders', 'db')});
