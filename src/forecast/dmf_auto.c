@@ -16,7 +16,9 @@
  *	- snaive (longest period) and, with several periods, snaive at the
  *	  shortest one ("snaive_short"): the last day of hourly data adapts at
  *	  once to a daily profile that drifts, which no smoothed model does;
- *	- mstl (MSTL + ETS, R's seasonal windows) and mstl_fast (seasonal
+ *	- mstl (MSTL + ETS, R's seasonal windows, of the logarithm when every
+ *	  value is positive: dmf_method_mstl_log; plain MSTL + ETS is the
+ *	  fallback of series too short to backtest) and mstl_fast (seasonal
  *	  windows of three cycles: follows a changing pattern);
  *	- hw (additive Holt-Winters, one or two seasons, maximum likelihood:
  *	  the hw method's two-horizon fit made the combinations worse);
