@@ -76,7 +76,8 @@ DmStartPromotionWorker(dsm_segment *seg, int64 recover_id, int64 auto_resource_i
  * DmRecoverPromotions
  *		Called by the main worker in each group step, inside a transaction
  *		with SPI connected: for every unfinished promotion of the group that
- *		no process drives (its advisory lock is free), start a recovery
+ *		no process drives (its advisory lock is free), and every ended one
+ *		that still records pgbouncer routers as paused, start a recovery
  *		worker.  The lock is only probed here: the recovery worker takes it.
  */
 void
@@ -86,6 +87,7 @@ DmRecoverPromotions(int64 group_id)
 	List	   *ids = NIL;
 	ListCell   *lc;
 
+	/* unfinished ones, and ended ones still owing a pooler a RESUME */
 	DmSpiExec("SELECT id FROM driftmirror._promotions_unfinished($1) id "
 			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
 			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
@@ -107,7 +109,7 @@ DmRecoverPromotions(int64 group_id)
 
 		if (DmStartPromotionWorker(NULL, id, 0, NULL))
 			ereport(LOG,
-					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish or roll it back",
+					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish it or roll it back, or to resume its paused pgbouncer routers",
 							id)));
 		else
 			ereport(WARNING,

@@ -91,6 +91,7 @@ static char NewLabel[256];
 
 static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
+static bool CtlAsyncCommit = false; /* DmPromoteCtlRow: synchronous_commit off */
 static TimestampTz UnfencedAt = 0;
 
 /* ---- control database helpers ---- */
@@ -127,6 +128,9 @@ DmPromoteCtlRow(const char *sql, int nargs, const char **args, int ncols, char *
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (CtlAsyncCommit)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	DmSpiConnect();
 	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
@@ -207,8 +211,24 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
 	next_state, flip ? "true" : "false"};
 
-	CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
-			 8, args);
+	/*
+	 * Inside the write pause and before the flip, a step boundary need not
+	 * wait for its WAL flush: if a crash lost it, the promotion would be
+	 * found in the state before, also before the flip, and rolled back all
+	 * the same; the flip's own commit (synchronous) flushes it with the
+	 * flip.  Outside the pause, and for the flip, the usual commit.
+	 */
+	CtlAsyncCommit = !flip && (strcmp(done, "fence") == 0 || strcmp(done, "catch_up") == 0);
+	PG_TRY();
+	{
+		CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+				 8, args);
+	}
+	PG_FINALLY();
+	{
+		CtlAsyncCommit = false;
+	}
+	PG_END_TRY();
 	if (flip)
 		p->state = "unfencing";
 	if (next_state)
@@ -1060,16 +1080,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		char	   *pooler_details;
+
 		/*
 		 * pgbouncer routers of the resource: their clients wait from here
 		 * to the flip's RESUME (recorded first, resumed on every path)
 		 */
-		DmPoolersPause(p->id, p->deadline);
+		DmPoolersPause(p->id, p->new_primary, p->deadline, &pooler_details);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
-		Advance(p, "fence", fence_lsn, NULL, buf, "catch_up", "catching_up", false);
+		Advance(p, "fence", fence_lsn, pooler_details, buf, "catch_up", "catching_up", false);
 	}
 
 	if (strcmp(p->state, "catching_up") == 0)
@@ -1098,16 +1120,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "unfencing") == 0)
 	{
+		char	   *pooler_details;
+
 		TestPause(p, "unfence");
 		Unfence(p);
 		/* the paused poolers now point at the new primary, and resume */
-		DmPoolersResume(p->id, true);
+		DmPoolersSwitchResume(p->id, &pooler_details);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
 		else
 			strlcpy(buf, "{}", sizeof(buf));
-		Advance(p, "unfence", NULL, NULL, buf, "reverse", "reversing", false);
+		Advance(p, "unfence", NULL, pooler_details, buf, "reverse", "reversing", false);
 	}
 
 	if (strcmp(p->state, "reversing") == 0)
@@ -1149,6 +1173,50 @@ BeforeFlip(const char *state)
 }
 
 /*
+ * CaughtError
+ *		In a PG_CATCH block of the driver: the error, copied into
+ *		DriverContext, with the error state flushed and any transaction
+ *		aborted; DriverContext is current on return.
+ */
+static ErrorData *
+CaughtError(void)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(DriverContext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(DriverContext);
+	return edata;
+}
+
+/*
+ * ResumeLeftPoolers
+ *		RESUME the poolers an ended promotion still records as paused,
+ *		pointed first at the node the routes name.  A failure is a WARNING:
+ *		they stay recorded and the main worker tries again.
+ */
+static void
+ResumeLeftPoolers(int64 id)
+{
+	PG_TRY();
+	{
+		DmPoolersResume(id, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = CaughtError();
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT " has ended; its paused pgbouncer routers are resumed later: %s",
+						id, edata->message)));
+	}
+	PG_END_TRY();
+}
+
+/*
  * Drive
  *		Run or recover promotion "id".  Never raises: outcomes are recorded
  *		in the catalog and, for a caller, in *shared.
@@ -1172,9 +1240,40 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		}
 	}
 
+	/*
+	 * Ended, or its mirror dropped after the flip (the operator gave up on
+	 * the way back): end it failed, and resume the poolers still recorded
+	 * as paused (the main worker sends a recovery for those too).
+	 */
+	{
+		const char *args[1] = {Int64Text(id)};
+		char	   *row[2];
+
+		if (!DmPromoteCtlRow("SELECT p.state, EXISTS (SELECT FROM driftmirror.mirror m "
+							 "  WHERE m.id OPERATOR(pg_catalog.=) p.mirror_id)::text "
+							 "FROM driftmirror.promotion p WHERE p.id OPERATOR(pg_catalog.=) $1::bigint",
+							 1, args, 2, row))
+			return;
+		if (!DmPromotionStateIsFinal(row[0]) && strcmp(row[1], "true") != 0)
+		{
+			const char *fargs[4] = {args[0], "failed",
+				psprintf("the mirror was dropped during the promotion (in state %s); the promotion was abandoned there", row[0]),
+			"55000"};
+
+			CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, fargs);
+			ereport(LOG,
+					(errmsg("driftmirror: promotion " INT64_FORMAT " ended failed: its mirror was dropped in state %s",
+							id, row[0])));
+			row[0] = "failed";
+		}
+		if (DmPromotionStateIsFinal(row[0]))
+		{
+			ResumeLeftPoolers(id);
+			return;
+		}
+	}
+
 	LoadInfo(id, &p);
-	if (DmPromotionStateIsFinal(p.state))
-		return;
 
 	if (recovering)
 		ereport(LOG,
@@ -1223,11 +1322,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 		ErrorData  *edata;
 		char	   *state;
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(DriverContext);
+		edata = CaughtError();
 		state = pstrdup(pp->state);
 
 		ereport(WARNING,
@@ -1300,6 +1395,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	}
 	PG_END_TRY();
 	CloseNodes();
+	DmPoolersRelease();
 }
 
 /*
@@ -1398,12 +1494,8 @@ DmPromotionWorkerMain(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = CaughtError();
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		WriteError(shared, edata, NULL);
 		if (shared)
 		{

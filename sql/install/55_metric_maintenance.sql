@@ -3,7 +3,9 @@
 -- the maintenance pass the worker runs, and the functions that do each by
 -- hand (dm_run_maintenance, dm_create_partitions, dm_rollup,
 -- dm_set_metric_settings).  Layout and retention rules:
--- 55_metric_catalog.sql.
+-- 55_metric_catalog.sql.  Functions and their comments only, each CREATE OR
+-- REPLACE: the update from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/43_metric_code.include).
 
 -- ---------------------------------------------------------------------
 -- partitions
@@ -12,7 +14,7 @@
 -- _index_partition: the indexes of one partition (idempotent): the series
 -- btree, and a BRIN on ts unless the partition has its index_mode 'brin'
 -- BRIN already
-CREATE FUNCTION driftmirror._index_partition(p_name text)
+CREATE OR REPLACE FUNCTION driftmirror._index_partition(p_name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -29,7 +31,7 @@ END
 $$;
 
 -- _brin_partition: the index an open partition has in index_mode 'brin'
-CREATE FUNCTION driftmirror._brin_partition(p_name text)
+CREATE OR REPLACE FUNCTION driftmirror._brin_partition(p_name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -49,7 +51,7 @@ $$;
 -- dm_ingest: they pass no p_max and get at most 400 partitions made by one
 -- call, an error beyond (nothing is made then: the error rolls back);
 -- dm_create_partitions, an explicit request, passes its own bound.
-CREATE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
+CREATE OR REPLACE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
                                                p_max integer DEFAULT 400)
 RETURNS integer
 LANGUAGE plpgsql
@@ -131,7 +133,7 @@ END
 $$;
 
 -- _group_retention: the retention of every group, as intervals
-CREATE FUNCTION driftmirror._group_retention()
+CREATE OR REPLACE FUNCTION driftmirror._group_retention()
 RETURNS TABLE (group_id bigint, retention interval)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -143,7 +145,7 @@ $$;
 
 -- _metric_retention: drop partitions no group needs, purge expired rows of
 -- groups with a shorter retention.  Returns (dropped, purged rows).
-CREATE FUNCTION driftmirror._metric_retention(p_now timestamptz,
+CREATE OR REPLACE FUNCTION driftmirror._metric_retention(p_now timestamptz,
                                               OUT dropped integer, OUT purged bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -198,7 +200,7 @@ $$;
 -- watermark, at most max_span of raw data per call; returns the number of
 -- bucket rows written.  Rows arriving later for buckets already rolled up
 -- are not seen: call dm_rollup(from, to) after a backfill.
-CREATE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror._metric_rollup(p_level text, p_now timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -232,7 +234,7 @@ END
 $$;
 
 -- _rollup_range: (re)compute the buckets of one level in [p_from, p_to)
-CREATE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
+CREATE OR REPLACE FUNCTION driftmirror._rollup_range(st driftmirror.metric_rollup_state,
                                           p_from timestamptz, p_to timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -261,7 +263,7 @@ $$;
 
 -- _metric_maintenance: everything the worker does on the store, in one
 -- transaction: partitions ahead, retention, rollups.  Returns a summary.
-CREATE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -326,7 +328,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION driftmirror.dm_run_maintenance()
+CREATE OR REPLACE FUNCTION driftmirror.dm_run_maintenance()
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -343,7 +345,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_run_maintenance() IS
     'Run the metric store maintenance now (the worker also runs it): partitions ahead, retention, rollups';
 
-CREATE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror.dm_create_partitions(starts timestamptz, ends timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -371,7 +373,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_create_partitions(timestamptz, timestamptz) IS
     'Create the metric partitions covering a time range (before a COPY of old data); returns how many were created';
 
-CREATE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
+CREATE OR REPLACE FUNCTION driftmirror.dm_rollup(starts timestamptz, ends timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -399,7 +401,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_rollup(timestamptz, timestamptz) IS
     'Recompute the 5-minute and 1-hour rollups of the buckets touching a time range (after a backfill)';
 
-CREATE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
+CREATE OR REPLACE FUNCTION driftmirror.dm_set_metric_settings(settings jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER

@@ -132,6 +132,10 @@ CREATE TABLE driftmirror.promotion (
     -- PAUSE) and has not RESUMEd yet: the flip, a rollback or a recovery
     -- resumes them and clears this (promote_poolers.c)
     poolers_paused    bigint[],
+    -- pgbouncer routers removed (dm_remove_router) while recorded in
+    -- poolers_paused: [{name, endpoint, database, timeout}], what resuming
+    -- them needs; cleared as each resumes (promote_poolers.c)
+    poolers_removed   jsonb,
     CHECK (kind <> 'postgres' OR (new_primary IS NOT NULL
                                   AND old_publication IS NOT NULL AND old_slot IS NOT NULL
                                   AND old_subscription IS NOT NULL AND new_publication IS NOT NULL
@@ -142,6 +146,10 @@ CREATE TABLE driftmirror.promotion (
 );
 CREATE UNIQUE INDEX promotion_one_running ON driftmirror.promotion (group_id)
     WHERE NOT driftmirror._promotion_is_final(state);
+-- promotions that still owe a pgbouncer router a RESUME (almost always
+-- none): the worker's step looks for them (_step_work)
+CREATE INDEX promotion_poolers_owed ON driftmirror.promotion (group_id)
+    WHERE poolers_paused IS NOT NULL OR poolers_removed IS NOT NULL;
 COMMENT ON TABLE driftmirror.promotion IS
     'Promotions (switchovers): one row per resource promoted, with its persisted state';
 -- a new promotion starts in guardrails and moves only as
