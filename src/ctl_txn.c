@@ -7,7 +7,8 @@
  *	  SQLSTATE.  See ctl_txn.h for the interface.
  *
  * Invariants:
- *	 - no state of its own: the caller's memory context travels with SPI
+ *	 - no state of its own but the asynchronous-commit switch of
+ *	   DmCtlAsyncCommit: the caller's memory context travels with SPI
  *	   (SPI_connect is always called with the caller's context current, so
  *	   SPI_palloc allocates there and SPI_finish switches back to it); an
  *	   error anywhere leaves nothing behind but what the caller's abort (or
@@ -81,6 +82,15 @@ DmCtlWorkerConnect(const char *name, const char *lock_timeout)
 	return cxt;
 }
 
+/* DmCtlAsyncCommit: see ctl_txn.h */
+static bool AsyncCommit = false;
+
+void
+DmCtlAsyncCommit(bool on)
+{
+	AsyncCommit = on;
+}
+
 /*
  * DmCtlBegin
  *		Start a transaction of its own with a snapshot and SPI, reporting
@@ -94,6 +104,9 @@ DmCtlBegin(const char *activity)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (AsyncCommit)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (activity != NULL)
 		pgstat_report_activity(STATE_RUNNING, activity);

@@ -62,6 +62,13 @@ extern MemoryContext DmCtlWorkerConnect(const char *name, const char *lock_timeo
 /* a transaction of its own (background workers, outside any transaction) */
 extern void DmCtlBegin(const char *activity);
 extern void DmCtlCommit(void);
+/*
+ * while on, transactions begun here commit with synchronous_commit = off:
+ * only for a caller that loses nothing if a crash drops such a commit (the
+ * promotion's step boundaries inside the write pause); reset it in a
+ * PG_FINALLY
+ */
+extern void DmCtlAsyncCommit(bool on);
 
 /* SPI in the caller's transaction (SQL-callable functions) */
 extern void DmCtlConnect(void);

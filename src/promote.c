@@ -40,8 +40,9 @@ PG_FUNCTION_INFO_V1(driftmirror_dm_promote);
  * DmRecoverPromotions
  *		The main worker's group step, outside any transaction: for every
  *		unfinished promotion of the group that no process drives (its
- *		advisory lock is free), start a recovery worker.  The lock is only
- *		probed here: the recovery worker takes it.  Raises on catalog
+ *		advisory lock is free), and every ended one that still records
+ *		pgbouncer routers as paused, start a recovery worker.  The lock is
+ *		only probed here: the recovery worker takes it.  Raises on catalog
  *		errors.
  */
 void
@@ -50,6 +51,7 @@ DmRecoverPromotions(int64 group_id)
 	DmCtlResult *r;
 	int			i;
 
+	/* unfinished ones, and ended ones still owing a pooler a RESUME */
 	r = DmCtlQuery("SELECT id FROM driftmirror._promotions_unfinished($1) id "
 				   "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
 				   "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
@@ -61,7 +63,7 @@ DmRecoverPromotions(int64 group_id)
 
 		if (DmStartPromotionWorker(NULL, id, 0, NULL))
 			ereport(LOG,
-					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish or roll it back",
+					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish it or roll it back, or to resume its paused pgbouncer routers",
 							id)));
 		else
 			ereport(WARNING,

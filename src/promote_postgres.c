@@ -121,8 +121,24 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
 	next_state, flip ? "true" : "false"};
 
-	DmCtlValueText("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
-			 8, args);
+	/*
+	 * Inside the write pause and before the flip, a step boundary need not
+	 * wait for its WAL flush: if a crash lost it, the promotion would be
+	 * found in the state before, also before the flip, and rolled back all
+	 * the same; the flip's own commit (synchronous) flushes it with the
+	 * flip.  Outside the pause, and for the flip, the usual commit.
+	 */
+	DmCtlAsyncCommit(!flip && (strcmp(done, "fence") == 0 || strcmp(done, "catch_up") == 0));
+	PG_TRY();
+	{
+		(void) DmCtlValueText("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+							  8, args);
+	}
+	PG_FINALLY();
+	{
+		DmCtlAsyncCommit(false);
+	}
+	PG_END_TRY();
 	if (flip)
 		p->state = "unfencing";
 	if (next_state)
@@ -952,16 +968,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		char	   *pooler_details;
+
 		/*
 		 * pgbouncer routers of the resource: their clients wait from here
 		 * to the flip's RESUME (recorded first, resumed on every path)
 		 */
-		DmPoolersPause(p->id, p->deadline);
+		DmPoolersPause(p->id, p->new_primary, p->deadline, &pooler_details);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
-		Advance(p, "fence", fence_lsn, NULL, buf, "catch_up", "catching_up", false);
+		Advance(p, "fence", fence_lsn, pooler_details, buf, "catch_up", "catching_up", false);
 	}
 
 	if (strcmp(p->state, "catching_up") == 0)
@@ -990,16 +1008,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "unfencing") == 0)
 	{
+		char	   *pooler_details;
+
 		TestPause(p, "unfence");
 		Unfence(p);
 		/* the paused poolers now point at the new primary, and resume */
-		DmPoolersResume(p->id, true);
+		DmPoolersSwitchResume(p->id, &pooler_details);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
 		else
 			strlcpy(buf, "{}", sizeof(buf));
-		Advance(p, "unfence", NULL, NULL, buf, "reverse", "reversing", false);
+		Advance(p, "unfence", NULL, pooler_details, buf, "reverse", "reversing", false);
 	}
 
 	if (strcmp(p->state, "reversing") == 0)
@@ -1041,6 +1061,31 @@ BeforeFlip(const char *state)
 }
 
 /*
+ * ResumeLeftPoolers
+ *		RESUME the poolers an ended promotion still records as paused,
+ *		pointed first at the node the routes name.  A failure is a WARNING:
+ *		they stay recorded and the main worker tries again.
+ */
+static void
+ResumeLeftPoolers(int64 id)
+{
+	PG_TRY();
+	{
+		DmPoolersResume(id, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = DmCtlCatch(DriverContext, true);
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT " has ended; its paused pgbouncer routers are resumed later: %s",
+						id, edata->message)));
+	}
+	PG_END_TRY();
+}
+
+/*
  * DmDrivePostgresPromotion
  *		See promote_postgres.h: run or recover promotion "id".  Never
  *		raises: outcomes are recorded in the catalog and, for a caller, in
@@ -1053,9 +1098,44 @@ DmDrivePostgresPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 	PromInfo   *volatile pp = &p;
 
 	DriverContext = CurrentMemoryContext;
+
+	/*
+	 * Ended, or its mirror dropped after the flip (the operator gave up on
+	 * the way back): end it failed, and resume the poolers still recorded
+	 * as paused (the main worker sends a recovery for those too).
+	 */
+	{
+		const char *args[1] = {Int64Text(id)};
+		DmCtlResult *r;
+		char	   *state;
+
+		r = DmCtlQueryText("SELECT p.state, EXISTS (SELECT FROM driftmirror.mirror m "
+						   "  WHERE m.id OPERATOR(pg_catalog.=) p.mirror_id) AS mirror_exists "
+						   "FROM driftmirror.promotion p WHERE p.id OPERATOR(pg_catalog.=) $1::bigint",
+						   1, args);
+		if (r->nrows == 0)
+			return;
+		state = DmCtlGet(r, 0, "state");
+		if (!DmPromotionStateIsFinal(state) && !DmCtlGetBool(r, 0, "mirror_exists", false))
+		{
+			const char *fargs[4] = {args[0], "failed",
+				psprintf("the mirror was dropped during the promotion (in state %s); the promotion was abandoned there", state),
+			"55000"};
+
+			(void) DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, fargs);
+			ereport(LOG,
+					(errmsg("driftmirror: promotion " INT64_FORMAT " ended failed: its mirror was dropped in state %s",
+							id, state)));
+			state = "failed";
+		}
+		if (DmPromotionStateIsFinal(state))
+		{
+			ResumeLeftPoolers(id);
+			return;
+		}
+	}
+
 	LoadInfo(id, &p);
-	if (DmPromotionStateIsFinal(p.state))
-		return;
 
 	if (recovering)
 		ereport(LOG,
@@ -1168,4 +1248,5 @@ DmDrivePostgresPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 	}
 	PG_END_TRY();
 	CloseNodes();
+	DmPoolersRelease();
 }

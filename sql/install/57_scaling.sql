@@ -233,9 +233,12 @@ $$;
 CREATE FUNCTION driftmirror._scale_errors(p_model driftmirror.model, p_lead integer,
                                           p_as_of timestamptz)
 RETURNS float8[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- plpgsql: the worker's session keeps the plan
+    RETURN (
     SELECT coalesce(array_agg(o.v - x.yhat), '{}')
       FROM (SELECT DISTINCT ON (f.ts) f.ts, f.yhat
               FROM driftmirror.forecast f
@@ -251,7 +254,8 @@ AS $$
            SELECT avg(y.value) AS v FROM driftmirror.metric y
             WHERE y.resource_id = p_model.resource_id AND y.metric_id = p_model.metric_id
               AND y.ts >= x.ts AND y.ts < x.ts + p_model.step) o
-     WHERE o.v IS NOT NULL
+     WHERE o.v IS NOT NULL);
+END
 $$;
 
 -- _scale_upper: the window's upper bound (see the top of this file) from

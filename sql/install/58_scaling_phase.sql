@@ -4,9 +4,10 @@
 -- Each group step, for every resource with a scaling policy (resource
 -- options scale_metric and unit_capacity) in a group whose mode is not
 -- 'off', _forecast_step:
---   1. updates the rolling accuracy of the current model: the one-step-ahead
---      forecasts stored by earlier steps against the demand then observed,
---      over the last day (model.rolling_mae, rolling_points; dm_models shows
+--   1. updates the rolling accuracy of the current model at the first step
+--      of each grid bucket: the one-step-ahead forecasts stored by earlier
+--      steps against the demand then observed, over the last day
+--      (model.rolling_mae, rolling_points; dm_models shows
 --      rolling_error_ratio = rolling_mae / backtest_mae);
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
@@ -138,7 +139,12 @@ BEGIN
             IF mdl.id IS NULL THEN
                 why := 'no model yet';
             ELSE
-                mdl := driftmirror._scale_accuracy(mdl);
+                -- nothing new is observed inside a bucket: the accuracy is
+                -- refreshed at the first step of each
+                IF mdl.rolling_at IS NULL
+                   OR mdl.rolling_at < date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00') THEN
+                    mdl := driftmirror._scale_accuracy(mdl);
+                END IF;
                 IF t_now - mdl.trained_at >= interval '1 day' THEN
                     why := 'daily schedule';
                 ELSIF mdl.rolling_points >= 6
