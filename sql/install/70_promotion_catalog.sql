@@ -13,6 +13,10 @@
 -- pastes them whole (sql/upgrade/0.1.0--0.2.0/25_promotion_code.include).
 -- Keep it so: options, tables and types here, and a function whose
 -- arguments or result change is dropped in a fragment before the include.
+-- The include runs early in the update: a LANGUAGE sql function there that
+-- reads a column or calls a function new in 0.2.0 fails at creation unless
+-- a fragment numbered below 25 adds it first; PL/pgSQL is checked only when
+-- it runs.
 --
 -- dm_promote (C, src/promote.c) starts a dynamic background worker
 -- (src/promote_worker.c) that drives one promotion per resource as a
