@@ -11,7 +11,10 @@ REPLAY steps with the history before as training data.
 
 Both scalers:
   - see the demand of the buckets that ended before each decision;
-  - order capacity that arrives lead_time (one step of the series) later;
+  - order capacity up that arrives lead_time (one step of the series)
+    later; a scale-down takes effect at once (instances are released at
+    once, live ones and ones still being provisioned), as it does in
+    production;
   - size with the same headroom: need(x) = ceil(x * (1 + headroom) / unit);
   - start with need(last demand before the replay), bounds 1 .. 1000.
 The reactive scaler is HPA's algorithm: desired = ceil(current * ratio) with
@@ -100,9 +103,14 @@ def hpa(demand, before, step, lead, unit):
         recs.append((t, rec))
         recs = [(u, r) for (u, r) in recs if u > t - STABILISATION_S]
         desired = rec if rec >= spec else min(spec, max(r for (_, r) in recs))
-        if desired != spec:
-            spec = desired
+        if desired > spec:
             orders.append((t + lead_s, desired))
+        elif desired < spec:
+            # a scale-down takes effect at once, on live pods and on pods
+            # still being provisioned
+            live = min(live, desired)
+            orders = [(u, min(c, desired)) for (u, c) in orders]
+        spec = desired
         while orders and orders[0][0] <= t:
             live = orders.pop(0)[1]
         out.append(live)

@@ -113,6 +113,7 @@ DECLARE
     fc_yhat float8[];
     fc_hi95 float8[];
     upper   float8;
+    span    float8;
     seen    float8;
     last_at timestamptz;
     dec     record;
@@ -190,7 +191,8 @@ BEGIN
             upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, t_now);
             seen := driftmirror._scale_observed(mdl, st.cooldown, t_now);
             last_at := driftmirror._scale_last_action(p_gid, r.name, t_now);
-            dec := driftmirror._scale_decision(st.capacity, upper, seen, st.unit, st.headroom,
+            span := driftmirror._scale_span(mdl, win.last, fc_yhat, fc_hi95, t_now);
+            dec := driftmirror._scale_decision(st.capacity, upper, span, seen, st.unit, st.headroom,
                                                st.min_capacity, st.max_capacity,
                                                last_at IS NULL OR t_now - last_at >= st.cooldown,
                                                st.scale_down);
@@ -199,7 +201,8 @@ BEGIN
             END IF;
             inputs := jsonb_build_object('decision', dec.decision, 'capacity', st.capacity,
                                          'target', dec.target, 'required', dec.required,
-                                         'forecast_upper', upper, 'observed', seen,
+                                         'forecast_upper', upper, 'span_upper', span,
+                                         'observed', seen,
                                          'metric', st.metric, 'unit_capacity', st.unit,
                                          'headroom', st.headroom, 'lead_time', st.lead_time,
                                          'scale_down', st.scale_down,
