@@ -24,11 +24,10 @@
 --               of this series actually were.
 --   required  = need(upper)
 --   span      = the largest upper bound of the buckets from the one in
---               progress to the window's end, [t, t + lead_time + step),
---               and at least the demand of the last bucket that ended (for
---               the bucket in progress): a scale-down takes effect at once,
---               so what it leaves must serve every bucket until a later
---               order can arrive, not only the window (_scale_span)
+--               progress to the window's end, [t, t + lead_time + step):
+--               a scale-down takes effect at once, so what it leaves must
+--               serve every bucket until a later order can arrive, not
+--               only the window (_scale_span)
 --   scale up  when required exceeds the capacity planned (live or
 --             ordered): to required;
 --   scale down, only once scale_cooldown has passed since the last scale
@@ -308,16 +307,14 @@ $$;
 
 -- _scale_span: the upper bound a scale-down at p_as_of must keep: the
 -- largest upper bound (_scale_bound) of the buckets from the one in
--- progress (step 1) to the window's end (p_last), and at least the demand
--- of the last bucket that ended
+-- progress (step 1) to the window's end (p_last)
 CREATE FUNCTION driftmirror._scale_span(p_model driftmirror.model, p_last integer,
                                         p_yhat float8[], p_hi95 float8[], p_as_of timestamptz)
 RETURNS float8
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(driftmirror._scale_upper(p_model, 1, p_last, p_yhat, p_hi95, p_as_of),
-                    driftmirror._scale_observed(p_model, interval '0', p_as_of))
+    SELECT driftmirror._scale_upper(p_model, 1, p_last, p_yhat, p_hi95, p_as_of)
 $$;
 
 -- _scale_last_action: when the last scale action of a resource that
@@ -509,9 +506,9 @@ BEGIN
         -- calibrated on the errors of this replay's own earlier forecasts
         -- at its lead (as the worker does on the forecasts it stored:
         -- _scale_errors): the window's (upper) sizes a scale-up, all of
-        -- them and the demand of the last bucket (span) a scale-down
+        -- them (span) a scale-down
         upper := NULL;
-        span := vals[idx - 1];
+        span := NULL;
         FOR ld IN 1 .. k LOOP
             SELECT coalesce(array_agg(x.e), '{}') INTO errs
               FROM (SELECT vals[b] - past[(b - 1) * k + ld] AS e

@@ -208,9 +208,9 @@ SELECT (SELECT sum(capacity) FROM bt_observed) > (SELECT sum(capacity) FROM bt) 
 -- buckets before the window need: during the peak's last bucket (5
 -- minutes before its end) the window, 30 minutes on, is quiet (required
 -- 2: the rule before scaled down to 2 there), but the bucket in progress
--- is the peak's: the 13 planned instances hold; at the end of the peak the
--- last bucket seen is the peak's: they hold; 5 minutes later they come
--- down
+-- is the peak's: the 13 planned instances hold; at the end of the peak
+-- every bucket from now on is quiet: they come down (and stay down 5
+-- minutes later)
 SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 100, "capacity": 13}');
 SELECT extract(epoch FROM x.after_peak_end)::integer / 60 AS minutes_after_peak_end,
        p.required, p.decision, p.target,
