@@ -11,7 +11,10 @@ REPLAY steps with the history before as training data.
 
 Both scalers:
   - see the demand of the buckets that ended before each decision;
-  - order capacity that arrives lead_time (one step of the series) later;
+  - order capacity up that arrives lead_time (one step of the series)
+    later; a scale-down takes effect at once (instances are released at
+    once, live ones and ones still being provisioned), as it does in
+    production;
   - size with the same headroom: need(x) = ceil(x * (1 + headroom) / unit);
   - start with need(last demand before the replay), bounds 1 .. 1000.
 The reactive scaler is HPA's algorithm: desired = ceil(current * ratio) with
@@ -100,9 +103,14 @@ def hpa(demand, before, step, lead, unit):
         recs.append((t, rec))
         recs = [(u, r) for (u, r) in recs if u > t - STABILISATION_S]
         desired = rec if rec >= spec else min(spec, max(r for (_, r) in recs))
-        if desired != spec:
-            spec = desired
+        if desired > spec:
             orders.append((t + lead_s, desired))
+        elif desired < spec:
+            # a scale-down takes effect at once, on live pods and on pods
+            # still being provisioned
+            live = min(live, desired)
+            orders = [(u, min(c, desired)) for (u, c) in orders]
+        spec = desired
         while orders and orders[0][0] <= t:
             live = orders.pop(0)[1]
         out.append(live)
@@ -112,7 +120,9 @@ def hpa(demand, before, step, lead, unit):
 def phase_cost(args, grp):
     """The worker's forecast phase for the group, as the worker runs it
     (driftmirror._forecast_step, mode forecast_only), in ms: its first call
-    (trains the model), then the median of five calls of each kind:
+    (trains the model), then, after five more calls (the worker's session
+    keeps its plans: a cold session plans them), the median of five calls
+    of each kind:
       - within a bucket: the bucket's forecast is stored, the step reads it;
       - new bucket: the step makes the bucket's forecast with the model's
         kept parameters (the stored forecast is deleted before each call);
@@ -126,7 +136,8 @@ def phase_cost(args, grp):
             " WHERE m.id = f.model_id AND m.group_id = %s AND f.made_at ="
             " date_bin(m.step, now(), '2000-01-01 00:00+00');" % gid)
     clear = "UPDATE driftmirror.model SET params = NULL WHERE group_id = %s;" % gid
-    stmts = [("train", step)] + [("within", step)] * 5
+    # five warm-up steps first: the worker's session has its plans cached
+    stmts = [("train", step)] + [("-", step)] * 5 + [("within", step)] * 5
     stmts += [("-", drop), ("new", step)] * 5
     stmts += [("-", clear)] + [("-", drop), ("refit", step)] * 5
     out = psql(args, "\\timing on\n" + "\n".join(q for _, q in stmts) + "\n\\timing off\n"

@@ -75,11 +75,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "http.h"
 #include "io_engine.h"
 #include "secrets.h"
-#include "spi_util.h"
 
 #define DM_DEFAULT_TIMEOUT_MS	5000
 #define DM_TARGET_IDLE_MS		(10 * 60 * 1000)
@@ -423,28 +423,27 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 	List	   *sources = NIL;
 	Datum	   *elems;
 	ArrayType  *arr;
-	uint64		i;
+	DmCtlResult *r;
+	DmCtlResult *names = NULL;
+	int			i;
 	int			j;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
 
 	elems = palloc(sizeof(Datum) * ngroups);
 	for (j = 0; j < ngroups; j++)
 		elems[j] = Int64GetDatum(group_ids[j]);
 	arr = construct_array(elems, ngroups, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 
-	DmSpiExec("SELECT source_id, resource_id, kind, endpoint, config, interval_ms, watermarks "
-			  "FROM driftmirror._due_sources($1)",
-			  1, (Oid[]) {INT8ARRAYOID}, (Datum[]) {PointerGetDatum(arr)});
-	for (i = 0; i < SPI_processed; i++)
+	DmCtlBegin(NULL);
+	r = DmCtlExec("SELECT source_id, resource_id, kind, endpoint, config, interval_ms, watermarks "
+				  "FROM driftmirror._due_sources($1)",
+				  1, (Oid[]) {INT8ARRAYOID}, (Datum[]) {PointerGetDatum(arr)}, NULL);
+	if (r->nrows > 0)
+		names = DmCtlExec("SELECT name, id FROM driftmirror.metric_def", 0, NULL, NULL, NULL);
+	DmCtlCommit();
+
+	for (i = 0; i < r->nrows; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		id = DmCtlGetInt64(r, i, "source_id", 0);
 		MemoryContext scxt;
 		MemoryContext old;
 		Source	   *s;
@@ -465,14 +464,16 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 		s = palloc0(sizeof(Source));
 		s->cxt = scxt;
 		s->id = id;
-		s->resource_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		kind = SPI_getvalue(tup, desc, 3);
+		s->resource_id = DmCtlGetInt64(r, i, "resource_id", 0);
+		kind = DmCtlGet(r, i, "kind");
 		s->is_postgres = (strcmp(kind, "postgres") == 0);
 		s->is_influx = (strcmp(kind, "influxdb") == 0);
-		s->endpoint = SPI_getvalue(tup, desc, 4);
-		s->config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
-		s->interval_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		s->watermarks = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+		s->endpoint = pstrdup(DmCtlGet(r, i, "endpoint"));
+		s->config = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+													   CStringGetDatum(DmCtlGet(r, i, "config"))));
+		s->interval_ms = (long) DmCtlGetInt64(r, i, "interval_ms", 0);
+		s->watermarks = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														   CStringGetDatum(DmCtlGet(r, i, "watermarks"))));
 		s->timeout_ms = JsonGetIntervalMs(&s->config->root, "timeout", DM_DEFAULT_TIMEOUT_MS);
 		MemoryContextSwitchTo(cxt);
 		sources = lappend(sources, s);
@@ -481,27 +482,17 @@ ReadSources(int64 *group_ids, int ngroups, MetricIds *ids, MemoryContext cxt)
 
 	if (sources != NIL)
 	{
-		DmSpiExec("SELECT name, id FROM driftmirror.metric_def", 0, NULL, NULL);
-		ids->n = (int) SPI_processed;
+		ids->n = names->nrows;
 		ids->names = MemoryContextAlloc(cxt, sizeof(char *) * Max(ids->n, 1));
 		ids->ids = MemoryContextAlloc(cxt, sizeof(int16) * Max(ids->n, 1));
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; i < names->nrows; i++)
 		{
-			bool		isnull;
-
-			ids->names[i] = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[i],
-																  SPI_tuptable->tupdesc, 1));
-			ids->ids[i] = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 2, &isnull));
+			ids->names[i] = MemoryContextStrdup(cxt, DmCtlGet(names, i, "name"));
+			ids->ids[i] = (int16) DmCtlGetInt32(names, i, "id", 0);
 		}
 		for (j = 0; j < PGM_COUNT; j++)
 			PgIds[j] = LookupMetric(ids, PgMetricNames[j]);
 	}
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 	return sources;
 }
 
@@ -1231,27 +1222,23 @@ StoreSourceSamples(Source *s, Samples *samples)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		bool		isnull;
+		DmCtlResult *r;
 
-		DmSpiExec("SELECT driftmirror._store_samples($1, $2, $3, $4)",
-				  4, (Oid[]) {TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID},
-				  (Datum[]) {PointerGetDatum(MakeArray(samples->ts + first, NULL, n, TIMESTAMPTZOID)),
-					  PointerGetDatum(MakeArray(samples->rid + first, NULL, n, INT8OID)),
-					  PointerGetDatum(MakeArray(samples->mid + first, NULL, n, INT2OID)),
-				  PointerGetDatum(MakeArray(samples->val + first, NULL, n, FLOAT8OID))});
-		s->rows = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
+		r = DmCtlExec("SELECT driftmirror._store_samples($1, $2, $3, $4) AS rows",
+					  4, (Oid[]) {TIMESTAMPTZARRAYOID, INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID},
+					  (Datum[]) {PointerGetDatum(MakeArray(samples->ts + first, NULL, n, TIMESTAMPTZOID)),
+						  PointerGetDatum(MakeArray(samples->rid + first, NULL, n, INT8OID)),
+						  PointerGetDatum(MakeArray(samples->mid + first, NULL, n, INT2OID)),
+					  PointerGetDatum(MakeArray(samples->val + first, NULL, n, FLOAT8OID))}, NULL);
+		s->rows = (int) DmCtlGetInt64(r, 0, "rows", 0);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = DmCtlCatch(cxt, false);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -1286,11 +1273,7 @@ Record(List *sources, Samples *samples)
 	ListCell   *lc;
 	int			i = 0;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "driftmirror: storing collected metrics");
-	DmSpiConnect();
+	DmCtlBegin("driftmirror: storing collected metrics");
 
 	foreach(lc, sources)
 	{
@@ -1317,18 +1300,16 @@ Record(List *sources, Samples *samples)
 		i++;
 	}
 
-	DmSpiExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5, $6)",
-			  6, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
-			  TEXTARRAYOID},
-			  (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
-				  PointerGetDatum(MakeArray(ok, NULL, n, BOOLOID)),
-				  PointerGetDatum(MakeArray(err, errnull, n, TEXTOID)),
-				  PointerGetDatum(MakeArray(rows, NULL, n, INT4OID)),
-				  PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID)),
-			  PointerGetDatum(MakeArray(label, errnull, n, TEXTOID))});
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	(void) DmCtlExec("SELECT driftmirror._record_polls($1, $2, $3, $4, $5, $6)",
+					 6, (Oid[]) {INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
+					 TEXTARRAYOID},
+					 (Datum[]) {PointerGetDatum(MakeArray(sid, NULL, n, INT8OID)),
+						 PointerGetDatum(MakeArray(ok, NULL, n, BOOLOID)),
+						 PointerGetDatum(MakeArray(err, errnull, n, TEXTOID)),
+						 PointerGetDatum(MakeArray(rows, NULL, n, INT4OID)),
+						 PointerGetDatum(MakeArray(wm, wmnull, n, JSONBOID)),
+					 PointerGetDatum(MakeArray(label, errnull, n, TEXTOID))}, NULL);
+	DmCtlCommit();
 }
 
 /* ---------------------------------------------------------------- */
@@ -1552,13 +1533,8 @@ CollectInner(int64 *group_ids, int ngroups)
 static void
 CollectionFailed(MemoryContext cxt, bool abort_xact)
 {
-	ErrorData  *edata;
+	ErrorData  *edata = DmCtlCatch(cxt, abort_xact);
 
-	MemoryContextSwitchTo(cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	if (abort_xact)
-		AbortOutOfAnyTransaction();
 	DiscardAll();
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
@@ -1627,28 +1603,13 @@ DmMaybeRunMetricMaintenance(bool force)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "driftmirror: metric store maintenance");
-		DmSpiConnect();
-		DmSpiExec("SELECT driftmirror._metric_maintenance(pg_catalog.now())", 0, NULL, NULL);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		DmCtlBegin("driftmirror: metric store maintenance");
+		(void) DmCtlExec("SELECT driftmirror._metric_maintenance(pg_catalog.now())", 0, NULL, NULL, NULL);
+		DmCtlCommit();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: metric store maintenance failed: %s", edata->message)));
-		FreeErrorData(edata);
+		FreeErrorData(DmCtlCatchWarn(cxt, "metric store maintenance failed"));
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);

@@ -43,6 +43,7 @@
 #include "utils/typcache.h"
 
 #include "contract.h"
+#include "ctl_txn.h"
 
 /* promotion states that end a promotion: as driftmirror._promotion_is_final */
 static const char *const FinalStates[] = {"done", "rolled_back", "refused", "failed"};
@@ -332,26 +333,23 @@ ContractProblems(void)
 	{
 		Datum		finals[lengthof(FinalStates)];
 		Datum		arg;
-		uint64		n;
+		DmCtlResult *r;
+		int			n;
 
 		for (i = 0; i < lengthof(FinalStates); i++)
 			finals[i] = CStringGetTextDatum(FinalStates[i]);
 		arg = PointerGetDatum(construct_array(finals, lengthof(FinalStates), TEXTOID,
 											  -1, false, TYPALIGN_INT));
-		SPI_connect();
-		if (SPI_execute_with_args("SELECT s.state, driftmirror._promotion_is_final(s.state) AS final "
-								  "FROM (SELECT t.to_state FROM driftmirror._state_transitions() t "
-								  "      WHERE t.machine OPERATOR(pg_catalog.=) 'promotion' "
-								  "      UNION SELECT pg_catalog.unnest($1)) s (state)",
-								  1, (Oid[]) {TEXTARRAYOID}, &arg, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the promotion states");
-		for (n = 0; n < SPI_processed; n++)
+		DmCtlConnect();
+		r = DmCtlExec("SELECT s.state, driftmirror._promotion_is_final(s.state) AS final "
+					  "FROM (SELECT t.to_state FROM driftmirror._state_transitions() t "
+					  "      WHERE t.machine OPERATOR(pg_catalog.=) 'promotion' "
+					  "      UNION SELECT pg_catalog.unnest($1)) s (state)",
+					  1, (Oid[]) {TEXTARRAYOID}, &arg, NULL);
+		for (n = 0; n < r->nrows; n++)
 		{
-			TupleDesc	rdesc = SPI_tuptable->tupdesc;
-			char	   *state = SPI_getvalue(SPI_tuptable->vals[n], rdesc,
-											 SPI_fnumber(rdesc, "state"));
-			char	   *final = SPI_getvalue(SPI_tuptable->vals[n], rdesc,
-											 SPI_fnumber(rdesc, "final"));
+			char	   *state = DmCtlGet(r, n, "state");
+			char	   *final = DmCtlGet(r, n, "final");
 			bool		sql_final = final != NULL && strcmp(final, "t") == 0;
 
 			if (state != NULL && sql_final != DmPromotionStateIsFinal(state))
@@ -359,7 +357,7 @@ ContractProblems(void)
 						   "promotion state \"%s\" is %sfinal in SQL (_promotion_is_final) but %sfinal in the library (contract.c)",
 						   state, sql_final ? "" : "not ", sql_final ? "not " : "");
 		}
-		SPI_finish();
+		DmCtlFinish();
 	}
 	return problems;
 }

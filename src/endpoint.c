@@ -30,6 +30,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "endpoint.h"
 
@@ -269,12 +270,7 @@ DmConninfoProblem(const char *conninfo)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		problem = edata->message;
+		problem = DmCtlCatch(ctx, false)->message;
 	}
 	PG_END_TRY();
 	return problem;

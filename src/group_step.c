@@ -22,8 +22,8 @@
  * nothing but metrics costs one transaction per step, its heartbeat.
  *
  * Memory: a step's state lives in its own context (run->cxt), current
- * while a phase runs; transaction commits switch to TopMemoryContext, so
- * phases switch back to run->cxt after each.
+ * while a phase runs; phases run their transactions through ctl_txn.c,
+ * which keeps that context current across commits.
  *
  * Any phase may raise an error: the worker catches it, aborts, records it
  * against the group, frees the step and goes on with the next group.
@@ -32,20 +32,18 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "group_step.h"
 #include "mirror.h"
 #include "promote.h"
 #include "router.h"
 #include "scaling.h"
-#include "spi_util.h"
 
 /*
  * RunInTransaction
@@ -55,30 +53,7 @@
 static void
 RunInTransaction(const char *sql, int64 group_id)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec(sql, 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/* phase: promotions left unfinished by a driver that died (worker,
- * session or node failure) get a recovery worker, which finishes them or
- * rolls them back */
-static void
-RecoverPromotions(int64 group_id)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmRecoverPromotions(group_id);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	DmCtlRun(sql, 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
 }
 
 /*
@@ -97,8 +72,10 @@ static const struct
 	DmPhaseResult (*wait) (DmGroupRun *run);
 }			Phases[] =
 {
-	/* see RecoverPromotions */
-	{"promotion recovery", DM_WORK_PROMOTIONS, NULL, RecoverPromotions, NULL},
+	/* promotions left unfinished by a driver that died (worker, session or
+	 * node failure) get a recovery worker, which finishes them or rolls
+	 * them back (promote.c) */
+	{"promotion recovery", DM_WORK_PROMOTIONS, NULL, DmRecoverPromotions, NULL},
 	/* creation actions and status of each mirror; status reads through the
 	 * I/O engine, see mirror.c */
 	{"mirrors", DM_WORK_MIRRORS, NULL, NULL, DmMirrorPhase},
@@ -135,25 +112,22 @@ static const struct
 
 /*
  * DmGroupStepWork
- *		The DM_WORK_* flags of a row of driftmirror._step_work(), its
- *		columns read by name.  A column missing or NULL counts as work (the
- *		phase runs and finds out itself).  Raises only for a broken row.
+ *		The DM_WORK_* flags of row `row' of driftmirror._step_work()'s
+ *		result, its columns read by name.  A column missing or NULL counts
+ *		as work (the phase runs and finds out itself).
  */
 uint32
-DmGroupStepWork(HeapTuple tuple, TupleDesc desc)
+DmGroupStepWork(const DmCtlResult *r, int row)
 {
 	uint32		work = 0;
 	int			i;
 
 	for (i = 0; i < (int) lengthof(WorkColumns); i++)
 	{
-		int			fno = SPI_fnumber(desc, WorkColumns[i].column);
-		bool		isnull = true;
-		Datum		d = (Datum) 0;
+		int			fno = r->desc ? SPI_fnumber(r->desc, WorkColumns[i].column) : 0;
+		char	   *v = fno > 0 ? DmCtlGetAt(r, row, fno) : NULL;
 
-		if (fno > 0)
-			d = SPI_getbinval(tuple, desc, fno, &isnull);
-		if (isnull || DatumGetBool(d))
+		if (v == NULL || strcmp(v, "t") == 0)
 			work |= WorkColumns[i].flag;
 	}
 	return work;

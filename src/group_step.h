@@ -5,7 +5,7 @@
  *
  * Interface (worker.c):
  *
- *	 work = DmGroupStepWork(tuple, tupdesc)
+ *	 work = DmGroupStepWork(result, row)
  *		the phases a group has work for, from a row of
  *		driftmirror._step_work() (columns read by name; see
  *		DM_STEP_WORK_SQL); the worker reads them for every due group in one
@@ -31,6 +31,8 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+
+#include "ctl_txn.h"
 
 /*
  * What a group's step has work for: a phase whose catalog rows do not
@@ -68,7 +70,7 @@ typedef struct DmGroupRun
 	MemoryContext cxt;			/* everything of this step; freed with it */
 } DmGroupRun;
 
-extern uint32 DmGroupStepWork(HeapTuple tuple, TupleDesc desc);
+extern uint32 DmGroupStepWork(const DmCtlResult *r, int row);
 extern DmGroupRun *DmGroupStepCreate(int64 group_id, const char *group_name,
 									 uint32 work);
 extern bool DmGroupStepAdvance(DmGroupRun *run);

@@ -213,11 +213,13 @@ TimerCallback(CURLM *cm, long timeout_ms, void *userp)
 
 /*
  * SetError
- *		Record an error in a response, palloc'd in cxt.
+ *		Record an error in a response, palloc'd in cxt, with its kind.
  */
 static void
-SetError(DmHttpResponse *resp, MemoryContext cxt, const char *msg)
+SetError(DmHttpResponse *resp, MemoryContext cxt, DmHttpFailure failure,
+		 const char *msg)
 {
+	resp->failure = failure;
 	resp->status = 0;
 	resp->body = NULL;
 	resp->body_len = 0;
@@ -380,18 +382,29 @@ FinishTransfer(DmHttpTransfer *t, CURLcode code)
 		resp->body[t->len] = '\0';
 		resp->body_len = t->len;
 		resp->error = NULL;
+		resp->failure = DM_HTTP_ANSWERED;
 	}
 	else
 	{
 		char		msg[CURL_ERROR_SIZE + 128];
+		DmHttpFailure failure;
 
 		if (t->too_big || code == CURLE_FILESIZE_EXCEEDED)
+			failure = DM_HTTP_FAIL_TOO_LARGE;
+		else if (code == CURLE_OPERATION_TIMEDOUT)
+			failure = DM_HTTP_FAIL_TIMEOUT;
+		else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+				 code == CURLE_COULDNT_RESOLVE_PROXY)
+			failure = DM_HTTP_FAIL_CONNECT;
+		else
+			failure = DM_HTTP_FAIL_OTHER;
+		if (failure == DM_HTTP_FAIL_TOO_LARGE)
 			snprintf(msg, sizeof(msg), "response larger than %zu bytes", t->limit);
 		else if (t->errbuf[0] != '\0')
 			snprintf(msg, sizeof(msg), "%s", t->errbuf);
 		else
 			snprintf(msg, sizeof(msg), "%s", curl_easy_strerror(code));
-		SetError(resp, t->cxt, msg);
+		SetError(resp, t->cxt, failure, msg);
 	}
 }
 
@@ -461,7 +474,8 @@ DmHttpMultiCreate(void)
 
 /*
  * DmHttpMultiAbortAll
- *		End every running transfer; each response gets error why.
+ *		End every running transfer; each response gets error why (failure
+ *		DM_HTTP_FAIL_TIMEOUT: the caller's deadline passed).
  */
 void
 DmHttpMultiAbortAll(DmHttpMulti *m, const char *why)
@@ -472,7 +486,7 @@ DmHttpMultiAbortAll(DmHttpMulti *m, const char *why)
 
 		m->transfers = t->next;
 		curl_multi_remove_handle(m->multi, t->easy);
-		SetError(t->resp, t->cxt, why);
+		SetError(t->resp, t->cxt, DM_HTTP_FAIL_TIMEOUT, why);
 		FreeTransfer(t);
 	}
 	m->running = 0;
@@ -540,7 +554,7 @@ DmHttpMultiAdd(DmHttpMulti *m, const DmHttpRequest *req, DmHttpResponse *resp)
 	t = calloc(1, sizeof(DmHttpTransfer));
 	if (t == NULL)
 	{
-		SetError(resp, CurrentMemoryContext, "out of memory");
+		SetError(resp, CurrentMemoryContext, DM_HTTP_FAIL_OTHER, "out of memory");
 		return;
 	}
 	t->resp = resp;
@@ -552,7 +566,7 @@ DmHttpMultiAdd(DmHttpMulti *m, const DmHttpRequest *req, DmHttpResponse *resp)
 		bad = "could not start the transfer";
 	if (bad != NULL)
 	{
-		SetError(resp, t->cxt, bad);
+		SetError(resp, t->cxt, DM_HTTP_FAIL_OTHER, bad);
 		FreeTransfer(t);
 		return;
 	}

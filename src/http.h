@@ -48,12 +48,23 @@ typedef struct DmHttpRequest
 								 * or NULL */
 } DmHttpRequest;
 
+/* why a request got no response (resp->failure) */
+typedef enum DmHttpFailure
+{
+	DM_HTTP_ANSWERED = 0,		/* a response arrived (any status) */
+	DM_HTTP_FAIL_CONNECT,		/* the host could not be resolved or reached */
+	DM_HTTP_FAIL_TIMEOUT,		/* no complete response within the timeout */
+	DM_HTTP_FAIL_TOO_LARGE,		/* the response exceeded the size cap */
+	DM_HTTP_FAIL_OTHER			/* refused request, TLS, protocol, ... */
+} DmHttpFailure;
+
 typedef struct DmHttpResponse
 {
 	long		status;			/* HTTP status, 0 if no response */
 	char	   *body;			/* NUL-terminated, NULL if no response */
 	size_t		body_len;
 	char	   *error;			/* NULL on success */
+	DmHttpFailure failure;		/* why there is no response */
 } DmHttpResponse;
 
 /*

@@ -31,9 +31,9 @@
 #include "utils/timestamp.h"
 
 #include "contract.h"
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "metric_insert.h"
-#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_ingest);
 
@@ -111,7 +111,7 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 	deconstruct_array(val_arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &val, &val_null, &nval);
 
-	DmSpiConnect();
+	DmCtlConnect();
 
 	/* names first: an unknown name is reported even for empty arrays */
 	{
@@ -144,7 +144,7 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 
 	if (nts == 0)
 	{
-		SPI_finish();
+		DmCtlFinish();
 		PG_RETURN_INT64(0);
 	}
 
@@ -183,11 +183,11 @@ driftmirror_dm_ingest(PG_FUNCTION_ARGS)
 			hi = t;
 	}
 
-	DmSpiExec("SELECT driftmirror._ensure_partitions($1, $2)",
-			  2, (Oid[]) {TIMESTAMPTZOID, TIMESTAMPTZOID},
-			  (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)});
+	(void) DmCtlExec("SELECT driftmirror._ensure_partitions($1, $2)",
+					 2, (Oid[]) {TIMESTAMPTZOID, TIMESTAMPTZOID},
+					 (Datum[]) {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)}, NULL);
 
-	SPI_finish();
+	DmCtlFinish();
 	written = DmMetricInsert(resource_id, metric_id, ts, val, nts);
 	PG_RETURN_INT64((int64) written);
 }

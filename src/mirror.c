@@ -57,27 +57,22 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "actuator_client.h"
+#include "ctl_txn.h"
 #include "driftmirror.h"
-#include "http.h"
 #include "io_engine.h"
 #include "mirror.h"
 #include "remote_conn.h"
-#include "secrets.h"
-#include "spi_util.h"
 
 /* one remote action read from the catalog */
 typedef struct RemoteAction
@@ -100,6 +95,8 @@ typedef struct RemoteAction
 typedef struct RemoteOutcome
 {
 	bool		ok;				/* postgres: it ran; HTTP: an answer came */
+	bool		done;			/* postgres: it ran; HTTP: an answer of kind
+								 * DM_ACT_OK (2xx, text body) */
 	char	   *result;			/* first value, or the HTTP answer's body */
 	int			status;			/* HTTP status, 0 for postgres actions */
 	char	   *sqlstate;
@@ -118,15 +115,6 @@ typedef struct RemoteOutcome
 #define ACTION_COLUMNS \
 	"conninfo, label, sql, http_method, http_url, http_body, http_key, " \
 	"http_token_file, http_timeout_ms"
-
-/* copy column n of row 0 into context cxt (NULL stays NULL) */
-static char *
-CopyValue(MemoryContext cxt, int row, int col)
-{
-	char	   *v = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
-}
 
 /*
  * RunRemoteValue
@@ -183,92 +171,13 @@ Median(double *samples, int n)
 }
 
 /*
- * DmActuatorPerform
- *		One request to an HTTP actuator, outside any transaction, without
- *		retries.  Never raises except for interrupts: a request without an
- *		answer fills *answer with answered = false, an error naming the
- *		actuator by its label and libcurl's reason (which may name the host)
- *		in the detail.  The bearer token is read from its file just before
- *		the request and wiped after it.  Strings are palloc'd in the current
- *		memory context.
- */
-void
-DmActuatorPerform(const DmActuatorRequest *a, DmActuatorAnswer *out)
-{
-	DmHttpRequest req;
-	DmHttpResponse resp;
-	char	   *volatile token = NULL;
-	char	   *err = NULL;
-	volatile bool answered = false;
-
-	memset(out, 0, sizeof(*out));
-	if (a->token_file != NULL)
-	{
-		token = DmReadSecretFile(a->token_file, &err);
-		if (token == NULL)
-		{
-			out->sqlstate = pstrdup("58P01");
-			out->error = err;
-			return;
-		}
-	}
-
-	memset(&req, 0, sizeof(req));
-	memset(&resp, 0, sizeof(resp));
-	req.method = a->method;
-	req.url = a->url;
-	req.body = a->body;
-	req.content_type = a->body ? "application/json" : NULL;
-	req.bearer_token = token;
-	req.idempotency_key = a->idempotency_key;
-	req.timeout_ms = a->timeout_ms > 0 ? a->timeout_ms : 10000;
-	req.max_retries = 0;		/* callers retry, with back-off */
-
-	PG_TRY();
-	{
-		answered = DmHttpPerform(&req, &resp);
-	}
-	PG_FINALLY();
-	{
-		if (token)
-			explicit_bzero(token, strlen(token));
-	}
-	PG_END_TRY();
-
-	if (answered)
-	{
-		out->answered = true;
-		out->status = (int) resp.status;
-		out->body = resp.body;
-		/* the catalog only takes text valid in the server encoding */
-		if (resp.body != NULL &&
-			(memchr(resp.body, '\0', resp.body_len) != NULL ||
-			 !pg_verifymbstr(resp.body, (int) resp.body_len, true)))
-			out->body = pstrdup("(the answer is not valid text in the server encoding)");
-		return;
-	}
-	out->sqlstate = pstrdup("08000");
-	if (resp.error && strstr(resp.error, "timed out") != NULL)
-		out->error = psprintf("node \"%s\" did not answer within %d ms",
-							  a->label, (int) req.timeout_ms);
-	else if (resp.error && strncmp(resp.error, "response larger than", 20) == 0)
-		out->error = psprintf("node \"%s\" answered with a %s", a->label, resp.error);
-	else if (resp.error && (strstr(resp.error, "onnect") != NULL ||
-							strstr(resp.error, "esolve") != NULL))
-		out->error = psprintf("could not reach node \"%s\"", a->label);
-	else
-		out->error = psprintf("no answer from node \"%s\"", a->label);
-	out->detail = resp.error ? pstrdup(resp.error) : NULL;
-}
-
-/*
  * RunHttpAction
  *		A mirror's actuator action through DmActuatorPerform, as an outcome.
  */
 static RemoteOutcome
 RunHttpAction(RemoteAction *a)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	RemoteOutcome out = {0};
 	DmActuatorRequest req;
 	DmActuatorAnswer ans;
 
@@ -282,6 +191,7 @@ RunHttpAction(RemoteAction *a)
 	DmActuatorPerform(&req, &ans);
 
 	out.ok = ans.answered;
+	out.done = (ans.kind == DM_ACT_OK);
 	out.status = ans.status;
 	out.result = ans.body;
 	out.sqlstate = ans.sqlstate;
@@ -299,26 +209,22 @@ TextOrNull(const char *s, bool *isnull)
 
 /*
  * ReadAction
- *		Fill a from row `row' of an SPI result whose columns 2.. are
- *		ACTION_COLUMNS; strings are copied into cxt.  Returns whether the
- *		row describes something that can be run.
+ *		Fill a from row `row' of a result with the ACTION_COLUMNS (strings
+ *		stay in the result's context).  Returns whether the row describes
+ *		something that can be run.
  */
 static bool
-ReadAction(MemoryContext cxt, int row, RemoteAction *a)
+ReadAction(DmCtlResult *r, int row, RemoteAction *a)
 {
-	bool		isnull;
-	Datum		d;
-
-	a->conninfo = CopyValue(cxt, row, 2);
-	a->label = CopyValue(cxt, row, 3);
-	a->sql = CopyValue(cxt, row, 4);
-	a->http_method = CopyValue(cxt, row, 5);
-	a->http_url = CopyValue(cxt, row, 6);
-	a->http_body = CopyValue(cxt, row, 7);
-	a->http_key = CopyValue(cxt, row, 8);
-	a->http_token_file = CopyValue(cxt, row, 9);
-	d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 10, &isnull);
-	a->http_timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	a->conninfo = DmCtlGet(r, row, "conninfo");
+	a->label = DmCtlGet(r, row, "label");
+	a->sql = DmCtlGet(r, row, "sql");
+	a->http_method = DmCtlGet(r, row, "http_method");
+	a->http_url = DmCtlGet(r, row, "http_url");
+	a->http_body = DmCtlGet(r, row, "http_body");
+	a->http_key = DmCtlGet(r, row, "http_key");
+	a->http_token_file = DmCtlGet(r, row, "http_token_file");
+	a->http_timeout_ms = DmCtlGetInt32(r, row, "http_timeout_ms", 0);
 	if (a->label == NULL)
 		return false;
 	if (a->http_method != NULL)
@@ -333,28 +239,20 @@ ReadAction(MemoryContext cxt, int row, RemoteAction *a)
 static bool
 NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 {
-	MemoryContext cxt = CurrentMemoryContext;
+	DmCtlResult *r;
 	bool		found = false;
 
 	memset(a, 0, sizeof(RemoteAction));
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec("SELECT action, " ACTION_COLUMNS ", probe_sql FROM driftmirror._mirror_next($1, $2)",
-			  2, (Oid[]) {INT8OID, TIMESTAMPTZOID},
-			  (Datum[]) {Int64GetDatum(mirror_id), TimestampTzGetDatum(started)});
-	if (SPI_processed > 0)
+	r = DmCtlQuery("SELECT action, " ACTION_COLUMNS ", probe_sql FROM driftmirror._mirror_next($1, $2)",
+				   2, (Oid[]) {INT8OID, TIMESTAMPTZOID},
+				   (Datum[]) {Int64GetDatum(mirror_id), TimestampTzGetDatum(started)}, NULL);
+	if (r->nrows > 0)
 	{
 		a->id = mirror_id;
-		a->action = CopyValue(cxt, 0, 1);
-		found = ReadAction(cxt, 0, a) && a->action != NULL;
-		a->probe_sql = CopyValue(cxt, 0, 11);
+		a->action = DmCtlGet(r, 0, "action");
+		found = ReadAction(r, 0, a) && a->action != NULL;
+		a->probe_sql = DmCtlGet(r, 0, "probe_sql");
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 	return found;
 }
 
@@ -365,52 +263,28 @@ NextMirrorAction(int64 mirror_id, TimestampTz started, RemoteAction *a)
 static void
 RecordMirrorOutcome(RemoteAction *a, RemoteOutcome *o)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
-	int			i;
+	bool		nulls[11];
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
+	memset(nulls, 0, sizeof(nulls));
 	values[0] = Int64GetDatum(a->id);
 	values[1] = CStringGetTextDatum(a->action);
 	values[2] = BoolGetDatum(o->ok);
-	values[3] = TextOrNull(o->result, &isnull);
-	if (isnull)
-		nulls[3] = 'n';
-	values[4] = TextOrNull(o->sqlstate, &isnull);
-	if (isnull)
-		nulls[4] = 'n';
-	values[5] = TextOrNull(o->error, &isnull);
-	if (isnull)
-		nulls[5] = 'n';
-	values[6] = TextOrNull(o->detail, &isnull);
-	if (isnull)
-		nulls[6] = 'n';
+	values[3] = TextOrNull(o->result, &nulls[3]);
+	values[4] = TextOrNull(o->sqlstate, &nulls[4]);
+	values[5] = TextOrNull(o->error, &nulls[5]);
+	values[6] = TextOrNull(o->detail, &nulls[6]);
 	values[7] = Int32GetDatum(o->status);
-	if (a->http_method == NULL || !o->ok)
-		nulls[7] = 'n';
+	nulls[7] = (a->http_method == NULL || !o->ok);
 	values[8] = Float8GetDatum(o->latency_ms);
-	if (!o->ok || !o->has_latency)
-		nulls[8] = 'n';
-	values[9] = TextOrNull(o->probe_error, &isnull);
-	if (isnull || !o->ok)
-		nulls[9] = 'n';
+	nulls[8] = (!o->ok || !o->has_latency);
+	values[9] = TextOrNull(o->probe_error, &nulls[9]);
+	nulls[9] = nulls[9] || !o->ok;
 	values[10] = TimestampTzGetDatum(o->read_started);
-	if (!o->ok || !o->has_latency)
-		nulls[10] = 'n';
-	i = SPI_execute_with_args("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-							  11, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID},
-							  values, nulls, false, 0);
-	if (i < 0)
-		elog(ERROR, "could not record the outcome of mirror action %s", a->action);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
+	nulls[10] = (!o->ok || !o->has_latency);
+	DmCtlRun("SELECT driftmirror._mirror_done($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+			 11, (Oid[]) {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID},
+			 values, nulls);
 }
 
 /* the mirror phase's state while a step runs (in the step's context) */
@@ -434,31 +308,17 @@ typedef struct MirrorPhaseState
 static List *
 DueMirrors(int64 group_id)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	List	   *ids = NIL;
-	uint64		i;
+	DmCtlResult *r;
+	int			i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec("SELECT id FROM driftmirror._mirror_due($1) AS id",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	r = DmCtlQuery("SELECT id FROM driftmirror._mirror_due($1) AS id",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
 		ids = lappend(ids, palloc(sizeof(int64)));
-		*(int64 *) llast(ids) = id;
-		MemoryContextSwitchTo(old);
+		*(int64 *) llast(ids) = DmCtlGetInt64(r, i, "id", 0);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 	return ids;
 }
 
@@ -506,9 +366,10 @@ StartEngineAction(RemoteAction *a, DmGroupRun *run)
 static RemoteOutcome
 StatusOutcome(DmIoPgRequest *req)
 {
-	RemoteOutcome out = {false, NULL, 0, NULL, NULL, NULL};
+	RemoteOutcome out = {0};
 
 	out.ok = req->ok;
+	out.done = req->ok;
 	out.result = req->result;
 	out.sqlstate = req->sqlstate;
 	out.error = req->error;
@@ -560,7 +421,6 @@ DmMirrorPhase(DmGroupRun *run)
 
 		st->req = NULL;
 		RecordMirrorOutcome(&st->action, &o);
-		MemoryContextSwitchTo(run->cxt);
 		if (o.ok)
 			st->nactions++;
 		else
@@ -585,7 +445,6 @@ DmMirrorPhase(DmGroupRun *run)
 			st->nactions = 0;
 			continue;
 		}
-		MemoryContextSwitchTo(run->cxt);
 		snprintf(activity, sizeof(activity),
 				 "driftmirror: mirror " INT64_FORMAT ": %s", id, a->action);
 		pgstat_report_activity(STATE_RUNNING, activity);
@@ -598,8 +457,7 @@ DmMirrorPhase(DmGroupRun *run)
 
 		o = RunHttpAction(a);
 		RecordMirrorOutcome(a, &o);
-		MemoryContextSwitchTo(run->cxt);
-		if (!o.ok || (a->http_method != NULL && (o.status < 200 || o.status > 299)))
+		if (!o.done)
 		{
 			st->index++;
 			st->nactions = 0;
@@ -634,50 +492,25 @@ RecordCleanup(RemoteAction *a, RemoteOutcome *o)
 	PG_TRY();
 	{
 		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-		bool		isnull;
+		bool		nulls[7];
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		DmSpiConnect();
+		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int64GetDatum(a->id);
 		values[1] = BoolGetDatum(o->ok);
-		values[2] = TextOrNull(o->sqlstate, &isnull);
-		if (isnull)
-			nulls[2] = 'n';
-		values[3] = TextOrNull(o->error, &isnull);
-		if (isnull)
-			nulls[3] = 'n';
-		values[4] = TextOrNull(o->detail, &isnull);
-		if (isnull)
-			nulls[4] = 'n';
+		values[2] = TextOrNull(o->sqlstate, &nulls[2]);
+		values[3] = TextOrNull(o->error, &nulls[3]);
+		values[4] = TextOrNull(o->detail, &nulls[4]);
 		values[5] = Int32GetDatum(o->status);
-		if (a->http_method == NULL || !o->ok)
-			nulls[5] = 'n';
-		values[6] = TextOrNull(o->result, &isnull);
-		if (isnull || a->http_method == NULL)
-			nulls[6] = 'n';
-		if (SPI_execute_with_args("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5, $6, $7)",
-								  7, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID},
-								  values, nulls, false, 0) < 0)
-			elog(ERROR, "could not record a mirror cleanup");
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		nulls[5] = (a->http_method == NULL || !o->ok);
+		values[6] = TextOrNull(o->result, &nulls[6]);
+		nulls[6] = nulls[6] || a->http_method == NULL;
+		DmCtlRun("SELECT driftmirror._cleanup_done($1, $2, $3, $4, $5, $6, $7)",
+				 7, (Oid[]) {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID},
+				 values, nulls);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: could not record a mirror cleanup: %s",
-						edata->message)));
+		(void) DmCtlCatchWarn(cxt, "could not record a mirror cleanup");
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
@@ -739,49 +572,28 @@ DmRunMirrorCleanups(void)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		DmCtlResult *r = NULL;
+		int			i;
+
+		DmCtlBegin(NULL);
 		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
+			r = DmCtlExec("SELECT id, " ACTION_COLUMNS " FROM driftmirror._cleanup_due()",
+						  0, NULL, NULL, NULL);
+		DmCtlCommit();
+		for (i = 0; r != NULL && i < r->nrows; i++)
 		{
-			uint64		i;
+			Cleanup    *c = palloc0(sizeof(Cleanup));
+			RemoteAction *a = &c->a;
 
-			DmSpiConnect();
-			DmSpiExec("SELECT id, " ACTION_COLUMNS " FROM driftmirror._cleanup_due()",
-					  0, NULL, NULL);
-			for (i = 0; i < SPI_processed; i++)
-			{
-				Cleanup    *c = MemoryContextAllocZero(cxt, sizeof(Cleanup));
-				RemoteAction *a = &c->a;
-				MemoryContext old;
-				bool		isnull;
-
-				a->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 1, &isnull));
-				a->action = MemoryContextStrdup(cxt, "cleanup");
-				if (!ReadAction(cxt, i, a))
-					continue;
-				old = MemoryContextSwitchTo(cxt);
+			a->id = DmCtlGetInt64(r, i, "id", 0);
+			a->action = "cleanup";
+			if (ReadAction(r, i, a))
 				todo = lappend(todo, c);
-				MemoryContextSwitchTo(old);
-			}
-			SPI_finish();
 		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: could not read pending mirror cleanups: %s",
-						edata->message)));
+		(void) DmCtlCatchWarn(cxt, "could not read pending mirror cleanups");
 		todo = NIL;
 	}
 	PG_END_TRY();

@@ -29,18 +29,16 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "http.h"
 #include "io_engine.h"
 #include "signature.h"
-#include "spi_util.h"
 
 #define DM_NOTIFY_BATCH 50
 
@@ -68,32 +66,6 @@ static Batch *Current = NULL;
 
 static void PostNext(Batch *b);
 
-/* ReadDue: the due notifications, in cxt; may raise */
-static List *
-ReadDue(MemoryContext cxt)
-{
-	List	   *due = NIL;
-	uint64		i;
-
-	DmSpiExec("SELECT id, action_id, outcome, payload FROM driftmirror._notify_due($1)",
-			  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DM_NOTIFY_BATCH)});
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		Notification *n = palloc0(sizeof(Notification));
-
-		n->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		n->key = psprintf("dm-action-%s-%s", SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 3));
-		n->payload = SPI_getvalue(tup, desc, 4);
-		due = lappend(due, n);
-		MemoryContextSwitchTo(old);
-	}
-	return due;
-}
-
 /*
  * Sign
  *		The signature of n's payload when a key file is set; a failure to
@@ -114,12 +86,7 @@ Sign(Notification *n)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		err = edata->message;
+		err = DmCtlCatch(cxt, false)->message;
 	}
 	PG_END_TRY();
 	if (sig == NULL)
@@ -206,34 +173,31 @@ ReadDueInTransaction(void)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		DmCtlResult *r = NULL;
+		int			i;
+
+		DmCtlBegin(NULL);
 		if (OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true)))
+			r = DmCtlExec("SELECT id, action_id, outcome, payload FROM driftmirror._notify_due($1)",
+						  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(DM_NOTIFY_BATCH)}, NULL);
+		DmCtlCommit();
+		for (i = 0; r != NULL && i < r->nrows; i++)
 		{
-			DmSpiConnect();
-			due = ReadDue(cxt);
-			SPI_finish();
+			Notification *n = palloc0(sizeof(Notification));
+
+			n->id = DmCtlGetInt64(r, i, "id", 0);
+			n->key = psprintf("dm-action-%s-%s", DmCtlGet(r, i, "action_id"),
+							  DmCtlGet(r, i, "outcome"));
+			n->payload = DmCtlGet(r, i, "payload");
+			due = lappend(due, n);
 		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: could not read the notifications to send: %s",
-						edata->message)));
+		(void) DmCtlCatchWarn(cxt, "could not read the notifications to send");
 		due = NIL;
 	}
 	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
 	return due;
 }
 
@@ -250,40 +214,25 @@ RecordInTransaction(List *due)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		DmSpiConnect();
+		DmCtlBegin(NULL);
 		foreach(lc, due)
 		{
 			Notification *n = lfirst(lc);
 
 			if (!n->ok && n->error == NULL)
 				break;			/* not attempted in this pass */
-			DmSpiExec("SELECT driftmirror._notify_done($1, $2, $3)", 3,
-					  (Oid[]) {INT8OID, BOOLOID, TEXTOID},
-					  (Datum[]) {Int64GetDatum(n->id), BoolGetDatum(n->ok),
-						  CStringGetTextDatum(n->error ? n->error : "")});
+			(void) DmCtlExec("SELECT driftmirror._notify_done($1, $2, $3)", 3,
+							 (Oid[]) {INT8OID, BOOLOID, TEXTOID},
+							 (Datum[]) {Int64GetDatum(n->id), BoolGetDatum(n->ok),
+							 CStringGetTextDatum(n->error ? n->error : "")}, NULL);
 		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		DmCtlCommit();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: could not record the notifications sent: %s",
-						edata->message)));
+		(void) DmCtlCatchWarn(cxt, "could not record the notifications sent");
 	}
 	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
 }
 
 /* FreeBatch: forget the current batch */

@@ -2,9 +2,10 @@
  *
  * promote.c
  *	  SQL side of promotion: dm_promote, which hands each resource's
- *	  promotion to a dynamic background worker (promote_worker.c) and waits
- *	  for it; the main worker's recovery of interrupted promotions; and the
- *	  libpq multi-host string helper behind dm_route_multihost.
+ *	  promotion to the promotion driver (promote_driver.c, a dynamic
+ *	  background worker) and waits for it; and the main worker's hooks:
+ *	  recovery of interrupted promotions and auto-promotion, which start
+ *	  drivers too.  See promote.h for the layers.
  *
  * dm_promote cannot commit (it runs inside the caller's transaction), so
  * the worker records the promotion and every step in its own transactions.
@@ -16,98 +17,53 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
-#include "libpq-fe.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/pg_lsn.h"
-#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
-#include "endpoint.h"
 #include "fence.h"
 #include "promote.h"
-#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_promote);
-PG_FUNCTION_INFO_V1(driftmirror_multihost);
-
-/*
- * DmStartPromotionWorker
- *		Register a dynamic promotion worker: for the request in seg, or to
- *		recover promotion recover_id (seg NULL).  With handle non-NULL the
- *		caller is notified of its start and end.  Returns false when no
- *		worker slot is free.
- */
-bool
-DmStartPromotionWorker(dsm_segment *seg, int64 recover_id, int64 auto_resource_id,
-					   BackgroundWorkerHandle **handle)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "driftmirror");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "DmPromotionWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "driftmirror promotion");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "driftmirror promotion");
-	worker.bgw_main_arg = UInt32GetDatum(seg ? dsm_segment_handle(seg) : 0);
-	memcpy(worker.bgw_extra, &recover_id, sizeof(int64));
-	memcpy(worker.bgw_extra + sizeof(int64), &auto_resource_id, sizeof(int64));
-	worker.bgw_notify_pid = handle ? MyProcPid : 0;
-
-	return RegisterDynamicBackgroundWorker(&worker, handle);
-}
 
 /*
  * DmRecoverPromotions
- *		Called by the main worker in each group step, inside a transaction
- *		with SPI connected: for every unfinished promotion of the group that
- *		no process drives (its advisory lock is free), start a recovery
- *		worker.  The lock is only probed here: the recovery worker takes it.
+ *		The main worker's group step, outside any transaction: for every
+ *		unfinished promotion of the group that no process drives (its
+ *		advisory lock is free), and every ended one that still records
+ *		pgbouncer routers as paused, start a recovery worker.  The lock is
+ *		only probed here: the recovery worker takes it.  Raises on catalog
+ *		errors.
  */
 void
 DmRecoverPromotions(int64 group_id)
 {
-	uint64		i;
-	List	   *ids = NIL;
-	ListCell   *lc;
+	DmCtlResult *r;
+	int			i;
 
-	DmSpiExec("SELECT id FROM driftmirror._promotions_unfinished($1) id "
-			  "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
-			  "ELSE false END",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	/* unfinished ones, and ended ones still owing a pooler a RESUME */
+	r = DmCtlQuery("SELECT id FROM driftmirror._promotions_unfinished($1) id "
+				   "WHERE CASE WHEN pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+				   "THEN pg_catalog.pg_advisory_unlock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", id::integer) "
+				   "ELSE false END",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-		int64	   *copy = palloc(sizeof(int64));
-
-		*copy = id;
-		ids = lappend(ids, copy);
-	}
-	foreach(lc, ids)
-	{
-		int64		id = *(int64 *) lfirst(lc);
+		int64		id = DmCtlGetInt64(r, i, "id", 0);
 
 		if (DmStartPromotionWorker(NULL, id, 0, NULL))
 			ereport(LOG,
-					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish or roll it back",
+					(errmsg("driftmirror: promotion " INT64_FORMAT " has no driver; started a worker to finish it or roll it back, or to resume its paused pgbouncer routers",
 							id)));
 		else
 			ereport(WARNING,
@@ -127,35 +83,14 @@ DmRecoverPromotions(int64 group_id)
 void
 DmAutoPromote(int64 group_id)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	List	   *ids = NIL;
-	ListCell   *lc;
-	uint64		i;
+	DmCtlResult *r;
+	int			i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec("SELECT resource_id FROM driftmirror._auto_promote_check($1)",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	r = DmCtlQuery("SELECT resource_id FROM driftmirror._auto_promote_check($1)",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		ids = lappend(ids, id);
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
-
-	foreach(lc, ids)
-	{
-		int64		rid = *(int64 *) lfirst(lc);
+		int64		rid = DmCtlGetInt64(r, i, "resource_id", 0);
 
 		if (!DmStartPromotionWorker(NULL, 0, rid, NULL))
 			ereport(WARNING,
@@ -259,13 +194,9 @@ PromoteOne(const char *group, const char *resource, const char *options,
 				 errdetail("Promotion " INT64_FORMAT " is finished or rolled back by the driftmirror worker; see dm_promotions.",
 						   shared->promotion_id) : 0));
 	if (!shared->ok)
-		ereport(ERROR,
-				(errcode(shared->sqlstate ? shared->sqlstate : ERRCODE_INTERNAL_ERROR),
-				 errmsg("%s", shared->message),
-				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
-				 shared->promotion_id ?
-				 errcontext("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\"",
-							shared->promotion_id, resource, group) : 0));
+		DmCtlRaiseSaved(&shared->error, shared->promotion_id ?
+						psprintf("promotion " INT64_FORMAT " of resource \"%s\" of group \"%s\"",
+								 shared->promotion_id, resource, group) : NULL);
 
 	*result = palloc(sizeof(DmPromoteShared));
 	memcpy(*result, shared, sizeof(DmPromoteShared));
@@ -289,7 +220,6 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	char	   *options;
 	char	   *resource = NULL;
 	List	   *resources = NIL;
-	MemoryContext outer = CurrentMemoryContext;
 	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
@@ -311,25 +241,29 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		resource = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	/* check the arguments and list the resources, in this transaction */
-	DmSpiConnect();
+	/*
+	 * check the arguments and list the resources, in this transaction (the
+	 * rows come back in this function's context)
+	 */
+	DmCtlConnect();
 	{
+		DmCtlResult *r;
 		Datum		gid;
-		bool		isnull;
 
-		DmSpiExec("SELECT driftmirror._group_id($1)", 1, (Oid[]) {TEXTOID},
-				  (Datum[]) {CStringGetTextDatum(group)});
-		gid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		DmSpiExec("SELECT driftmirror._promotion_options($1, $2::jsonb)", 2,
-				  (Oid[]) {INT8OID, TEXTOID},
-				  (Datum[]) {gid, CStringGetTextDatum(options)});
+		r = DmCtlExec("SELECT driftmirror._group_id($1) AS id", 1, (Oid[]) {TEXTOID},
+					  (Datum[]) {CStringGetTextDatum(group)}, NULL);
+		gid = Int64GetDatum(DmCtlGetInt64(r, 0, "id", 0));
+		(void) DmCtlExec("SELECT driftmirror._promotion_options($1, $2::jsonb)", 2,
+						 (Oid[]) {INT8OID, TEXTOID},
+						 (Datum[]) {gid, CStringGetTextDatum(options)}, NULL);
 		if (resource != NULL)
 		{
-			DmSpiExec("SELECT EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = r.id) "
-					  "FROM driftmirror._resource_id($1, $2, $3) r (id)", 3,
-					  (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-					  (Datum[]) {gid, CStringGetTextDatum(group), CStringGetTextDatum(resource)});
-			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			r = DmCtlExec("SELECT EXISTS (SELECT FROM driftmirror.mirror m WHERE m.resource_id = r.id) AS mirrored "
+						  "FROM driftmirror._resource_id($1, $2, $3) r (id)", 3,
+						  (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+						  (Datum[]) {gid, CStringGetTextDatum(group), CStringGetTextDatum(resource)},
+						  NULL);
+			if (!DmCtlGetBool(r, 0, "mirrored", false))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("resource \"%s\" of group \"%s\" has no mirror to promote",
@@ -339,18 +273,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			uint64		i;
+			int			i;
 
-			DmSpiExec("SELECT resource_name FROM driftmirror._promotion_order($1)", 1,
-					  (Oid[]) {INT8OID}, (Datum[]) {gid});
-			for (i = 0; i < SPI_processed; i++)
-			{
-				char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				MemoryContext spi = MemoryContextSwitchTo(outer);
-
-				resources = lappend(resources, pstrdup(name));
-				MemoryContextSwitchTo(spi);
-			}
+			r = DmCtlExec("SELECT resource_name FROM driftmirror._promotion_order($1)", 1,
+						  (Oid[]) {INT8OID}, (Datum[]) {gid}, NULL);
+			for (i = 0; i < r->nrows; i++)
+				resources = lappend(resources, DmCtlGet(r, i, "resource_name"));
 			if (resources == NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -359,12 +287,12 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		}
 		/* a non-superuser promotes only mirrors of approved endpoints */
 		foreach(lc, resources)
-			DmSpiExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
-					  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-					  (Datum[]) {gid, CStringGetTextDatum(group),
-					  CStringGetTextDatum((char *) lfirst(lc))});
+			(void) DmCtlExec("SELECT driftmirror._check_mirror_delegated(driftmirror._resource_id($1, $2, $3))",
+							 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+							 (Datum[]) {gid, CStringGetTextDatum(group),
+							 CStringGetTextDatum((char *) lfirst(lc))}, NULL);
 	}
-	SPI_finish();
+	DmCtlFinish();
 
 	/* the driver works in the control database: the catalog is there */
 	if (MyDatabaseId != get_database_oid(DmDatabase, true))
@@ -395,107 +323,4 @@ driftmirror_dm_promote(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
-}
-
-/*
- * driftmirror_multihost
- *		_multihost(endpoints text[], target_session_attrs text): one libpq
- *		conninfo listing the hosts and ports of every endpoint in order;
- *		the other settings come from the first endpoint.  Raises on an
- *		endpoint libpq cannot parse.
- */
-Datum
-driftmirror_multihost(PG_FUNCTION_ARGS)
-{
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
-	char	   *tsa = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n,
-				i;
-	StringInfoData hosts,
-				ports,
-				out;
-	PQconninfoOption *first = NULL;
-
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	initStringInfo(&hosts);
-	initStringInfo(&ports);
-	initStringInfo(&out);
-
-	for (i = 0; i < n; i++)
-	{
-		char	   *err = NULL;
-		PQconninfoOption *opts;
-		PQconninfoOption *o;
-		const char *host = "";
-		const char *port = "";
-
-		if (nulls[i])
-			continue;
-		opts = PQconninfoParse(TextDatumGetCString(elems[i]), &err);
-		if (opts == NULL)
-		{
-			char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
-			size_t		len = strlen(msg);
-
-			if (err)
-				PQfreemem(err);
-			while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-				msg[--len] = '\0';
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid endpoint %d: %s", i + 1, msg)));
-		}
-		for (o = opts; o->keyword; o++)
-		{
-			if (o->val == NULL)
-				continue;
-			if (strcmp(o->keyword, "host") == 0)
-				host = o->val;
-			else if (strcmp(o->keyword, "port") == 0)
-				port = o->val;
-		}
-		if (hosts.len > 0)
-		{
-			appendStringInfoChar(&hosts, ',');
-			appendStringInfoChar(&ports, ',');
-		}
-		appendStringInfoString(&hosts, host);
-		appendStringInfoString(&ports, port);
-		if (first == NULL)
-			first = opts;
-		else
-			PQconninfoFree(opts);
-	}
-	if (first == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("no endpoint given")));
-
-	appendStringInfoString(&out, "host=");
-	DmAppendConnValue(&out, hosts.data);
-	appendStringInfoString(&out, " port=");
-	DmAppendConnValue(&out, ports.data);
-	{
-		PQconninfoOption *o;
-
-		for (o = first; o->keyword; o++)
-		{
-			if (o->val == NULL || o->val[0] == '\0' ||
-				strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
-				strcmp(o->keyword, "port") == 0 ||
-				strcmp(o->keyword, "target_session_attrs") == 0)
-				continue;
-			/* only what the user set: skip libpq's compiled-in defaults */
-			if (o->compiled && strcmp(o->val, o->compiled) == 0)
-				continue;
-			appendStringInfo(&out, " %s=", o->keyword);
-			DmAppendConnValue(&out, o->val);
-		}
-	}
-	PQconninfoFree(first);
-	appendStringInfoString(&out, " target_session_attrs=");
-	DmAppendConnValue(&out, tsa);
-	PG_RETURN_TEXT_P(cstring_to_text(out.data));
 }

@@ -1,9 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * promote.h
- *	  Promotion (switchover) of a mirror to primary: the dynamic worker that
- *	  drives one promotion as a persisted state machine, and the hooks the
- *	  SQL function dm_promote and the main worker use to start it.
+ *	  Promotion (switchover) of a mirror to primary, in layers:
+ *
+ *	  promote.c            the SQL side (dm_promote) and the main worker's
+ *	                       hooks (recovery, auto-promotion): they start the
+ *	                       driver and, for dm_promote, wait for it
+ *	  promote_driver.c     the driver: a dynamic background worker (entry,
+ *	                       request and result in DSM, the promotion's lock)
+ *	                       that dispatches by kind to one of
+ *	  promote_postgres.c   the PostgreSQL switchover (promote_postgres.h)
+ *	  promote_actuator.c   the switchover through an HTTP actuator
+ *	                       (promote_actuator.h, over actuator_client.c)
+ *
+ * The two switchovers are siblings: neither calls the other nor the
+ * driver; both read and write the control database through ctl_txn.c.
  *
  * A promotion is driven by exactly one process at a time: the one holding
  * the session-level advisory lock (DM_PROMOTION_LOCK_KEY, promotion id) in
@@ -19,6 +30,8 @@
 
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
+
+#include "ctl_txn.h"
 
 /* first key of the advisory locks that mark a promotion as driven */
 #define DM_PROMOTION_LOCK_KEY	6581616 /* 0x646d70, "dmp" */
@@ -37,9 +50,7 @@ typedef struct DmPromoteShared
 	/* result, written by the worker; "done" is set last */
 	int64		promotion_id;
 	bool		ok;
-	int			sqlstate;
-	char		message[1024];
-	char		detail[2048];
+	DmCtlSavedError error;		/* when not ok: raised again by dm_promote */
 	char		new_primary[1024];
 	char		fence_lsn[32];
 	double		pause_ms;
@@ -47,30 +58,36 @@ typedef struct DmPromoteShared
 	volatile bool done;
 } DmPromoteShared;
 
-/* the dynamic worker (promote_worker.c) */
+/* the driver's entry point (promote_driver.c) */
 extern PGDLLEXPORT void DmPromotionWorkerMain(Datum main_arg);
 
 /*
- * start a worker: with a DSM request from dm_promote, or to recover
- * promotion recover_id, or to auto-promote resource auto_resource_id
+ * start a driver (promote_driver.c): with a DSM request from dm_promote,
+ * or to recover promotion recover_id, or to auto-promote resource
+ * auto_resource_id
  */
 extern bool DmStartPromotionWorker(dsm_segment *seg, int64 recover_id,
 								   int64 auto_resource_id,
 								   BackgroundWorkerHandle **handle);
-
-/*
- * for the drivers (promote_worker.c, promote_actuator.c): one statement in
- * its own transaction in the control database, parameters as text; the
- * first row's first ncols values (NULL stays NULL) into out[], palloc'd in
- * the caller's memory context; returns whether there was a row
- */
-extern bool DmPromoteCtlRow(const char *sql, int nargs, const char **args,
-							int ncols, char **out);
 
 /* main worker's group step: recover the group's orphaned promotions */
 extern void DmRecoverPromotions(int64 group_id);
 
 /* main worker's group step: auto-promotion decisions */
 extern void DmAutoPromote(int64 group_id);
+
+/*
+ * DmPromoteFailed
+ *		For a waiting dm_promote (shared may be NULL): the promotion failed
+ *		with edata, its message after prefix.
+ */
+static inline void
+DmPromoteFailed(DmPromoteShared *shared, const ErrorData *edata, const char *prefix)
+{
+	if (shared == NULL)
+		return;
+	shared->ok = false;
+	DmCtlSaveError(&shared->error, edata, prefix);
+}
 
 #endif							/* DM_PROMOTE_H */

@@ -2,8 +2,10 @@
  *
  * promote_actuator.c
  *	  Promotion of mirrors of cache, app, web and service resources through
- *	  their HTTP actuator: the driver, run by the promotion worker
- *	  (promote_worker.c) for promotions whose kind is not postgres.
+ *	  their HTTP actuator: the actuator switchover, run by the promotion
+ *	  driver (promote_driver.c) for promotions whose kind is not postgres;
+ *	  requests go out through actuator_client.c.  It knows neither the
+ *	  driver nor the PostgreSQL switchover (promote.h).
  *
  * The state machine lives in SQL (sql/install/72_promotion_actuator.sql);
  * this file is a generic executor, like mirror.c for mirrors: in one short
@@ -27,7 +29,7 @@
  *	 - resends back off from 100 ms to 1 s and never wait past the deadline;
  *	   the promote is resent until promote_timeout, the abort until
  *	   promote_abort_timeout, so the driver always ends;
- *	 - the bearer token is read from its file per request (mirror.c) and
+ *	 - the bearer token is read from its file per request (actuator_client.c) and
  *	   never reaches the catalog, an error message or the log.
  *
  * Memory: each round runs in a child context of the caller's, reset every
@@ -46,16 +48,16 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
-#include "mirror.h"
+#include "actuator_client.h"
 #include "promote_actuator.h"
 
-/* columns of _promotion_actuator_next, in order */
+/* the next request, read by column name */
 #define NEXT_SQL \
 	"SELECT action, label, http_method, http_url, http_body, http_key, " \
 	"http_token_file, http_timeout_ms, remaining_ms " \
 	"FROM driftmirror._promotion_actuator_next($1::bigint)"
-#define NEXT_COLUMNS 9
 
 /* resends back off from RESEND_MIN_MS, doubling, up to RESEND_MAX_MS */
 #define RESEND_MIN_MS 100
@@ -108,7 +110,8 @@ RunRequests(int64 id)
 
 	for (;;)
 	{
-		char	   *row[NEXT_COLUMNS];
+		DmCtlResult *next;
+		char	   *action;
 		const char *args[1] = {idtext};
 		DmActuatorRequest req;
 		DmActuatorAnswer ans;
@@ -123,30 +126,32 @@ RunRequests(int64 id)
 		MemoryContextReset(round);
 		MemoryContextSwitchTo(round);
 
-		if (!DmPromoteCtlRow(NEXT_SQL, 1, args, NEXT_COLUMNS, row) || row[0] == NULL)
+		next = DmCtlQueryText(NEXT_SQL, 1, args);
+		action = next->nrows > 0 ? DmCtlGet(next, 0, "action") : NULL;
+		if (action == NULL)
 			break;				/* ended */
 
-		if (last_action == NULL || strcmp(last_action, row[0]) != 0)
+		if (last_action == NULL || strcmp(last_action, action) != 0)
 		{
 			sent_of_action = 0;
 			if (last_action)
 				pfree(last_action);
-			last_action = MemoryContextStrdup(outer, row[0]);
+			last_action = MemoryContextStrdup(outer, action);
 		}
 		sent_of_action++;
 
-		req.label = row[1];
-		req.method = row[2];
-		req.url = row[3];
-		req.body = row[4];
-		req.idempotency_key = row[5];
-		req.token_file = row[6];
-		req.timeout_ms = row[7] ? atoi(row[7]) : 0;
-		remaining_ms = row[8] ? atoi(row[8]) : 0;
+		req.label = DmCtlGet(next, 0, "label");
+		req.method = DmCtlGet(next, 0, "http_method");
+		req.url = DmCtlGet(next, 0, "http_url");
+		req.body = DmCtlGet(next, 0, "http_body");
+		req.idempotency_key = DmCtlGet(next, 0, "http_key");
+		req.token_file = DmCtlGet(next, 0, "http_token_file");
+		req.timeout_ms = DmCtlGetInt32(next, 0, "http_timeout_ms", 0);
+		remaining_ms = DmCtlGetInt32(next, 0, "remaining_ms", 0);
 
 		snprintf(activity, sizeof(activity),
 				 "driftmirror: promotion " INT64_FORMAT ": %s request %d to the actuator",
-				 id, row[0], sent_of_action);
+				 id, action, sent_of_action);
 		pgstat_report_activity(STATE_RUNNING, activity);
 
 		sent = GetCurrentTimestamp();
@@ -156,15 +161,15 @@ RunRequests(int64 id)
 			const char *a[7];
 
 			a[0] = idtext;
-			a[1] = row[0];
+			a[1] = action;
 			a[2] = ans.answered ? "true" : "false";
 			a[3] = ans.answered ? psprintf("%d", ans.status) : NULL;
 			a[4] = ans.answered ? ans.body : NULL;
 			a[5] = ans.error;
 			a[6] = ans.detail;
-			(void) DmPromoteCtlRow("SELECT driftmirror._promotion_actuator_answer("
-								   "$1::bigint, $2, $3::boolean, $4::integer, $5, $6, $7)",
-								   7, a, 1, &verdict);
+			verdict = DmCtlValueText("SELECT driftmirror._promotion_actuator_answer("
+									 "$1::bigint, $2, $3::boolean, $4::integer, $5, $6, $7)",
+									 7, a);
 		}
 		if (verdict == NULL || strcmp(verdict, "retry") != 0)
 		{
@@ -179,7 +184,7 @@ RunRequests(int64 id)
 					TimestampTzPlusMilliseconds(sent, remaining_ms));
 		snprintf(activity, sizeof(activity),
 				 "driftmirror: promotion " INT64_FORMAT ": waiting to send the %s request again",
-				 id, row[0]);
+				 id, action);
 		pgstat_report_activity(STATE_RUNNING, activity);
 		WaitUntil(until);
 	}
@@ -197,36 +202,46 @@ static void
 WriteOutcome(int64 id, DmPromoteShared *shared)
 {
 	const char *args[1];
-	char	   *row[5];
+	DmCtlResult *r;
+	char	   *state;
+	char	   *sqlstate;
+	char	   *error;
+	char	   *detail;
 
 	if (shared == NULL)
 		return;
 	args[0] = psprintf(INT64_FORMAT, id);
-	(void) DmPromoteCtlRow("SELECT state, new_primary, error, error_sqlstate, detail "
-						   "FROM driftmirror._promotion_actuator_result($1::bigint)",
-						   1, args, 5, row);
+	r = DmCtlQueryText("SELECT state, new_primary, error, error_sqlstate, detail "
+					   "FROM driftmirror._promotion_actuator_result($1::bigint)",
+					   1, args);
+	state = r->nrows > 0 ? DmCtlGet(r, 0, "state") : NULL;
 	shared->promotion_id = id;
 	shared->no_pause = true;
 	shared->fence_lsn[0] = '\0';
-	if (row[0] != NULL && strcmp(row[0], "done") == 0)
+	if (state != NULL && strcmp(state, "done") == 0)
 	{
+		char	   *new_primary = DmCtlGet(r, 0, "new_primary");
+
 		shared->ok = true;
-		strlcpy(shared->new_primary, row[1] ? row[1] : "", sizeof(shared->new_primary));
+		strlcpy(shared->new_primary, new_primary ? new_primary : "", sizeof(shared->new_primary));
 		return;
 	}
 	shared->ok = false;
-	if (row[3] != NULL && strlen(row[3]) == 5)
-		shared->sqlstate = MAKE_SQLSTATE(row[3][0], row[3][1], row[3][2], row[3][3], row[3][4]);
+	sqlstate = r->nrows > 0 ? DmCtlGet(r, 0, "error_sqlstate") : NULL;
+	error = r->nrows > 0 ? DmCtlGet(r, 0, "error") : NULL;
+	detail = r->nrows > 0 ? DmCtlGet(r, 0, "detail") : NULL;
+	if (sqlstate != NULL && strlen(sqlstate) == 5)
+		shared->error.sqlerrcode = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]);
 	else
-		shared->sqlstate = ERRCODE_INTERNAL_ERROR;
-	if (row[2] != NULL)
-		strlcpy(shared->message, row[2], sizeof(shared->message));
+		shared->error.sqlerrcode = ERRCODE_INTERNAL_ERROR;
+	if (error != NULL)
+		strlcpy(shared->error.message, error, sizeof(shared->error.message));
 	else
-		snprintf(shared->message, sizeof(shared->message),
+		snprintf(shared->error.message, sizeof(shared->error.message),
 				 "promotion " INT64_FORMAT " ended in state %s", id,
-				 row[0] ? row[0] : "unknown");
-	if (row[4] != NULL)
-		strlcpy(shared->detail, row[4], sizeof(shared->detail));
+				 state ? state : "unknown");
+	if (detail != NULL)
+		strlcpy(shared->error.detail, detail, sizeof(shared->error.detail));
 }
 
 /*
@@ -250,13 +265,13 @@ DmDriveActuatorPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 			const char *args[1] = {psprintf(INT64_FORMAT, id)};
 			char	   *state;
 
-			(void) DmPromoteCtlRow("SELECT state FROM driftmirror.promotion WHERE id = $1::bigint",
-								   1, args, 1, &state);
+			state = DmCtlValueText("SELECT state FROM driftmirror.promotion WHERE id = $1::bigint",
+								   1, args);
 			ereport(LOG,
 					(errmsg("driftmirror: recovering actuator promotion " INT64_FORMAT " left in state %s",
 							id, state ? state : "unknown")));
-			(void) DmPromoteCtlRow("SELECT driftmirror._promotion_actuator_recover($1::bigint)",
-								   1, args, 1, &state);
+			(void) DmCtlValueText("SELECT driftmirror._promotion_actuator_recover($1::bigint)",
+								  1, args);
 		}
 		(void) RunRequests(id);
 		WriteOutcome(id, shared);
@@ -265,23 +280,10 @@ DmDriveActuatorPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(cxt);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("driftmirror: actuator promotion " INT64_FORMAT " could not go on; the worker resumes it: %s",
-						id, edata->message)));
-		if (shared != NULL)
-		{
-			shared->ok = false;
-			shared->sqlstate = edata->sqlerrcode;
-			snprintf(shared->message, sizeof(shared->message),
-					 "promotion could not go on; the driftmirror worker resumes it: %s",
-					 edata->message ? edata->message : "unknown error");
-		}
+		edata = DmCtlCatchWarn(cxt, "actuator promotion " INT64_FORMAT " could not go on; the worker resumes it",
+							   id);
+		DmPromoteFailed(shared, edata,
+						"promotion could not go on; the driftmirror worker resumes it: ");
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");

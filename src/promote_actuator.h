@@ -2,8 +2,8 @@
  *
  * promote_actuator.h
  *	  Promotion of mirrors of cache, app, web and service resources through
- *	  their HTTP actuator (promote_actuator.c), run by the promotion worker
- *	  of promote_worker.c for promotions whose kind is not postgres.
+ *	  their HTTP actuator (promote_actuator.c), run by the promotion driver
+ *	  (promote_driver.c) for promotions whose kind is not postgres.
  *
  *-------------------------------------------------------------------------
  */

@@ -2,7 +2,8 @@
  *
  * router.c
  *	  Traffic shares through routers: dm_shift, its dynamic worker, and the
- *	  group step's phase that retries routers left behind.
+ *	  group step's phase that retries routers left behind; and client-side
+ *	  routing: the libpq multi-host string behind dm_route_multihost.
  *
  * dm_shift runs in the caller's transaction, which cannot commit and must
  * not wait on the network, so it hands the work to a dynamic background
@@ -30,8 +31,9 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "libpq-fe.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -39,17 +41,18 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
-#include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
+#include "endpoint.h"
 #include "router.h"
-#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_shift);
+PG_FUNCTION_INFO_V1(driftmirror_multihost);
 
 #define DM_ROUTER_DEFAULT_TIMEOUT_MS	2000
 #define DM_ROUTER_DEFAULT_RETRIES		3
@@ -65,49 +68,12 @@ typedef struct DmShiftShared
 
 	/* result; "done" is set last */
 	bool		ok;
-	int			sqlstate;
-	char		message[1024];
-	char		detail[1024];
-	char		hint[512];
+	DmCtlSavedError error;		/* when not ok */
 	char		result[16384];
 	volatile bool done;
 } DmShiftShared;
 
 /* ---- control database ---- */
-
-/*
- * CtlBegin / CtlEnd
- *		A transaction with a snapshot and SPI around some statements.
- */
-static void
-CtlBegin(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-}
-
-static void
-CtlEnd(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/* SPI value of column colname of row i, copied into cxt (NULL for NULL) */
-static char *
-Col(int i, const char *colname, MemoryContext cxt)
-{
-	int			fno = SPI_fnumber(SPI_tuptable->tupdesc, colname);
-	char	   *v;
-
-	if (fno <= 0)
-		elog(ERROR, "column \"%s\" missing", colname);
-	v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, fno);
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
-}
 
 /*
  * LoadTasks
@@ -120,76 +86,75 @@ LoadTasks(int64 group_id, bool due_only, MemoryContext cxt)
 	List	   *tasks = NIL;
 	Oid			types[2] = {INT8OID, BOOLOID};
 	Datum		vals[2] = {Int64GetDatum(group_id), BoolGetDatum(due_only)};
-	MemoryContext old;
-	uint64		i;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	DmCtlResult *work;
+	DmCtlResult *servers;
+	int			i;
 	ListCell   *lc;
 
-	CtlBegin();
-	DmSpiExec("SELECT w.router_id, w.name, w.kind, w.endpoint, w.change::text AS change, w.digest, "
-			  "  w.change ->> 'change_id' AS change_id, "
-			  "  w.change ->> 'idempotency_key' AS idempotency_key, "
-			  "  (extract(epoch FROM driftmirror._opt_interval(w.options -> 'timeout')) * 1000)::integer AS timeout_ms, "
-			  "  w.change ->> 'database' AS database, w.change ->> 'target' AS target, "
-			  "  w.options ->> 'databases_file' AS databases_file, "
-			  "  w.options ->> 'retries' AS retries, w.options ->> 'hmac_key_file' AS hmac_key_file "
-			  "FROM driftmirror._router_work($1, $2) w",
-			  2, types, vals);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		DmRouterTask *t = MemoryContextAllocZero(cxt, sizeof(DmRouterTask));
-		char	   *v;
+	DmCtlBegin(NULL);
+	work = DmCtlExec("SELECT w.router_id, w.name, w.kind, w.endpoint, w.change::text AS change, w.digest, "
+					 "  w.change ->> 'change_id' AS change_id, "
+					 "  w.change ->> 'idempotency_key' AS idempotency_key, "
+					 "  (extract(epoch FROM driftmirror._opt_interval(w.options -> 'timeout')) * 1000)::integer AS timeout_ms, "
+					 "  w.change ->> 'database' AS database, w.change ->> 'target' AS target, "
+					 "  w.options ->> 'databases_file' AS databases_file, "
+					 "  w.options ->> 'retries' AS retries, w.options ->> 'hmac_key_file' AS hmac_key_file "
+					 "FROM driftmirror._router_work($1, $2) w",
+					 2, types, vals, NULL);
+	/* HAProxy: the server weights */
+	servers = DmCtlExec("SELECT w.router_id, s.backend, s.server, s.weight "
+						"FROM driftmirror._router_work($1, $2) w, "
+						"     jsonb_to_recordset(w.change -> 'servers') s (backend text, server text, weight integer) "
+						"WHERE w.kind = 'haproxy' ORDER BY w.router_id, s.backend, s.server",
+						2, types, vals, NULL);
+	DmCtlCommit();
 
-		t->router_id = strtoll(Col(i, "router_id", cxt), NULL, 10);
-		t->name = Col(i, "name", cxt);
-		t->kind = Col(i, "kind", cxt);
-		t->endpoint = Col(i, "endpoint", cxt);
-		t->change = Col(i, "change", cxt);
-		t->change_id = strtoll(Col(i, "change_id", cxt), NULL, 10);
-		t->digest = Col(i, "digest", cxt);
-		t->idempotency_key = Col(i, "idempotency_key", cxt);
-		v = Col(i, "timeout_ms", cxt);
-		t->timeout_ms = v ? atoi(v) : DM_ROUTER_DEFAULT_TIMEOUT_MS;
-		t->database = Col(i, "database", cxt);
-		t->target = Col(i, "target", cxt);
-		t->databases_file = Col(i, "databases_file", cxt);
-		v = Col(i, "retries", cxt);
-		t->retries = v ? atoi(v) : DM_ROUTER_DEFAULT_RETRIES;
-		t->hmac_key_file = Col(i, "hmac_key_file", cxt);
-		old = MemoryContextSwitchTo(cxt);
+	for (i = 0; i < work->nrows; i++)
+	{
+		DmRouterTask *t = palloc0(sizeof(DmRouterTask));
+
+		t->router_id = DmCtlGetInt64(work, i, "router_id", 0);
+		t->name = DmCtlGet(work, i, "name");
+		t->kind = DmCtlGet(work, i, "kind");
+		t->endpoint = DmCtlGet(work, i, "endpoint");
+		t->change = DmCtlGet(work, i, "change");
+		t->change_id = DmCtlGetInt64(work, i, "change_id", 0);
+		t->digest = DmCtlGet(work, i, "digest");
+		t->idempotency_key = DmCtlGet(work, i, "idempotency_key");
+		t->timeout_ms = DmCtlGetInt32(work, i, "timeout_ms", DM_ROUTER_DEFAULT_TIMEOUT_MS);
+		t->database = DmCtlGet(work, i, "database");
+		t->target = DmCtlGet(work, i, "target");
+		t->databases_file = DmCtlGet(work, i, "databases_file");
+		t->retries = DmCtlGetInt32(work, i, "retries", DM_ROUTER_DEFAULT_RETRIES);
+		t->hmac_key_file = DmCtlGet(work, i, "hmac_key_file");
 		tasks = lappend(tasks, t);
-		MemoryContextSwitchTo(old);
 	}
 
-	/* HAProxy: the server weights */
-	DmSpiExec("SELECT w.router_id, s.backend, s.server, s.weight "
-			  "FROM driftmirror._router_work($1, $2) w, "
-			  "     jsonb_to_recordset(w.change -> 'servers') s (backend text, server text, weight integer) "
-			  "WHERE w.kind = 'haproxy' ORDER BY w.router_id, s.backend, s.server",
-			  2, types, vals);
 	foreach(lc, tasks)
 	{
 		DmRouterTask *t = lfirst(lc);
 
-		for (i = 0; i < SPI_processed; i++)
-			if (strtoll(Col(i, "router_id", cxt), NULL, 10) == t->router_id)
+		for (i = 0; i < servers->nrows; i++)
+			if (DmCtlGetInt64(servers, i, "router_id", 0) == t->router_id)
 				t->nservers++;
 		if (t->nservers == 0)
 			continue;
-		t->servers = MemoryContextAllocZero(cxt, sizeof(DmRouterServer) * t->nservers);
+		t->servers = palloc0(sizeof(DmRouterServer) * t->nservers);
 		t->nservers = 0;
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; i < servers->nrows; i++)
 		{
 			DmRouterServer *s;
 
-			if (strtoll(Col(i, "router_id", cxt), NULL, 10) != t->router_id)
+			if (DmCtlGetInt64(servers, i, "router_id", 0) != t->router_id)
 				continue;
 			s = &t->servers[t->nservers++];
-			s->backend = Col(i, "backend", cxt);
-			s->server = Col(i, "server", cxt);
-			s->weight = atoi(Col(i, "weight", cxt));
+			s->backend = DmCtlGet(servers, i, "backend");
+			s->server = DmCtlGet(servers, i, "server");
+			s->weight = DmCtlGetInt32(servers, i, "weight", 0);
 		}
 	}
-	CtlEnd();
+	MemoryContextSwitchTo(old);
 	return tasks;
 }
 
@@ -202,26 +167,18 @@ RecordOutcome(DmRouterTask *t)
 {
 	Oid			types[6] = {INT8OID, INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID};
 	Datum		vals[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	vals[0] = Int64GetDatum(t->router_id);
 	vals[1] = Int64GetDatum(t->change_id);
 	vals[2] = CStringGetTextDatum(t->digest);
 	vals[3] = BoolGetDatum(t->ok);
-	if (t->error)
-		vals[4] = CStringGetTextDatum(t->error);
-	else
-		nulls[4] = 'n';
-	if (t->applied)
-		vals[5] = CStringGetTextDatum(t->applied);
-	else
-		nulls[5] = 'n';
-
-	CtlBegin();
-	if (SPI_execute_with_args("SELECT driftmirror._router_record($1, $2, $3, $4, $5, $6::jsonb)",
-							  6, types, vals, nulls, false, 0) < 0)
-		elog(ERROR, "could not record the outcome of router " INT64_FORMAT, t->router_id);
-	CtlEnd();
+	nulls[4] = (t->error == NULL);
+	vals[4] = t->error ? CStringGetTextDatum(t->error) : (Datum) 0;
+	nulls[5] = (t->applied == NULL);
+	vals[5] = t->applied ? CStringGetTextDatum(t->applied) : (Datum) 0;
+	DmCtlRun("SELECT driftmirror._router_record($1, $2, $3, $4, $5, $6::jsonb)",
+			 6, types, vals, nulls);
 }
 
 /*
@@ -252,11 +209,8 @@ ApplyOne(DmRouterTask *t, MemoryContext cxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = DmCtlCatch(cxt, false);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
 		t->ok = false;
 		t->error = edata->detail ?
 			psprintf("%s: %s", edata->message, edata->detail) : pstrdup(edata->message);
@@ -414,15 +368,7 @@ DmShiftWorkerMain(Datum main_arg)
 	DmShiftShared *volatile shared;
 	MemoryContext cxt;
 
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("application_name", "driftmirror shift", PGC_USERSET, PGC_S_SESSION);
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "driftmirror shift", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(cxt);
+	cxt = DmCtlWorkerConnect("driftmirror shift", "10s");
 
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
@@ -434,54 +380,39 @@ DmShiftWorkerMain(Datum main_arg)
 
 	PG_TRY();
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-		Datum		vals[4];
+		const char *args[4];
+		DmCtlResult *r;
 		int64		group_id;
 		char	   *result;
 
-		vals[0] = CStringGetTextDatum(shared->group_name);
-		vals[1] = CStringGetTextDatum(shared->read_pct);
-		vals[2] = CStringGetTextDatum(shared->write_pct);
-		vals[3] = CStringGetTextDatum(psprintf("dm_shift by %s", shared->requested_by));
+		args[0] = shared->group_name;
+		args[1] = shared->read_pct;
+		args[2] = shared->write_pct;
+		args[3] = psprintf("dm_shift by %s", shared->requested_by);
 
 		/* the shares and routes, validated, in one transaction */
-		CtlBegin();
-		DmSpiExec("SELECT driftmirror._shift_set($1, $2::numeric, $3::numeric, $4), "
-				  "driftmirror._group_id($1)",
-				  4, types, vals);
-		group_id = strtoll(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
-		CtlEnd();
-		MemoryContextSwitchTo(cxt);
+		r = DmCtlQueryText("SELECT driftmirror._shift_set($1, $2::numeric, $3::numeric, $4), "
+						   "driftmirror._group_id($1) AS group_id",
+						   4, args);
+		group_id = DmCtlGetInt64(r, 0, "group_id", 0);
 
 		/* every router, in order with any other update of the group's */
 		(void) RouterLock(group_id, true);
 		DmApplyRouters(group_id, false);
 		RouterUnlock(group_id);
 
-		CtlBegin();
-		DmSpiExec("SELECT driftmirror._shift_result($1)::text", 1,
-				  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-		result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		result = DmCtlFirst(DmCtlQuery("SELECT driftmirror._shift_result($1)::text", 1,
+									   (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)},
+									   NULL));
 		if (result == NULL || strlen(result) >= sizeof(shared->result))
 			elog(ERROR, "the result of the shift does not fit its buffer");
 		strlcpy(shared->result, result, sizeof(shared->result));
-		CtlEnd();
 		shared->ok = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		shared->ok = false;
-		shared->sqlstate = edata->sqlerrcode;
-		strlcpy(shared->message, edata->message ? edata->message : "unknown error",
-				sizeof(shared->message));
-		strlcpy(shared->detail, edata->detail ? edata->detail : "", sizeof(shared->detail));
-		strlcpy(shared->hint, edata->hint ? edata->hint : "", sizeof(shared->hint));
+		DmCtlSaveError(&shared->error, DmCtlCatch(cxt, true), NULL);
 	}
 	PG_END_TRY();
 
@@ -568,12 +499,113 @@ driftmirror_dm_shift(PG_FUNCTION_ARGS)
 				 errmsg("the shift worker of group \"%s\" ended without a result", shared->group_name),
 				 errdetail("Routers left behind are brought up to date by the driftmirror worker; see dm_routers.")));
 	if (!shared->ok)
-		ereport(ERROR,
-				(errcode(shared->sqlstate ? shared->sqlstate : ERRCODE_INTERNAL_ERROR),
-				 errmsg("%s", shared->message),
-				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
-				 shared->hint[0] ? errhint("%s", shared->hint) : 0));
+		DmCtlRaiseSaved(&shared->error, NULL);
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(shared->result));
 	dsm_detach(seg);
 	PG_RETURN_DATUM(result);
+}
+
+/* ---- client-side routing ---- */
+
+/*
+ * driftmirror_multihost
+ *		_multihost(endpoints text[], target_session_attrs text): one libpq
+ *		conninfo listing the hosts and ports of every endpoint in order;
+ *		the other settings come from the first endpoint.  Raises on an
+ *		endpoint libpq cannot parse.
+ */
+Datum
+driftmirror_multihost(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	char	   *tsa = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+	StringInfoData hosts,
+				ports,
+				out;
+	PQconninfoOption *first = NULL;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	initStringInfo(&hosts);
+	initStringInfo(&ports);
+	initStringInfo(&out);
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *err = NULL;
+		PQconninfoOption *opts;
+		PQconninfoOption *o;
+		const char *host = "";
+		const char *port = "";
+
+		if (nulls[i])
+			continue;
+		opts = PQconninfoParse(TextDatumGetCString(elems[i]), &err);
+		if (opts == NULL)
+		{
+			char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
+			size_t		len = strlen(msg);
+
+			if (err)
+				PQfreemem(err);
+			while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+				msg[--len] = '\0';
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid endpoint %d: %s", i + 1, msg)));
+		}
+		for (o = opts; o->keyword; o++)
+		{
+			if (o->val == NULL)
+				continue;
+			if (strcmp(o->keyword, "host") == 0)
+				host = o->val;
+			else if (strcmp(o->keyword, "port") == 0)
+				port = o->val;
+		}
+		if (hosts.len > 0)
+		{
+			appendStringInfoChar(&hosts, ',');
+			appendStringInfoChar(&ports, ',');
+		}
+		appendStringInfoString(&hosts, host);
+		appendStringInfoString(&ports, port);
+		if (first == NULL)
+			first = opts;
+		else
+			PQconninfoFree(opts);
+	}
+	if (first == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no endpoint given")));
+
+	appendStringInfoString(&out, "host=");
+	DmAppendConnValue(&out, hosts.data);
+	appendStringInfoString(&out, " port=");
+	DmAppendConnValue(&out, ports.data);
+	{
+		PQconninfoOption *o;
+
+		for (o = first; o->keyword; o++)
+		{
+			if (o->val == NULL || o->val[0] == '\0' ||
+				strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+				strcmp(o->keyword, "port") == 0 ||
+				strcmp(o->keyword, "target_session_attrs") == 0)
+				continue;
+			/* only what the user set: skip libpq's compiled-in defaults */
+			if (o->compiled && strcmp(o->val, o->compiled) == 0)
+				continue;
+			appendStringInfo(&out, " %s=", o->keyword);
+			DmAppendConnValue(&out, o->val);
+		}
+	}
+	PQconninfoFree(first);
+	appendStringInfoString(&out, " target_session_attrs=");
+	DmAppendConnValue(&out, tsa);
+	PG_RETURN_TEXT_P(cstring_to_text(out.data));
 }

@@ -63,6 +63,31 @@ extern void DmRouterApplyPgbouncer(DmRouterTask *task);
 extern void DmRouterApplyWebhook(DmRouterTask *task);
 
 /*
+ * pgbouncer pieces a promotion uses to switch a paused pooler without
+ * waiting (promote_poolers.c), all in router_pgbouncer.c:
+ *	 - DmPgbouncerFileContent: the router's [databases] file pointing
+ *	   database at target (a conninfo), palloc'd; sets *host and *port to
+ *	   what SHOW DATABASES must then show.  Raises on a target that cannot
+ *	   be written there;
+ *	 - DmPgbouncerFilePath: where the file of databases_file lives (raises
+ *	   when driftmirror.router_files_directory is not set);
+ *	 - DmPgbouncerFileHolds: whether the file at path holds content;
+ *	 - DmPgbouncerWriteSynced: write content to path, fsync'd (raises);
+ *	 - DmPgbouncerCheckTarget: SHOW DATABASES on an admin console session
+ *	   must show database on host and port (raises otherwise).
+ */
+extern char *DmPgbouncerFileContent(const char *router_name, const char *database,
+									const char *target, char **host, char **port);
+extern char *DmPgbouncerFilePath(const char *databases_file);
+extern bool DmPgbouncerFileHolds(const char *path, const char *content);
+extern void DmPgbouncerWriteSynced(const char *path, const char *content,
+								   const char *router_name);
+#ifdef LIBPQ_FE_H
+extern void DmPgbouncerCheckTarget(PGconn *conn, const char *label, const char *database,
+								   const char *host, const char *port, int timeout_ms);
+#endif
+
+/*
  * Bring the routers of a group up to date: all of them (due_only false,
  * dm_shift) or only those behind whose back-off has passed (the group
  * step).  Runs outside any transaction; opens its own.

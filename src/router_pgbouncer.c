@@ -50,11 +50,12 @@ PlainValue(const char *v, const char *what)
 
 /*
  * DatabasesLine
- *		"<db> = host=.. port=.. dbname=.." from the target conninfo; sets *host and *port (palloc'd).  Raises if the conninfo
- *		has no host or cannot be parsed.
+ *		"<db> = host=.. port=.. dbname=.." from the target conninfo; sets
+ *		*host and *port (palloc'd).  Raises if the conninfo has no host or
+ *		cannot be parsed.
  */
 static char *
-DatabasesLine(DmRouterTask *t, char **host, char **port)
+DatabasesLine(const char *database, const char *target, char **host, char **port)
 {
 	PQconninfoOption *opts;
 	PQconninfoOption *o;
@@ -63,7 +64,7 @@ DatabasesLine(DmRouterTask *t, char **host, char **port)
 
 	*host = NULL;
 	*port = pstrdup("5432");
-	opts = PQconninfoParse(t->target, &err);
+	opts = PQconninfoParse(target, &err);
 	if (opts == NULL)
 	{
 		if (err)
@@ -73,7 +74,7 @@ DatabasesLine(DmRouterTask *t, char **host, char **port)
 				 errmsg("the node's connection string cannot be parsed")));
 	}
 	initStringInfo(&line);
-	appendStringInfo(&line, "%s =", t->database);
+	appendStringInfo(&line, "%s =", database);
 	for (o = opts; o->keyword; o++)
 	{
 		if (o->val == NULL || o->val[0] == '\0')
@@ -98,6 +99,85 @@ DatabasesLine(DmRouterTask *t, char **host, char **port)
 }
 
 /*
+ * DmPgbouncerFileContent
+ *		See router.h.
+ */
+char *
+DmPgbouncerFileContent(const char *router_name, const char *database,
+					   const char *target, char **host, char **port)
+{
+	return psprintf("; written by driftmirror for router %s: do not edit\n"
+					"[databases]\n%s\n", router_name,
+					DatabasesLine(database, target, host, port));
+}
+
+/*
+ * DmPgbouncerFilePath
+ *		See router.h.
+ */
+char *
+DmPgbouncerFilePath(const char *databases_file)
+{
+	if (DmRouterFilesDirectory == NULL || DmRouterFilesDirectory[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("driftmirror.router_files_directory is not set to an absolute path"),
+				 errhint("A superuser sets it; pgbouncer.ini includes the router's file from there.")));
+	return psprintf("%s/%s", DmRouterFilesDirectory, databases_file);
+}
+
+/*
+ * DmPgbouncerFileHolds
+ *		See router.h.
+ */
+bool
+DmPgbouncerFileHolds(const char *path, const char *content)
+{
+	StringInfoData old;
+	char		buf[4096];
+	size_t		n;
+	FILE	   *f;
+
+	f = AllocateFile(path, "r");
+	if (f == NULL)
+		return false;
+	initStringInfo(&old);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		appendBinaryStringInfo(&old, buf, n);
+	FreeFile(f);
+	return strcmp(old.data, content) == 0;
+}
+
+/*
+ * DmPgbouncerWriteSynced
+ *		See router.h.
+ */
+void
+DmPgbouncerWriteSynced(const char *path, const char *content, const char *router_name)
+{
+	FILE	   *f;
+
+	f = AllocateFile(path, "w");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the databases file of router \"%s\": %m", router_name)));
+	if (fwrite(content, 1, strlen(content), f) != strlen(content) ||
+		fflush(f) != 0 || pg_fsync(fileno(f)) != 0)
+	{
+		int			save = errno;
+
+		FreeFile(f);
+		unlink(path);
+		errno = save;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write the databases file of router \"%s\": %m", router_name)));
+	}
+	FreeFile(f);
+}
+
+/*
  * WriteDatabasesFile
  *		Replace the router's file with content unless it holds it already
  *		(atomic rename, fsync'd).  Returns whether it changed.  Raises on
@@ -106,55 +186,49 @@ DatabasesLine(DmRouterTask *t, char **host, char **port)
 static bool
 WriteDatabasesFile(DmRouterTask *t, const char *content)
 {
-	char	   *path;
-	char	   *tmp;
-	FILE	   *f;
-	StringInfoData old;
-	char		buf[4096];
-	size_t		n;
+	char	   *path = DmPgbouncerFilePath(t->databases_file);
+	char	   *tmp = psprintf("%s.tmp", path);
 
-	if (DmRouterFilesDirectory == NULL || DmRouterFilesDirectory[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("driftmirror.router_files_directory is not set to an absolute path"),
-				 errhint("A superuser sets it; pgbouncer.ini includes the router's file from there.")));
-	path = psprintf("%s/%s", DmRouterFilesDirectory, t->databases_file);
-	tmp = psprintf("%s.tmp", path);
-
-	initStringInfo(&old);
-	f = AllocateFile(path, "r");
-	if (f != NULL)
-	{
-		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-			appendBinaryStringInfo(&old, buf, n);
-		FreeFile(f);
-		if (strcmp(old.data, content) == 0)
-			return false;
-	}
-
-	f = AllocateFile(tmp, "w");
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write the databases file of router \"%s\": %m", t->name)));
-	if (fwrite(content, 1, strlen(content), f) != strlen(content) ||
-		fflush(f) != 0 || pg_fsync(fileno(f)) != 0)
-	{
-		int			save = errno;
-
-		FreeFile(f);
-		unlink(tmp);
-		errno = save;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write the databases file of router \"%s\": %m", t->name)));
-	}
-	FreeFile(f);
+	if (DmPgbouncerFileHolds(path, content))
+		return false;
+	DmPgbouncerWriteSynced(tmp, content, t->name);
 	if (durable_rename(tmp, path, ERROR) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not replace the databases file of router \"%s\"", t->name)));
 	return true;
+}
+
+/*
+ * DmPgbouncerCheckTarget
+ *		See router.h.
+ */
+void
+DmPgbouncerCheckTarget(PGconn *conn, const char *label, const char *database,
+					   const char *host, const char *port, int timeout_ms)
+{
+	PGresult   *res;
+	int			row;
+	int			c_name,
+				c_host,
+				c_port;
+	bool		ok = false;
+
+	res = DmRemoteExec(conn, label, "SHOW DATABASES", 0, NULL, timeout_ms);
+	c_name = PQfnumber(res, "name");
+	c_host = PQfnumber(res, "host");
+	c_port = PQfnumber(res, "port");
+	for (row = 0; row < PQntuples(res) && c_name >= 0 && c_host >= 0 && c_port >= 0; row++)
+		if (strcmp(PQgetvalue(res, row, c_name), database) == 0)
+			ok = strcmp(PQgetvalue(res, row, c_host), host) == 0 &&
+				strcmp(PQgetvalue(res, row, c_port), port) == 0;
+	PQclear(res);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("pgbouncer does not show database \"%s\" on the node it was pointed at after RELOAD",
+						database),
+				 errhint("Check that pgbouncer.ini includes the router's file (%%include) after its own [databases] entries.")));
 }
 
 /*
@@ -166,7 +240,6 @@ DmRouterApplyPgbouncer(DmRouterTask *t)
 {
 	char	   *host;
 	char	   *port;
-	char	   *line;
 	char	   *content;
 	bool		changed;
 	PGconn	   *volatile conn = NULL;
@@ -176,40 +249,17 @@ DmRouterApplyPgbouncer(DmRouterTask *t)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("router \"%s\" has no node to point at", t->name)));
-	line = DatabasesLine(t, &host, &port);
-	content = psprintf("; written by driftmirror for router %s: do not edit\n"
-					   "[databases]\n%s\n", t->name, line);
+	content = DmPgbouncerFileContent(t->name, t->database, t->target, &host, &port);
 	changed = WriteDatabasesFile(t, content);
 
 	PG_TRY();
 	{
-		PGresult   *res;
-		int			row;
-		int			c_name,
-					c_host,
-					c_port;
-		bool		ok = false;
-
 		conn = DmRemoteConnectPlain(t->endpoint, label, t->timeout_ms);
 		PQclear(DmRemoteExec(conn, label, "RELOAD", 0, NULL, t->timeout_ms));
 		if (changed)
 			PQclear(DmRemoteExec(conn, label, psprintf("RECONNECT %s", t->database), 0, NULL,
 								 t->timeout_ms));
-		res = DmRemoteExec(conn, label, "SHOW DATABASES", 0, NULL, t->timeout_ms);
-		c_name = PQfnumber(res, "name");
-		c_host = PQfnumber(res, "host");
-		c_port = PQfnumber(res, "port");
-		for (row = 0; row < PQntuples(res) && c_name >= 0 && c_host >= 0 && c_port >= 0; row++)
-			if (strcmp(PQgetvalue(res, row, c_name), t->database) == 0)
-				ok = strcmp(PQgetvalue(res, row, c_host), host) == 0 &&
-					strcmp(PQgetvalue(res, row, c_port), port) == 0;
-		PQclear(res);
-		if (!ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("pgbouncer does not show database \"%s\" on the node it was pointed at after RELOAD",
-							t->database),
-					 errhint("Check that pgbouncer.ini includes the router's file (%%include) after its own [databases] entries.")));
+		DmPgbouncerCheckTarget(conn, label, t->database, host, port, t->timeout_ms);
 	}
 	PG_FINALLY();
 	{

@@ -22,16 +22,13 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
-#include "mirror.h"
+#include "ctl_txn.h"
+#include "actuator_client.h"
 #include "scaling.h"
-#include "spi_util.h"
 
 /* one HTTP scale request returned by _forecast_step */
 typedef struct ScaleRequest
@@ -40,19 +37,6 @@ typedef struct ScaleRequest
 	DmActuatorRequest req;
 } ScaleRequest;
 
-/* text column `name' of SPI row `row', copied into cxt, or NULL */
-static char *
-ColumnText(MemoryContext cxt, int row, const char *name)
-{
-	int			col = SPI_fnumber(SPI_tuptable->tupdesc, name);
-	char	   *v;
-
-	if (col <= 0)
-		elog(ERROR, "column \"%s\" missing from the forecast step's result", name);
-	v = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
-}
-
 /*
  * RecordScaleOutcome
  *		In its own transaction: _scale_outcome for one request.
@@ -60,32 +44,17 @@ ColumnText(MemoryContext cxt, int row, const char *name)
 static void
 RecordScaleOutcome(int64 action_id, const DmActuatorAnswer *ans)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		nulls[4] = {false, false, false, false};
 
 	values[0] = Int64GetDatum(action_id);
 	values[1] = BoolGetDatum(ans->answered);
 	values[2] = Int32GetDatum(ans->status);
-	if (!ans->answered)
-		nulls[2] = 'n';
+	nulls[2] = !ans->answered;
 	values[3] = ans->error ? CStringGetTextDatum(ans->error) : (Datum) 0;
-	if (ans->error == NULL)
-		nulls[3] = 'n';
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	if (SPI_execute_with_args("SELECT driftmirror._scale_outcome($1, $2, $3, $4)",
-							  4, (Oid[]) {INT8OID, BOOLOID, INT4OID, TEXTOID},
-							  values, nulls, false, 0) < 0)
-		elog(ERROR, "could not record the outcome of scale action " INT64_FORMAT,
-			 action_id);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
+	nulls[3] = (ans->error == NULL);
+	DmCtlRun("SELECT driftmirror._scale_outcome($1, $2, $3, $4)",
+			 4, (Oid[]) {INT8OID, BOOLOID, INT4OID, TEXTOID}, values, nulls);
 }
 
 /*
@@ -97,45 +66,28 @@ RecordScaleOutcome(int64 action_id, const DmActuatorAnswer *ans)
 void
 DmRunForecastPhase(int64 group_id)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	List	   *requests = NIL;
 	ListCell   *lc;
-	uint64		i;
+	DmCtlResult *res;
+	int			i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	DmSpiExec("SELECT * FROM driftmirror._forecast_step($1)",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)});
-	for (i = 0; i < SPI_processed; i++)
+	res = DmCtlQuery("SELECT * FROM driftmirror._forecast_step($1)",
+					 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
+	for (i = 0; i < res->nrows; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
 		ScaleRequest *r = palloc0(sizeof(ScaleRequest));
-		char	   *v;
 
-		MemoryContextSwitchTo(old);
-		v = ColumnText(cxt, (int) i, "action_id");
-		r->action_id = v ? strtoi64(v, NULL, 10) : 0;
-		r->req.label = ColumnText(cxt, (int) i, "label");
+		r->action_id = DmCtlGetInt64(res, i, "action_id", 0);
+		r->req.label = DmCtlGet(res, i, "label");
 		r->req.method = "POST";
-		r->req.url = ColumnText(cxt, (int) i, "url");
-		r->req.body = ColumnText(cxt, (int) i, "body");
-		r->req.idempotency_key = ColumnText(cxt, (int) i, "idempotency_key");
-		r->req.token_file = ColumnText(cxt, (int) i, "token_file");
-		v = ColumnText(cxt, (int) i, "timeout_ms");
-		r->req.timeout_ms = v ? atoi(v) : 0;
+		r->req.url = DmCtlGet(res, i, "url");
+		r->req.body = DmCtlGet(res, i, "body");
+		r->req.idempotency_key = DmCtlGet(res, i, "idempotency_key");
+		r->req.token_file = DmCtlGet(res, i, "token_file");
+		r->req.timeout_ms = DmCtlGetInt32(res, i, "timeout_ms", 0);
 		if (r->action_id > 0 && r->req.url != NULL && r->req.label != NULL)
-		{
-			old = MemoryContextSwitchTo(cxt);
 			requests = lappend(requests, r);
-			MemoryContextSwitchTo(old);
-		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 
 	foreach(lc, requests)
 	{

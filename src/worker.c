@@ -29,14 +29,14 @@
  *
  * Memory: LoopContext is reset at the start of every pass; everything a pass
  * allocates outside transactions lives there, except parked steps, which
- * live in their own contexts (freed when the step ends or is discarded).  Transaction commit switches
- * to TopMemoryContext, so code that commits switches back explicitly.
+ * live in their own contexts (freed when the step ends or is discarded).
+ * Every transaction is run through ctl_txn.c, which keeps the caller's
+ * context current across commits and copies rows into it.
  *
  * Time: a background worker has no client loop setting the statement start
- * time, which a transaction's now() is taken from; every transaction the
- * worker (and its callees in group_step.c, mirror.c, collector.c, promote.c)
- * starts is preceded by SetCurrentStatementStartTimestamp(), or now() would
- * stay at the worker's start.
+ * time (a transaction's now() is taken from it) or arming statement_timeout:
+ * ctl_txn.c does both for every transaction and statement of the worker and
+ * its callees, the timeout being driftmirror.worker_statement_timeout.
  *
  * Signals: SIGHUP reloads settings (and restarts the worker if
  * driftmirror.database changed), SIGTERM ends it through the standard die()
@@ -46,12 +46,10 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -64,14 +62,13 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "group_step.h"
 #include "io_engine.h"
 #include "mirror.h"
-#include "spi_util.h"
 
 /* one group whose step is due in this pass */
 typedef struct DueGroup
@@ -110,22 +107,6 @@ static void AdvanceReadySteps(void);
 static void DiscardSteps(void);
 static void Nap(long timeout_ms);
 static void RecordStepFailure(int64 group_id, ErrorData *edata);
-static void AbortAfterError(const char *what);
-
-/*
- * ApplyStatementTimeout
- *		Bound every statement the worker runs by
- *		driftmirror.worker_statement_timeout (armed per statement by
- *		DmSpiExec: PostgreSQL arms statement_timeout only for clients).
- */
-static void
-ApplyStatementTimeout(void)
-{
-	char		value[32];
-
-	snprintf(value, sizeof(value), "%d", DmWorkerStatementTimeoutMs);
-	SetConfigOption("statement_timeout", value, PGC_SUSET, PGC_S_OVERRIDE);
-}
 
 /*
  * DmRegisterWorker
@@ -169,15 +150,12 @@ DmWorkerMain(Datum main_arg)
 	ConnectedDatabase = MemoryContextStrdup(TopMemoryContext, DmDatabase);
 
 	/*
-	 * The worker's own session: a fixed search_path (every name it uses is
-	 * qualified anyway) and bounded waits, so that a lock held by a long
-	 * admin transaction delays one group, not the whole loop.
+	 * The worker's own session: a fixed search_path and bounded waits, so
+	 * that a lock held by a long admin transaction delays one group, not
+	 * the whole loop (every statement is also bounded by
+	 * driftmirror.worker_statement_timeout: ctl_txn.c).
 	 */
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("application_name", "driftmirror worker", PGC_USERSET,
-					PGC_S_SESSION);
-	ApplyStatementTimeout();
+	DmCtlSessionInit("driftmirror worker", "5s");
 
 	LoopContext = AllocSetContextCreate(TopMemoryContext,
 										"driftmirror worker loop",
@@ -204,7 +182,6 @@ DmWorkerMain(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			ApplyStatementTimeout();
 			if (strcmp(DmDatabase, ConnectedDatabase) != 0)
 			{
 				ereport(LOG,
@@ -290,7 +267,7 @@ Nap(long timeout_ms)
 		}
 		PG_CATCH();
 		{
-			AbortAfterError("handling an answer of the I/O engine");
+			(void) DmCtlCatchWarn(LoopContext, "error while handling an answer of the I/O engine");
 		}
 		PG_END_TRY();
 		AdvanceReadySteps();
@@ -326,40 +303,30 @@ ReadDueGroups(bool reloaded)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING,
-							   "driftmirror: looking for due groups");
+		TimestampTz now = GetCurrentTimestamp();
+		DmCtlResult *r;
+		int			i;
 
+		DmCtlBegin("driftmirror: looking for due groups");
 		ExtensionPresent = OidIsValid(get_extension_oid(DM_EXTENSION_NAME, true));
 		if (ExtensionPresent)
 		{
-			DmSpiConnect();
-			DmSpiExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
-					  4, (Oid[]) {INT4OID, BOOLOID, INT4OID, BOOLOID},
-					  (Datum[]) {Int32GetDatum(MyProcPid),
-						  BoolGetDatum(DmEnabled),
-						  Int32GetDatum(DmNaptimeMs),
-					  BoolGetDatum(reloaded)});
-
+			(void) DmCtlExec("SELECT driftmirror._worker_heartbeat($1, $2, $3, $4)",
+							 4, (Oid[]) {INT4OID, BOOLOID, INT4OID, BOOLOID},
+							 (Datum[]) {Int32GetDatum(MyProcPid),
+								 BoolGetDatum(DmEnabled),
+								 Int32GetDatum(DmNaptimeMs),
+							 BoolGetDatum(reloaded)}, NULL);
 			if (DmEnabled)
 			{
-				TimestampTz now = GetCurrentTimestamp();
-				uint64		i;
-
-				DmSpiExec("SELECT id, name FROM driftmirror._due_groups()",
-						  0, NULL, NULL);
-				for (i = 0; i < SPI_processed; i++)
+				r = DmCtlExec("SELECT id, name FROM driftmirror._due_groups()",
+							  0, NULL, NULL, NULL);
+				for (i = 0; i < r->nrows; i++)
 				{
-					bool		isnull;
-					int64		id;
+					int64		id = DmCtlGetInt64(r, i, "id", 0);
 					GroupBackoff *b;
 					DueGroup   *g;
 
-					id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc,
-													 1, &isnull));
 					if (StepInProgress(id))
 						continue;	/* waits for the I/O engine */
 					b = hash_search(Backoff, &id, HASH_FIND, NULL);
@@ -368,30 +335,20 @@ ReadDueGroups(bool reloaded)
 					if (b != NULL)
 						hash_search(Backoff, &id, HASH_REMOVE, NULL);
 
-					g = MemoryContextAlloc(LoopContext, sizeof(DueGroup));
+					g = palloc(sizeof(DueGroup));
 					g->id = id;
 					g->work = DM_WORK_ALL;
-					g->name = MemoryContextStrdup(LoopContext,
-												  SPI_getvalue(SPI_tuptable->vals[i],
-															   SPI_tuptable->tupdesc, 2));
-					{
-						MemoryContext old = MemoryContextSwitchTo(LoopContext);
-
-						due = lappend(due, g);
-						MemoryContextSwitchTo(old);
-					}
+					g->name = DmCtlGet(r, i, "name");
+					due = lappend(due, g);
 				}
 				ReadStepWork(due);
 			}
-			SPI_finish();
 		}
-
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		DmCtlCommit();
 	}
 	PG_CATCH();
 	{
-		AbortAfterError("reading the groups to monitor");
+		(void) DmCtlCatchWarn(LoopContext, "error while reading the groups to monitor");
 		ExtensionPresent = false;
 		due = NIL;
 	}
@@ -403,7 +360,7 @@ ReadDueGroups(bool reloaded)
 
 /*
  * ReadStepWork
- *		With SPI connected, in ReadDueGroups' transaction: set the work
+ *		In ReadDueGroups' transaction (ctl_txn.c): set the work
  *		flags of every due group from one query (driftmirror._step_work).
  *		A catalog that predates the function (0.1.0, before ALTER EXTENSION
  *		UPDATE) leaves them all set: every phase runs.
@@ -411,21 +368,20 @@ ReadDueGroups(bool reloaded)
 static void
 ReadStepWork(List *due)
 {
-	MemoryContext spi = CurrentMemoryContext;
 	HASHCTL		ctl;
 	HTAB	   *byid;
 	Datum	   *ids;
 	ArrayType  *arr;
 	ListCell   *lc;
+	DmCtlResult *r;
 	int			n = 0;
-	uint64		i;
+	int			i;
 
 	if (due == NIL ||
 		!OidIsValid(LookupFuncName(list_make2(makeString(DM_SCHEMA_NAME),
 											  makeString("_step_work")),
 								   1, (Oid[]) {INT8ARRAYOID}, true)))
 		return;
-	MemoryContextSwitchTo(LoopContext);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(DueEntry);
@@ -443,23 +399,19 @@ ReadStepWork(List *due)
 	}
 	arr = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
 						  TYPALIGN_DOUBLE);
-	MemoryContextSwitchTo(spi);
 
-	DmSpiExec(DM_STEP_WORK_SQL, 1, (Oid[]) {INT8ARRAYOID},
-			  (Datum[]) {PointerGetDatum(arr)});
-	for (i = 0; i < SPI_processed; i++)
+	r = DmCtlExec(DM_STEP_WORK_SQL, 1, (Oid[]) {INT8ARRAYOID},
+				  (Datum[]) {PointerGetDatum(arr)}, NULL);
+	for (i = 0; i < r->nrows; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "group_id"), &isnull);
+		char	   *gid = DmCtlGet(r, i, "group_id");
 		DueEntry   *e;
 
-		if (isnull)
+		if (gid == NULL)
 			continue;
-		e = hash_search(byid, &(int64) {DatumGetInt64(d)}, HASH_FIND, NULL);
+		e = hash_search(byid, &(int64) {strtoi64(gid, NULL, 10)}, HASH_FIND, NULL);
 		if (e != NULL)
-			e->group->work = DmGroupStepWork(tup, desc);
+			e->group->work = DmGroupStepWork(r, i);
 	}
 }
 
@@ -499,12 +451,7 @@ AdvanceStep(DmGroupRun *run)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(LoopContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
+		ErrorData  *edata = DmCtlCatch(LoopContext, true);
 
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
@@ -573,49 +520,22 @@ RecordStepFailure(int64 group_id, ErrorData *edata)
 {
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		DmSpiConnect();
-		DmSpiExec("SELECT driftmirror._step_failed($1, $2, $3)",
-				  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-				  (Datum[]) {Int64GetDatum(group_id),
-					  CStringGetTextDatum(edata->message),
-				  CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))});
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		DmCtlRun("SELECT driftmirror._step_failed($1, $2, $3)",
+				 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+				 (Datum[]) {Int64GetDatum(group_id),
+					 CStringGetTextDatum(edata->message),
+				 CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode))}, NULL);
 	}
 	PG_CATCH();
 	{
 		GroupBackoff *b;
 		bool		found;
 
-		AbortAfterError("recording a failed monitoring step");
+		(void) DmCtlCatchWarn(LoopContext, "error while recording a failed monitoring step");
 		b = hash_search(Backoff, &group_id, HASH_ENTER, &found);
 		b->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  Max(DmNaptimeMs, 10000));
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(LoopContext);
-}
-
-/*
- * AbortAfterError
- *		Called in a PG_CATCH block: log the error as a WARNING naming what
- *		the worker was doing, and abort the transaction.
- */
-static void
-AbortAfterError(const char *what)
-{
-	ErrorData  *edata;
-
-	MemoryContextSwitchTo(LoopContext);
-	edata = CopyErrorData();
-	FlushErrorState();
-	AbortOutOfAnyTransaction();
-	ereport(WARNING,
-			(errcode(edata->sqlerrcode),
-			 errmsg("driftmirror: error while %s: %s", what, edata->message)));
-	FreeErrorData(edata);
 }

@@ -14,7 +14,8 @@
 #   LABEL: switchovers=N failed=F client_errors=E p50_ms=.. max_ms=.. lost=.. duplicated=.. identical=..
 # (LABEL dm, or dm-pgbouncer; client_errors: the probe's failed attempts)
 # plus the probe's per-window lines and dm_promote's own pause figures and
-# per-step timings.
+# per-step timings (through pgbouncer also the pooler phases the step log
+# records: PAUSE wait, switch + RESUME, PAUSE-to-RESUME hold).
 
 source "$DM_ROOT/bench/lib/routers.sh"
 
@@ -140,6 +141,12 @@ dm_switchover_run() {
     echo "dm_promote's own figures (fence to unfence, ms) and mean step times:"
     dm_bench_psql "$pa" postgres "SELECT string_agg(round(pause_ms)::text, ' ' ORDER BY id) FROM driftmirror.dm_promotions"
     dm_bench_psql "$pa" postgres "SELECT step || ' ' || round(avg(ms), 1) || ' ms' FROM driftmirror.dm_promotion_steps GROUP BY step ORDER BY min(seq)"
+    if [ "$via" = pgbouncer ]; then
+        echo "pgbouncer phases (ms; mean, then each switchover): PAUSE wait before the fence; switch and RESUME after the unfence; hold = PAUSE sent to RESUME answered:"
+        dm_bench_psql "$pa" postgres "SELECT k || ' ' || round(avg((details ->> k)::numeric), 1) || ' ms: ' || string_agg(round((details ->> k)::numeric, 1)::text, ' ' ORDER BY promotion_id)
+            FROM driftmirror.dm_promotion_steps, LATERAL jsonb_object_keys(details) k
+            WHERE k LIKE 'pooler%ms' GROUP BY k ORDER BY k"
+    fi
 
     for d in a b; do
         dm_as_user pg_ctl -D "$dir/$d" -m fast stop >/dev/null 2>&1

@@ -1,14 +1,18 @@
 # bench/lib/paf.sh: the pg_auto_failover baseline of bench/switchover.
 #
-# Sourced by bench/switchover after test/lib/common.sh.  Provides
-#   paf_run DIR PORTBASE N_SWITCHOVERS RATE CLIENTS
+# Sourced by bench/switchover after test/lib/common.sh (and
+# bench/lib/routers.sh).  Provides
+#   paf_run DIR PORTBASE N_SWITCHOVERS RATE CLIENTS [pgbouncer]
 # which starts a pg_auto_failover monitor and two nodes on loopback (as the
 # unprivileged user, ports PORTBASE..PORTBASE+2), runs the probe against the
-# formation's multi-host URI, performs N `pg_autoctl perform switchover`
-# runs under that load, stops everything, and prints one line
-#   paf: switchovers=N failed=F p50_ms=.. max_ms=.. lost=.. duplicated=.. identical=..
-# plus the probe's per-window lines.  Needs the Debian packages
-# postgresql-15-auto-failover and pg-auto-failover-cli.
+# formation's multi-host URI (or, with "pgbouncer", through a pgbouncer on
+# 127.0.0.1:PORTBASE+3 in transaction pooling whose [databases] entry
+# follows the formation's primary: see paf_pgbouncer_follow), performs N
+# `pg_autoctl perform switchover` runs under that load, stops everything,
+# and prints one line
+#   LABEL: switchovers=N failed=F client_errors=E p50_ms=.. max_ms=.. lost=.. duplicated=.. identical=..
+# (LABEL paf, or paf-pgbouncer) plus the probe's per-window lines.  Needs
+# the Debian packages postgresql-15-auto-failover and pg-auto-failover-cli.
 
 PAF_PACKAGES=(postgresql-$DM_PGVER-auto-failover pg-auto-failover-cli)
 
@@ -55,14 +59,45 @@ paf_primary_port() {	# paf_primary_port DIR: port of the current primary
         awk -F'|' '($6 ~ /primary/ && $7 ~ /primary/) || ($6 ~ /single/ && $7 ~ /single/) { split($3, a, ":"); gsub(/ /, "", a[2]); print a[2] }'
 }
 
+# paf_pgbouncer_follow DIR MONITOR_URI ADMIN_CI INCLUDE PORT: keep the
+# "bench" entry of a pgbouncer on the formation's primary, as an operator
+# would with pg_auto_failover, which does not drive pgbouncer itself: one
+# monitor session polls pgautofailover.node every 50 ms (psql \watch), and
+# when another node is primary (goal and reported state primary,
+# wait_primary or single) the entry is rewritten, then RELOAD and
+# RECONNECT bench.  No PAUSE: nothing tells the follower when a switchover
+# starts.  Changes are logged to DIR/follow.log; paf_run stops it
+# (DIR/follow.pid).
+paf_pgbouncer_follow() {
+    local dir=$1 monitor_uri=$2 admin=$3 include=$4 current=$5
+    local q="SELECT nodeport FROM pgautofailover.node WHERE reportedstate IN ('primary', 'wait_primary', 'single') AND goalstate = reportedstate ORDER BY nodeid LIMIT 1"
+    rm -f "$dir/follow.fifo"
+    dm_as_user mkfifo "$dir/follow.fifo"
+    (
+        while read -r port; do
+            { [ -n "$port" ] && [ "$port" != "$current" ]; } || continue
+            printf '[databases]\nbench = host=/tmp port=%s dbname=bench\n' "$port" >"$include"
+            dm_as_user psql -X -q -d "$admin" -c RELOAD -c "RECONNECT bench" >/dev/null 2>&1
+            echo "$(date +%s%6N) bench now on port $port" >>"$dir/follow.log"
+            current=$port
+        done <"$dir/follow.fifo"
+    ) &
+    printf '%s \\watch 0.05\n' "$q" | dm_as_user sh -c "cat > '$dir/follow.sql'"
+    # shellcheck disable=SC2016
+    dm_bg_as_user "$dir/follow.pid" sh -c 'exec psql -X -q -At -d "$1" -f "$2" >"$3"' \
+        sh "$monitor_uri" "$dir/follow.sql" "$dir/follow.fifo"
+}
+
 paf_run() {
-    local dir=$1 base=$2 n=$3 rate=$4 clients=$5
-    local mport=$base p1=$((base + 1)) p2=$((base + 2))
+    local dir=$1 base=$2 n=$3 rate=$4 clients=$5 via=${6:-}
+    local mport=$base p1=$((base + 1)) p2=$((base + 2)) pgb=$((base + 3)) label=paf
     local pgctl=/usr/lib/postgresql/$DM_PGVER/bin/pg_ctl
     local probe=$DM_ROOT/bench/probe/probe
     local monitor_uri="postgres://autoctl_node@localhost:$mport/pg_auto_failover?sslmode=disable"
 
     paf_stop "$dir"
+    dm_stop_pidfile "$dir/follow.pid"
+    [ -f "$dir/pgb/pgbouncer.pid" ] && kill "$(cat "$dir/pgb/pgbouncer.pid")" 2>/dev/null
     rm -rf "$dir"
     dm_user_dir "$dir"
     dm_as_user mkdir -p "$dir/xdg/config" "$dir/xdg/data" "$dir/xdg/run"
@@ -117,6 +152,21 @@ paf_run() {
     uri=$(paf_ctl "$dir" show uri --pgdata "$dir/monitor" --formation default 2>/dev/null | awk -F'|' '/formation/ {gsub(/^ +| +$/, "", $3); print $3}')
     [ -n "$uri" ] || uri="postgres://localhost:$p1,localhost:$p2/bench?target_session_attrs=read-write&sslmode=disable"
     uri="$uri&connect_timeout=2"
+    local follow_reader=
+    if [ "$via" = pgbouncer ]; then
+        label=paf-pgbouncer
+        dm_user_dir "$dir/pgb"
+        printf '[databases]\nbench = host=/tmp port=%s dbname=bench\n' "$(paf_primary_port "$dir")" \
+            | dm_as_user sh -c "cat > '$dir/pgb/bench.ini'"
+        dm_pgbouncer_conf "$dir/pgb" "$pgb" "$DM_USER" "$dir/pgb/bench.ini"
+        dm_as_user sh -c "printf 'pidfile = %s\nlogfile = %s\n' '$dir/pgb/pgbouncer.pid' '$dir/pgb/pgbouncer.log' >>'$dir/pgb/pgbouncer.ini'"
+        dm_as_user pgbouncer -d "$dir/pgb/pgbouncer.ini" >/dev/null || return 1
+        paf_pgbouncer_follow "$dir" "host=/tmp port=$mport dbname=pg_auto_failover user=$DM_USER" \
+            "host=127.0.0.1 port=$pgb dbname=pgbouncer user=$DM_USER" \
+            "$dir/pgb/bench.ini" "$(paf_primary_port "$dir")"
+        follow_reader=$!
+        uri="host=127.0.0.1 port=$pgb dbname=bench connect_timeout=2 user=$DM_USER"
+    fi
     dm_log "pg_auto_failover: clients use $uri"
 
     dm_as_user "$probe" setup --conninfo "host=localhost port=$(paf_primary_port "$dir") dbname=bench user=$DM_USER" || return 1
@@ -158,13 +208,20 @@ paf_run() {
     dm_as_user "$probe" check --acks "$dir/acks" \
         --primary "host=localhost port=$pport dbname=bench user=$DM_USER" \
         --other "host=localhost port=$sport dbname=bench user=$DM_USER" --wait 60 | tee "$dir/check.out"
+    if [ "$via" = pgbouncer ]; then
+        dm_stop_pidfile "$dir/follow.pid"
+        [ -n "$follow_reader" ] && wait "$follow_reader"
+        [ -f "$dir/pgb/pgbouncer.pid" ] && kill "$(cat "$dir/pgb/pgbouncer.pid")" 2>/dev/null
+        echo "pgbouncer follower: $(wc -l <"$dir/follow.log" 2>/dev/null || echo 0) changes of primary applied"
+    fi
     paf_stop "$dir"
 
-    local p50 max lost dup ident
+    local p50 max lost dup ident errors
     p50=$(awk '/^pause/ {print $3}' "$dir/pause.out")
     max=$(awk '/^pause/ {print $5}' "$dir/pause.out")
     lost=$(sed -n 's/.*lost=\([0-9]*\).*/\1/p' "$dir/check.out")
     dup=$(sed -n 's/.*duplicated=\([0-9]*\).*/\1/p' "$dir/check.out")
     ident=$(sed -n 's/.*identical=\([a-z/]*\).*/\1/p' "$dir/check.out")
-    echo "paf: switchovers=$n failed=$failed p50_ms=$p50 max_ms=$max lost=$lost duplicated=$dup identical=$ident"
+    errors=$(sed -n 's/^run .* errors=\([0-9]*\).*/\1/p' "$dir/probe.out")
+    echo "$label: switchovers=$n failed=$failed client_errors=$errors p50_ms=$p50 max_ms=$max lost=$lost duplicated=$dup identical=$ident"
 }

@@ -8,12 +8,14 @@
 #       sockets), its runtime API on DIR/haproxy.sock (level admin); PID in
 #       DIR/haproxy.pid (dm_stop_pidfile), log DIR/haproxy.log.  Returns
 #       once the runtime socket exists (at most 10 s; 1 if it never does)
-#   dm_pgbouncer_conf DIR PORT USER DATABASES_FILE
-#       DIR/pgbouncer.ini: 127.0.0.1:PORT, no Unix socket, trust
+#   dm_pgbouncer_conf DIR PORT USER DATABASES_FILE [POOL_MODE]
+#       DIR/pgbouncer.ini from test/lib/pgbouncer.ini.in (the tests use the
+#       same template): 127.0.0.1:PORT, no Unix socket, trust
 #       authentication of USER (DIR/userlist.txt), USER its admin,
-#       transaction pooling, [databases] from %include DATABASES_FILE (the
-#       file a pgbouncer router of driftmirror owns).  The caller starts it
-#       (its [pgbouncer] section is last: lines appended go into it)
+#       POOL_MODE pooling (default transaction), [databases] from %include
+#       DATABASES_FILE (the file a pgbouncer router of driftmirror owns).
+#       The caller starts it (its [pgbouncer] section is last: lines
+#       appended go into it)
 
 dm_haproxy_start() {
     local dir=$1 port=$2 a=$3 b=$4 _
@@ -41,19 +43,9 @@ EOC
 }
 
 dm_pgbouncer_conf() {
-    local dir=$1 port=$2 user=$3 include=$4
+    local dir=$1 port=$2 user=$3 include=$4 mode=${5:-transaction}
     dm_as_user sh -c "printf '\"%s\" \"\"\n' '$user' > '$dir/userlist.txt'"
-    dm_as_user sh -c "cat > '$dir/pgbouncer.ini'" <<EOC
-[databases]
-%include $include
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-admin_users = $user
-pool_mode = transaction
-ignore_startup_parameters = extra_float_digits
-EOC
+    sed -e "s|@INCLUDE@|$include|" -e "s|@PORT@|$port|" -e "s|@AUTH_FILE@|$dir/userlist.txt|" \
+        -e "s|@USER@|$user|" -e "s|@POOL_MODE@|$mode|" "$DM_ROOT/test/lib/pgbouncer.ini.in" |
+        dm_as_user sh -c "cat > '$dir/pgbouncer.ini'"
 }

@@ -181,13 +181,17 @@ END
 $$;
 
 -- _model_series: the grid values of a series for the buckets starting in
--- [p_from, p_to), oldest first, NULL for empty buckets
+-- [p_from, p_to), oldest first, NULL for empty buckets.  plpgsql, not sql,
+-- so that a session (the worker's) keeps the plan instead of planning it
+-- at every call
 CREATE FUNCTION driftmirror._model_series(p_rid bigint, p_mid smallint, p_source text,
                                           p_step interval, p_from timestamptz, p_to timestamptz)
 RETURNS float8[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN (
     SELECT coalesce(array_agg(coalesce(r.avg, w.avg) ORDER BY g.b), '{}')
       FROM generate_series(p_from, p_to - p_step, p_step) g(b)
       LEFT JOIN (SELECT date_bin(p_step, m.ts, timestamptz '2000-01-01 00:00:00+00') AS b,
@@ -202,7 +206,8 @@ AS $$
                  UNION ALL
                  SELECT x.bucket, x.avg FROM driftmirror.metric_1h x
                   WHERE p_source = '1h' AND x.resource_id = p_rid AND x.metric_id = p_mid
-                    AND x.bucket >= p_from AND x.bucket < p_to) r ON r.bucket = g.b
+                    AND x.bucket >= p_from AND x.bucket < p_to) r ON r.bucket = g.b);
+END
 $$;
 
 -- _model_events: the group's event occurrences that concern a resource, as

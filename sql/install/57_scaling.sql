@@ -23,15 +23,20 @@
 --               make it; the errors at the lead say how wrong the forecasts
 --               of this series actually were.
 --   required  = need(upper)
+--   span      = the largest upper bound of the buckets from the one in
+--               progress to the window's end, [t, t + lead_time + step):
+--               a scale-down takes effect at once, so what it leaves must
+--               serve every bucket until a later order can arrive, not
+--               only the window (_scale_span)
 --   scale up  when required exceeds the capacity planned (live or
 --             ordered): to required;
 --   scale down, only once scale_cooldown has passed since the last scale
 --             action, and by at least one instance (the band of one
 --             instance between the two thresholds is the hysteresis):
---               scale_down = 'forecast' (the default): to required, so
---               capacity follows the forecast down as well as up (a
---               weekly season's quiet days get their own capacity);
---               scale_down = 'observed': only to max(required,
+--               scale_down = 'forecast' (the default): to need(span), so
+--               capacity follows the forecast down as well as up, but
+--               never below what the buckets before the window need;
+--               scale_down = 'observed': only to max(need(span),
 --               need(observed)), observed = the largest demand of the
 --               buckets that ended during the last scale_cooldown (at
 --               least the last bucket): capacity comes down only on demand
@@ -42,7 +47,10 @@
 -- models of 56_models.sql give the grid, the periods, the method and its
 -- kept parameters; the forecast of every decision applies them to the
 -- data before it, which is what the worker does at each new bucket.  The
--- replay chooses the method (_select_method) and estimates its parameters
+-- replay models the actuator as production has it: a scale-up is live
+-- lead_time after its decision, a scale-down at once (instances live or
+-- still being provisioned above its target are released).  The replay
+-- chooses the method (_select_method) and estimates its parameters
 -- again at its start and once a day of replayed time, as daily training
 -- would, and calibrates the bound on the errors of its own earlier
 -- forecasts, as the worker does on the forecasts it stored.
@@ -54,7 +62,7 @@ INSERT INTO driftmirror.option_def
     (scope, key, type, default_value, min_value, max_value, allowed, description)
 VALUES
     ('group', 'scale_down', 'text', '"forecast"', NULL, NULL, '{forecast,observed}',
-     'forecast: capacity comes down to what the forecast upper bound needs; observed: never below what the demand of the last scale_cooldown needs');
+     'forecast: capacity comes down to what the forecast upper bound of every bucket from now until capacity ordered now is live needs; observed: also never below what the demand of the last scale_cooldown needs');
 
 -- _scale_settings: the scaling inputs of a resource; raises when the
 -- resource cannot be scaled (no scale_metric or unit_capacity)
@@ -112,11 +120,14 @@ AS $$
 $$;
 
 -- _scale_decision: the policy (see the top of this file) for capacity
--- planned (live or ordered); upper is the window's upper bound, observed
--- the largest demand of the cooldown window, cooldown_over whether
+-- planned (live or ordered); upper is the window's upper bound, span the
+-- upper bound of every bucket from now to the window's end (at least the
+-- demand of the last bucket for the bucket in progress), observed the
+-- largest demand of the cooldown window, cooldown_over whether
 -- scale_cooldown has passed since the last scale action, down the group's
 -- scale_down
-CREATE FUNCTION driftmirror._scale_decision(planned integer, upper float8, observed float8,
+CREATE FUNCTION driftmirror._scale_decision(planned integer, upper float8, span float8,
+                                            observed float8,
                                             unit float8, headroom float8,
                                             min_capacity integer, max_capacity integer,
                                             cooldown_over boolean, down text,
@@ -127,10 +138,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     seen integer := driftmirror._scale_need(observed, unit, headroom, min_capacity, max_capacity);
+    safe integer := driftmirror._scale_need(greatest(span, upper), unit, headroom,
+                                            min_capacity, max_capacity);
     lowest integer;
 BEGIN
     required := driftmirror._scale_need(upper, unit, headroom, min_capacity, max_capacity);
-    lowest := CASE WHEN down = 'observed' THEN greatest(required, seen) ELSE required END;
+    -- a scale-down takes effect at once: never below what the buckets
+    -- until the window's end need
+    lowest := CASE WHEN down = 'observed' THEN greatest(safe, seen) ELSE safe END;
     target := planned;
     decision := 'hold';
     IF required > planned THEN
@@ -146,18 +161,20 @@ BEGIN
         IF cooldown_over THEN
             target := lowest;
             decision := 'scale_down';
-            reason := CASE WHEN down = 'observed'
-                           THEN format('forecast upper bound %s and the largest demand of the cooldown window %s both fit in %s instance(s); %s planned',
-                                       round(upper::numeric, 3), round(observed::numeric, 3), target, planned)
-                           ELSE format('forecast upper bound %s when capacity ordered now is live fits in %s instance(s); %s planned',
-                                       round(upper::numeric, 3), target, planned) END;
+            reason := format('forecast upper bound %s from now until capacity ordered now is replaced',
+                             round(greatest(span, upper)::numeric, 3))
+                      || CASE WHEN down = 'observed'
+                              THEN format(' and the largest demand of the cooldown window %s both fit',
+                                          round(observed::numeric, 3))
+                              ELSE ' fits' END
+                      || format(' in %s instance(s); %s planned', target, planned);
         ELSE
             reason := format('%s instance(s) would do, but scale_cooldown has not passed since the last scale action',
                              lowest);
         END IF;
     ELSE
-        reason := format('%s planned instance(s) cover the forecast upper bound %s%s',
-                         planned, round(upper::numeric, 3),
+        reason := format('%s planned instance(s) cover the forecast upper bound %s of the window (%s from now until it)%s',
+                         planned, round(upper::numeric, 3), round(greatest(span, upper)::numeric, 3),
                          CASE WHEN down = 'observed'
                               THEN format(' and the demand seen %s', round(observed::numeric, 3))
                               ELSE '' END);
@@ -233,9 +250,12 @@ $$;
 CREATE FUNCTION driftmirror._scale_errors(p_model driftmirror.model, p_lead integer,
                                           p_as_of timestamptz)
 RETURNS float8[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- plpgsql: the worker's session keeps the plan
+    RETURN (
     SELECT coalesce(array_agg(o.v - x.yhat), '{}')
       FROM (SELECT DISTINCT ON (f.ts) f.ts, f.yhat
               FROM driftmirror.forecast f
@@ -251,7 +271,8 @@ AS $$
            SELECT avg(y.value) AS v FROM driftmirror.metric y
             WHERE y.resource_id = p_model.resource_id AND y.metric_id = p_model.metric_id
               AND y.ts >= x.ts AND y.ts < x.ts + p_model.step) o
-     WHERE o.v IS NOT NULL
+     WHERE o.v IS NOT NULL);
+END
 $$;
 
 -- _scale_upper: the window's upper bound (see the top of this file) from
@@ -282,6 +303,18 @@ AS $$
                date_bin(p_model.step, p_as_of, timestamptz '2000-01-01 00:00:00+00')
                  - greatest(1, ceil(extract(epoch FROM p_cooldown) / extract(epoch FROM p_model.step)))::integer * p_model.step,
                date_bin(p_model.step, p_as_of, timestamptz '2000-01-01 00:00:00+00'))) v
+$$;
+
+-- _scale_span: the upper bound a scale-down at p_as_of must keep: the
+-- largest upper bound (_scale_bound) of the buckets from the one in
+-- progress (step 1) to the window's end (p_last)
+CREATE FUNCTION driftmirror._scale_span(p_model driftmirror.model, p_last integer,
+                                        p_yhat float8[], p_hi95 float8[], p_as_of timestamptz)
+RETURNS float8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT driftmirror._scale_upper(p_model, 1, p_last, p_yhat, p_hi95, p_as_of)
 $$;
 
 -- _scale_last_action: when the last scale action of a resource that
@@ -336,7 +369,9 @@ BEGIN
     forecast_upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, p_as_of);
     observed := driftmirror._scale_observed(mdl, st.cooldown, p_as_of);
     last_scale := driftmirror._scale_last_action(st.group_id, $2, p_as_of);
-    dec := driftmirror._scale_decision(st.capacity, forecast_upper, observed, st.unit,
+    dec := driftmirror._scale_decision(st.capacity, forecast_upper,
+                                       driftmirror._scale_span(mdl, win.last, fc_yhat, fc_hi95, p_as_of),
+                                       observed, st.unit,
                                        st.headroom, st.min_capacity, st.max_capacity,
                                        last_scale IS NULL OR p_as_of - last_scale >= st.cooldown,
                                        st.scale_down);
@@ -374,7 +409,6 @@ DECLARE
     occ     jsonb;
     k       integer;
     win     record;
-    nl      integer;
     past    float8[];
     fc_yhat float8[];
     fc_hi95 float8[];
@@ -386,6 +420,8 @@ DECLARE
     idx     integer;
     t       timestamptz;
     upper   float8;
+    span    float8;
+    bound   float8;
     seen    float8;
     planned integer;
     live    integer;
@@ -427,7 +463,6 @@ BEGIN
     w := mdl.window_points;
     win := driftmirror._scale_window(interval '0', st.lead_time, mdl.step);
     k := win.last;
-    nl := win.last - win.first + 1;
     cw := greatest(1, ceil(extract(epoch FROM st.cooldown) / extract(epoch FROM mdl.step)))::integer;
     t0 := t_first - w * mdl.step;
     vals := driftmirror._model_series(mdl.resource_id, mdl.metric_id, mdl.source, mdl.step,
@@ -442,9 +477,8 @@ BEGIN
     occ := driftmirror._model_events(mdl.group_id, mdl.resource_id, t0, mdl.step,
                                      t_first + (nsteps + k) * mdl.step);
 
-    -- past[(b - 1) * nl + l]: the forecast of bucket b made at lead
-    -- win.first + l - 1
-    past := array_fill(NULL::float8, ARRAY[(cardinality(vals) + k) * nl]);
+    -- past[(b - 1) * k + l]: the forecast of bucket b made at lead l
+    past := array_fill(NULL::float8, ARRAY[(cardinality(vals) + k) * k]);
 
     -- start with the capacity the last demand seen before starts needs
     SELECT vals[max(i)] INTO seen FROM generate_subscripts(vals, 1) i
@@ -468,31 +502,46 @@ BEGIN
           INTO fc_yhat, fc_hi95
           FROM driftmirror._forecast_series(vals, greatest(first_v, idx - w), idx - 1,
                                             mdl.seasons, method, k, occ, params) f;
-        -- the window's upper bound, calibrated on the errors of this
-        -- replay's own earlier forecasts at each lead (as the worker does
-        -- on the forecasts it stored: _scale_errors)
+        -- the upper bound of each bucket until the window's end,
+        -- calibrated on the errors of this replay's own earlier forecasts
+        -- at its lead (as the worker does on the forecasts it stored:
+        -- _scale_errors): the window's (upper) sizes a scale-up, all of
+        -- them (span) a scale-down
         upper := NULL;
-        FOR ld IN win.first .. win.last LOOP
+        span := NULL;
+        FOR ld IN 1 .. k LOOP
             SELECT coalesce(array_agg(x.e), '{}') INTO errs
-              FROM (SELECT vals[b] - past[(b - 1) * nl + ld - win.first + 1] AS e
+              FROM (SELECT vals[b] - past[(b - 1) * k + ld] AS e
                       FROM generate_series(idx - 1, greatest(1, idx - ld - 64), -1) b
-                     WHERE vals[b] IS NOT NULL AND past[(b - 1) * nl + ld - win.first + 1] IS NOT NULL
+                     WHERE vals[b] IS NOT NULL AND past[(b - 1) * k + ld] IS NOT NULL
                      LIMIT 60) x;
-            upper := greatest(upper, driftmirror._scale_bound(fc_yhat[ld], fc_hi95[ld], errs));
-            past[(idx + ld - 2) * nl + ld - win.first + 1] := fc_yhat[ld];
+            bound := driftmirror._scale_bound(fc_yhat[ld], fc_hi95[ld], errs);
+            span := greatest(span, bound);
+            IF ld >= win.first THEN
+                upper := greatest(upper, bound);
+            END IF;
+            past[(idx + ld - 2) * k + ld] := fc_yhat[ld];
         END LOOP;
         SELECT max(v) INTO seen FROM unnest(vals[greatest(1, idx - cw):idx - 1]) v;
-        dec := driftmirror._scale_decision(planned, upper, seen, st.unit, st.headroom,
+        dec := driftmirror._scale_decision(planned, upper, span, seen, st.unit, st.headroom,
                                            st.min_capacity, st.max_capacity,
                                            last_order IS NULL OR t - last_order >= st.cooldown,
                                            st.scale_down);
+        IF dec.decision = 'scale_up' THEN
+            arr_ts := arr_ts || (t + st.lead_time);
+            arr_cap := arr_cap || dec.target;
+        ELSIF dec.decision = 'scale_down' THEN
+            -- a scale-down takes effect at once: instances live or still
+            -- being provisioned above the target are released now
+            live := least(live, dec.target);
+            SELECT coalesce(array_agg(least(c, dec.target) ORDER BY o), '{}') INTO arr_cap
+              FROM unnest(arr_cap) WITH ORDINALITY u(c, o);
+        END IF;
         IF dec.decision <> 'hold' THEN
             planned := dec.target;
             last_order := t;
-            arr_ts := arr_ts || (t + st.lead_time);
-            arr_cap := arr_cap || dec.target;
         END IF;
-        -- orders that have arrived by now, in order
+        -- scale-ups that have arrived by now, in order
         WHILE cardinality(arr_ts) > 0 AND arr_ts[1] <= t LOOP
             live := arr_cap[1];
             arr_ts := arr_ts[2:];
@@ -507,17 +556,18 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_backtest_scaling(text, text, timestamptz, timestamptz) IS
-    'Replay the scaling policy over stored history at the metric''s step: demand, live capacity (orders arrive lead_time after their decision) and the decision of each step';
+    'Replay the scaling policy over stored history at the metric''s step: demand, live capacity (a scale-up arrives lead_time after its decision, a scale-down takes effect at once) and the decision of each step';
 
 REVOKE ALL ON FUNCTION driftmirror._scale_settings(text, text),
     driftmirror._scale_need(float8, float8, float8, integer, integer),
-    driftmirror._scale_decision(integer, float8, float8, float8, float8, integer, integer, boolean, text),
+    driftmirror._scale_decision(integer, float8, float8, float8, float8, float8, integer, integer, boolean, text),
     driftmirror._scale_model(bigint, bigint, smallint, timestamptz),
     driftmirror._scale_window(interval, interval, interval),
     driftmirror._scale_bound(float8, float8, float8[]),
     driftmirror._scale_errors(driftmirror.model, integer, timestamptz),
     driftmirror._scale_upper(driftmirror.model, integer, integer, float8[], float8[], timestamptz),
     driftmirror._scale_observed(driftmirror.model, interval, timestamptz),
+    driftmirror._scale_span(driftmirror.model, integer, float8[], float8[], timestamptz),
     driftmirror._scale_last_action(bigint, text, timestamptz),
     driftmirror.dm_capacity_plan(text, text, timestamptz),
     driftmirror.dm_backtest_scaling(text, text, timestamptz, timestamptz) FROM PUBLIC;

@@ -4,9 +4,10 @@
 -- Each group step, for every resource with a scaling policy (resource
 -- options scale_metric and unit_capacity) in a group whose mode is not
 -- 'off', _forecast_step:
---   1. updates the rolling accuracy of the current model: the one-step-ahead
---      forecasts stored by earlier steps against the demand then observed,
---      over the last day (model.rolling_mae, rolling_points; dm_models shows
+--   1. updates the rolling accuracy of the current model at the first step
+--      of each grid bucket: the one-step-ahead forecasts stored by earlier
+--      steps against the demand then observed, over the last day
+--      (model.rolling_mae, rolling_points; dm_models shows
 --      rolling_error_ratio = rolling_mae / backtest_mae);
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
@@ -112,6 +113,7 @@ DECLARE
     fc_yhat float8[];
     fc_hi95 float8[];
     upper   float8;
+    span    float8;
     seen    float8;
     last_at timestamptz;
     dec     record;
@@ -138,7 +140,12 @@ BEGIN
             IF mdl.id IS NULL THEN
                 why := 'no model yet';
             ELSE
-                mdl := driftmirror._scale_accuracy(mdl);
+                -- nothing new is observed inside a bucket: the accuracy is
+                -- refreshed at the first step of each
+                IF mdl.rolling_at IS NULL
+                   OR mdl.rolling_at < date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00') THEN
+                    mdl := driftmirror._scale_accuracy(mdl);
+                END IF;
                 IF t_now - mdl.trained_at >= interval '1 day' THEN
                     why := 'daily schedule';
                 ELSIF mdl.rolling_points >= 6
@@ -184,7 +191,8 @@ BEGIN
             upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, t_now);
             seen := driftmirror._scale_observed(mdl, st.cooldown, t_now);
             last_at := driftmirror._scale_last_action(p_gid, r.name, t_now);
-            dec := driftmirror._scale_decision(st.capacity, upper, seen, st.unit, st.headroom,
+            span := driftmirror._scale_span(mdl, win.last, fc_yhat, fc_hi95, t_now);
+            dec := driftmirror._scale_decision(st.capacity, upper, span, seen, st.unit, st.headroom,
                                                st.min_capacity, st.max_capacity,
                                                last_at IS NULL OR t_now - last_at >= st.cooldown,
                                                st.scale_down);
@@ -193,7 +201,8 @@ BEGIN
             END IF;
             inputs := jsonb_build_object('decision', dec.decision, 'capacity', st.capacity,
                                          'target', dec.target, 'required', dec.required,
-                                         'forecast_upper', upper, 'observed', seen,
+                                         'forecast_upper', upper, 'span_upper', span,
+                                         'observed', seen,
                                          'metric', st.metric, 'unit_capacity', st.unit,
                                          'headroom', st.headroom, 'lead_time', st.lead_time,
                                          'scale_down', st.scale_down,

@@ -114,6 +114,11 @@ AS $$
     ('promotion', 'postgres', 'unfencing', 'reversing'),
     ('promotion', 'postgres', 'reversing', 'done'),
     ('promotion', 'postgres', 'rolling_back', 'rolled_back'),
+    -- the mirror dropped after the flip or while rolling back (an operator
+    -- giving up on the way back): the recovery ends it failed
+    ('promotion', 'postgres', 'unfencing', 'failed'),
+    ('promotion', 'postgres', 'reversing', 'failed'),
+    ('promotion', 'postgres', 'rolling_back', 'failed'),
     -- actuator promotions (72_promotion_actuator.sql)
     ('promotion', 'actuator', NULL, 'guardrails'),
     ('promotion', 'actuator', 'guardrails', 'switching'),

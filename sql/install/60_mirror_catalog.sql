@@ -17,6 +17,10 @@
 -- needs no copy in an upgrade fragment.  Keep it so: tables and their
 -- columns here (with ALTER TABLE in a fragment), and a function whose
 -- arguments or result change is dropped in a fragment before the include.
+-- The include runs early in the update: a LANGUAGE sql function there that
+-- reads a column or calls a function new in 0.2.0 fails at creation unless
+-- a fragment numbered below 23 adds it first; PL/pgSQL is checked only when
+-- it runs.
 --
 -- Interfaces other features build on (promotion in particular):
 --

@@ -13,9 +13,14 @@
 -- pastes them whole (sql/upgrade/0.1.0--0.2.0/25_promotion_code.include).
 -- Keep it so: options, tables and types here, and a function whose
 -- arguments or result change is dropped in a fragment before the include.
+-- The include runs early in the update: a LANGUAGE sql function there that
+-- reads a column or calls a function new in 0.2.0 fails at creation unless
+-- a fragment numbered below 25 adds it first; PL/pgSQL is checked only when
+-- it runs.
 --
 -- dm_promote (C, src/promote.c) starts a dynamic background worker
--- (src/promote_worker.c) that drives one promotion per resource as a
+-- (src/promote_driver.c, over promote_postgres.c and promote_actuator.c)
+-- that drives one promotion per resource as a
 -- persisted state machine and waits for it.  The worker commits every state
 -- change here BEFORE it acts on a node, each action is idempotent, and a
 -- promotion left unfinished (worker, session or node killed) is picked up by
@@ -132,6 +137,10 @@ CREATE TABLE driftmirror.promotion (
     -- PAUSE) and has not RESUMEd yet: the flip, a rollback or a recovery
     -- resumes them and clears this (promote_poolers.c)
     poolers_paused    bigint[],
+    -- pgbouncer routers removed (dm_remove_router) while recorded in
+    -- poolers_paused: [{name, endpoint, database, timeout}], what resuming
+    -- them needs; cleared as each resumes (promote_poolers.c)
+    poolers_removed   jsonb,
     CHECK (kind <> 'postgres' OR (new_primary IS NOT NULL
                                   AND old_publication IS NOT NULL AND old_slot IS NOT NULL
                                   AND old_subscription IS NOT NULL AND new_publication IS NOT NULL
@@ -142,6 +151,10 @@ CREATE TABLE driftmirror.promotion (
 );
 CREATE UNIQUE INDEX promotion_one_running ON driftmirror.promotion (group_id)
     WHERE NOT driftmirror._promotion_is_final(state);
+-- promotions that still owe a pgbouncer router a RESUME (almost always
+-- none): the worker's step looks for them (_step_work)
+CREATE INDEX promotion_poolers_owed ON driftmirror.promotion (group_id)
+    WHERE poolers_paused IS NOT NULL OR poolers_removed IS NOT NULL;
 COMMENT ON TABLE driftmirror.promotion IS
     'Promotions (switchovers): one row per resource promoted, with its persisted state';
 -- a new promotion starts in guardrails and moves only as

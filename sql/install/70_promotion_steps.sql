@@ -322,16 +322,25 @@ BEGIN
 END
 $$;
 
--- _promotions_unfinished: promotions of a group left unfinished (the main
--- worker's recovery looks for them every step)
+-- _promotions_unfinished: promotions of a group the main worker's recovery
+-- looks at every step (_step_work, promote.c): those left unfinished, and
+-- those that ended still owing a pgbouncer router a RESUME (poolers_paused
+-- or poolers_removed set: promote_poolers.c; partial index
+-- promotion_poolers_owed).  PL/pgSQL: in the update from 0.1.0 this file
+-- comes before the column poolers_removed.
 CREATE OR REPLACE FUNCTION driftmirror._promotions_unfinished(p_group_id bigint)
 RETURNS SETOF bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT id FROM driftmirror.promotion
-     WHERE group_id = p_group_id AND NOT driftmirror._promotion_is_final(state)
-     ORDER BY id
+BEGIN
+    RETURN QUERY
+    SELECT p.id FROM driftmirror.promotion p
+     WHERE p.group_id = p_group_id
+       AND (NOT driftmirror._promotion_is_final(p.state)
+            OR p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL)
+     ORDER BY p.id;
+END
 $$;
 
 -- dm_promote: promote the mirror of a resource (or of every mirrored

@@ -254,24 +254,44 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_add_router(text, text, text, text, jsonb) IS
     'Register a router (haproxy, pgbouncer, webhook) that follows the group''s traffic shares';
 
--- dm_remove_router: forget a router (it keeps the weights it has)
+-- dm_remove_router: forget a router (it keeps the weights it has).  A
+-- pgbouncer router that a promotion recorded as paused is not forgotten
+-- paused: the promotion keeps what resuming it needs (poolers_removed) and
+-- its driver, or the main worker's recovery, sends it RESUME
+-- (promote_poolers.c)
 CREATE FUNCTION driftmirror.dm_remove_router("group" text, name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    gid bigint;
+    gid     bigint;
+    paused  bigint[];
 BEGIN
     gid := driftmirror._group_id($1, true);
+    WITH moved AS (
+        UPDATE driftmirror.promotion p
+           SET poolers_paused = NULLIF(array_remove(p.poolers_paused, rt.id), '{}'),
+               poolers_removed = coalesce(p.poolers_removed, '[]'::jsonb)
+                   || jsonb_build_array(jsonb_build_object(
+                          'name', rt.name, 'endpoint', rt.endpoint,
+                          'database', rt.options ->> 'database', 'timeout', rt.options -> 'timeout'))
+          FROM driftmirror.router rt
+         WHERE rt.group_id = gid AND rt.name = $2 AND rt.id = ANY (p.poolers_paused)
+        RETURNING p.id)
+    SELECT array_agg(moved.id ORDER BY moved.id) INTO paused FROM moved;
     DELETE FROM driftmirror.router rt WHERE rt.group_id = gid AND rt.name = $2;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'router "%" does not exist in group "%"', $2, $1
             USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM driftmirror._log_action($1, NULL, 'router_remove',
-                                    format('router "%s" removed', $2),
-                                    jsonb_build_object('router', $2));
+                                    CASE WHEN paused IS NULL THEN format('router "%s" removed', $2)
+                                         ELSE format('router "%s" removed; promotion %s paused it and resumes it',
+                                                     $2, array_to_string(paused, ', ')) END,
+                                    jsonb_build_object('router', $2)
+                                    || CASE WHEN paused IS NULL THEN '{}'::jsonb
+                                            ELSE jsonb_build_object('resume_pending_in_promotions', to_jsonb(paused)) END);
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_remove_router(text, text) IS

@@ -7,9 +7,10 @@
 #   haproxy_cmd($h, 'show servers state pg_read')   one runtime API command
 #   haproxy_weights($h)   { server => "weight/drain" } of backend pg_read
 #   my $b = pgbouncer_start($dir, $include_file [, $pool_mode])
-#       pgbouncer on 127.0.0.1:$b->{port}, trust auth, admin user = us,
-#       [databases] from $include_file (%include), pool_mode session
-#       unless given.
+#       pgbouncer on 127.0.0.1:$b->{port} configured from
+#       test/lib/pgbouncer.ini.in (the benchmarks' template too): trust
+#       auth, admin user = us, [databases] from $include_file (%include),
+#       pool_mode session unless given.
 #   my $w = webhook_start($dir, $keyfile, $fail_first)   the receiver of
 #       test/lib/webhook_receiver.py on $w->{port}; webhook_log($w) its
 #       requests (one hash each).
@@ -143,21 +144,15 @@ sub pgbouncer_start
 	open(my $u, '>', "$dir/userlist.txt") or die;
 	print $u qq{"$user" ""\n};
 	close($u);
+	# the template the benchmarks use too (bench/lib/routers.sh)
+	my %fill = (INCLUDE => $include, PORT => $port, AUTH_FILE => "$dir/userlist.txt",
+		USER => $user, POOL_MODE => $pool_mode);
+	open(my $in, '<', dirname(__FILE__) . '/pgbouncer.ini.in') or die "pgbouncer.ini.in: $!";
+	my $conf = do { local $/; <$in> };
+	close($in);
+	$conf =~ s/\@([A-Z_]+)\@/exists $fill{$1} ? $fill{$1} : die "pgbouncer.ini.in: \@$1\@"/ge;
 	open(my $fh, '>', "$dir/pgbouncer.ini") or die;
-	print $fh <<"CFG";
-[databases]
-%include $include
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-admin_users = $user
-pool_mode = $pool_mode
-ignore_startup_parameters = extra_float_digits
-server_login_retry = 1
-CFG
+	print $fh $conf;
 	close($fh);
 	my $r = { cmd => [ 'pgbouncer', "$dir/pgbouncer.ini" ], log => "$dir/pgbouncer",
 		port => $port, admin => "host=127.0.0.1 port=$port dbname=pgbouncer user=$user" };

@@ -184,9 +184,10 @@ SELECT (SELECT sum(capacity) FROM bt_slow) > (SELECT sum(capacity) FROM bt) AS m
        (SELECT min(ts) FROM bt_slow WHERE decision = 'scale_down')
          >= (SELECT min(ts) FROM bt WHERE decision = 'scale_up') + interval '3 hours' AS waited;
 SELECT dm_alter_group('shop', '{"scale_cooldown": null}');
--- scale_down: 'forecast' (the default) orders the capacity down before
--- each peak ends, to arrive as it ends; 'observed' waits until the demand
--- seen has fallen, and keeps more capacity; neither is short
+-- scale_down: 'forecast' (the default) brings the capacity down once the
+-- peak's last bucket has been seen and the forecast from now until the
+-- window is quiet; 'observed' also waits until the demand of the whole
+-- cooldown has fallen, and keeps more capacity; neither is short
 SELECT dm_alter_group('shop', '{"scale_down": "observed"}');
 CREATE TEMP TABLE bt_observed AS
 SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
@@ -203,6 +204,28 @@ SELECT r.scale_down, p.day,
  WHERE r.ts >= p.start - interval '6 hours' AND r.ts < p.stop + interval '6 hours'
  GROUP BY r.scale_down, p.day, p.start, p.stop ORDER BY 1, 2;
 SELECT (SELECT sum(capacity) FROM bt_observed) > (SELECT sum(capacity) FROM bt) AS observed_keeps_more;
+-- a scale-down takes effect at once, so it never goes below what the
+-- buckets before the window need: during the peak's last bucket (5
+-- minutes before its end) the window, 30 minutes on, is quiet (required
+-- 2: the rule before scaled down to 2 there), but the bucket in progress
+-- is the peak's: the 13 planned instances hold; at the end of the peak
+-- every bucket from now on is quiet: they come down (and stay down 5
+-- minutes later)
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 100, "capacity": 13}');
+SELECT extract(epoch FROM x.after_peak_end)::integer / 60 AS minutes_after_peak_end,
+       p.required, p.decision, p.target,
+       p.reason LIKE '%from now until%' AS reason_ok
+  FROM anchor a, (VALUES (interval '-5 minutes'), (interval '0'), (interval '5 minutes')) x(after_peak_end),
+       dm_capacity_plan('shop', 'web', a.t - interval '11 hours' + x.after_peak_end) p
+ ORDER BY 1;
+SELECT dm_alter_resource('shop', 'web', options => '{"scale_metric": "requests", "unit_capacity": 100}');
+-- in the replay too: a scale-down lowers the live capacity of its own
+-- step, and the step is not short
+SELECT count(*) > 0 AS scaled_down,
+       bool_and(b.capacity < p.capacity) AS at_once,
+       bool_and(b.demand <= b.capacity * 100) AS covered
+  FROM bt b JOIN bt p ON p.ts = b.ts - interval '5 minutes'
+ WHERE b.decision = 'scale_down';
 
 -- the bound of a forecast bucket: the model's 95 % bound until 20 errors
 -- at its lead are known, then yhat plus their 80 % quantile (never under

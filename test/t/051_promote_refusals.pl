@@ -195,6 +195,26 @@ my ($crc, $check) = probe_check($p->{probe}, $probe, $p->{ca}, $p->{cb});
 note("check: $check");
 is($crc, 0, 'timeout: no acknowledged write lost, both nodes identical');
 
+# --- the promotion worker's own statements in the control database obey
+# driftmirror.worker_statement_timeout (0.1.0 armed it only in the main
+# worker): a session holding the mirror's row makes the driver's first
+# statement wait; it is cancelled after 1 s (57014), not by the driver's
+# 10 s lock_timeout (55P03)
+$a->safe_psql('postgres', q{ALTER SYSTEM SET driftmirror.worker_statement_timeout = '1s'; SELECT pg_reload_conf()});
+$a->poll_query_until('postgres', q{SELECT current_setting('driftmirror.worker_statement_timeout') = '1s'})
+  or diag('worker_statement_timeout was not reloaded');
+my $holder = $a->background_psql('postgres');
+$holder->query_safe(q{BEGIN; SELECT 1 FROM driftmirror.mirror FOR UPDATE});
+($state, $err) = promote();
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+$a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.worker_statement_timeout; SELECT pg_reload_conf()});
+is($state, '57014', 'a stuck control-database statement of the promotion worker is cancelled by worker_statement_timeout')
+  or diag($err);
+like($err, qr/canceling statement due to statement timeout/, 'and says so');
+is(primary_of($p), $a, 'statement timeout: a is still the primary');
+ok(writable($a), 'statement timeout: a still takes writes');
+
 # the promotion works once the obstacle is gone
 ($state, $err) = promote();
 is($state, 'ok', 'a promotion without obstacles succeeds') or diag($err);

@@ -9,7 +9,16 @@
 #     from completing: the promotion times out, is rolled back and
 #     pgbouncer is resumed (that client commits);
 #   - the driver killed while pgbouncer is paused (before the fence): the
-#     recovery worker rolls the promotion back and resumes pgbouncer.
+#     recovery worker rolls the promotion back and resumes pgbouncer;
+#   - the router removed (dm_remove_router) while pgbouncer is paused, then
+#     the driver killed: the promotion keeps what resuming it needs, and the
+#     recovery resumes the removed router's pgbouncer;
+#   - a promotion that ends failed with pgbouncer still paused (the driver
+#     killed after the flip, the mirror dropped meanwhile): the recovery
+#     ends it failed and resumes pgbouncer;
+#   - an ended promotion that still records pgbouncer as paused (its driver
+#     could not resume it): the worker's step resumes it.
+# The step log records the pooler phases (PAUSE wait, switch and RESUME).
 use strict;
 use warnings;
 
@@ -125,6 +134,95 @@ is(bouncer_app(), '0 ' . $b->port, 'the recovery resumed pgbouncer, still on b')
 is($a->safe_psql('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
 	't', 'nothing is recorded paused any more');
 is(write_through_bouncer('after recovery'), $b->port, 'a write through pgbouncer lands on b');
+
+# the pooler phases are in the step log (bench/switchover prints them)
+is($a->safe_psql('postgres', q{SELECT count(*) FROM driftmirror.dm_promotion_steps
+	WHERE (step = 'fence' AND details ? 'pooler_pause_wait_ms')
+	   OR (step = 'unfence' AND details ? 'pooler_switch_resume_ms' AND details ? 'pooler_hold_ms')}),
+	'2', 'the first promotion recorded the PAUSE wait and the switch and RESUME times');
+
+sub add_router
+{
+	$a->safe_psql('postgres', qq{
+		SELECT driftmirror.dm_add_router('orders', 'pool', 'pgbouncer', '$bouncer->{admin}',
+			'{"database": "app", "databases_file": "dm_app.ini"}')});
+	dm_wait_for($a, q{SELECT bool_and(in_sync AND state = 'applied') FROM driftmirror.dm_routers},
+		't', 'the pgbouncer router is applied again');
+}
+
+sub kill_driver
+{
+	my ($s) = @_;
+	my $pid = $a->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
+	kill 'KILL', $pid;
+	eval { $s->quit; };
+}
+
+sub last_promotion
+{
+	my ($col) = @_;
+	return $a->safe_psql('postgres', "SELECT $col FROM driftmirror.promotion ORDER BY id DESC LIMIT 1");
+}
+
+# ---- the router removed while pgbouncer is paused: still resumed ----
+ok(wait_mirroring($p), 'a mirrors b again');
+promote_pause($p, 'fence', 120000);
+$s = promote_start($p);
+promote_wait_paused($p, 'fence', 'router removed');
+is(bouncer_app(), '1 ' . $b->port, 'pgbouncer is paused while the driver waits before the fence');
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_remove_router('orders', 'pool')});
+is(last_promotion(q{coalesce(cardinality(poolers_paused), 0) || ' ' || jsonb_array_length(poolers_removed) || ' '
+	|| (poolers_removed -> 0 ->> 'name')}), '0 1 pool',
+	'dm_remove_router moved the paused router to what the promotion must still resume');
+like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_actions WHERE kind = 'router_remove' ORDER BY id DESC LIMIT 1}),
+	qr/router "pool" removed; promotion \d+ paused it and resumes it/, 'the action log says the removed router is still resumed');
+kill_driver($s);
+ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
+	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion is finished');
+is(last_promotion('state'), 'rolled_back', 'the recovery rolled it back');
+ok($a->poll_query_until('postgres', q{SELECT poolers_removed IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	'the removed router is no longer owed a RESUME');
+is(bouncer_app(), '0 ' . $b->port, 'the removed router\'s pgbouncer was resumed, still on b');
+is(write_through_bouncer('after removal'), $b->port, 'a write through pgbouncer lands on b');
+
+# ---- a promotion that ends failed with pgbouncer paused: resumed ----
+add_router();
+ok(wait_mirroring($p), 'a mirrors b again');
+promote_pause($p, 'unfence', 120000);
+$s = promote_start($p);
+promote_wait_paused($p, 'unfence', 'failed promotion');
+# (the worker's router phase may point it at the new primary already: the
+# routes were flipped; it stays paused)
+like(bouncer_app(), qr/^1 /, 'pgbouncer is paused while the driver waits after the flip');
+is(last_promotion('cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
+# after the flip a drop is allowed: the operator gives up on the way back
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_drop_mirror('orders', 'db')});
+kill_driver($s);
+ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
+	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion has ended');
+is(last_promotion('state || \' \' || error_sqlstate'), 'failed 55000', 'it ended failed: its mirror was dropped');
+like(last_promotion('error'), qr/the mirror was dropped during the promotion \(in state unfencing\)/,
+	'the error says why');
+ok($a->poll_query_until('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	'the failed promotion no longer records a paused pooler');
+like(bouncer_app(), qr/^0 /, 'pgbouncer was resumed: it serves again');
+my ($out_sel, $err_sel) = ('', '');
+IPC::Run::run([ 'psql', '-X', '-A', '-t', '-d', $via_bouncer, '-c', 'SELECT 42' ],
+	'>', \$out_sel, '2>', \$err_sel, IPC::Run::timeout(60));
+is($out_sel, "42\n", 'a query through pgbouncer is answered');
+$a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
+
+# ---- an ended promotion still recording a paused pooler (as when its
+# driver could not resume it): the worker's step resumes it ----
+system('psql', '-X', '-q', '-d', $bouncer->{admin}, '-c', 'PAUSE app') == 0 or die 'PAUSE app';
+like(bouncer_app(), qr/^1 /, 'pgbouncer paused by hand');
+$a->safe_psql('postgres', q{UPDATE driftmirror.promotion SET poolers_paused =
+	ARRAY[(SELECT id FROM driftmirror.router WHERE name = 'pool')]
+	WHERE id = (SELECT max(id) FROM driftmirror.promotion)});
+ok($a->poll_query_until('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
+	'the worker resumed the pooler an ended (failed) promotion still recorded, and cleared the record');
+like(bouncer_app(), qr/^0 /, 'pgbouncer serves again');
 
 router_stop($bouncer);
 done_testing();

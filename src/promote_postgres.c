@@ -1,18 +1,19 @@
 /*-------------------------------------------------------------------------
  *
- * promote_worker.c
- *	  The promotion driver: a dynamic background worker, connected to the
- *	  control database, that runs one promotion as a persisted state machine
- *	  (states in sql/install/70_promotion_catalog.sql).  Mirrors of resources of
- *	  other kinds are handed to promote_actuator.c, which switches them
- *	  through their HTTP actuator in the same process.
+ * promote_postgres.c
+ *	  The PostgreSQL switchover: one promotion of a postgres resource run
+ *	  as a persisted state machine (states in sql/install/70_promotion_catalog.sql):
+ *	  guardrails, reverse slot, fence, catch-up, sequences, the flip,
+ *	  unfence, reverse replication, or the rollback.  Run by the promotion
+ *	  driver (promote_driver.c), which holds the promotion's lock; it knows
+ *	  neither the driver nor the actuator switchover (promote.h).
  *
  * Invariants (PostgreSQL promotions):
  *	 - every state change is committed in the control database BEFORE the
  *	   action it announces is taken on a node, and every action is
  *	   idempotent, so a promotion can be re-driven from its recorded state;
  *	 - no transaction is open while a node is contacted: control-database
- *	   statements run in their own short transactions (CtlValue);
+ *	   statements run in their own short transactions (ctl_txn.c);
  *	 - the mirror is never unfenced before the flip (_promotion_flip, the
  *	   commit point), and the old primary is unfenced only by a rollback,
  *	   which happens only before the flip: so at no moment are both nodes
@@ -21,38 +22,31 @@
  *	   back; after it, the promotion is finished, by this worker or, after
  *	   an interruption, by a recovery worker started by the main worker.
  *
- * Memory: everything lives in DriverContext (child of TopMemoryContext);
- * transaction commits switch contexts, so DmPromoteCtlRow switches back.
+ * Memory: everything lives in DriverContext, the driver's context, current
+ * when DmDrivePostgresPromotion is called; ctl_txn.c returns every row
+ * there and keeps it current.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/dsm.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "contract.h"
+#include "ctl_txn.h"
 #include "driftmirror.h"
 #include "promote.h"
-#include "promote_actuator.h"
+#include "promote_postgres.h"
 #include "promote_poolers.h"
 #include "remote_conn.h"
-#include "spi_util.h"
 
 /* what the driver knows about its promotion (from _promotion_info) */
 typedef struct PromInfo
@@ -93,86 +87,6 @@ static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
 static TimestampTz UnfencedAt = 0;
 
-/* ---- control database helpers ---- */
-
-/*
- * DmPromoteCtlRow
- *		Run one statement in its own transaction in the control database,
- *		parameters as text (NULL allowed).  Stores the first ncols columns
- *		of the first row in out[] (palloc'd in the memory context current
- *		at the call, DriverContext for this file's callers; NULL for NULL)
- *		and returns true, or returns false with out[] all NULL when there is
- *		no row.  That context is current again on return.  Raises on error.
- */
-bool
-DmPromoteCtlRow(const char *sql, int nargs, const char **args, int ncols, char **out)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			types[8];
-	Datum		vals[8];
-	char		nulls[8];
-	bool		found = false;
-	int			i;
-	int			rc;
-
-	Assert(nargs <= 8);
-	for (i = 0; i < ncols; i++)
-		out[i] = NULL;
-	for (i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		vals[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
-	rc = SPI_execute_with_args(sql, nargs, types, vals, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed for \"%s\": %s",
-			 sql, SPI_result_code_string(rc));
-	if (SPI_processed > 0 && SPI_tuptable != NULL)
-	{
-		found = true;
-		for (i = 0; i < ncols && i < SPI_tuptable->tupdesc->natts; i++)
-		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
-
-			if (v)
-				out[i] = MemoryContextStrdup(cxt, v);
-		}
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	return found;
-}
-
-/*
- * CtlValue
- *		DmPromoteCtlRow for one value: the first column of the first row,
- *		or NULL.  Raises on error.
- */
-static char *
-CtlValue(const char *sql, int nargs, const char **args)
-{
-	char	   *result[1];
-
-	if (!DmPromoteCtlRow(sql, nargs, args, 1, result))
-		return NULL;
-	return result[0];
-}
-
-/* CopyText: v copied into cxt, NULL stays NULL */
-static char *
-CopyText(MemoryContext cxt, const char *v)
-{
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
-}
-
 static char *
 Int64Text(int64 v)
 {
@@ -189,7 +103,7 @@ Step(PromInfo *p, const char *step, const char *outcome, const char *state,
 {
 	const char *args[7] = {Int64Text(p->id), step, outcome, state, reason, details, lsn};
 
-	CtlValue("SELECT driftmirror._promotion_step($1::bigint, $2, $3, $4, $5, $6::jsonb, $7::pg_lsn)",
+	DmCtlValueText("SELECT driftmirror._promotion_step($1::bigint, $2, $3, $4, $5, $6::jsonb, $7::pg_lsn)",
 			 7, args);
 	if (state)
 		p->state = pstrdup(state);
@@ -207,8 +121,24 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	const char *args[8] = {Int64Text(p->id), done, lsn, details, figures, next,
 	next_state, flip ? "true" : "false"};
 
-	CtlValue("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
-			 8, args);
+	/*
+	 * Inside the write pause and before the flip, a step boundary need not
+	 * wait for its WAL flush: if a crash lost it, the promotion would be
+	 * found in the state before, also before the flip, and rolled back all
+	 * the same; the flip's own commit (synchronous) flushes it with the
+	 * flip.  Outside the pause, and for the flip, the usual commit.
+	 */
+	DmCtlAsyncCommit(!flip && (strcmp(done, "fence") == 0 || strcmp(done, "catch_up") == 0));
+	PG_TRY();
+	{
+		(void) DmCtlValueText("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
+							  8, args);
+	}
+	PG_FINALLY();
+	{
+		DmCtlAsyncCommit(false);
+	}
+	PG_END_TRY();
 	if (flip)
 		p->state = "unfencing";
 	if (next_state)
@@ -221,7 +151,7 @@ SetFigures(PromInfo *p, const char *json)
 {
 	const char *args[2] = {Int64Text(p->id), json};
 
-	CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, args);
+	DmCtlValueText("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, args);
 }
 
 /*
@@ -236,31 +166,24 @@ SetFigures(PromInfo *p, const char *json)
 static void
 LoadInfo(int64 id, PromInfo *p)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	TupleDesc	desc;
-	HeapTuple	tup;
+	DmCtlResult *r;
 	char	   *fenced_at;
 	char	   *remaining_ms;
 	char	   *fence_grace_ms;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DmSpiConnect();
+	DmCtlBegin(NULL);
 	DmContractCheck();
-	DmSpiExec("SELECT * FROM driftmirror._promotion_info($1)",
-			  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)});
-	if (SPI_processed == 0)
+	r = DmCtlExec("SELECT * FROM driftmirror._promotion_info($1)",
+				  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)}, NULL);
+	DmCtlCommit();
+	if (r->nrows == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("promotion " INT64_FORMAT " does not exist", id)));
-	desc = SPI_tuptable->tupdesc;
-	tup = SPI_tuptable->vals[0];
 
-	/* the text of attribute name of type type, or NULL, copied into cxt */
+	/* the text of attribute name of type type, or NULL */
 #define INFO_TEXT(name, type) \
-	CopyText(cxt, SPI_getvalue(tup, desc, \
-							   DmContractAttnum(desc, "driftmirror.promotion_info", name, type)))
+	DmCtlGetAt(r, 0, DmContractAttnum(r->desc, "driftmirror.promotion_info", name, type))
 
 	memset(p, 0, sizeof(*p));
 	p->id = id;
@@ -288,11 +211,6 @@ LoadInfo(int64 id, PromInfo *p)
 	p->sequence_gap = INFO_TEXT("sequence_gap", INT8OID);
 	fenced_at = INFO_TEXT("fenced_at", TIMESTAMPTZOID);
 #undef INFO_TEXT
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 
 	p->remaining_ms = remaining_ms ? strtoll(remaining_ms, NULL, 10) : 0;
 	p->fence_grace_ms = fence_grace_ms ? strtoll(fence_grace_ms, NULL, 10) : 0;
@@ -490,7 +408,7 @@ Guardrails(PromInfo *p)
 	{
 		const char *args[3] = {Int64Text(p->id), old_json, new_json};
 
-		verdict = CtlValue("SELECT driftmirror._promotion_guardrails($1::bigint, $2::jsonb, $3::jsonb)",
+		verdict = DmCtlValueText("SELECT driftmirror._promotion_guardrails($1::bigint, $2::jsonb, $3::jsonb)",
 						   3, args);
 	}
 	return verdict;
@@ -697,10 +615,10 @@ ReverseSlot(PromInfo *p)
 	if (!p->two_way)
 	{
 		args[0] = p->new_publication;
-		sql = CtlValue("SELECT driftmirror._mirror_pub_sql($1)", 1, args);
+		sql = DmCtlValueText("SELECT driftmirror._mirror_pub_sql($1)", 1, args);
 		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
 		args[0] = p->new_slot;
-		sql = CtlValue("SELECT driftmirror._mirror_slot_sql($1)", 1, args);
+		sql = DmCtlValueText("SELECT driftmirror._mirror_slot_sql($1)", 1, args);
 		PQclear(DmRemoteExec(conn, NewLabel, sql, 0, NULL, RemainingMs(p)));
 	}
 	else
@@ -767,7 +685,7 @@ Reverse(PromInfo *p)
 	args[1] = p->new_primary;
 	args[2] = p->new_publication;
 	args[3] = p->new_slot;
-	sql = CtlValue("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
+	sql = DmCtlValueText("SELECT driftmirror._mirror_sub_sql($1, $2, $3, $4, false)", 4, args);
 	DmRemoteCommand(oldc, OldLabel, sql, 0);
 
 	/* wait until it streams: the new primary's slot is in use */
@@ -884,20 +802,18 @@ Rollback(PromInfo *p, const char *why)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = DmCtlCatch(DriverContext, false);
 		const char *args[1];
 
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
 		DmRemoteClose(NewConn);
 		NewConn = NULL;
 		ereport(WARNING,
-				(errmsg("driftmirror: promotion " INT64_FORMAT ": could not clean up the mirror: %s",
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT ": could not clean up the mirror: %s",
 						p->id, edata->message)));
 		/* the mirror's cleanup queue retries the drops */
 		args[0] = Int64Text(p->id);
-		CtlValue("SELECT driftmirror._promotion_queue_cleanup($1::bigint)", 1, args);
+		DmCtlValueText("SELECT driftmirror._promotion_queue_cleanup($1::bigint)", 1, args);
 	}
 	PG_END_TRY();
 
@@ -992,31 +908,23 @@ static void
 WriteResult(DmPromoteShared *shared, PromInfo *p)
 {
 	const char *args[1] = {Int64Text(p->id)};
-	char	   *row[3];
+	DmCtlResult *r;
 
 	if (shared == NULL)
 		return;
-	if (DmPromoteCtlRow("SELECT new_primary, pause_ms, fence_lsn "
-						"FROM driftmirror.promotion WHERE id = $1::bigint", 1, args, 3, row))
+	r = DmCtlQueryText("SELECT new_primary, pause_ms, fence_lsn "
+					   "FROM driftmirror.promotion WHERE id = $1::bigint", 1, args);
+	if (r->nrows > 0)
 	{
-		strlcpy(shared->new_primary, row[0] ? row[0] : "", sizeof(shared->new_primary));
-		shared->pause_ms = row[1] ? strtod(row[1], NULL) : 0;
-		strlcpy(shared->fence_lsn, row[2] ? row[2] : "", sizeof(shared->fence_lsn));
+		char	   *new_primary = DmCtlGet(r, 0, "new_primary");
+		char	   *pause_ms = DmCtlGet(r, 0, "pause_ms");
+		char	   *fence_lsn = DmCtlGet(r, 0, "fence_lsn");
+
+		strlcpy(shared->new_primary, new_primary ? new_primary : "", sizeof(shared->new_primary));
+		shared->pause_ms = pause_ms ? strtod(pause_ms, NULL) : 0;
+		strlcpy(shared->fence_lsn, fence_lsn ? fence_lsn : "", sizeof(shared->fence_lsn));
 	}
 	shared->ok = true;
-}
-
-static void
-WriteError(DmPromoteShared *shared, ErrorData *edata, const char *prefix)
-{
-	if (shared == NULL)
-		return;
-	shared->ok = false;
-	shared->sqlstate = edata->sqlerrcode;
-	snprintf(shared->message, sizeof(shared->message), "%s%s", prefix ? prefix : "",
-			 edata->message ? edata->message : "unknown error");
-	if (edata->detail)
-		strlcpy(shared->detail, edata->detail, sizeof(shared->detail));
 }
 
 /*
@@ -1060,16 +968,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "fencing") == 0)
 	{
+		char	   *pooler_details;
+
 		/*
 		 * pgbouncer routers of the resource: their clients wait from here
 		 * to the flip's RESUME (recorded first, resumed on every path)
 		 */
-		DmPoolersPause(p->id, p->deadline);
+		DmPoolersPause(p->id, p->new_primary, p->deadline, &pooler_details);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
-		Advance(p, "fence", fence_lsn, NULL, buf, "catch_up", "catching_up", false);
+		Advance(p, "fence", fence_lsn, pooler_details, buf, "catch_up", "catching_up", false);
 	}
 
 	if (strcmp(p->state, "catching_up") == 0)
@@ -1098,16 +1008,18 @@ Forward(PromInfo *p)
 
 	if (strcmp(p->state, "unfencing") == 0)
 	{
+		char	   *pooler_details;
+
 		TestPause(p, "unfence");
 		Unfence(p);
 		/* the paused poolers now point at the new primary, and resume */
-		DmPoolersResume(p->id, true);
+		DmPoolersSwitchResume(p->id, &pooler_details);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));
 		else
 			strlcpy(buf, "{}", sizeof(buf));
-		Advance(p, "unfence", NULL, NULL, buf, "reverse", "reversing", false);
+		Advance(p, "unfence", NULL, pooler_details, buf, "reverse", "reversing", false);
 	}
 
 	if (strcmp(p->state, "reversing") == 0)
@@ -1117,7 +1029,7 @@ Forward(PromInfo *p)
 		TestPause(p, "reverse");
 		Reverse(p);
 		Step(p, "reverse", "ok", NULL, NULL, NULL, NULL);
-		CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+		DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
 		p->state = "done";
 	}
 }
@@ -1149,32 +1061,81 @@ BeforeFlip(const char *state)
 }
 
 /*
- * Drive
- *		Run or recover promotion "id".  Never raises: outcomes are recorded
- *		in the catalog and, for a caller, in *shared.
+ * ResumeLeftPoolers
+ *		RESUME the poolers an ended promotion still records as paused,
+ *		pointed first at the node the routes name.  A failure is a WARNING:
+ *		they stay recorded and the main worker tries again.
  */
 static void
-Drive(int64 id, bool recovering, DmPromoteShared *shared)
+ResumeLeftPoolers(int64 id)
+{
+	PG_TRY();
+	{
+		DmPoolersResume(id, true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = DmCtlCatch(DriverContext, true);
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("driftmirror: promotion " INT64_FORMAT " has ended; its paused pgbouncer routers are resumed later: %s",
+						id, edata->message)));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * DmDrivePostgresPromotion
+ *		See promote_postgres.h: run or recover promotion "id".  Never
+ *		raises: outcomes are recorded in the catalog and, for a caller, in
+ *		*shared.
+ */
+void
+DmDrivePostgresPromotion(int64 id, bool recovering, DmPromoteShared *shared)
 {
 	PromInfo	p;
 	PromInfo   *volatile pp = &p;
 
-	/* mirrors of other kinds are switched through their HTTP actuator */
+	DriverContext = CurrentMemoryContext;
+
+	/*
+	 * Ended, or its mirror dropped after the flip (the operator gave up on
+	 * the way back): end it failed, and resume the poolers still recorded
+	 * as paused (the main worker sends a recovery for those too).
+	 */
 	{
 		const char *args[1] = {Int64Text(id)};
-		char	   *kind = CtlValue("SELECT kind FROM driftmirror.promotion WHERE id = $1::bigint",
-									1, args);
+		DmCtlResult *r;
+		char	   *state;
 
-		if (kind != NULL && strcmp(kind, "postgres") != 0)
+		r = DmCtlQueryText("SELECT p.state, EXISTS (SELECT FROM driftmirror.mirror m "
+						   "  WHERE m.id OPERATOR(pg_catalog.=) p.mirror_id) AS mirror_exists "
+						   "FROM driftmirror.promotion p WHERE p.id OPERATOR(pg_catalog.=) $1::bigint",
+						   1, args);
+		if (r->nrows == 0)
+			return;
+		state = DmCtlGet(r, 0, "state");
+		if (!DmPromotionStateIsFinal(state) && !DmCtlGetBool(r, 0, "mirror_exists", false))
 		{
-			DmDriveActuatorPromotion(id, recovering, shared);
+			const char *fargs[4] = {args[0], "failed",
+				psprintf("the mirror was dropped during the promotion (in state %s); the promotion was abandoned there", state),
+			"55000"};
+
+			(void) DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, fargs);
+			ereport(LOG,
+					(errmsg("driftmirror: promotion " INT64_FORMAT " ended failed: its mirror was dropped in state %s",
+							id, state)));
+			state = "failed";
+		}
+		if (DmPromotionStateIsFinal(state))
+		{
+			ResumeLeftPoolers(id);
 			return;
 		}
 	}
 
 	LoadInfo(id, &p);
-	if (DmPromotionStateIsFinal(p.state))
-		return;
 
 	if (recovering)
 		ereport(LOG,
@@ -1193,7 +1154,7 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			char	   *earlier = NULL;
 
 			if (strcmp(pp->state, "rolling_back") == 0)
-				earlier = CtlValue("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
+				earlier = DmCtlValueText("SELECT error FROM driftmirror.promotion WHERE id OPERATOR(pg_catalog.=) $1::bigint",
 								   1, args);
 			Rollback(pp, earlier ? earlier :
 					 "the promotion was interrupted before the routes were flipped");
@@ -1201,12 +1162,12 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			{
 				args[2] = psprintf("%s (rolled back; the rollback was finished by a recovery after it could not complete at first)",
 								   earlier);
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3)", 3, args);
 			}
 			else
 			{
 				args[2] = "interrupted before the flip (driver, session or node failure); rolled back";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, '57P01')", 3, args);
 			}
 		}
 		else
@@ -1220,15 +1181,8 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		char	   *state;
-
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(DriverContext);
-		state = pstrdup(pp->state);
+		ErrorData  *edata = DmCtlCatch(DriverContext, true);
+		char	   *state = pstrdup(pp->state);
 
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
@@ -1258,8 +1212,8 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 			if (strcmp(state, "refused") == 0)
 			{
 				args[1] = "refused";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
-				WriteError(shared, edata, NULL);
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				DmPromoteFailed(shared, edata, NULL);
 			}
 			else if (BeforeFlip(state))
 			{
@@ -1267,159 +1221,32 @@ Drive(int64 id, bool recovering, DmPromoteShared *shared)
 
 				Step(pp, StepOfState(state), "failed", NULL, why, NULL, NULL);
 				/* kept if the rollback has to be finished by a recovery */
-				CtlValue("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
+				DmCtlValueText("UPDATE driftmirror.promotion SET error = $3, error_sqlstate = $4 "
 						 "WHERE id OPERATOR(pg_catalog.=) $1::bigint AND finished_at IS NULL",
 						 4, args);
 				Rollback(pp, why);
 				args[1] = "rolled_back";
-				CtlValue("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
-				WriteError(shared, edata, "promotion failed and was rolled back: ");
+				DmCtlValueText("SELECT driftmirror._promotion_finish($1::bigint, $2, $3, $4)", 4, args);
+				DmPromoteFailed(shared, edata, "promotion failed and was rolled back: ");
 			}
 			else
 			{
 				/* after the flip: record, the main worker finishes it */
 				Step(pp, StepOfState(state), "failed", NULL, edata->message, NULL, NULL);
-				WriteError(shared, edata,
+				DmPromoteFailed(shared, edata,
 						   "promotion flipped the routes but could not finish yet (the worker retries): ");
 			}
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e2;
-
-			MemoryContextSwitchTo(DriverContext);
-			e2 = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			ereport(WARNING,
-					(errmsg("driftmirror: promotion " INT64_FORMAT ": rollback did not complete, the worker retries: %s",
-							id, e2->message)));
-			WriteError(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
+			(void) DmCtlCatchWarn(DriverContext,
+								  "promotion " INT64_FORMAT ": rollback did not complete, the worker retries",
+								  id);
+			DmPromoteFailed(shared, edata, "promotion failed; its rollback is pending (the worker retries): ");
 		}
 		PG_END_TRY();
 	}
 	PG_END_TRY();
 	CloseNodes();
-}
-
-/*
- * DmPromotionWorkerMain
- *		Entry point of the promotion worker.  main_arg is the DSM handle of
- *		a request from dm_promote, or 0 with, in bgw_extra, the id of a
- *		promotion to recover or (second int64) the id of a resource to
- *		auto-promote.
- */
-void
-DmPromotionWorkerMain(Datum main_arg)
-{
-	dsm_segment *seg = NULL;
-	DmPromoteShared *volatile shared = NULL;
-	volatile int64 id = 0;
-	int64		auto_rid = 0;
-	bool		recovering;
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(DmDatabase, NULL, 0);
-
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("application_name", "driftmirror promotion", PGC_USERSET, PGC_S_SESSION);
-
-	DriverContext = AllocSetContextCreate(TopMemoryContext, "driftmirror promotion",
-										  ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(DriverContext);
-
-	memcpy(&auto_rid, MyBgworkerEntry->bgw_extra + sizeof(int64), sizeof(int64));
-	recovering = DatumGetUInt32(main_arg) == 0 && auto_rid == 0;
-	if (DatumGetUInt32(main_arg) != 0)
-	{
-		seg = dsm_attach(DatumGetUInt32(main_arg));
-		if (seg == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("driftmirror: the promotion request is gone")));
-		shared = dsm_segment_address(seg);
-	}
-	else if (recovering)
-	{
-		int64		rid;
-
-		memcpy(&rid, MyBgworkerEntry->bgw_extra, sizeof(int64));
-		id = rid;
-	}
-
-	pgstat_report_activity(STATE_RUNNING, "driftmirror: promotion");
-
-	PG_TRY();
-	{
-		if (auto_rid != 0)
-		{
-			const char *args[2] = {Int64Text(auto_rid), psprintf("%d", MyProcPid)};
-			char	   *idtext;
-
-			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
-							  "FROM driftmirror._promotion_start_auto($1::bigint, $2::integer) i",
-							  2, args);
-			if (idtext == NULL)
-				proc_exit(0);	/* the resource is gone */
-			id = strtoll(idtext, NULL, 10);
-		}
-		else if (!recovering)
-		{
-			const char *args[7] = {shared->group_name,
-				shared->resource_name, shared->options, shared->trigger,
-			shared->reason, psprintf("%d", MyProcPid), shared->requested_by};
-			char	   *idtext;
-
-			/* record it and take its lock in the same transaction */
-			idtext = CtlValue("SELECT i, pg_catalog.pg_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", i::integer) "
-							  "FROM driftmirror._promotion_start($1, $2, $3::jsonb, $4, $5, $6::integer, $7) i",
-							  7, args);
-			id = strtoll(idtext, NULL, 10);
-			shared->promotion_id = id;
-		}
-		else
-		{
-			const char *args[1] = {Int64Text(id)};
-			char	   *got;
-
-			got = CtlValue("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DM_PROMOTION_LOCK_KEY) ", $1::integer)",
-						   1, args);
-			if (got == NULL || strcmp(got, "t") != 0)
-				proc_exit(0);	/* someone else drives it */
-			args[0] = psprintf("{\"worker_pid\": %d, \"attempt\": 1}", MyProcPid);
-			{
-				const char *a2[2] = {Int64Text(id), args[0]};
-
-				CtlValue("SELECT driftmirror._promotion_set($1::bigint, $2::jsonb)", 2, a2);
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(DriverContext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		WriteError(shared, edata, NULL);
-		if (shared)
-		{
-			pg_write_barrier();
-			shared->done = true;
-		}
-		proc_exit(0);
-	}
-	PG_END_TRY();
-
-	Drive(id, recovering, shared);
-
-	if (shared)
-	{
-		pg_write_barrier();
-		shared->done = true;
-	}
-	proc_exit(0);
+	DmPoolersRelease();
 }
