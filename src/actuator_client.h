@@ -66,4 +66,33 @@ typedef struct DmActuatorAnswer
  */
 extern void DmActuatorPerform(const DmActuatorRequest *req, DmActuatorAnswer *answer);
 
+/*
+ * The same request through the worker's I/O engine (io_engine.c), without
+ * waiting: DmActuatorStart hands it over and returns the call (in cxt);
+ * when the answer (or the deadline) comes, the engine's wait fills
+ * call->answer, sets call->done and calls callback(call, arg).  A request
+ * that cannot be sent (the token file unreadable) is done at once, without
+ * the callback: check call->done after DmActuatorStart.  DmActuatorCancel
+ * drops a call in flight (no callback).  The token is wiped as soon as the
+ * request is handed over.  Raises only for interrupts or out of memory.
+ */
+typedef struct DmActuatorCall DmActuatorCall;
+typedef void (*DmActuatorDone) (DmActuatorCall *call, void *arg);
+
+struct DmActuatorCall
+{
+	DmActuatorAnswer answer;	/* valid once done */
+	bool		done;
+	/* private */
+	DmActuatorRequest req;		/* the label and timeout (for the answer) */
+	DmActuatorDone callback;
+	void	   *arg;
+	struct DmIoHttpRequest *io; /* in flight, or NULL */
+	MemoryContext cxt;
+};
+
+extern DmActuatorCall *DmActuatorStart(const DmActuatorRequest *req, MemoryContext cxt,
+									   DmActuatorDone callback, void *arg);
+extern void DmActuatorCancel(DmActuatorCall *call);
+
 #endif							/* DM_ACTUATOR_CLIENT_H */

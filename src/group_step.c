@@ -91,8 +91,9 @@ static const struct
 	 * retried (router.c; the I/O runs outside transactions) */
 	{"routers", DM_WORK_ROUTERS, NULL, DmRunRouterPhase, NULL},
 	/* models retrained on their schedule or when their accuracy degrades,
-	 * decisions, actuators (scaling_phase.c) */
-	{"forecasts and scaling", DM_WORK_SCALING, NULL, DmRunForecastPhase, NULL},
+	 * decisions; actuators' scale requests through the I/O engine
+	 * (scaling_phase.c) */
+	{"forecasts and scaling", DM_WORK_SCALING, NULL, NULL, DmForecastPhase},
 	{"heartbeat", 0, "SELECT driftmirror._step_heartbeat($1)", NULL, NULL},
 };
 

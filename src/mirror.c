@@ -24,8 +24,8 @@
  * the action is done, and the phase records it and goes on with the
  * mirror's next action.  The engine keeps the session to each node between
  * steps (one pool entry for status reads, one for actions, whose session
- * bounds lock waits).  HTTP actions still run here, each bounded by its
- * timeout (they are rare, and back off after a failure).
+ * bounds lock waits).  Actuator actions go through the engine too
+ * (DmActuatorStart, actuator_client.c), and wake the step the same way.
  *
  * Latency: a status read comes with a probe statement, the same text for
  * both nodes.  After the status query, on the same session (so connection
@@ -44,8 +44,8 @@
  * transactions, with the actuator's answer (status and body) interpreted
  * by _mirror_done / _cleanup_done in SQL.  One request per action, no
  * retry inside it: a failure is recorded and retried at a later step with
- * back-off, so a dead or hung actuator holds the worker for at most one
- * actuator_timeout per step.  The bearer token is read from its file just
+ * back-off, so a dead or hung actuator holds its own group's step for at
+ * most one actuator_timeout per step, and no other group's.  The bearer token is read from its file just
  * before the request and wiped after it; it never reaches the catalog, an
  * error message or the log.
  *
@@ -171,15 +171,17 @@ Median(double *samples, int n)
 }
 
 /*
- * RunHttpAction
- *		A mirror's actuator action through DmActuatorPerform, as an outcome.
+ * StartHttpAction
+ *		Hand a mirror's actuator action to the I/O engine
+ *		(DmActuatorStart); callback(call, arg) runs when it is answered.
+ *		The call lives in cxt; check call->done at once (a token that
+ *		cannot be read ends it before anything is sent).
  */
-static RemoteOutcome
-RunHttpAction(RemoteAction *a)
+static DmActuatorCall *
+StartHttpAction(RemoteAction *a, MemoryContext cxt, DmActuatorDone callback,
+				void *arg)
 {
-	RemoteOutcome out = {0};
 	DmActuatorRequest req;
-	DmActuatorAnswer ans;
 
 	req.label = a->label;
 	req.method = a->http_method;
@@ -188,16 +190,33 @@ RunHttpAction(RemoteAction *a)
 	req.idempotency_key = a->http_key;
 	req.token_file = a->http_token_file;
 	req.timeout_ms = a->http_timeout_ms;
-	DmActuatorPerform(&req, &ans);
+	return DmActuatorStart(&req, cxt, callback, arg);
+}
 
-	out.ok = ans.answered;
-	out.done = (ans.kind == DM_ACT_OK);
-	out.status = ans.status;
-	out.result = ans.body;
-	out.sqlstate = ans.sqlstate;
-	out.error = ans.error;
-	out.detail = ans.detail;
+/*
+ * HttpOutcome
+ *		The outcome of an actuator action from its answer.
+ */
+static RemoteOutcome
+HttpOutcome(const DmActuatorAnswer *ans)
+{
+	RemoteOutcome out = {0};
+
+	out.ok = ans->answered;
+	out.done = (ans->kind == DM_ACT_OK);
+	out.status = ans->status;
+	out.result = ans->body;
+	out.sqlstate = ans->sqlstate;
+	out.error = ans->error;
+	out.detail = ans->detail;
 	return out;
+}
+
+/* ActionCallDone: the engine's callback for an actuator action: wakes the step */
+static void
+ActionCallDone(DmActuatorCall *call, void *arg)
+{
+	DmGroupStepWake(arg);
 }
 
 static Datum
@@ -295,6 +314,7 @@ typedef struct MirrorPhaseState
 	int			nactions;		/* its actions in this step */
 	RemoteAction action;		/* the action in flight */
 	DmIoPgRequest *req;			/* its engine request, or NULL */
+	DmActuatorCall *call;		/* or its actuator call, or NULL */
 } MirrorPhaseState;
 
 /* actions per mirror and step, at most */
@@ -397,9 +417,9 @@ StatusOutcome(DmIoPgRequest *req)
  *		Advance every mirror of a group as far as it can go in this step
  *		(creation actions, status reads).  A failing action is recorded
  *		against its mirror and ends that mirror's turn; other mirrors go on.
- *		Postgres actions (status reads and creation) go through the I/O
- *		engine: the phase returns DM_PHASE_WAITING and is called again when
- *		the action is done.  HTTP actions run here, bounded by their timeout.
+ *		Every action (status reads and creation on nodes, actuator calls)
+ *		goes through the I/O engine: the phase returns DM_PHASE_WAITING and
+ *		is called again when the action is done.
  *		May raise an error only when the catalog cannot be read or written.
  */
 DmPhaseResult
@@ -414,14 +434,15 @@ DmMirrorPhase(DmGroupRun *run)
 		run->phase_state = st;
 	}
 
-	/* the engine answered: record the status read */
-	if (st->req != NULL)
+	/* the engine answered: record the action */
+	if (st->req != NULL || st->call != NULL)
 	{
-		RemoteOutcome o = StatusOutcome(st->req);
+		RemoteOutcome o = st->req ? StatusOutcome(st->req) : HttpOutcome(&st->call->answer);
 
 		st->req = NULL;
+		st->call = NULL;
 		RecordMirrorOutcome(&st->action, &o);
-		if (o.ok)
+		if (o.done)
 			st->nactions++;
 		else
 		{
@@ -455,7 +476,13 @@ DmMirrorPhase(DmGroupRun *run)
 			return DM_PHASE_WAITING;
 		}
 
-		o = RunHttpAction(a);
+		st->call = StartHttpAction(a, run->cxt, ActionCallDone, run);
+		if (!st->call->done)
+			return DM_PHASE_WAITING;
+
+		/* not sent (its token could not be read): recorded at once */
+		o = HttpOutcome(&st->call->answer);
+		st->call = NULL;
 		RecordMirrorOutcome(a, &o);
 		if (!o.done)
 		{
@@ -473,6 +500,7 @@ typedef struct Cleanup
 {
 	RemoteAction a;
 	DmIoPgRequest *req;			/* postgres: its engine request, or NULL */
+	DmActuatorCall *call;		/* actuator: its call in flight, or NULL */
 } Cleanup;
 
 static MemoryContext CleanupContext = NULL;
@@ -531,6 +559,21 @@ CleanupDone(DmIoPgRequest *req, void *arg)
 	RecordCleanup(&c->a, &o);
 }
 
+/*
+ * CleanupCallDone
+ *		The engine's callback for an actuator cleanup: record it (a
+ *		transaction of its own; never raises).
+ */
+static void
+CleanupCallDone(DmActuatorCall *call, void *arg)
+{
+	Cleanup    *c = (Cleanup *) arg;
+	RemoteOutcome o = HttpOutcome(&call->answer);
+
+	c->call = NULL;
+	RecordCleanup(&c->a, &o);
+}
+
 /* CleanupsRunning: whether a cleanup of the batch is still in the engine */
 static bool
 CleanupsRunning(void)
@@ -538,18 +581,21 @@ CleanupsRunning(void)
 	ListCell   *lc;
 
 	foreach(lc, CleanupsInFlight)
-		if (((Cleanup *) lfirst(lc))->req != NULL)
+	{
+		Cleanup    *c = (Cleanup *) lfirst(lc);
+
+		if (c->req != NULL || c->call != NULL)
 			return true;
+	}
 	return false;
 }
 
 /*
  * DmRunMirrorCleanups
  *		Once the previous batch has ended: try every due cleanup of dropped
- *		mirrors once.  Postgres cleanups (drops on the nodes) go to the I/O
- *		engine on action sessions and are recorded by its callback, so the
- *		pass never waits for a node; actuator cleanups run here, each
- *		bounded by its timeout.  Never raises: errors are logged (and
+ *		mirrors once.  Every cleanup (drops on the nodes, on action sessions;
+ *		deletions at actuators) goes to the I/O engine and is recorded by
+ *		its callback, so the pass never waits for a node or an actuator.  Never raises: errors are logged (and
  *		recorded per cleanup row).
  */
 void
@@ -608,13 +654,16 @@ DmRunMirrorCleanups(void)
 		CHECK_FOR_INTERRUPTS();
 		if (a->http_method != NULL)
 		{
-			RemoteOutcome o;
+			c->call = StartHttpAction(a, cxt, CleanupCallDone, c);
+			if (c->call->done)
+			{
+				/* not sent (its token could not be read) */
+				RemoteOutcome o = HttpOutcome(&c->call->answer);
 
-			pgstat_report_activity(STATE_RUNNING,
-								   "driftmirror: asking an actuator to delete a mirror");
-			o = RunHttpAction(a);
-			RecordCleanup(a, &o);
-			MemoryContextSwitchTo(cxt);
+				c->call = NULL;
+				RecordCleanup(a, &o);
+				MemoryContextSwitchTo(cxt);
+			}
 			continue;
 		}
 		c->req = DmIoPgRequestCreate(cxt, a->conninfo, a->label);
@@ -643,7 +692,10 @@ DmMirrorCleanupsDiscard(void)
 
 		if (c->req != NULL)
 			DmIoPgCancel(c->req);
+		if (c->call != NULL)
+			DmActuatorCancel(c->call);
 		c->req = NULL;
+		c->call = NULL;
 	}
 	CleanupsInFlight = NIL;
 	if (CleanupContext != NULL)

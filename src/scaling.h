@@ -9,7 +9,12 @@
 #ifndef DM_SCALING_H
 #define DM_SCALING_H
 
-/* group step phase: forecast, decide and scale; may raise on catalog errors */
-extern void DmRunForecastPhase(int64 group_id);
+#include "group_step.h"
+
+/*
+ * group step phase: forecasts, decisions, and the HTTP scale requests in
+ * the I/O engine (DM_PHASE_WAITING until every one is answered)
+ */
+extern DmPhaseResult DmForecastPhase(DmGroupRun *run);
 
 #endif							/* DM_SCALING_H */

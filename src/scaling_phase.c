@@ -8,15 +8,15 @@
  * The decisions are taken in SQL (driftmirror._forecast_step, one short
  * transaction), which also calls SQL actuators and records everything in
  * the action log.  What it returns are the HTTP scale requests for actuator
- * mirrors: they are copied out of the transaction, sent after it has
- * committed (no transaction or snapshot is held across the network wait),
- * one at a time with the actuator's deadline, and each answer is recorded
- * by driftmirror._scale_outcome in its own transaction.  A request without
- * an answer is recorded as failed; the next step decides again, with a new
- * idempotency key.
+ * mirrors: they are copied out of the transaction and handed to the
+ * worker's I/O engine after it has committed (no transaction or snapshot
+ * is held across the network wait), all at once, each with the actuator's
+ * deadline; the phase waits (the group's step is parked, other groups go
+ * on) and each answer is recorded by driftmirror._scale_outcome in its own
+ * transaction.  A request without an answer is recorded as failed; the
+ * next step decides again, with a new idempotency key.
  *
- * Memory: the requests live in the caller's memory context (the worker
- * resets it after every group step).
+ * Memory: the requests live in the step's memory context (run->cxt).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +35,8 @@ typedef struct ScaleRequest
 {
 	int64		action_id;
 	DmActuatorRequest req;
+	DmActuatorCall *call;		/* in the I/O engine, or done */
+	bool		recorded;
 } ScaleRequest;
 
 /*
@@ -57,44 +59,75 @@ RecordScaleOutcome(int64 action_id, const DmActuatorAnswer *ans)
 			 4, (Oid[]) {INT8OID, BOOLOID, INT4OID, TEXTOID}, values, nulls);
 }
 
-/*
- * DmRunForecastPhase
- *		Run _forecast_step for a group, then send the HTTP scale requests it
- *		returned and record their answers.  Raises only when the catalog
- *		cannot be read or written (or on interrupts).
- */
-void
-DmRunForecastPhase(int64 group_id)
+/* ScaleAnswered: the engine's callback for a scale request: wakes the step */
+static void
+ScaleAnswered(DmActuatorCall *call, void *arg)
 {
-	List	   *requests = NIL;
+	DmGroupStepWake(arg);
+}
+
+/*
+ * DmForecastPhase
+ *		Run _forecast_step for a group (one transaction), hand the HTTP scale
+ *		requests it returned to the I/O engine, all at once, and record each
+ *		answer as it comes (a transaction each); the phase waits
+ *		(DM_PHASE_WAITING) until every request is answered or past its
+ *		deadline.  Raises only when the catalog cannot be read or written
+ *		(or on interrupts).
+ */
+DmPhaseResult
+DmForecastPhase(DmGroupRun *run)
+{
+	List	   *requests = (List *) run->phase_state;
 	ListCell   *lc;
-	DmCtlResult *res;
-	int			i;
+	bool		waiting = false;
 
-	res = DmCtlQuery("SELECT * FROM driftmirror._forecast_step($1)",
-					 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)}, NULL);
-	for (i = 0; i < res->nrows; i++)
+	if (requests == NIL)
 	{
-		ScaleRequest *r = palloc0(sizeof(ScaleRequest));
+		DmCtlResult *res;
+		int			i;
 
-		r->action_id = DmCtlGetInt64(res, i, "action_id", 0);
-		r->req.label = DmCtlGet(res, i, "label");
-		r->req.method = "POST";
-		r->req.url = DmCtlGet(res, i, "url");
-		r->req.body = DmCtlGet(res, i, "body");
-		r->req.idempotency_key = DmCtlGet(res, i, "idempotency_key");
-		r->req.token_file = DmCtlGet(res, i, "token_file");
-		r->req.timeout_ms = DmCtlGetInt32(res, i, "timeout_ms", 0);
-		if (r->action_id > 0 && r->req.url != NULL && r->req.label != NULL)
-			requests = lappend(requests, r);
+		res = DmCtlQuery("SELECT * FROM driftmirror._forecast_step($1)",
+						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->group_id)}, NULL);
+		for (i = 0; i < res->nrows; i++)
+		{
+			ScaleRequest *r = palloc0(sizeof(ScaleRequest));
+
+			r->action_id = DmCtlGetInt64(res, i, "action_id", 0);
+			r->req.label = DmCtlGet(res, i, "label");
+			r->req.method = "POST";
+			r->req.url = DmCtlGet(res, i, "url");
+			r->req.body = DmCtlGet(res, i, "body");
+			r->req.idempotency_key = DmCtlGet(res, i, "idempotency_key");
+			r->req.token_file = DmCtlGet(res, i, "token_file");
+			r->req.timeout_ms = DmCtlGetInt32(res, i, "timeout_ms", 0);
+			if (r->action_id > 0 && r->req.url != NULL && r->req.label != NULL)
+				requests = lappend(requests, r);
+		}
+		if (requests == NIL)
+			return DM_PHASE_DONE;
+		run->phase_state = requests;
+		foreach(lc, requests)
+		{
+			ScaleRequest *r = (ScaleRequest *) lfirst(lc);
+
+			r->call = DmActuatorStart(&r->req, run->cxt, ScaleAnswered, run);
+		}
 	}
 
 	foreach(lc, requests)
 	{
 		ScaleRequest *r = (ScaleRequest *) lfirst(lc);
-		DmActuatorAnswer ans;
 
-		DmActuatorPerform(&r->req, &ans);
-		RecordScaleOutcome(r->action_id, &ans);
+		if (r->recorded)
+			continue;
+		if (!r->call->done)
+		{
+			waiting = true;
+			continue;
+		}
+		r->recorded = true;
+		RecordScaleOutcome(r->action_id, &r->call->answer);
 	}
+	return waiting ? DM_PHASE_WAITING : DM_PHASE_DONE;
 }
