@@ -341,7 +341,10 @@ DmCtlValueText(const char *sql, int nargs, const char *const *args)
 	return DmCtlFirst(DmCtlQueryText(sql, nargs, args));
 }
 
-/* ColumnIndex: the index of a column by name; a missing one is a bug */
+/*
+ * ColumnIndex: the index of a column by name; a missing one means that the
+ * installed SQL does not match this library (the C/SQL contract)
+ */
 static int
 ColumnIndex(const DmCtlResult *r, const char *column)
 {
@@ -350,7 +353,10 @@ ColumnIndex(const DmCtlResult *r, const char *column)
 	for (j = 0; j < r->ncols; j++)
 		if (strcmp(r->names[j], column) == 0)
 			return j;
-	elog(ERROR, "column \"%s\" missing from a control-database result", column);
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column \"%s\" missing from a control-database result", column),
+			 errhint("Run ALTER EXTENSION driftmirror UPDATE in the control database.")));
 	return -1;					/* keep the compiler quiet */
 }
 
