@@ -93,6 +93,7 @@ DECLARE
     gid    bigint;
     nres   bigint;
     nmir   bigint;
+    owed   bigint[];
 BEGIN
     IF force IS NULL THEN
         RAISE EXCEPTION 'force must not be null'
@@ -100,6 +101,22 @@ BEGIN
     END IF;
     gid := driftmirror._group_id(p_name, true);
     PERFORM driftmirror._refuse_while_promoting(gid, p_name);
+
+    -- a promotion that still owes a pgbouncer router a RESUME
+    -- (promote_poolers.c) would be deleted with the group, and the worker
+    -- would never resume it: the pooler would stay paused
+    SELECT array_agg(p.id ORDER BY p.id) INTO owed
+      FROM driftmirror.promotion p
+     WHERE p.group_id = gid
+       AND (p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL);
+    IF owed IS NOT NULL THEN
+        RAISE EXCEPTION 'resource group "%" has a pgbouncer router still paused by a promotion', p_name
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Promotion %s must resume it first; dropping the group would forget it.',
+                                  array_to_string(owed, ', ')),
+                  HINT = 'Wait for the worker to resume the pooler (it retries every step; see dm_promotions), '
+                         'or make the pgbouncer reachable again so that it can.';
+    END IF;
 
     SELECT count(*) INTO nres FROM driftmirror.resource r WHERE r.group_id = gid;
     IF nres > 0 AND NOT force THEN
@@ -121,4 +138,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_drop_group(text, boolean) IS
-    'Drop a group; with force, also its resources and their mirrors (replication objects are dropped by the worker)';
+    'Drop a group; with force, also its resources and their mirrors (replication objects are dropped by the worker); refused while a promotion owes a pgbouncer router a RESUME';

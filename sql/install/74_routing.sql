@@ -412,13 +412,19 @@ $$;
 --              are added by the driver)
 -- Every change also has change_id and idempotency_key
 -- (dm-<group id>-<router id>-<change id>-<digest prefix>); digest is the
--- md5 of the change without them.
+-- md5 of the change without them.  PL/pgSQL, not LANGUAGE sql: the worker
+-- calls it for every group with routers at every step, and PL/pgSQL keeps
+-- the query's plan in the session where a SQL function with SET
+-- search_path (never inlined) was parsed and planned again on every call.
 CREATE FUNCTION driftmirror._router_work(p_group_id bigint, p_due boolean)
 RETURNS TABLE (router_id bigint, name text, kind text, endpoint text, options jsonb, change jsonb,
                digest text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH s AS (
         SELECT g.id AS group_id, g.name AS group_name, coalesce(sh.change_id, 0) AS change_id
           FROM driftmirror.resource_group g
@@ -482,7 +488,8 @@ AS $$
             AND (w.attempts = 0 OR w.last_attempt_at IS NULL
                  OR w.last_attempt_at < clock_timestamp()
                     - make_interval(secs => least(60, 2 ^ least(w.attempts, 6)))))
-     ORDER BY w.id
+     ORDER BY w.id;
+END
 $$;
 
 -- _router_record: the outcome of one router's attempt (in its own

@@ -65,4 +65,30 @@ SELECT _multihost(ARRAY['host=a port=1 dbname=app target_session_attrs=any'], 'r
 SELECT _multihost(ARRAY['this is not a conninfo'], 'read-write');
 SELECT _multihost('{}', 'read-write');
 
+-- a promotion that ended still owing a pgbouncer router a RESUME (its
+-- driver could not resume it; the router was then removed): the group is
+-- not dropped, which would forget the promotion and leave the pooler
+-- paused, and nothing changes; once the worker has resumed it (the record
+-- cleared), the drop goes ahead
+INSERT INTO promotion (group_id, group_name, resource_id, resource_name, mirror_id, trigger, reason,
+                       options, state, old_primary, two_way, mirror_fence, deadline, finished_at,
+                       poolers_removed)
+SELECT g.id, g.name, r.id, r.name, 0, 'manual', 'test', '{}', 'failed', r.endpoint, false, false,
+       now(), now(), '[{"name": "pgb", "endpoint": "host=/tmp port=1", "database": "app"}]'
+  FROM resource_group g JOIN resource r ON r.group_id = g.id AND r.name = 'db'
+ WHERE g.name = 'pg';
+\set VERBOSITY default
 SELECT dm_drop_group('pg', force => true);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+\set VERBOSITY terse
+-- a router still recorded as paused (not removed) counts alike
+UPDATE promotion SET poolers_removed = NULL, poolers_paused = '{42}' WHERE group_name = 'pg';
+SELECT dm_drop_group('pg', force => true);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT count(*) AS groups, (SELECT count(*) FROM resource r JOIN resource_group g ON g.id = r.group_id
+                             WHERE g.name = 'pg') AS resources,
+       (SELECT count(*) FROM promotion WHERE group_name = 'pg') AS promotions
+  FROM resource_group WHERE name = 'pg';
+UPDATE promotion SET poolers_paused = NULL WHERE group_name = 'pg';
+SELECT dm_drop_group('pg', force => true);
+SELECT count(*) AS promotions_left FROM promotion WHERE group_name = 'pg';
