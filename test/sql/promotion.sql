@@ -71,12 +71,16 @@ SELECT _multihost('{}', 'read-write');
 -- paused, and nothing changes; once the worker has resumed it (the record
 -- cleared), the drop goes ahead
 INSERT INTO promotion (group_id, group_name, resource_id, resource_name, mirror_id, trigger, reason,
-                       options, state, old_primary, two_way, mirror_fence, deadline, finished_at,
-                       poolers_removed)
-SELECT g.id, g.name, r.id, r.name, 0, 'manual', 'test', '{}', 'failed', r.endpoint, false, false,
-       now(), now(), '[{"name": "pgb", "endpoint": "host=/tmp port=1", "database": "app"}]'
+                       options, state, old_primary, new_primary, old_publication, old_slot,
+                       old_subscription, new_publication, new_slot, new_subscription, two_way,
+                       mirror_fence, deadline, poolers_removed)
+SELECT g.id, g.name, r.id, r.name, 0, 'manual', 'test', '{}', 'guardrails', r.endpoint,
+       'host=/tmp port=5998 dbname=app', 'p', 's', 's', 'p', 's', 's', false, false, now(),
+       '[{"name": "pgb", "endpoint": "host=/tmp port=1", "database": "app"}]'
   FROM resource_group g JOIN resource r ON r.group_id = g.id AND r.name = 'db'
  WHERE g.name = 'pg';
+UPDATE promotion SET state = 'rolling_back' WHERE group_name = 'pg';
+UPDATE promotion SET state = 'rolled_back', finished_at = now() WHERE group_name = 'pg';
 \set VERBOSITY default
 SELECT dm_drop_group('pg', force => true);
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
