@@ -1,9 +1,9 @@
 -- bench/router_work.sql: the cost of one call of driftmirror._router_work
 -- (what each router of a group must be told; the worker's router phase
 -- calls it twice per group with routers and step) as installed (PL/pgSQL,
--- its plan kept in the session), beside the baseline: the same query as
--- the LANGUAGE sql function with SET search_path it was before 0.2.0
--- (never inlined, so parsed and planned at every call), made here as a
+-- its generic plan forced and kept in the session), beside the baseline:
+-- the same query as the LANGUAGE sql function with SET search_path it was
+-- before (never inlined, so parsed and planned at every call), made here as a
 -- temporary function from the installed one's text.
 --
 -- Run it in a scratch database where driftmirror is created and that the

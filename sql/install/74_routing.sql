@@ -415,12 +415,15 @@ $$;
 -- md5 of the change without them.  PL/pgSQL, not LANGUAGE sql: the worker
 -- calls it for every group with routers at every step, and PL/pgSQL keeps
 -- the query's plan in the session where a SQL function with SET
--- search_path (never inlined) was parsed and planned again on every call.
+-- search_path (never inlined) was parsed and planned again on every call;
+-- the generic plan is forced, as the plan cache otherwise kept choosing
+-- custom plans, planned at every call too (bench/router_work.sql).
 CREATE FUNCTION driftmirror._router_work(p_group_id bigint, p_due boolean)
 RETURNS TABLE (router_id bigint, name text, kind text, endpoint text, options jsonb, change jsonb,
                digest text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
