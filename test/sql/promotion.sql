@@ -89,6 +89,9 @@ SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 UPDATE promotion SET poolers_removed = NULL, poolers_paused = '{42}' WHERE group_name = 'pg';
 SELECT dm_drop_group('pg', force => true);
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+-- nor is the resource removed: its routers would go with it
+SELECT dm_remove_resource('pg', 'db');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT count(*) AS groups, (SELECT count(*) FROM resource r JOIN resource_group g ON g.id = r.group_id
                              WHERE g.name = 'pg') AS resources,
        (SELECT count(*) FROM promotion WHERE group_name = 'pg') AS promotions
