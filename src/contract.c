@@ -147,8 +147,8 @@ static const ContractColumn StepWork[] = {
 };
 
 static const Contract Contracts[] = {
-	{"promotion_info", -1, {0}, "promote_worker.c", COLUMNS(PromotionInfo)},
-	{"_promotion_info", 1, {INT8OID}, "promote_worker.c", COLUMNS(PromotionInfo)},
+	{"promotion_info", -1, {0}, "promote_postgres.c", COLUMNS(PromotionInfo)},
+	{"_promotion_info", 1, {INT8OID}, "promote_postgres.c", COLUMNS(PromotionInfo)},
 	{"_mirror_next", 2, {INT8OID, TIMESTAMPTZOID}, "mirror.c", COLUMNS(MirrorNext)},
 	{"_cleanup_due", 0, {0}, "mirror.c", COLUMNS(CleanupDue)},
 	{"_promotion_actuator_next", 1, {INT8OID}, "promote_actuator.c", COLUMNS(ActuatorNext)},

@@ -58,7 +58,7 @@
 /* rows per table_multi_insert call (COPY uses 1,000 as well) */
 #define INSERT_BATCH	1000
 
-/* the columns of driftmirror.metric, in order (55_metrics.sql) */
+/* the columns of driftmirror.metric, in order (55_metric_catalog.sql) */
 static const Oid MetricColumnTypes[] = {TIMESTAMPTZOID, INT8OID, INT2OID, FLOAT8OID};
 
 #define METRIC_NCOLUMNS lengthof(MetricColumnTypes)
@@ -172,7 +172,7 @@ CopyRows(int64 resource_id, int16 metric_id, const Datum *ts, const Datum *val, 
 /*
  * ParentSupported
  *		true if the direct path may write into this driftmirror.metric: a
- *		partitioned table with the four columns of 55_metrics.sql, no
+ *		partitioned table with the four columns of 55_metric_catalog.sql, no
  *		statement triggers, no row-level security in force.
  */
 static bool

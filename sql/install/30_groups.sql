@@ -127,7 +127,7 @@ BEGIN
 
     -- deleting the group cascades to its mirrors, whose delete trigger
     -- queues the drop of their replication objects on every node (see
-    -- 60_mirrors.sql): the worker keeps retrying those after the group is gone
+    -- 65_mirror_cleanup.sql): the worker keeps retrying those after the group is gone
     SELECT count(*) INTO nmir FROM driftmirror.mirror m WHERE m.group_id = gid;
     -- edges first: the depends_on side of an edge does not cascade
     DELETE FROM driftmirror.resource_dependency d WHERE d.group_id = gid;

@@ -45,7 +45,7 @@
 -- this file comes before the catalogs that use them (60_mirror_catalog.sql,
 -- 70_promotion_catalog.sql).
 
--- promotion_info: what the promotion driver (src/promote_worker.c) reads
+-- promotion_info: what the promotion driver (src/promote_postgres.c) reads
 -- about its promotion: _promotion_info (70_promotion_steps.sql) returns it,
 -- the driver reads the attributes by name
 CREATE TYPE driftmirror.promotion_info AS (
@@ -96,7 +96,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     VALUES
-    -- postgres promotions (src/promote_worker.c): a failure or an
+    -- postgres promotions (src/promote_postgres.c): a failure or an
     -- interruption before the flip rolls back; after the flip the driver,
     -- or a recovery, finishes
     ('promotion', 'postgres', NULL, 'guardrails'),

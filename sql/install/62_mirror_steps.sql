@@ -107,7 +107,7 @@ BEGIN
             RETURN;
         END IF;
         -- provisioning, mirroring: one status poll per step, none while the
-        -- mirror is being promoted (70_promotion.sql, 72_promotion_actuator.sql:
+        -- mirror is being promoted (70_promotion_steps.sql, 72_promotion_actuator.sql:
         -- an answer read before the switch must not land after it); the
         -- poll's start is kept in pending_since for _mirror_http_done
         IF (m.mirror_checked_at IS NULL OR m.mirror_checked_at < p_step_started)

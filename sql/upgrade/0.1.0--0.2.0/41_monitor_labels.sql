@@ -284,7 +284,7 @@ SELECT g.name AS group_name,
                       ORDER BY p.id DESC LIMIT 1) lp ON true
   LEFT JOIN driftmirror.group_state s ON s.group_id = g.id
   LEFT JOIN driftmirror.dm_worker w ON true
-  -- metric sources (55_metrics.sql): a failing one degrades the group
+  -- metric sources (55_metric_collectors.sql): a failing one degrades the group
   LEFT JOIN LATERAL (
       SELECT count(*) AS sources,
              count(*) FILTER (WHERE mst.consecutive_failures > 0) AS failing,

@@ -1,4 +1,4 @@
--- 70_routing.sql: the route functions of 70_promotion.sql that follow the
+-- 70_routing.sql: the route functions (now sql/install/70_routes.sql) that follow the
 -- traffic shares of issue 11 (_route_pick; dm_route key-affine for writes;
 -- dm_route_multihost gains access and key, so it is dropped and created
 -- again, its grant in 75_routing_grants.sql).  The routing objects
