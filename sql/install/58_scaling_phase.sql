@@ -12,8 +12,9 @@
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
 --      backtest error on at least 6 points (the regime changed);
---   3. forecasts until the end of the decision's window (lead_time plus
---      one step) once per grid bucket, with the model's kept parameters
+--   3. forecasts as far as the window of the bucket's last step reaches
+--      (lead_time plus two group intervals past the bucket's end) once
+--      per grid bucket, with the model's kept parameters
 --      (model.params: hw and mstl filter the fresh data with them instead
 --      of estimating them again; the other methods fit again), stores it
 --      (forecasts are kept two days and at least 64 steps: the bound's
@@ -121,6 +122,7 @@ DECLARE
     aid     bigint;
     mir     record;
     t_now   timestamptz := now();
+    reach   integer;
 BEGIN
     SELECT x.id, x.name, driftmirror._effective_options('group', x.options) AS eff INTO g
       FROM driftmirror.resource_group x WHERE x.id = p_gid;
@@ -167,16 +169,18 @@ BEGIN
 
             -- forecast (stored once per bucket) and decision
             made := date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
-            win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step);
+            win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step, st.next_decision);
             -- a bucket's forecast is made once (at its first step, or by
-            -- the training), with the model's kept parameters; the later
-            -- steps of the bucket read it
+            -- the training), with the model's kept parameters, as far as
+            -- the window of its last step reaches; the later steps of the
+            -- bucket read it
+            reach := (driftmirror._scale_window(mdl.step, st.lead_time, mdl.step, st.next_decision)).last;
             IF NOT EXISTS (SELECT FROM driftmirror.forecast f
                             WHERE f.model_id = mdl.id AND f.made_at = made
-                              AND f.ts = made + (win.last - 1) * mdl.step) THEN
+                              AND f.ts = made + (reach - 1) * mdl.step) THEN
                 INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
                 SELECT mdl.id, made, f.*
-                  FROM driftmirror._model_forecast_at(mdl, t_now, win.last) f
+                  FROM driftmirror._model_forecast_at(mdl, t_now, reach) f
                 ON CONFLICT DO NOTHING;
             END IF;
             -- forecasts are kept two days, and at least 64 steps: accuracy

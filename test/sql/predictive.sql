@@ -227,6 +227,28 @@ SELECT count(*) > 0 AS scaled_down,
   FROM bt b JOIN bt p ON p.ts = b.ts - interval '5 minutes'
  WHERE b.decision = 'scale_down';
 
+-- capacity-hours: the time-weighted live capacity of each step, never
+-- below its smallest capacity
+SELECT bool_and(abs(capacity_hours - capacity / 12.0) < 1e-9) AS whole_steps_constant,
+       bool_and(capacity_hours >= capacity / 12.0 - 1e-9) AS at_least_smallest
+  FROM bt;
+-- lead_time not a whole number of steps (7 minutes, 5-minute steps): the
+-- replay also decides 3 minutes into each step, 7 minutes before the
+-- step after next starts, so the capacity a peak needs is ordered just in
+-- time: live when the peak starts, not bought during the step before it
+-- (a decision at a step's start sizes the next step only)
+SELECT dm_alter_group('shop', '{"lead_time": "7 minutes"}');
+CREATE TEMP TABLE bt7 AS
+SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
+SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
+SELECT floor(extract(epoch FROM b.ts - a.t) / 86400) AS day,
+       count(*) FILTER (WHERE b.demand > b.capacity * 100) AS under_provisioned,
+       min(b.capacity) FILTER (WHERE b.demand > 500) >= 12 AS ready,
+       (SELECT round((x.capacity_hours * 12)::numeric, 2) FROM bt7 x
+         WHERE x.ts = min(b.ts) FILTER (WHERE b.demand > 500) - interval '5 minutes') AS step_before,
+       bool_and(b.capacity_hours >= b.capacity / 12.0 - 1e-9) AS at_least_smallest
+  FROM anchor a, bt7 b GROUP BY 1 ORDER BY 1;
+
 -- the bound of a forecast bucket: the model's 95 % bound until 20 errors
 -- at its lead are known, then yhat plus their 80 % quantile (never under
 -- yhat)
@@ -234,13 +256,25 @@ SELECT _scale_bound(100, 150, '{}') AS no_errors,
        _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 19) x)) AS nineteen,
        _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 20) x)) AS twenty,
        _scale_bound(100, 150, (SELECT array_agg(-x::float8) FROM generate_series(1, 20) x)) AS biased_high;
--- the window: the buckets that overlap [decision + lead_time, + step)
-SELECT l AS lead_time, o AS offset_in_bucket, w.*
-  FROM (VALUES (interval '0', interval '0'), (interval '0', interval '2 minutes'),
-               (interval '2 minutes', interval '0'), (interval '5 minutes', interval '0'),
-               (interval '30 minutes', interval '0'), (interval '30 minutes', interval '3 minutes')) v(l, o),
-       _scale_window(o, l, interval '5 minutes') w
- ORDER BY 1, 2;
+-- the window: the buckets that overlap [decision + lead_time,
+-- next decision + lead_time); the replay's next decision is one step or
+-- less away, the worker's two intervals (20 s)
+SELECT l AS lead_time, o AS offset_in_bucket, nx AS next, w.*
+  FROM (VALUES (interval '0', interval '0', interval '5 minutes'),
+               (interval '0', interval '2 minutes', interval '5 minutes'),
+               (interval '2 minutes', interval '0', interval '5 minutes'),
+               (interval '5 minutes', interval '0', interval '5 minutes'),
+               (interval '30 minutes', interval '0', interval '5 minutes'),
+               (interval '30 minutes', interval '3 minutes', interval '5 minutes'),
+               -- lead_time 2 minutes: the replay also decides at 3 minutes,
+               -- for the next bucket only
+               (interval '2 minutes', interval '0', interval '3 minutes'),
+               (interval '2 minutes', interval '3 minutes', interval '2 minutes'),
+               -- the worker: the bucket in progress until its last 2 minutes
+               (interval '2 minutes', interval '1 minute', interval '20 seconds'),
+               (interval '2 minutes', interval '2 minutes 50 seconds', interval '20 seconds'),
+               (interval '2 minutes', interval '3 minutes', interval '20 seconds')) v(l, o, nx),
+       _scale_window(o, l, interval '5 minutes', nx) w ORDER BY 1, 2;
 
 -- ---------------------------------------------------------------------
 -- bad input: clear errors, nothing changed
