@@ -33,6 +33,13 @@ smallest capacity live in it); capacity-hours sum live capacity over
 time.  "oracle" is what a scaler that knew each interval's demand would
 keep: need(demand) per interval, no delay.
 
+The daily series (downtown Chicago boardings) fall on public holidays: in
+the runs with events their groups carry the US federal holidays of their
+years (holidays(): rules of the calendar, no data) as events named
+'holiday', as a DBA registers known calendar events with dm_add_event; the
+forecasting models use them as regressors.  The reactive scaler has no use
+for them.  A run without events shows what they bring.
+
 Prints one line per series and the total, and the time the replay took
 per step; then the cost of the worker's forecast phase per group and step
 (see phase_cost) beside the previous approach (parameters estimated at
@@ -59,19 +66,56 @@ SERIES = [
     ("chicago_2014", "chicago_clark_lake_h14_o5055", dt.timedelta(days=1), 1.0, 364),
 ]
 
-# provisioning delays (lead_time) replayed: realistic ones first (an
-# instance is live within the hour; taylor's step is 30 minutes, so one
-# step), then the stress case of a whole day for the daily series
+# the runs: provisioning delays (lead_time) and whether the daily series'
+# groups carry the US federal holidays as events.  Realistic delays first
+# (an instance is live within the hour; taylor's step is 30 minutes, so
+# one step), with and without the holidays; then the stress case of a
+# whole day for the daily series
+WITHIN_THE_HOUR = {"taylor": dt.timedelta(minutes=30),
+                   "chicago_2005": dt.timedelta(hours=1),
+                   "chicago_2010": dt.timedelta(hours=1),
+                   "chicago_2014": dt.timedelta(hours=1)}
 RUNS = [
-    ("provisioning within the hour", {"taylor": dt.timedelta(minutes=30),
-                                      "chicago_2005": dt.timedelta(hours=1),
-                                      "chicago_2010": dt.timedelta(hours=1),
-                                      "chicago_2014": dt.timedelta(hours=1)}),
-    ("stress: provisioning takes a whole step of the daily series (1 day)",
+    ("provisioning within the hour; the daily series' groups carry the US federal holidays as events",
+     WITHIN_THE_HOUR, True),
+    ("provisioning within the hour; no events", 
+     {k: v for k, v in WITHIN_THE_HOUR.items() if k != "taylor"}, False),
+    ("stress: provisioning takes a whole step of the daily series (1 day); holidays as events",
      {"chicago_2005": dt.timedelta(days=1),
       "chicago_2010": dt.timedelta(days=1),
-      "chicago_2014": dt.timedelta(days=1)}),
+      "chicago_2014": dt.timedelta(days=1)}, True),
 ]
+
+
+def nth_weekday(year, month, weekday, n):
+    d = dt.date(year, month, 1)
+    return d + dt.timedelta(days=(weekday - d.weekday()) % 7, weeks=n - 1)
+
+
+def last_weekday(year, month, weekday):
+    d = dt.date(year, month + 1, 1) - dt.timedelta(days=1)
+    return d - dt.timedelta(days=(d.weekday() - weekday) % 7)
+
+
+def observed(d):
+    """A fixed-date holiday on a weekend is observed on the nearest weekday."""
+    if d.weekday() == 5:
+        return d - dt.timedelta(days=1)
+    if d.weekday() == 6:
+        return d + dt.timedelta(days=1)
+    return d
+
+
+def holidays(year):
+    """US federal holidays that empty downtown Chicago (the Clark/Lake
+    station's boardings fall on them), with Thanksgiving's Friday and
+    Christmas and New Year's eves."""
+    thanksgiving = nth_weekday(year, 11, 3, 4)
+    return {observed(dt.date(year, 1, 1)), nth_weekday(year, 1, 0, 3),
+            nth_weekday(year, 2, 0, 3), last_weekday(year, 5, 0),
+            observed(dt.date(year, 7, 4)), nth_weekday(year, 9, 0, 1),
+            thanksgiving, thanksgiving + dt.timedelta(days=1),
+            dt.date(year, 12, 24), observed(dt.date(year, 12, 25)), dt.date(year, 12, 31)}
 
 
 def psql(args, script):
@@ -192,8 +236,9 @@ def phase_cost(args, grp):
     return res
 
 
-def load_group(args, grp, pts, shift, step, lead, unit):
-    """(Re)create the group of a series with lead_time lead and ingest it."""
+def load_group(args, grp, pts, shift, step, lead, unit, events):
+    """(Re)create the group of a series with lead_time lead and ingest it;
+    with events, the holidays of its years as events named 'holiday'."""
     lines = "\n".join("%s+00,%r" % ((ts + shift).isoformat(sep=" "), v) for ts, v in pts)
     psql(args, f"""
 SELECT driftmirror.dm_drop_group(name, true) FROM driftmirror.dm_groups WHERE name = '{grp}';
@@ -209,6 +254,12 @@ COPY s FROM STDIN WITH (FORMAT csv);
 \\.
 SELECT driftmirror.dm_ingest('{grp}', 'svc', 'demand', array_agg(ts ORDER BY ts), array_agg(v ORDER BY ts)) FROM s;
 """)
+    if events:
+        days = sorted(set().union(*(holidays(y) for y in range(pts[0][0].year, pts[-1][0].year + 1))))
+        psql(args, "\n".join(
+            "SELECT driftmirror.dm_add_event('%s', 'holiday', '%s+00', '%s+00');" % (
+                grp, start.isoformat(sep=" "), (start + dt.timedelta(days=1, seconds=-1)).isoformat(sep=" "))
+            for start in (dt.datetime(d.year, d.month, d.day) + shift for d in days)))
 
 
 def fewer(r, p):
@@ -223,7 +274,8 @@ def main():
     ap.add_argument("--user", default=os.environ.get("USER", "postgres"))
     ap.add_argument("--dbname", default="postgres")
     ap.add_argument("--only", default=None, help="run one series")
-    ap.add_argument("--no-stress", action="store_true", help="skip the whole-day provisioning runs")
+    ap.add_argument("--no-stress", action="store_true", help="skip the whole-day provisioning run")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the run without events")
     args = ap.parse_args()
 
     psql(args, "SELECT driftmirror.dm_set_metric_settings('{\"partition_interval\": \"31 days\"}');"
@@ -231,8 +283,8 @@ def main():
                " WHERE NOT EXISTS (SELECT FROM driftmirror.dm_metric_names WHERE name = 'demand');")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     costs = []
-    for run, leads in RUNS:
-        if args.no_stress and run.startswith("stress"):
+    for run, leads, events in RUNS:
+        if (args.no_stress and run.startswith("stress")) or (args.no_baselines and not events):
             continue
         print("\n%s\n" % run)
         print("| series | step | steps | lead | predictive under | reactive under | ratio"
@@ -252,7 +304,7 @@ def main():
             # last day, so the worker's phase below forecasts from fresh data
             shift = dt.timedelta(days=math.floor((now - pts[-1][0]).total_seconds() / 86400))
             grp = "bench_" + name
-            load_group(args, grp, pts, shift, step, lead, unit)
+            load_group(args, grp, pts, shift, step, lead, unit, events and step >= dt.timedelta(days=1))
             start = pts[-replay][0] + shift
             end = pts[-1][0] + shift + step
             before = pts[-replay - 1][1]

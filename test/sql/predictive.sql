@@ -136,6 +136,17 @@ SELECT metric, observed < 200 AS quiet_now, forecast_upper > 900 AS peak_ahead,
 SELECT dm_alter_group('shop', '{"lead_time": "0"}');
 SELECT forecast_upper < 300 AS quiet_ahead, required, decision FROM plan;
 SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
+-- just in time: with lead_time 7 minutes the worker (a decision every
+-- 10 s: the window ends two intervals later) orders the peak's capacity 7
+-- minutes before the peak starts, not while the bucket before it still
+-- ends more than 7 minutes ahead
+SELECT dm_alter_group('shop', '{"lead_time": "7 minutes"}');
+SELECT extract(epoch FROM x.before_peak)::integer AS seconds_before_peak, p.required, p.decision
+  FROM anchor a, (VALUES (interval '8 minutes'), (interval '7 minutes 30 seconds'),
+                         (interval '7 minutes')) x(before_peak),
+       dm_capacity_plan('shop', 'web', a.t - interval '12 hours' - x.before_peak) p
+ ORDER BY 1 DESC;
+SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
 -- headroom
 SELECT dm_alter_group('shop', '{"headroom": 0.5}');
 SELECT required FROM plan;
