@@ -262,6 +262,15 @@ SELECT driftmirror.dm_ingest('{grp}', 'svc', 'demand', array_agg(ts ORDER BY ts)
             for start in (dt.datetime(d.year, d.month, d.day) + shift for d in days)))
 
 
+def dur(td):
+    """A step or delay as people write it: 30 min, 1 h, 1 day."""
+    sec = int(td.total_seconds())
+    for unit, n in (("day", 86400), ("h", 3600), ("min", 60)):
+        if sec % n == 0:
+            return "%d %s" % (sec // n, unit)
+    return "%d s" % sec
+
+
 def fewer(r, p):
     return ("%.1fx fewer" % (r / p)) if p else ("%d vs 0" % r)
 
@@ -334,7 +343,7 @@ SELECT ts, demand, capacity, decision, capacity_hours FROM driftmirror.dm_backte
             # what a scaler that knew each interval's demand would keep
             oc = sum(need(d, unit) for d in demand) * hours
             print("| %s | %s | %d | %s | %d | %d | %s | %.0f | %.0f | %.3f | %.0f | %d / %d | %.1f |" % (
-                name, step, len(rows), lead, pu, ru, fewer(ru, pu),
+                name, dur(step), len(rows), dur(lead), pu, ru, fewer(ru, pu),
                 pc, rc, pc / rc, oc, spu, sru, ms / len(rows)), flush=True)
             for k, v in (("pu", pu), ("ru", ru), ("pc", pc), ("rc", rc), ("oc", oc),
                          ("n", len(rows)), ("ms", ms), ("spu", spu), ("sru", sru)):
