@@ -20,7 +20,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DmTest;
-use DmPair;
+use DmPair qw(:DEFAULT promote_kill_driver last_promotion);
 use DmRouters;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -51,21 +51,6 @@ sub kill_bouncer
 	ok(kill('KILL', $pid), "pgbouncer (pid $pid) killed");
 	eval { $bouncer->{handle}->finish; };
 	$bouncer->{handle} = undef;
-}
-
-sub kill_driver
-{
-	my ($s) = @_;
-	my $pid = $a->safe_psql('postgres',
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
-	kill 'KILL', $pid;
-	eval { $s->quit; };
-}
-
-sub last_promotion
-{
-	my ($col) = @_;
-	return $a->safe_psql('postgres', "SELECT $col FROM driftmirror.promotion ORDER BY id DESC LIMIT 1");
 }
 
 # what a refusal must leave as it was
@@ -125,26 +110,26 @@ like($err, qr/no promotion of group "orders" owes router "pool" a RESUME/, 'the 
 promote_pause($p, 'fence', 120000);
 my $s = promote_start($p);
 promote_wait_paused($p, 'fence', 'rolling back');
-is(last_promotion('cardinality(poolers_paused)'), '1', 'the promotion recorded the paused pooler');
+is(last_promotion($p, 'cardinality(poolers_paused)'), '1', 'the promotion recorded the paused pooler');
 kill_bouncer();
 $err = refused(q{SELECT driftmirror.dm_router_forget_pause('orders', 'pool')}, '55006',
 	'the promotion that owes the RESUME is being driven');
 like($err, qr/is being driven right now/, 'the message says the promotion is being driven');
-my $first = last_promotion('id');
+my $first = last_promotion($p, 'id');
 # (SIGKILL of a backend: the node restarts, poll_query_until waits for it)
-kill_driver($s);
+promote_kill_driver($p, $s);
 ok($a->poll_query_until('postgres', qq{SELECT state = 'rolling_back' AND EXISTS (
 	SELECT FROM driftmirror.promotion_step WHERE promotion_id = $first AND step = 'rollback')
 	FROM driftmirror.promotion WHERE id = $first}), 'the recovery started the rollback');
 $a->wait_for_log(qr/pgbouncer router\(s\) paused by the promotion could not be resumed yet/);
-is(last_promotion('state || \' \' || cardinality(poolers_paused)'), 'rolling_back 1',
+is(last_promotion($p, 'state || \' \' || cardinality(poolers_paused)'), 'rolling_back 1',
 	'the rollback cannot finish: the pooler is still owed its RESUME');
 refused(q{SELECT driftmirror.dm_drop_group('orders', true)}, '55006', 'dm_drop_group while rolling back');
 
 is(forget_pause(), "{$first}", 'dm_router_forget_pause gives up the RESUME the rolling-back promotion owed');
 ok($a->poll_query_until('postgres', qq{SELECT state FROM driftmirror.promotion WHERE id = $first}, 'rolled_back'),
 	'the recovery then finishes the rollback');
-is(last_promotion('coalesce(poolers_paused::text, \'none\')'), 'none', 'nothing is owed any more');
+is(last_promotion($p, 'coalesce(poolers_paused::text, \'none\')'), 'none', 'nothing is owed any more');
 like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_actions
 	WHERE kind = 'router_forget_pause' ORDER BY id DESC LIMIT 1}),
 	qr/the RESUME that promotion $first owed pgbouncer router "pool" was given up/,
@@ -158,15 +143,15 @@ ok(wait_mirroring($p), 'the mirror is in sync');
 promote_pause($p, 'unfence', 120000);
 $s = promote_start($p);
 promote_wait_paused($p, 'unfence', 'failed promotion');
-my $second = last_promotion('id');
-is(last_promotion('cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
+my $second = last_promotion($p, 'id');
+is(last_promotion($p, 'cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
 kill_bouncer();
 # after the flip a drop is allowed: the operator gives up on the way back
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_drop_mirror('orders', 'db')});
-kill_driver($s);
+promote_kill_driver($p, $s);
 ok($a->poll_query_until('postgres', qq{SELECT state FROM driftmirror.promotion WHERE id = $second}, 'failed'),
 	'the promotion ended failed: its mirror was dropped');
-is(last_promotion('cardinality(poolers_paused)'), '1', 'it still owes the vanished pgbouncer its RESUME');
+is(last_promotion($p, 'cardinality(poolers_paused)'), '1', 'it still owes the vanished pgbouncer its RESUME');
 $a->safe_psql('postgres', q{ALTER SYSTEM RESET driftmirror.promote_test_pause; SELECT pg_reload_conf()});
 
 $err = refused(q{SELECT driftmirror.dm_remove_resource('orders', 'db')}, '55006',
