@@ -1233,20 +1233,9 @@ DmIoDiscardAll(void)
 	HttpActive = HttpFinished = NULL;
 	DmIoSocketDiscardAll();
 	while (Timers != NULL)
-	{
-		DmIoTimer  *t = Timers;
-
-		Timers = t->next;
-		t->next = NULL;
-		t->armed = false;
-	}
+		DmIoTimerCancel(Timers);
 	while (TimersFired != NULL)
-	{
-		DmIoTimer  *t = TimersFired;
-
-		TimersFired = t->next;
-		t->next = NULL;
-	}
+		DmIoTimerCancel(TimersFired);
 }
 
 /*

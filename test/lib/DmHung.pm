@@ -1,8 +1,8 @@
 # DmHung.pm: a hung HTTP receiver for the TAP fault tests
 # (test/lib/hung_http_receiver.py: reads each request, never answers, logs
 # "request <method> <path>" and, once the client gives up, "closed"), or
-# with DmHung->start('hung_socket_server.py') a hung line-protocol server
-# (logs "request <first line>", then "closed" the same way).
+# with DmHung->start('line') a hung line-protocol server (the same script:
+# logs "request <first line>", then "closed" the same way).
 #
 #   my $h = DmHung->start;             # picks a free port
 #   $h->url;                           # http://127.0.0.1:<port>
@@ -23,15 +23,15 @@ END { local $?; for my $h (@started) { eval { $h->stop; }; } }
 
 sub start
 {
-	my ($class, $script) = @_;
+	my ($class, $mode) = @_;
 	my $self = bless {}, $class;
 	my $base = PostgreSQL::Test::Utils::tempdir();
 
 	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{events} = "$base/events";
 	$self->{run} = IPC::Run::start(
-		[ 'python3', "$ENV{DM_ROOT}/test/lib/" . ($script // 'hung_http_receiver.py'),
-		  $self->{port}, $self->{events} ],
+		[ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $self->{port}, $self->{events},
+		  $mode // () ],
 		'<', \undef, '>>', "$base/out", '2>>', "$base/out");
 	push @started, $self;
 	return $self;

@@ -4,9 +4,9 @@
 # I/O engine: src/router_io.c, src/io_socket.c).
 #
 # Group "stuck" has a HAProxy router whose runtime API endpoint is a
-# hostile socket server (test/lib/hung_socket_server.py) that reads the
-# first command line and never answers, logging when the worker gives up
-# (closes the connection).  Group "good" has a router on a real HAProxy.
+# hostile socket server (test/lib/hung_http_receiver.py in its line mode)
+# that reads the first command line and never answers, logging when the
+# worker gives up (closes the connection).  Group "good" has a router on a real HAProxy.
 # While the worker's conversation with the hung endpoint is held (its
 # timeout 20 s), the good group's new router is applied (its weights read
 # back from HAProxy itself) and its heartbeats advance; then the hung one
@@ -30,7 +30,7 @@ my $dir = PostgreSQL::Test::Utils::tempdir();
 my $node = dm_node('hung_router');
 my $act = DmActuator->new;
 $act->start;
-my $hung = DmHung->start('hung_socket_server.py');
+my $hung = DmHung->start('line');
 # the healthy group's HAProxy: its servers only need to exist
 my $hap = haproxy_start($dir, { a => $node, b => $node });
 
