@@ -297,6 +297,87 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_remove_router(text, text) IS
     'Remove a router from a group (the router keeps its current weights)';
 
+-- dm_router_forget_pause: give up the RESUME that promotions of the group
+-- owe a pgbouncer router (named: a router of the group, or one removed
+-- with dm_remove_router while paused), for a pgbouncer that is gone for
+-- good.  Nothing is sent to it: if it ever comes back it starts unpaused
+-- from its files (a restart), or stays paused until someone sends RESUME.
+-- Returns the promotions that owed it.  Refused, with nothing changed:
+-- nothing owed to that router (55000), or a promotion that owes it is
+-- being driven right now (55006: its driver resumes it or gives up, and
+-- an ended promotion's driver must not find the record gone under it).
+-- Taking each promotion's lock (the driver's, promote.h) in this
+-- transaction keeps a recovery from starting on it until the commit.
+CREATE FUNCTION driftmirror.dm_router_forget_pause("group" text, router text)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_group  ALIAS FOR $1;
+    p_router ALIAS FOR $2;
+    gid      bigint;
+    rid      bigint;
+    owed     bigint[];
+    busy     bigint[];
+BEGIN
+    IF p_router IS NULL THEN
+        RAISE EXCEPTION 'router name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    gid := driftmirror._group_id(p_group, true);
+    SELECT rt.id INTO rid FROM driftmirror.router rt WHERE rt.group_id = gid AND rt.name = p_router;
+
+    -- the promotions that owe it a RESUME, locked; those whose driver
+    -- (or a recovery) holds the promotion's lock are busy
+    SELECT array_agg(o.id ORDER BY o.id),
+           array_agg(o.id ORDER BY o.id) FILTER (WHERE NOT o.free)
+      INTO owed, busy
+      FROM (SELECT p.id,
+                   pg_try_advisory_xact_lock(6581616, p.id::integer) AS free  -- DM_PROMOTION_LOCK_KEY
+              FROM driftmirror.promotion p
+             WHERE p.group_id = gid
+               AND ((rid IS NOT NULL AND rid = ANY (p.poolers_paused))
+                    OR EXISTS (SELECT FROM jsonb_array_elements(p.poolers_removed) e
+                                WHERE e ->> 'name' = p_router))
+             ORDER BY p.id
+               FOR NO KEY UPDATE OF p) o;
+    IF owed IS NULL THEN
+        IF rid IS NULL THEN
+            RAISE EXCEPTION 'router "%" does not exist in group "%"', p_router, p_group
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'no promotion of group "%" owes router "%" a RESUME', p_group, p_router
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'dm_router_forget_pause is only for a pgbouncer router that a promotion paused and could not resume.';
+    END IF;
+    IF busy IS NOT NULL THEN
+        RAISE EXCEPTION 'promotion % of group "%" is being driven right now', array_to_string(busy, ', '), p_group
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Its driver resumes router "%s" or records that it could not.', p_router),
+                  HINT = 'Try again once it has ended or stopped retrying (see dm_promotions).';
+    END IF;
+
+    UPDATE driftmirror.promotion p
+       SET poolers_paused = NULLIF(array_remove(p.poolers_paused, rid), '{}'),
+           poolers_removed = NULLIF(
+               (SELECT coalesce(jsonb_agg(x.e ORDER BY x.n), '[]')
+                  FROM jsonb_array_elements(p.poolers_removed) WITH ORDINALITY x (e, n)
+                 WHERE (x.e ->> 'name') IS DISTINCT FROM p_router), '[]'::jsonb)
+     WHERE p.id = ANY (owed);
+    PERFORM driftmirror._log_action(p_group, NULL, 'router_forget_pause',
+                                    format('the RESUME that promotion %s owed pgbouncer router "%s" was given up; '
+                                           'that pgbouncer is not resumed by driftmirror any more',
+                                           array_to_string(owed, ', '), p_router),
+                                    jsonb_build_object('router', p_router, 'promotions', to_jsonb(owed),
+                                                       'router_removed', rid IS NULL));
+    RETURN owed;
+END
+$$;
+COMMENT ON FUNCTION driftmirror.dm_router_forget_pause(text, text) IS
+    'Give up the RESUME that promotions owe a pgbouncer router that is gone for good';
+
 -- _route_weight: the weight of one endpoint for one access kind, as
 -- dm_route sees it: its route, or without any route of that access, 100
 -- for the resource's endpoint (the primary) and 0 for others
