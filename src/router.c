@@ -366,7 +366,10 @@ WaitBatch(RouterBatch *b, const char *kind)
 {
 	BatchStart(b, false, kind, NULL, NULL);
 	while (BatchRecord(b))
+	{
+		CHECK_FOR_INTERRUPTS();
 		(void) DmIoWait(1000);
+	}
 }
 
 static pg_noinline void

@@ -2,7 +2,10 @@
 # (test/lib/hung_http_receiver.py: reads each request, never answers, logs
 # "request <method> <path>" and, once the client gives up, "closed"), or
 # with DmHung->start('line') a hung line-protocol server (the same script:
-# logs "request <first line>", then "closed" the same way).
+# logs "request <first line>", then "closed" the same way), or with
+# DmHung->start('pg') a hung PostgreSQL-protocol server
+# (test/lib/hung_pg_server.py: logs the client in, never answers a query;
+# logs "login", "query", "cancel").
 #
 #   my $h = DmHung->start;             # picks a free port
 #   $h->url;                           # http://127.0.0.1:<port>
@@ -30,8 +33,10 @@ sub start
 	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{events} = "$base/events";
 	$self->{run} = IPC::Run::start(
-		[ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $self->{port}, $self->{events},
-		  $mode // () ],
+		($mode // '') eq 'pg'
+		? [ 'python3', "$ENV{DM_ROOT}/test/lib/hung_pg_server.py", $self->{port}, $self->{events} ]
+		: [ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $self->{port}, $self->{events},
+			$mode // () ],
 		'<', \undef, '>>', "$base/out", '2>>', "$base/out");
 	push @started, $self;
 	return $self;
