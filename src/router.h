@@ -94,6 +94,9 @@ typedef struct DmRouterExchange
 	DmHttpRequest http;			/* http: the request */
 	int			delay_ms;		/* wait this long (in the engine) first */
 	int			attempt;		/* the driver's count of tries (retries) */
+	bool		sees_failure;	/* hand a failed exchange back to the driver
+								 * (retries); else the failure ends the
+								 * conversation as the router's error */
 
 	/* the answer */
 	bool		ok;				/* it went through (any answer) */
@@ -110,15 +113,13 @@ typedef struct DmRouterExchange
  * Drivers: given the answer to the exchange sent last (x->kind NONE on
  * the first call), check it and fill x with the next exchange (true), or
  * set task->applied (false: done).  Raise an error when the router
- * refused or did not answer (router_io.c records it as the router's
- * error).  No network I/O here: local work only (pgbouncer's file).
+ * refused or answered wrong (router_io.c records it as the router's
+ * error); an exchange that did not go through comes back only with
+ * sees_failure.  No network I/O here: local work only (pgbouncer's file).
  */
 extern bool DmRouterHaproxyNext(DmRouterTask *task, DmRouterExchange *x);
 extern bool DmRouterPgbouncerNext(DmRouterTask *task, DmRouterExchange *x);
 extern bool DmRouterWebhookNext(DmRouterTask *task, DmRouterExchange *x);
-
-/* raise the failure of an exchange that did not go through */
-extern void DmRouterExchangeFailed(const DmRouterExchange *x) pg_attribute_noreturn();
 
 /*
  * router_io.c: run one task's conversation in the I/O engine.

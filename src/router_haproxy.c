@@ -178,8 +178,6 @@ DmRouterHaproxyNext(DmRouterTask *t, DmRouterExchange *x)
 	else
 	{
 		/* the answer to the command sent last */
-		if (!x->ok)
-			DmRouterExchangeFailed(x);
 		if (st->showing == NULL)
 			CheckSetAnswer(x->text, x->answer);
 		else

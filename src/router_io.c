@@ -19,9 +19,11 @@
  * request's one deadline, the console's connect and statement deadlines,
  * the HTTP request's total timeout.
  *
- * Errors: a driver's error (a refusal, an answer that does not check, a
- * failed exchange) is caught here and becomes the task's outcome; the
- * conversation ends.  Nothing here raises for a router's faults.
+ * Errors: an exchange that did not go through (refused, no answer in
+ * time, connection lost) ends the conversation with its error, unless the
+ * driver asked to see it (a webhook's retries); a driver's error (a
+ * refusal, an answer that does not check) is caught here too.  Either
+ * becomes the task's outcome.  Nothing here raises for a router's faults.
  *
  * Memory: the job and every exchange's strings live in the context given
  * to DmRouterStart (the caller's, which outlives the conversation or
@@ -68,12 +70,9 @@ static const struct
 
 static void Send(DmRouterJob *job);
 
-/*
- * DmRouterExchangeFailed
- *		See router.h.
- */
-void
-DmRouterExchangeFailed(const DmRouterExchange *x)
+/* ExchangeFailed: raise the failure of an exchange that did not go through */
+static void
+ExchangeFailed(const DmRouterExchange *x)
 {
 	ereport(ERROR,
 			(errcode(x->sqlstate ? MAKE_SQLSTATE(x->sqlstate[0], x->sqlstate[1], x->sqlstate[2],
@@ -108,6 +107,8 @@ Step(DmRouterJob *job)
 	PG_TRY();
 	{
 		job->x.delay_ms = 0;
+		if (job->x.kind != DM_ROUTER_IO_NONE && !job->x.ok && !job->x.sees_failure)
+			ExchangeFailed(&job->x);
 		more = job->next(t, &job->x);
 		if (!more)
 			t->ok = true;

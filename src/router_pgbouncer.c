@@ -290,8 +290,6 @@ DmRouterPgbouncerNext(DmRouterTask *t, DmRouterExchange *x)
 		st->sent = 1;
 		return true;
 	}
-	if (!x->ok)
-		DmRouterExchangeFailed(x);
 	if (st->sent == 1 && st->changed)
 	{
 		x->text = psprintf("RECONNECT %s", t->database);

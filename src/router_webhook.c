@@ -56,6 +56,7 @@ DmRouterWebhookNext(DmRouterTask *t, DmRouterExchange *x)
 		if (t->hmac_key_file)
 			req->signature = DmHmacSha256Signature(t->hmac_key_file, t->change);
 		x->kind = DM_ROUTER_IO_HTTP;
+		x->sees_failure = true; /* transport errors are retried */
 		x->attempt = 0;
 		return true;
 	}
