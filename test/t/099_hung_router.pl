@@ -9,7 +9,8 @@
 # worker gives up (closes the connection).  Group "good" has a router on a real HAProxy.
 # While the worker's conversation with the hung endpoint is held (its
 # timeout 20 s), the good group's new router is applied (its weights read
-# back from HAProxy itself) and its heartbeats advance; then the hung one
+# back from HAProxy itself), its heartbeats advance and a dm_shift of it
+# goes through at once; then the hung one
 # ends with a timeout error recorded in dm_routers, and the same worker
 # goes on.  When the router phase talked to routers itself, the worker
 # waited for the hung endpoint, so neither came until it had timed out.
@@ -65,8 +66,13 @@ is_deeply(haproxy_weights($hap), { a => '100', b => '0/drain' },
 dm_wait_for($node,
 	"SELECT steps_ok >= $steps + 3 FROM driftmirror.dm_status WHERE group_name = 'good'",
 	't', 'the healthy group keeps stepping');
+# dm_shift of the healthy group (its own worker: the same conversations,
+# waited for in the I/O engine) is not held either: the lock is per group
+my $res = $node->safe_psql('postgres', q{SELECT driftmirror.dm_shift('good', 25) ->> 'routers'});
+like($res, qr/"router": "lb".*"applied": true/, 'dm_shift of the healthy group applies its router');
+is_deeply(haproxy_weights($hap), { a => '75', b => '25' }, 'HAProxy weights 75/25 (read back from HAProxy)');
 unlike($hung->log, qr/^closed$/m,
-	'both while the hung router was still held (the worker had not given up on it)');
+	'all while the hung router was still held (the worker had not given up on it)');
 is(q1(q{SELECT state || ' ' || attempts FROM driftmirror.dm_routers WHERE name = 'hung'}),
 	'new 0', 'the hung router is still pending');
 
