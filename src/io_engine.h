@@ -24,7 +24,7 @@
  *		latch is set (then reset, interrupts served, and true returned) or
  *		a request finished.
  *	 DmIoPgCancel(req)     drop one request started and not called back
- *	 DmIoActive()          requests started and not yet called back
+ *	 DmIoActive()          requests and timers started and not yet called back
  *	 DmIoDiscardAll()      drop every request (no callback) and close the pool
  *
  *	 req = DmIoHttpRequestCreate(cxt)
