@@ -378,25 +378,6 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_router_forget_pause(text, text) IS
     'Give up the RESUME that promotions owe a pgbouncer router that is gone for good';
 
--- _route_weight: the weight of one endpoint for one access kind, as
--- dm_route sees it: its route, or without any route of that access, 100
--- for the resource's endpoint (the primary) and 0 for others
-CREATE FUNCTION driftmirror._route_weight(p_resource_id bigint, p_access text, p_endpoint text)
-RETURNS integer
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE
-        WHEN EXISTS (SELECT FROM driftmirror.route rt
-                      WHERE rt.resource_id = p_resource_id AND rt.access = p_access AND rt.weight > 0)
-        THEN coalesce((SELECT rt.weight FROM driftmirror.route rt
-                        WHERE rt.resource_id = p_resource_id AND rt.access = p_access
-                          AND rt.endpoint = p_endpoint), 0)
-        ELSE CASE WHEN p_endpoint = (SELECT r.endpoint FROM driftmirror.resource r WHERE r.id = p_resource_id)
-                  THEN 100 ELSE 0 END
-    END
-$$;
-
 -- _shift_set: validate and set a group's shares: the routes of every
 -- mirrored resource (primary 100 - pct, mirror pct) and the change id.
 -- Refuses (nothing changed): shares outside 0-100 or fractional, a write
@@ -498,7 +479,13 @@ $$;
 -- the query's plan in the session where a SQL function with SET
 -- search_path (never inlined) was parsed and planned again on every call;
 -- the generic plan is forced, as the plan cache otherwise kept choosing
--- custom plans, planned at every call too (bench/router_work.sql).
+-- custom plans, planned at every call too (bench/router_work.sql).  Each
+-- node's weight for an access kind is its route's, or, when no route of
+-- that access has a weight above 0, 100 for the resource's endpoint (the
+-- primary) and 0 for the other (as dm_route sees it); computed here from
+-- one scan of the resource's routes rather than by a function per node
+-- and access (a LANGUAGE sql function with SET search_path is planned
+-- again at every call: bench/router_work.sql measures both).
 CREATE FUNCTION driftmirror._router_work(p_group_id bigint, p_due boolean)
 RETURNS TABLE (router_id bigint, name text, kind text, endpoint text, options jsonb, change jsonb,
                digest text)
@@ -517,11 +504,19 @@ BEGIN
     ),
     nodes AS (
         SELECT r.id AS resource_id, r.name AS resource_name, n.role, n.endpoint,
-               driftmirror._route_weight(r.id, 'read', n.endpoint) AS read_weight,
-               driftmirror._route_weight(r.id, 'write', n.endpoint) AS write_weight
+               CASE WHEN rw.read_routed THEN coalesce(rw.read_route, 0)
+                    WHEN n.endpoint = r.endpoint THEN 100 ELSE 0 END AS read_weight,
+               CASE WHEN rw.write_routed THEN coalesce(rw.write_route, 0)
+                    WHEN n.endpoint = r.endpoint THEN 100 ELSE 0 END AS write_weight
           FROM driftmirror.resource r
           JOIN driftmirror.mirror m ON m.resource_id = r.id,
-               LATERAL (VALUES ('primary', r.endpoint), ('mirror', m.mirror_endpoint)) n (role, endpoint)
+               LATERAL (VALUES ('primary', r.endpoint), ('mirror', m.mirror_endpoint)) n (role, endpoint),
+               LATERAL (SELECT bool_or(rt.weight > 0) FILTER (WHERE rt.access = 'read') AS read_routed,
+                               max(rt.weight) FILTER (WHERE rt.access = 'read' AND rt.endpoint = n.endpoint) AS read_route,
+                               bool_or(rt.weight > 0) FILTER (WHERE rt.access = 'write') AS write_routed,
+                               max(rt.weight) FILTER (WHERE rt.access = 'write' AND rt.endpoint = n.endpoint) AS write_route
+                          FROM driftmirror.route rt
+                         WHERE rt.resource_id = r.id) rw
          WHERE r.group_id = p_group_id AND n.endpoint IS NOT NULL
     )
     SELECT w.id, w.name, w.kind, w.endpoint, w.options,
