@@ -565,10 +565,12 @@ BEGIN
         low := NULL;
         cap_h := 0;
         decision := 'hold';
-        FOR n IN 1 .. cardinality(offs) LOOP
-            ti := t + offs[n];
-            -- scale-ups that have arrived by now, in order
-            WHILE cardinality(arr_ts) > 0 AND arr_ts[1] <= ti LOOP
+        -- each decision instant, then the step's end: the scale-ups that
+        -- arrive before it (and at it, for an instant) come first
+        FOR n IN 1 .. cardinality(offs) + 1 LOOP
+            ti := t + coalesce(offs[n], mdl.step);
+            WHILE cardinality(arr_ts) > 0
+                  AND (arr_ts[1] < ti OR (arr_ts[1] = ti AND n <= cardinality(offs))) LOOP
                 IF arr_ts[1] > seg_at THEN
                     cap_h := cap_h + live * extract(epoch FROM arr_ts[1] - seg_at) / 3600;
                     low := least(low, live);
@@ -578,6 +580,7 @@ BEGIN
                 arr_ts := arr_ts[2:];
                 arr_cap := arr_cap[2:];
             END LOOP;
+            EXIT WHEN n > cardinality(offs);
             -- the window's bound (upper) sizes a scale-up, every bound
             -- until the window's end (span) a scale-down
             SELECT max(bounds[l]) FILTER (WHERE l >= wins[2 * n - 1]), max(bounds[l])
@@ -587,43 +590,27 @@ BEGIN
                                                st.min_capacity, st.max_capacity,
                                                last_order IS NULL OR ti - last_order >= st.cooldown,
                                                st.scale_down);
-            IF dec.decision = 'scale_up' THEN
-                arr_ts := arr_ts || (ti + st.lead_time);
-                arr_cap := arr_cap || dec.target;
-            ELSIF dec.decision = 'scale_down' THEN
-                -- a scale-down takes effect at once: instances live or still
-                -- being provisioned above the target are released now
-                IF dec.target < live AND ti > seg_at THEN
+            IF dec.decision = 'scale_down' OR (dec.decision = 'scale_up' AND st.lead_time = interval '0') THEN
+                -- a scale-down takes effect at once (instances live or
+                -- still being provisioned above the target are released
+                -- now), and so does a scale-up when lead_time is 0
+                IF ti > seg_at THEN
                     cap_h := cap_h + live * extract(epoch FROM ti - seg_at) / 3600;
                     low := least(low, live);
                     seg_at := ti;
                 END IF;
-                live := least(live, dec.target);
+                live := CASE WHEN dec.decision = 'scale_up' THEN dec.target ELSE least(live, dec.target) END;
                 SELECT coalesce(array_agg(least(c, dec.target) ORDER BY o), '{}') INTO arr_cap
                   FROM unnest(arr_cap) WITH ORDINALITY u(c, o);
+            ELSIF dec.decision = 'scale_up' THEN
+                arr_ts := arr_ts || (ti + st.lead_time);
+                arr_cap := arr_cap || dec.target;
             END IF;
             IF dec.decision <> 'hold' THEN
                 planned := dec.target;
                 last_order := ti;
                 decision := dec.decision;
             END IF;
-            -- at lead_time 0 a scale-up is live at once
-            WHILE cardinality(arr_ts) > 0 AND arr_ts[1] <= ti LOOP
-                live := arr_cap[1];
-                arr_ts := arr_ts[2:];
-                arr_cap := arr_cap[2:];
-            END LOOP;
-        END LOOP;
-        -- scale-ups that arrive inside the bucket after its last decision
-        WHILE cardinality(arr_ts) > 0 AND arr_ts[1] < t + mdl.step LOOP
-            IF arr_ts[1] > seg_at THEN
-                cap_h := cap_h + live * extract(epoch FROM arr_ts[1] - seg_at) / 3600;
-                low := least(low, live);
-                seg_at := arr_ts[1];
-            END IF;
-            live := arr_cap[1];
-            arr_ts := arr_ts[2:];
-            arr_cap := arr_cap[2:];
         END LOOP;
         cap_h := cap_h + live * extract(epoch FROM t + mdl.step - seg_at) / 3600;
         low := least(low, live);
