@@ -38,9 +38,10 @@ COMMENT ON VIEW driftmirror.dm_metric_rollups IS
 
 CREATE VIEW driftmirror.dm_metric_partitions AS
 SELECT p.name, p.lo, p.hi,
-       pg_catalog.pg_total_relation_size(format('driftmirror.%I', p.name)::regclass) AS bytes,
-       p.purged_groups, p.created_at
+       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(t.relid))::bigint
+          FROM pg_catalog.pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t) AS bytes,
+       p.purged_groups, p.created_at, p.stage_interval, p.sealed_upto
   FROM driftmirror.metric_partition p
  WHERE to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL;
 COMMENT ON VIEW driftmirror.dm_metric_partitions IS
-    'Partitions of the raw metric table with their bounds and size';
+    'Partitions of the raw metric table with their bounds and size (of all its leaves); stage_interval is set while a partition of index_mode staged is not yet merged';

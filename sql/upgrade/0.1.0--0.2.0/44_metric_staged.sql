@@ -1,0 +1,39 @@
+-- 44_metric_staged.sql: index_mode 'staged' of the metric store, the new
+-- default of a fresh install: a partition cut into leaves of stage_interval,
+-- sealed (series btree) once past and merged into one sorted plain table
+-- once closed (sql/install/55_metric_catalog.sql).  An updated store keeps
+-- its settings row as it was (index_mode 'immediate' unless changed): the
+-- column default changes, the row does not, so an installation behaves as
+-- before until dm_set_metric_settings('{"index_mode": "staged"}').  The
+-- functions come from 43_metric_code.include (55_metric_maintenance.sql
+-- whole); the new ones are owner-only, as 99_privileges.sql makes them.
+ALTER TABLE driftmirror.metric_settings
+    DROP CONSTRAINT metric_settings_index_mode_check,
+    ADD CONSTRAINT metric_settings_index_mode_check
+        CHECK (index_mode IN ('staged', 'immediate', 'deferred', 'brin')),
+    ALTER COLUMN index_mode SET DEFAULT 'staged',
+    ADD COLUMN stage_interval interval NOT NULL DEFAULT '15 minutes'
+        CHECK (stage_interval BETWEEN '1 minute' AND '31 days'
+               AND date_part('month', stage_interval) = 0
+               AND date_part('year', stage_interval) = 0),
+    ADD CONSTRAINT metric_settings_stage_divides
+        CHECK (extract(epoch FROM partition_interval) % extract(epoch FROM stage_interval) = 0);
+
+ALTER TABLE driftmirror.metric_partition
+    ADD COLUMN stage_interval interval,
+    ADD COLUMN sealed_upto timestamptz;
+
+CREATE OR REPLACE VIEW driftmirror.dm_metric_partitions AS
+SELECT p.name, p.lo, p.hi,
+       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(t.relid))::bigint
+          FROM pg_catalog.pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t) AS bytes,
+       p.purged_groups, p.created_at, p.stage_interval, p.sealed_upto
+  FROM driftmirror.metric_partition p
+ WHERE to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL;
+COMMENT ON VIEW driftmirror.dm_metric_partitions IS
+    'Partitions of the raw metric table with their bounds and size (of all its leaves); stage_interval is set while a partition of index_mode staged is not yet merged';
+
+REVOKE ALL ON FUNCTION driftmirror._stage_leaves(timestamptz, timestamptz, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._seal_leaves(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._merge_partition(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._merge_staged(timestamptz) FROM PUBLIC;
