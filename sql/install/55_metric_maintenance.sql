@@ -60,6 +60,45 @@ AS $$
      ORDER BY g
 $$;
 
+-- _leafless_partitions: the staged partitions overlapping [p_from, p_to]
+-- that have no leaves yet (PL/pgSQL: the update from 0.1.0 creates it before
+-- the columns it reads)
+CREATE OR REPLACE FUNCTION driftmirror._leafless_partitions(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (name text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT p.name FROM driftmirror.metric_partition p
+     WHERE p.stage_interval IS NOT NULL AND p.lo <= p_to AND p.hi > p_from
+       AND to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                        WHERE i.inhparent = format('driftmirror.%I', p.name)::regclass)
+     ORDER BY p.lo;
+END
+$$;
+
+-- _make_leaves: create every leaf of the staged partition p_name, owner-only
+-- like the partitions
+CREATE OR REPLACE FUNCTION driftmirror._make_leaves(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p    driftmirror.metric_partition;
+    leaf record;
+BEGIN
+    SELECT * INTO STRICT p FROM driftmirror.metric_partition mp WHERE mp.name = p_name;
+    FOR leaf IN SELECT * FROM driftmirror._stage_leaves(p.lo, p.hi, p.stage_interval) LOOP
+        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.%I FOR VALUES FROM (%L) TO (%L)',
+                       leaf.name, p_name, leaf.lo, leaf.hi);
+        EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', leaf.name);
+    END LOOP;
+END
+$$;
+
 -- _seal_leaves: give every leaf of a staged partition whose end is
 -- rollup_delay (the grace late rows get) before p_now its series btree, by
 -- a sorted CREATE INDEX; returns how many leaves it sealed.  Leaves are
@@ -196,9 +235,14 @@ $$;
 -- dm_ingest: they pass no p_max and get at most 400 partitions made by one
 -- call, an error beyond (nothing is made then: the error rolls back);
 -- dm_create_partitions, an explicit request, passes its own bound.  In
--- index_mode 'staged' a partition is made partitioned, with all its leaves.
+-- index_mode 'staged' a partition is made partitioned, and its leaves
+-- (all of them, _make_leaves) when a range overlapping it is ensured with
+-- p_leaves: the maintenance makes the partitions ahead without (a leaf
+-- costs every query of driftmirror.metric planning time), and the leaves
+-- of the partition holding the next hour.
 CREATE OR REPLACE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
-                                               p_max integer DEFAULT 400)
+                                               p_max integer DEFAULT 400,
+                                               p_leaves boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -213,12 +257,11 @@ DECLARE
     cov timestamptz;
     mode text;
     stage interval;
-    leaf record;
 BEGIN
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
         RETURN 0;
     END IF;
-    IF NOT EXISTS (
+    IF EXISTS (
         WITH RECURSIVE walk (upto) AS (
             SELECT p.hi FROM driftmirror.metric_partition p
              WHERE p.lo <= p_from AND p.hi > p_from
@@ -226,10 +269,9 @@ BEGIN
             SELECT p.hi FROM walk w JOIN driftmirror.metric_partition p ON p.lo = w.upto
              WHERE w.upto <= p_to
         )
-        SELECT FROM walk HAVING max(upto) > p_to) THEN
-        NULL;                   -- something is missing: fall through
-    ELSE
-        RETURN 0;
+        SELECT FROM walk HAVING max(upto) > p_to)
+       AND NOT (p_leaves AND EXISTS (SELECT FROM driftmirror._leafless_partitions(p_from, p_to))) THEN
+        RETURN 0;               -- nothing is missing
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
@@ -270,13 +312,7 @@ BEGIN
         EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', nm);
         INSERT INTO driftmirror.metric_partition (name, lo, hi, stage_interval)
         VALUES (nm, lo, hi, CASE WHEN mode = 'staged' THEN stage END);
-        IF mode = 'staged' THEN
-            FOR leaf IN SELECT * FROM driftmirror._stage_leaves(lo, hi, stage) LOOP
-                EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.%I FOR VALUES FROM (%L) TO (%L)',
-                               leaf.name, nm, leaf.lo, leaf.hi);
-                EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', leaf.name);
-            END LOOP;
-        ELSIF mode = 'immediate' THEN
+        IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
         ELSIF mode = 'brin' THEN
             PERFORM driftmirror._brin_partition(nm);
@@ -284,6 +320,9 @@ BEGIN
         n := n + 1;
         t := hi;
     END LOOP;
+    IF p_leaves THEN
+        PERFORM driftmirror._make_leaves(l.name) FROM driftmirror._leafless_partitions(p_from, p_to) l;
+    END IF;
     RETURN n;
 END
 $$;
@@ -441,7 +480,8 @@ DECLARE
     merged   jsonb;
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
-    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
+    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval, 400, false)
+               + driftmirror._ensure_partitions(p_now, p_now + interval '1 hour');
     SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
     -- closed partitions: drop rows naming no resource or metric (COPY does
     -- not check ids), then index them if that was deferred

@@ -150,14 +150,18 @@ SELECT count(*) >= 4 AS ahead FROM dm_metric_partitions WHERE hi > now();
 SELECT bool_and(hi - lo = interval '1 day') AS daily,
        bool_and(to_char(lo AT TIME ZONE 'UTC', 'HH24:MI') = '00:00') AS aligned
   FROM dm_metric_partitions;
--- tomorrow's is staged: no index of its own, 96 leaves of 15 minutes
+-- tomorrow's is staged: no index of its own, and leaves (96 of 15 minutes)
+-- once data or dm_create_partitions need them, or an hour before it opens
 -- (not today's: a run just before midnight UTC may have merged it already,
 -- the passes above running ten minutes ahead)
+SELECT dm_create_partitions(now() + interval '1 day', now() + interval '1 day') AS made;
 SELECT p.stage_interval, count(*) FILTER (WHERE t.isleaf) AS leaves,
        (SELECT count(*) FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = p.name) AS indexes
   FROM dm_metric_partitions p, pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t
  WHERE p.lo <= now() + interval '1 day' AND p.hi > now() + interval '1 day'
  GROUP BY p.name, p.stage_interval;
+-- the partitions made ahead by the maintenance have no leaves until then
+SELECT count(*) AS leafless_ahead FROM _leafless_partitions(now() + interval '2 days', now() + interval '2 days');
 -- "last hour of one metric of one resource" uses the series index (of the
 -- leaves the maintenance sealed, or of yesterday's merged partition)
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$

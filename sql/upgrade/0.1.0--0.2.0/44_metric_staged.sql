@@ -37,3 +37,5 @@ REVOKE ALL ON FUNCTION driftmirror._stage_leaves(timestamptz, timestamptz, inter
 REVOKE ALL ON FUNCTION driftmirror._seal_leaves(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_partition(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_staged(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._leafless_partitions(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._make_leaves(text) FROM PUBLIC;
