@@ -99,12 +99,30 @@ BEGIN
 END
 $$;
 
+-- _merge_candidate: the staged partition the maintenance at p_now merges:
+-- the oldest whose end is rollup_delay (the grace late rows get) before
+-- p_now; NULL if none
+CREATE OR REPLACE FUNCTION driftmirror._merge_candidate(p_now timestamptz)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT mp.name
+              FROM driftmirror.metric_partition mp, driftmirror.metric_settings s
+             WHERE mp.stage_interval IS NOT NULL AND mp.hi <= p_now - s.rollup_delay
+             ORDER BY mp.lo LIMIT 1);
+END
+$$;
+
 -- _seal_leaves: give every leaf of a staged partition whose end is
 -- rollup_delay (the grace late rows get) before p_now its series btree, by
 -- a sorted CREATE INDEX; returns how many leaves it sealed.  Leaves are
 -- sealed in time order: metric_partition.sealed_upto says how far.  The
 -- build holds a SHARE lock on the leaf: a late row for it waits until the
--- maintenance commits, then pays a normal btree insertion.
+-- maintenance commits, then pays a normal btree insertion.  The partition
+-- this pass merges (_merge_candidate) is skipped: the merge builds its
+-- btree anyway (only a backlog has leaves left unsealed there).
 CREATE OR REPLACE FUNCTION driftmirror._seal_leaves(p_now timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
@@ -120,6 +138,7 @@ BEGIN
     FOR p IN SELECT * FROM driftmirror.metric_partition mp
               WHERE mp.stage_interval IS NOT NULL
                 AND coalesce(mp.sealed_upto, mp.lo) < least(mp.hi, upto)
+                AND mp.name IS DISTINCT FROM driftmirror._merge_candidate(p_now)
               ORDER BY mp.lo LOOP
         FOR leaf IN SELECT * FROM driftmirror._stage_leaves(p.lo, p.hi, p.stage_interval) l
                      WHERE l.hi > coalesce(p.sealed_upto, p.lo) AND l.hi <= upto LOOP
@@ -191,8 +210,8 @@ END
 $$;
 
 -- _merge_staged: merge the oldest staged partition whose end is
--- rollup_delay before p_now (at most one a call: the work of one
--- maintenance pass stays bounded).  Returns partitions_merged, merge_rows,
+-- rollup_delay before p_now (_merge_candidate; at most one a call: the work
+-- of one maintenance pass stays bounded).  Returns partitions_merged, merge_rows,
 -- merge_ms, and merge_skipped: the error that made it give up (a lock not
 -- granted, a deadlock), the partition then left as it was for the next
 -- pass.  The merge's time is also logged.
@@ -207,10 +226,7 @@ DECLARE
     t0  timestamptz := clock_timestamp();
     ms  numeric;
 BEGIN
-    SELECT mp.name INTO nm
-      FROM driftmirror.metric_partition mp, driftmirror.metric_settings s
-     WHERE mp.stage_interval IS NOT NULL AND mp.hi <= p_now - s.rollup_delay
-     ORDER BY mp.lo LIMIT 1;
+    nm := driftmirror._merge_candidate(p_now);
     IF nm IS NULL THEN
         RETURN jsonb_build_object('partitions_merged', 0);
     END IF;

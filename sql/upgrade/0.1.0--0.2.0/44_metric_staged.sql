@@ -39,3 +39,4 @@ REVOKE ALL ON FUNCTION driftmirror._merge_partition(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_staged(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._leafless_partitions(timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._make_leaves(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._merge_candidate(timestamptz) FROM PUBLIC;
