@@ -129,7 +129,9 @@ CREATE TABLE driftmirror.metric (
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE driftmirror.metric IS
     'Raw metric samples, range-partitioned by ts; write with dm_ingest or COPY (ids from dm_metric_names and dm_resources)';
--- Indexes are made per partition by _index_partition (see index_mode):
+-- Indexes are made per partition by _index_partition (see index_mode; in
+-- 'staged', a sealed leaf has <leaf>_series, a merged partition both of
+-- the first two below, made by _merge_partition):
 --   <partition>_series  btree (resource_id, metric_id, ts), no deduplication
 --                       (keys are unique): "the last N hours
 --                       of one metric of one resource" is an index range scan

@@ -176,6 +176,7 @@ AS $$
 DECLARE
     p   driftmirror.metric_partition;
     tmp text := p_name || '_merge';
+    wm  text := current_setting('work_mem');
     n   bigint;
 BEGIN
     SELECT * INTO p FROM driftmirror.metric_partition mp WHERE mp.name = p_name FOR UPDATE;
@@ -187,11 +188,13 @@ BEGIN
     EXECUTE format('CREATE TABLE driftmirror.%I (LIKE driftmirror.metric INCLUDING CONSTRAINTS,'
                    ' CONSTRAINT %I CHECK (ts >= %L AND ts < %L))',
                    tmp, tmp || '_bound', p.lo, p.hi);
+    -- the sort may use what an index build may
     PERFORM set_config('work_mem', current_setting('maintenance_work_mem'), true);
     EXECUTE format('INSERT INTO driftmirror.%I (ts, resource_id, metric_id, value)'
                    ' SELECT m.ts, m.resource_id, m.metric_id, m.value FROM driftmirror.%I m'
                    ' ORDER BY m.resource_id, m.metric_id, m.ts', tmp, p_name);
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('work_mem', wm, true);
     EXECUTE format('CREATE INDEX %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
                    p_name || '_series', tmp);
     EXECUTE format('CREATE INDEX %I ON driftmirror.%I USING brin (ts)', p_name || '_ts', tmp);
