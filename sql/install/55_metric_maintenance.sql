@@ -497,20 +497,26 @@ DECLARE
     summarized bigint := 0;
     sealed   integer;
     merged   jsonb;
+    found_any boolean;
+    orphan   constant text := 'NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)'
+                              ' OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)';
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
     created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval, 400, false)
                + driftmirror._ensure_partitions(p_now, p_now + interval '1 hour');
     SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
     -- closed partitions: drop rows naming no resource or metric (COPY does
-    -- not check ids), then index them if that was deferred
+    -- not check ids), then index them if that was deferred.  Looked for
+    -- first: there are seldom any, and a DELETE that finds none scans a
+    -- partition of many leaves (staged) several times slower than a SELECT
     FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
                WHERE mp.hi <= p_now AND NOT mp.checked ORDER BY mp.lo LOOP
-        EXECUTE format('DELETE FROM driftmirror.%I m
-                         WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)
-                            OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)', nm);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        orphans := orphans + n;
+        EXECUTE format('SELECT EXISTS (SELECT FROM driftmirror.%I m WHERE %s)', nm, orphan) INTO found_any;
+        IF found_any THEN
+            EXECUTE format('DELETE FROM driftmirror.%I m WHERE %s', nm, orphan);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            orphans := orphans + n;
+        END IF;
         UPDATE driftmirror.metric_partition mp SET checked = true WHERE mp.name = nm;
     END LOOP;
     FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
