@@ -246,14 +246,22 @@ SELECT dm_alter_group('m_long', '{"retention": "3650 days"}');
 SELECT date_trunc('day', now() - interval '100 days') AS d100 \gset
 SELECT lrid AS rid, mid FROM ids \gset
 -- one series by dm_ingest, two more (ids naming nothing) in the same
--- partition, 10 s apart
-SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
-                 array_agg(:'d100'::timestamptz + i * interval '10 seconds' ORDER BY i),
-                 array_agg(i::float8 ORDER BY i))
-  FROM generate_series(0, 2999) i;
-INSERT INTO metric
-SELECT :'d100'::timestamptz + i * interval '10 seconds', r, :mid, i
-  FROM generate_series(0, 2999) i, unnest(ARRAY[:rid + 1000, :rid + 2000]) r;
+-- partition through COPY's path (INSERT): 3,000 points each, 10 s apart
+CREATE FUNCTION pg_temp.fill_day(d timestamptz, rid bigint, mid integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT driftmirror.dm_ingest('m_long', 'db', 'app.requests_per_s',
+                                 array_agg(d + i * interval '10 seconds' ORDER BY i),
+                                 array_agg(i::float8 ORDER BY i))
+      INTO n FROM generate_series(0, 2999) i;
+    INSERT INTO driftmirror.metric
+    SELECT d + i * interval '10 seconds', r, mid, i
+      FROM generate_series(0, 2999) i, unnest(ARRAY[rid + 1000, rid + 2000]) r;
+    RETURN n;
+END $$;
+SELECT pg_temp.fill_day(:'d100', :rid, :mid) AS written;
 SELECT name AS p100 FROM metric_partition WHERE lo <= :'d100' AND hi > :'d100' \gset
 SELECT string_agg(replace(indexname, :'p100', '<p>'), ', ' ORDER BY indexname) AS open_indexes
   FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = :'p100';
@@ -293,15 +301,8 @@ SELECT count(*) AS leaves, count(DISTINCT c.relname) AS names,
   FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass) t
   JOIN pg_class c ON c.oid = t.relid
  WHERE t.isleaf AND t.level = 1;
--- one series by dm_ingest (8 h 20 min, 10 s apart), two more with ids
--- naming nothing, through COPY's path (INSERT)
-SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
-                 array_agg(:'d200'::timestamptz + i * interval '10 seconds' ORDER BY i),
-                 array_agg(i::float8 ORDER BY i))
-  FROM generate_series(0, 2999) i;
-INSERT INTO metric
-SELECT :'d200'::timestamptz + i * interval '10 seconds', r, :mid, i
-  FROM generate_series(0, 2999) i, unnest(ARRAY[:rid + 1000, :rid + 2000]) r;
+-- three series as in the brin section (8 h 20 min each)
+SELECT pg_temp.fill_day(:'d200', :rid, :mid) AS written;
 SELECT count(*) AS open_leaf_indexes FROM pg_indexes
  WHERE schemaname = 'driftmirror' AND tablename LIKE 'metric_s%'
    AND tablename IN (SELECT relid::regclass::text FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass));

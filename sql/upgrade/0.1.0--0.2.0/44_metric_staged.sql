@@ -6,7 +6,8 @@
 -- column default changes, the row does not, so an installation behaves as
 -- before until dm_set_metric_settings('{"index_mode": "staged"}').  The
 -- functions come from 43_metric_code.include (55_metric_maintenance.sql
--- whole); the new ones are owner-only, as 99_privileges.sql makes them.
+-- whole), dm_metric_partitions' new columns from 44_metric_views.include;
+-- the new functions are owner-only, as 99_privileges.sql makes them.
 ALTER TABLE driftmirror.metric_settings
     DROP CONSTRAINT metric_settings_index_mode_check,
     ADD CONSTRAINT metric_settings_index_mode_check
@@ -22,16 +23,6 @@ ALTER TABLE driftmirror.metric_settings
 ALTER TABLE driftmirror.metric_partition
     ADD COLUMN stage_interval interval,
     ADD COLUMN sealed_upto timestamptz;
-
-CREATE OR REPLACE VIEW driftmirror.dm_metric_partitions AS
-SELECT p.name, p.lo, p.hi,
-       (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(t.relid))::bigint
-          FROM pg_catalog.pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t) AS bytes,
-       p.purged_groups, p.created_at, p.stage_interval, p.sealed_upto
-  FROM driftmirror.metric_partition p
- WHERE to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL;
-COMMENT ON VIEW driftmirror.dm_metric_partitions IS
-    'Partitions of the raw metric table with their bounds and size (of all its leaves); stage_interval is set while a partition of index_mode staged is not yet merged';
 
 REVOKE ALL ON FUNCTION driftmirror._stage_leaves(timestamptz, timestamptz, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._seal_leaves(timestamptz) FROM PUBLIC;
