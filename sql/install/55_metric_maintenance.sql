@@ -239,6 +239,9 @@ BEGIN
         RETURN jsonb_build_object('partitions_merged', 0,
                                   'merge_skipped', format('%s: %s (%s)', nm, SQLERRM, SQLSTATE));
     END;
+    IF n IS NULL THEN
+        RETURN jsonb_build_object('partitions_merged', 0);  -- merged meanwhile, or dropped
+    END IF;
     ms := round(extract(epoch FROM clock_timestamp() - t0) * 1000, 1);
     RAISE LOG 'driftmirror: merged metric partition % (% rows) in % ms', nm, n, ms;
     RETURN jsonb_build_object('partitions_merged', 1, 'merged_partition', nm,
