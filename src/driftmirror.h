@@ -38,6 +38,7 @@ extern char *DmS3Region;
 extern char *DmS3AccessKeyId;
 extern char *DmS3SecretFile;
 extern char *DmRouterFilesDirectory;
+extern bool DmFenceDurable;
 
 extern void DmDefineSettings(void);
 

@@ -47,9 +47,10 @@
  * data directory (written to a temporary file, fsynced, renamed, directory
  * fsynced): a fence before it is applied to shared memory, a lifted fence
  * just after (see ChangeFence); fence_set and fence_clear return once the
- * file is written.  The file is read back at server start
- * (shmem_startup_hook, also after a crash restart), so a restarted node
- * stays fenced.  Changes are NOT transactional: fence_set takes effect at
+ * file is written (or at once, the file left to a later call, when the
+ * superuser setting driftmirror.fence_durable is off).  The file is read
+ * back at server start (shmem_startup_hook, also after a crash restart),
+ * so a restarted node stays fenced.  Changes are NOT transactional: fence_set takes effect at
  * once and stays even if the calling transaction rolls back.
  *
  * New client sessions of a fenced database also start with
@@ -433,12 +434,21 @@ LiftedButStaleContext(void *arg)
  *
  * Order: a fence is written to the file before it is published, so that
  * a fence someone relies on survives a crash; a lifted fence is published
- * first, then written, so that a switchover's write pause does not wait
- * for the fsyncs.  If that write fails, the database is unfenced already
+ * first, then written, so that clients write as soon as it is lifted (the
+ * caller, waiting for fence_clear's answer, still waits for the fsyncs:
+ * see below).  If that write fails, the database is unfenced already
  * and the error says so; the file still names it (a crash before a
  * successful retry brings the fence back: the safe side), and the next
- * change rewrites the file.  Changes are serialised by change_lock;
- * backends checking the fence take only the array's lock, briefly.
+ * change rewrites the file.  With driftmirror.fence_durable off (a
+ * superuser setting), a change is only published: the file is left stale
+ * in the same way on purpose, and the caller mends it by calling the same
+ * function again with the setting on (same mode: nothing to change but the
+ * file).  A fence set that way does NOT survive a crash until mended: the
+ * promotion driver mends the old primary's fence while the mirror catches
+ * up, and before the flip, and the new primary's lifted fence once its
+ * clients resumed, before leaving state unfencing (promote_postgres.c).
+ * Changes are serialised by change_lock; backends checking the fence take
+ * only the array's lock, briefly.
  */
 static DmFenceMode
 ChangeFence(Oid dboid, DmFenceMode mode)
@@ -500,7 +510,7 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 		namestrcpy(&entries[found].dbname, name ? name : "?");
 	}
 
-	if (mode != DM_FENCE_NONE)
+	if (mode != DM_FENCE_NONE && DmFenceDurable)
 		WriteFenceFile(entries, count);
 	else
 		FenceShared->file_stale = true;
@@ -510,6 +520,16 @@ ChangeFence(Oid dboid, DmFenceMode mode)
 	FenceShared->count = count;
 	pg_atomic_fetch_add_u64(&FenceShared->generation, 1);
 	LWLockRelease(FenceShared->lock);
+
+	if (!DmFenceDurable)
+	{
+		/* the file has the old state (file_stale): a later change mends it */
+		LWLockRelease(FenceShared->change_lock);
+		ereport(LOG,
+				(errmsg("driftmirror: fence of database %u changed from %s to %s (the fence file is written later)",
+						dboid, DmFenceModeName(old), DmFenceModeName(mode))));
+		return old;
+	}
 
 	if (mode == DM_FENCE_NONE)
 	{

@@ -22,6 +22,9 @@
  *	   driftmirror_node.fence_clear() -> text          previous mode
  *	   driftmirror_node.fence_status() -> setof (database, mode, since)
  *	   driftmirror_node.session_bypass() -> void       this session passes
+ *	 fence_set and fence_clear return once the fence file holds the change,
+ *	 or at once with driftmirror.fence_durable off (superuser setting; the
+ *	 same call made again with it on writes the file: see ChangeFence).
  *
  * Modes: 'mirror' (a replica: client writes refused while logical
  * replication applies) and 'switchover' (a primary being switched over:

@@ -88,8 +88,8 @@ static const struct
 	 * just read (76_routing_plans.sql; catalog only) */
 	{"shift plan", DM_WORK_SHIFT_PLAN, "SELECT driftmirror._shift_plan_tick($1)", NULL, NULL},
 	/* routers behind the group's shares brought up to date, failed ones
-	 * retried (router.c; the I/O runs outside transactions) */
-	{"routers", DM_WORK_ROUTERS, NULL, DmRunRouterPhase, NULL},
+	 * retried; their conversations through the I/O engine (router.c) */
+	{"routers", DM_WORK_ROUTERS, NULL, NULL, DmRouterPhase},
 	/* models retrained on their schedule or when their accuracy degrades,
 	 * decisions; actuators' scale requests through the I/O engine
 	 * (scaling_phase.c) */

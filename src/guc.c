@@ -37,6 +37,7 @@ char	   *DmS3Region = NULL;
 char	   *DmS3AccessKeyId = NULL;
 char	   *DmS3SecretFile = NULL;
 char	   *DmRouterFilesDirectory = NULL;
+bool		DmFenceDurable = true;
 
 /*
  * DmDefineSettings
@@ -148,6 +149,22 @@ DmDefineSettings(void)
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+
+	/*
+	 * fence.c: off, fence_set() and fence_clear() change the fence at once
+	 * and leave the fence file to a later call (a crash before it restarts
+	 * the node with the fence as the file has it); the promotion driver
+	 * sets it for the two fence changes inside the write pause and makes
+	 * each durable before relying on it
+	 */
+	DefineCustomBoolVariable("driftmirror.fence_durable",
+							 "Whether driftmirror_node.fence_set() and fence_clear() return only once the fence file holds the change.",
+							 "Off: the change applies at once; the file is rewritten by the next fence_set() or fence_clear() of the node, and until then a crash restarts the node with the fence the file names.",
+							 &DmFenceDurable,
+							 true,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("driftmirror.router_files_directory",
 							   "Directory where driftmirror writes the files routers include (pgbouncer [databases]).",

@@ -743,6 +743,22 @@ RunOne(const DmHttpRequest *req, DmHttpResponse *resp)
 }
 
 /*
+ * DmHttpRetryBackoffMs
+ *		See http.h: 200 ms, 400 ms, ... up to 5 s.
+ */
+long
+DmHttpRetryBackoffMs(const DmHttpRequest *req, const DmHttpResponse *resp, int attempt)
+{
+	bool		transient = (resp->error != NULL && resp->status == 0) ||
+		resp->status == 429 || resp->status == 502 ||
+		resp->status == 503 || resp->status == 504;
+
+	if (!transient || attempt >= Max(req->max_retries, 0) || !RetryableMethod(req))
+		return -1;
+	return Min(200L << Min(attempt, 5), 5000L);
+}
+
+/*
  * DmHttpPerform
  *		See http.h.  Results are palloc'd in CurrentMemoryContext.
  */
@@ -750,22 +766,15 @@ bool
 DmHttpPerform(const DmHttpRequest *req, DmHttpResponse *resp)
 {
 	int			attempt;
-	int			retries = Max(req->max_retries, 0);
 
 	for (attempt = 0;; attempt++)
 	{
-		bool		transient;
 		long		backoff_ms;
 
 		RunOne(req, resp);
-		transient = (resp->error != NULL && resp->status == 0) ||
-			resp->status == 429 || resp->status == 502 ||
-			resp->status == 503 || resp->status == 504;
-		if (!transient || attempt >= retries || !RetryableMethod(req))
+		backoff_ms = DmHttpRetryBackoffMs(req, resp, attempt);
+		if (backoff_ms < 0)
 			break;
-
-		/* 200 ms, 400 ms, ... up to 5 s, interruptible */
-		backoff_ms = Min(200L << Min(attempt, 5), 5000L);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | (IsUnderPostmaster ? WL_EXIT_ON_PM_DEATH : 0),
 						 backoff_ms, PG_WAIT_EXTENSION);

@@ -77,6 +77,16 @@ typedef struct DmHttpResponse
 extern bool DmHttpPerform(const DmHttpRequest *req, DmHttpResponse *resp);
 
 /*
+ * DmHttpRetryBackoffMs: after attempt (0 = the first) of req got resp, the
+ * back-off before the next attempt in ms, or -1 when none is due (not a
+ * transport error, 429 or 502-504; the retries spent; or a method not safe
+ * to repeat without an idempotency key).  DmHttpPerform's rule, for callers
+ * that retry through the I/O engine instead of waiting.
+ */
+extern long DmHttpRetryBackoffMs(const DmHttpRequest *req, const DmHttpResponse *resp,
+								 int attempt);
+
+/*
  * Concurrent requests without retries.  The caller adds requests, then
  * loops: DmHttpMultiAddWaitEvents() into its own WaitEventSet (each event
  * carries user_data), waits at most DmHttpMultiTimeoutMs(), passes each

@@ -32,6 +32,12 @@
  * libcurl's own asynchronous resolver); its sockets and timer join the same
  * WaitEventSet, so every network wait of the worker is this one wait.
  *
+ * Raw sockets and timers: io_socket.c's requests (a line protocol on a
+ * unix or TCP socket: HAProxy's runtime API) join the same WaitEventSet
+ * and end at their deadline the same way; a timer (DmIoTimer) is a
+ * deadline with nothing to wait for, so that a retry's back-off is part
+ * of the one wait too.
+ *
  * Names: a new connection first resolves its conninfo's host names with
  * io_dns.c's lookups (RS_RESOLVING); DmIoWait polls them every
  * DM_IO_DNS_POLL_MS while any is under way, so a dead resolver holds only
@@ -57,6 +63,7 @@
 #include "endpoint.h"
 #include "io_dns.h"
 #include "io_engine.h"
+#include "io_socket.h"
 #include "remote_conn.h"
 
 /* idle sessions are closed after this */
@@ -105,6 +112,8 @@ static Session *Idle = NULL;
 static DmHttpMulti *Http = NULL;	/* libcurl's transfers, or NULL */
 static DmIoHttpRequest *HttpActive = NULL;	/* started, not finished */
 static DmIoHttpRequest *HttpFinished = NULL;	/* finished, not called back */
+static DmIoTimer *Timers = NULL;	/* armed */
+static DmIoTimer *TimersFired = NULL;	/* due, not called back */
 
 static void Advance(DmIoPgRequest *r, uint32 events);
 static void StartConnection(DmIoPgRequest *r);
@@ -209,7 +218,7 @@ Finish(DmIoPgRequest *r, bool cut)
 	ClearResults(r);
 	if (s != NULL)
 	{
-		if (!cut && s->ready && PQstatus(s->conn) == CONNECTION_OK &&
+		if (!cut && !r->console && s->ready && PQstatus(s->conn) == CONNECTION_OK &&
 			PQtransactionStatus(s->conn) == PQTRANS_IDLE)
 		{
 			Session   **p;
@@ -468,8 +477,19 @@ Advance(DmIoPgRequest *r, uint32 events)
 				 Chomp(r->cxt, PQerrorMessage(s->conn)), true);
 			return;
 		}
-		r->step = STEP_SETUP;
-		SendStep(r, r->deadline, s->step_timeout_ms);
+		if (r->console)
+		{
+			/* an admin console takes no set-up statement */
+			s->ready = true;
+			r->step = STEP_SQL;
+			SendStep(r, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->timeout_ms),
+					 r->timeout_ms);
+		}
+		else
+		{
+			r->step = STEP_SETUP;
+			SendStep(r, r->deadline, s->step_timeout_ms);
+		}
 		if (r->state != RS_RUNNING)
 			return;
 	}
@@ -753,8 +773,8 @@ DmIoPgStart(DmIoPgRequest *r)
 		r->probe_timeout_ms = DmLatencyProbeTimeoutMs;
 	r->started = GetCurrentTimestamp();
 
-	/* a pooled session of this endpoint */
-	for (p = &Idle; *p != NULL; p = &(*p)->next)
+	/* a pooled session of this endpoint (never for a console) */
+	for (p = &Idle; !r->console && *p != NULL; p = &(*p)->next)
 		if (SessionFits(*p, r))
 		{
 			s = *p;
@@ -855,6 +875,65 @@ RunCallbacks(void)
 		if (h->callback)
 			h->callback(h, h->arg);
 	}
+	DmIoSocketRunCallbacks();
+	while (TimersFired != NULL)
+	{
+		DmIoTimer  *t = TimersFired;
+
+		TimersFired = t->next;
+		t->next = NULL;
+		if (t->callback)
+			t->callback(t, t->arg);
+	}
+}
+
+/* AnyFinished: whether a request or a timer waits for its callback */
+static bool
+AnyFinished(void)
+{
+	return Finished != NULL || HttpFinished != NULL || TimersFired != NULL ||
+		DmIoSocketAnyFinished();
+}
+
+/*
+ * ExpireTimers
+ *		Move the timers due at now to TimersFired; returns the earliest
+ *		time of the others (0 if none).
+ */
+static TimestampTz
+ExpireTimers(TimestampTz now)
+{
+	DmIoTimer **p = &Timers;
+	TimestampTz earliest = 0;
+
+	while (*p != NULL)
+	{
+		DmIoTimer  *t = *p;
+
+		if (now >= t->at)
+		{
+			*p = t->next;
+			t->armed = false;
+			t->next = TimersFired;
+			TimersFired = t;
+			continue;
+		}
+		if (earliest == 0 || t->at < earliest)
+			earliest = t->at;
+		p = &t->next;
+	}
+	return earliest;
+}
+
+/* Earlier: the earlier of two times, 0 meaning none */
+static TimestampTz
+Earlier(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
 }
 
 /*
@@ -878,12 +957,15 @@ DmIoWait(long timeout_ms)
 	long		http_ms;
 	bool		latch = false;
 	bool		resolving = false;
+	int			sock_first;
 	DmIoPgRequest *next;
 
 	EnsureContext();
 	CloseStaleSessions(now);
 	earliest = Expire(now);
-	if (Finished != NULL || HttpFinished != NULL)
+	earliest = Earlier(earliest, DmIoSocketExpire(now));
+	earliest = Earlier(earliest, ExpireTimers(now));
+	if (AnyFinished())
 	{
 		RunCallbacks();
 		return false;
@@ -912,7 +994,8 @@ DmIoWait(long timeout_ms)
 
 	for (r = Active; r != NULL; r = r->next)
 		nactive++;
-	nevents = 2 + nactive + (Http ? DmHttpMultiSocketCount(Http) : 0);
+	nevents = 2 + nactive + DmIoSocketInFlight() +
+		(Http ? DmHttpMultiSocketCount(Http) : 0);
 	set = CreateWaitEventSet(CurrentMemoryContext, nevents);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -929,6 +1012,8 @@ DmIoWait(long timeout_ms)
 			ev = WL_SOCKET_READABLE | (s->flushing ? WL_SOCKET_WRITEABLE : 0);
 		AddWaitEventToSet(set, ev, PQsocket(s->conn), NULL, r);
 	}
+	/* raw sockets: their events are told apart by position */
+	sock_first = DmIoSocketAddWaitEvents(set);
 	/* libcurl's sockets, tagged with the multi handle itself */
 	if (Http)
 		DmHttpMultiAddWaitEvents(Http, set, (void *) Http);
@@ -947,6 +1032,8 @@ DmIoWait(long timeout_ms)
 			latch = true;
 		else if (Http != NULL && events[i].user_data == (void *) Http)
 			DmHttpMultiSocketReady(Http, events[i].fd, events[i].events);
+		else if (sock_first >= 0 && events[i].pos >= sock_first)
+			DmIoSocketReady(events[i].user_data, events[i].events);
 		else if (events[i].user_data != NULL)
 		{
 			r = (DmIoPgRequest *) events[i].user_data;
@@ -960,7 +1047,10 @@ DmIoWait(long timeout_ms)
 		DmHttpMultiCheckTimers(Http);
 		CollectHttpDone();
 	}
-	(void) Expire(GetCurrentTimestamp());
+	now = GetCurrentTimestamp();
+	(void) Expire(now);
+	(void) DmIoSocketExpire(now);
+	(void) ExpireTimers(now);
 	if (latch)
 	{
 		ResetLatch(MyLatch);
@@ -979,6 +1069,7 @@ DmIoActive(void)
 {
 	DmIoPgRequest *r;
 	DmIoHttpRequest *h;
+	DmIoTimer  *t;
 	int			n = 0;
 
 	for (r = Active; r != NULL; r = r->next)
@@ -989,7 +1080,11 @@ DmIoActive(void)
 		n++;
 	for (h = HttpFinished; h != NULL; h = h->next)
 		n++;
-	return n;
+	for (t = Timers; t != NULL; t = t->next)
+		n++;
+	for (t = TimersFired; t != NULL; t = t->next)
+		n++;
+	return n + DmIoSocketCount();
 }
 
 /* DropRequest: take r off the engine without its callback */
@@ -1136,4 +1231,49 @@ DmIoDiscardAll(void)
 		DmHttpMultiDestroy(Http);
 	Http = NULL;
 	HttpActive = HttpFinished = NULL;
+	DmIoSocketDiscardAll();
+	while (Timers != NULL)
+		DmIoTimerCancel(Timers);
+	while (TimersFired != NULL)
+		DmIoTimerCancel(TimersFired);
+}
+
+/*
+ * DmIoTimerStart
+ *		See io_engine.h.  A timer armed already is moved to the new time.
+ */
+void
+DmIoTimerStart(DmIoTimer *timer, long delay_ms)
+{
+	DmIoTimerCancel(timer);
+	timer->at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(delay_ms, 0));
+	timer->armed = true;
+	timer->next = Timers;
+	Timers = timer;
+}
+
+/*
+ * DmIoTimerCancel
+ *		See io_engine.h.  A timer not armed (or fired and called back) is
+ *		left alone.
+ */
+void
+DmIoTimerCancel(DmIoTimer *timer)
+{
+	DmIoTimer **p;
+
+	for (p = &Timers; *p != NULL; p = &(*p)->next)
+		if (*p == timer)
+		{
+			*p = timer->next;
+			break;
+		}
+	for (p = &TimersFired; *p != NULL; p = &(*p)->next)
+		if (*p == timer)
+		{
+			*p = timer->next;
+			break;
+		}
+	timer->next = NULL;
+	timer->armed = false;
 }

@@ -24,7 +24,7 @@
  *		latch is set (then reset, interrupts served, and true returned) or
  *		a request finished.
  *	 DmIoPgCancel(req)     drop one request started and not called back
- *	 DmIoActive()          requests started and not yet called back
+ *	 DmIoActive()          requests and timers started and not yet called back
  *	 DmIoDiscardAll()      drop every request (no callback) and close the pool
  *
  *	 req = DmIoHttpRequestCreate(cxt)
@@ -37,6 +37,18 @@
  *		req->resp, in cxt, and the callback runs from DmIoWait as above
  *	 DmIoHttpCancel(req)   drop it (no callback)
  *
+ *	 req = DmIoSocketRequestCreate(cxt, endpoint, label)
+ *		a raw-socket request (io_socket.c): connect to a unix or TCP socket
+ *		(numeric address), send req->send, read until the peer closes, all
+ *		before req->timeout_ms; the answer or the error arrives in the
+ *		request, and the callback runs from DmIoWait as above
+ *	 DmIoSocketStart(req), DmIoSocketCancel(req)   as for the others
+ *
+ *	 DmIoTimerStart(timer, delay_ms)
+ *		call timer->callback from DmIoWait once delay_ms have passed (a
+ *		retry's back-off that must not hold the worker); DmIoTimerCancel
+ *		disarms it.  The timer is the caller's (embedded in its state).
+ *
  * A PostgreSQL request: connect (or reuse a pooled session), on a new
  * session run the set-up (remote_conn.c's hardening, then, unless the
  * request is plain, the node session), then sql, then probe_sql `probes'
@@ -46,7 +58,11 @@
  * goes back to the pool of its endpoint (conninfo, and the kind of
  * session); one that timed out or broke is cut (no cancel request: see
  * remote_conn.c).  A failed request says where it failed (failure), so
- * that callers label it without matching message text.
+ * that callers label it without matching message text.  A console request
+ * is for a server that speaks the protocol but is not PostgreSQL
+ * (pgbouncer's admin console, which takes only its own simple-protocol
+ * commands): no set-up statement at all, and its session is closed when
+ * the request ends, never pooled.
  *
  *-------------------------------------------------------------------------
  */
@@ -94,6 +110,9 @@ struct DmIoPgRequest
 								 * for nodes only watched, like metric polls */
 	const char *application_name;	/* plain sessions: their name on the
 									 * node (NULL: "driftmirror") */
+	bool		console;		/* an admin console, not a PostgreSQL
+								 * server: no set-up statement, not pooled
+								 * (see above) */
 	int			lock_timeout_ms;	/* node sessions: lock_timeout set with
 									 * the node session (0: the node's) */
 	bool		keep_result;	/* keep sql's last result for the callback */
@@ -148,6 +167,52 @@ struct DmIoHttpRequest
 	bool		started;
 };
 
+typedef struct DmIoSocketRequest DmIoSocketRequest;
+typedef void (*DmIoSocketCallback) (DmIoSocketRequest *req, void *arg);
+
+struct DmIoSocketRequest
+{
+	/* what to do (filled by the caller before DmIoSocketStart) */
+	char	   *endpoint;		/* "unix:/path", "tcp:addr:port", "addr:port" */
+	char	   *label;			/* names the peer in messages */
+	char	   *send;			/* the bytes to send */
+	int			timeout_ms;		/* one deadline: connect, send, answer */
+	int			max_answer;		/* bytes; a longer answer fails the request */
+	DmIoSocketCallback callback;
+	void	   *arg;
+
+	/* the outcome (valid in the callback; strings in the request's context) */
+	bool		ok;				/* sent, and the peer closed after answering */
+	DmIoFailure failure;		/* when not ok: DM_IO_REFUSED (bad endpoint),
+								 * DM_IO_CONNECT, DM_IO_TIMEOUT (before the
+								 * answer ended), DM_IO_LOST */
+	char	   *answer;			/* what the peer sent, NUL-terminated */
+	int			answer_len;
+	char	   *error;			/* when not ok: names the peer by label */
+
+	/* engine state */
+	struct DmIoSocketRequest *next;
+	MemoryContext cxt;
+	int			state;
+	int			fd;
+	int			sent;
+	int			answer_cap;
+	TimestampTz deadline;
+};
+
+typedef struct DmIoTimer DmIoTimer;
+typedef void (*DmIoTimerCallback) (DmIoTimer *timer, void *arg);
+
+struct DmIoTimer
+{
+	DmIoTimerCallback callback;
+	void	   *arg;
+	/* engine state */
+	TimestampTz at;
+	bool		armed;
+	struct DmIoTimer *next;
+};
+
 extern DmIoPgRequest *DmIoPgRequestCreate(MemoryContext cxt, const char *conninfo,
 										  const char *label);
 extern void DmIoPgStart(DmIoPgRequest *req);
@@ -155,6 +220,12 @@ extern void DmIoPgCancel(DmIoPgRequest *req);
 extern DmIoHttpRequest *DmIoHttpRequestCreate(MemoryContext cxt);
 extern void DmIoHttpStart(DmIoHttpRequest *req);
 extern void DmIoHttpCancel(DmIoHttpRequest *req);
+extern DmIoSocketRequest *DmIoSocketRequestCreate(MemoryContext cxt, const char *endpoint,
+												  const char *label);
+extern void DmIoSocketStart(DmIoSocketRequest *req);
+extern void DmIoSocketCancel(DmIoSocketRequest *req);
+extern void DmIoTimerStart(DmIoTimer *timer, long delay_ms);
+extern void DmIoTimerCancel(DmIoTimer *timer);
 extern bool DmIoWait(long timeout_ms);
 extern int	DmIoActive(void);
 extern void DmIoDiscardAll(void);

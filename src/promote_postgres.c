@@ -75,6 +75,8 @@ typedef struct PromInfo
 	int64		fence_grace_ms;
 	char	   *sequence_gap;
 	TimestampTz deadline;		/* local clock */
+	char	   *sequences;		/* read at the fence (jsonb text), or NULL */
+	int			sequences_synced;	/* set on the mirror, or -1 */
 } PromInfo;
 
 static MemoryContext DriverContext = NULL;
@@ -82,6 +84,16 @@ static PGconn *OldConn = NULL;	/* old primary */
 static PGconn *NewConn = NULL;	/* mirror, the new primary */
 static char OldLabel[256];
 static char NewLabel[256];
+
+/*
+ * The old primary's fence is set without waiting for its fence file
+ * (driftmirror.fence_durable off), and this call, which writes the file,
+ * runs on OldConn while the driver works elsewhere: collected before the
+ * flip at the latest, and before anything else is sent on OldConn
+ * (CollectFenceFile).
+ */
+static const char *const FenceFileSql = "SELECT driftmirror_node.fence_set('switchover')";
+static bool FenceFilePending = false;
 
 static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
@@ -212,6 +224,7 @@ LoadInfo(int64 id, PromInfo *p)
 	fenced_at = INFO_TEXT("fenced_at", TIMESTAMPTZOID);
 #undef INFO_TEXT
 
+	p->sequences_synced = -1;
 	p->remaining_ms = remaining_ms ? strtoll(remaining_ms, NULL, 10) : 0;
 	p->fence_grace_ms = fence_grace_ms ? strtoll(fence_grace_ms, NULL, 10) : 0;
 	if (fenced_at)
@@ -291,9 +304,12 @@ ConnectNode(const char *conninfo, const char *label, int timeout_ms)
  *		The driver's session on each node, (re)connected within timeout_ms
  *		when there is none or the last one was abandoned after a timeout.
  */
+static void CollectFenceFile(PromInfo *p);
+
 static PGconn *
 OldPrimary(PromInfo *p, int timeout_ms)
 {
+	CollectFenceFile(p);
 	if (OldConn != NULL && PQstatus(OldConn) != CONNECTION_OK)
 	{
 		DmRemoteClose(OldConn);
@@ -320,6 +336,7 @@ NewPrimary(PromInfo *p, int timeout_ms)
 static void
 CloseNodes(void)
 {
+	FenceFilePending = false;
 	DmRemoteClose(OldConn);
 	DmRemoteClose(NewConn);
 	OldConn = NULL;
@@ -350,6 +367,28 @@ Nap(long ms)
 	"WHERE c.relkind IN ('r', 'p') AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped " \
 	"AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'driftmirror_node') " \
 	"AND n.nspname NOT LIKE 'pg\\_%' AND NOT c.relispartition)"
+
+/*
+ * the old primary's sequences (jsonb text: name, value, increment, bounds),
+ * read once it is fenced: no client can advance one any more
+ */
+#define SEQUENCES_SQL \
+	"(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(" \
+	"'s', pg_catalog.format('%I.%I', schemaname, sequencename), 'v', last_value, " \
+	"'i', increment_by, 'lo', min_value, 'hi', max_value)), '[]')::text " \
+	"FROM pg_catalog.pg_sequences WHERE last_value IS NOT NULL)"
+
+/*
+ * on the mirror: set the sequences of list $3 to their value plus the
+ * safety gap $4 (increments), and count them
+ */
+#define SETVAL_SQL \
+	"(SELECT pg_catalog.count(pg_catalog.setval(x.s::pg_catalog.regclass, " \
+	"  CASE WHEN x.i OPERATOR(pg_catalog.>) 0 " \
+	"       THEN LEAST(x.hi::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $4::numeric)) " \
+	"       ELSE GREATEST(x.lo::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $4::numeric)) " \
+	"  END::bigint, true)) " \
+	"FROM pg_catalog.jsonb_to_recordset($3::jsonb) AS x(s text, v bigint, i bigint, lo bigint, hi bigint))"
 
 /*
  * Guardrails
@@ -421,6 +460,10 @@ Guardrails(PromInfo *p)
  *		on), give sessions holding a write transaction the grace period,
  *		end those still holding one, and return the fence LSN: the WAL
  *		insert position once no client transaction can commit any more.
+ *		Reads the sequences (p->sequences) with it.  The fence is in force
+ *		from its first call; its fence file is written by a second call
+ *		left running on the old primary (CollectFenceFile waits for it,
+ *		before the flip at the latest).
  */
 static char *
 Fence(PromInfo *p)
@@ -428,10 +471,15 @@ Fence(PromInfo *p)
 	PGconn	   *conn = OldPrimary(p, RemainingMs(p));
 	TimestampTz grace_end;
 	char	   *lsn = NULL;
+	char	   *prepared = NULL;
 	int			terminated = 0;
 
+	/* in force at once; its file is written below, outside the wait */
 	FencedAt = GetCurrentTimestamp();
-	(void) DmRemoteValue(conn, OldLabel, "SELECT driftmirror_node.fence_set('switchover')",
+	(void) DmRemoteValue(conn, OldLabel,
+					   "SELECT driftmirror_node.fence_set('switchover') "
+					   "FROM (SELECT pg_catalog.set_config('driftmirror.fence_durable', 'off', true) AS durable) s "
+					   "WHERE s.durable OPERATOR(pg_catalog.=) 'off'",
 					   0, NULL, RemainingMs(p));
 	grace_end = TimestampTzPlusMilliseconds(FencedAt, p->fence_grace_ms);
 
@@ -441,8 +489,15 @@ Fence(PromInfo *p)
 		bool		writers;
 
 		CheckDeadline(p, "fence");
+		/*
+		 * The prepared transactions are counted after the sessions were
+		 * read (the target list after the aggregate it reads): with no
+		 * writer left, none can be preparing, so the count is final.
+		 */
 		res = DmRemoteExec(conn, OldLabel,
-						   "SELECT w.n, w.pids, CASE WHEN w.n OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_current_wal_lsn() END "
+						   "SELECT w.n, w.pids, CASE WHEN w.n OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_current_wal_lsn() END, "
+						   "  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
+						   "   WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
 						   "FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.array_agg(pid) AS pids "
 						   "      FROM pg_catalog.pg_stat_activity "
 						   "      WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
@@ -452,7 +507,10 @@ Fence(PromInfo *p)
 						   0, NULL, RemainingMs(p));
 		writers = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
 		if (!writers)
+		{
 			lsn = pstrdup(PQgetvalue(res, 0, 2));
+			prepared = pstrdup(PQgetvalue(res, 0, 3));
+		}
 		PQclear(res);
 		if (!writers)
 			break;
@@ -481,19 +539,12 @@ Fence(PromInfo *p)
 	 * transaction id until it is done, so the loop above waited for it).
 	 * Roll back instead.
 	 */
-	{
-		char	   *prepared = DmRemoteValue(conn, OldLabel,
-										   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
-										   "WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
-										   0, NULL, RemainingMs(p));
-
-		if (prepared != NULL && strcmp(prepared, "0") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("%s prepared transaction(s) in the primary's database when it was fenced: the fence would refuse their COMMIT PREPARED",
-							prepared),
-					 errhint("Finish them (COMMIT PREPARED or ROLLBACK PREPARED) and promote again.")));
-	}
+	if (prepared != NULL && strcmp(prepared, "0") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s prepared transaction(s) in the primary's database when it was fenced: the fence would refuse their COMMIT PREPARED",
+						prepared),
+				 errhint("Finish them (COMMIT PREPARED or ROLLBACK PREPARED) and promote again.")));
 
 	/*
 	 * The fence LSN must be flushed, or the WAL sender would not send up to
@@ -501,14 +552,46 @@ Fence(PromInfo *p)
 	 * transaction id, so its commit flushes all WAL before it) does that.
 	 */
 	(void) DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
-	lsn = DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.pg_current_wal_flush_lsn()", 0, NULL,
-					  RemainingMs(p));
+	/* and, in the same round trip, the sequences, final now */
+	{
+		PGresult   *res = DmRemoteExec(conn, OldLabel,
+									   "SELECT pg_catalog.pg_current_wal_flush_lsn(), " SEQUENCES_SQL,
+									   0, NULL, RemainingMs(p));
+
+		lsn = pstrdup(PQgetvalue(res, 0, 0));
+		p->sequences = pstrdup(PQgetvalue(res, 0, 1));
+		PQclear(res);
+	}
+
+	/*
+	 * the fence file, while the control database records the fence and
+	 * the mirror catches up (the same call again, durable this time:
+	 * nothing to change but the file)
+	 */
+	DmRemoteSend(conn, OldLabel, FenceFileSql, RemainingMs(p));
+	FenceFilePending = true;
 
 	if (terminated > 0)
 		ereport(LOG,
 				(errmsg("driftmirror: promotion " INT64_FORMAT ": ended %d session(s) still holding a write transaction after the grace period",
 						p->id, terminated)));
 	return lsn;
+}
+
+/*
+ * CollectFenceFile
+ *		Wait for the old primary's fence file (sent by Fence), if pending:
+ *		from then on a crash of the old primary restarts it fenced.
+ *		Raises, the flip not made: a connection lost meanwhile leaves it
+ *		unknown whether the file was written.
+ */
+static void
+CollectFenceFile(PromInfo *p)
+{
+	if (!FenceFilePending)
+		return;
+	FenceFilePending = false;
+	PQclear(DmRemoteCollect(OldConn, OldLabel, FenceFileSql, RemainingMs(p)));
 }
 
 /*
@@ -524,13 +607,19 @@ Fence(PromInfo *p)
  *		moves only after the mirror's WAL writer has flushed, up to
  *		wal_writer_delay later; the unfence commit on the mirror flushes
  *		its WAL before any client can write there.)  Returns the LSN seen.
+ *		The first check also sets the sequences read at the fence on the
+ *		mirror (p->sequences_synced: how many).
  */
 static char *
 CatchUp(PromInfo *p, const char *fence_lsn)
 {
 	PGconn	   *conn = NewPrimary(p, RemainingMs(p));
-	const char *args[2] = {p->old_subscription, fence_lsn};
+	const char *args[4] = {p->old_subscription, fence_lsn, NULL, p->sequence_gap};
 	int			rounds = 0;
+
+	if (p->sequences == NULL)
+		elog(ERROR, "promotion " INT64_FORMAT " is catching up without the sequences read at its fence",
+			 p->id);
 
 	for (;;)
 	{
@@ -539,13 +628,18 @@ CatchUp(PromInfo *p, const char *fence_lsn)
 		bool		done;
 
 		CheckDeadline(p, "catch_up");
+		/* the sequences go with the first check (not replicated: any time) */
+		args[2] = p->sequences_synced < 0 ? p->sequences : "[]";
 		res = DmRemoteExec(conn, NewLabel,
-						   "SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn "
+						   "SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn, "
+						   SETVAL_SQL " "
 						   "FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) w.subid "
 						   "WHERE s.subname OPERATOR(pg_catalog.=) $1 AND w.relid IS NULL "
 						   "AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database "
 						   "  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
-						   2, args, RemainingMs(p));
+						   4, args, RemainingMs(p));
+		if (PQntuples(res) > 0 && p->sequences_synced < 0)
+			p->sequences_synced = atoi(PQgetvalue(res, 0, 2));
 		done = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		if (done)
 			seen = pstrdup(PQgetvalue(res, 0, 0));
@@ -563,37 +657,6 @@ CatchUp(PromInfo *p, const char *fence_lsn)
 							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
 		Nap(1);
 	}
-}
-
-/*
- * SyncSequences
- *		Copy every sequence's value from the (fenced) old primary to the
- *		mirror, plus the safety gap.  Returns how many.
- */
-static int
-SyncSequences(PromInfo *p)
-{
-	char	   *seqs;
-	char	   *n;
-	const char *args[2];
-
-	seqs = DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
-					   "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-					   "'s', pg_catalog.format('%I.%I', schemaname, sequencename), 'v', last_value, "
-					   "'i', increment_by, 'lo', min_value, 'hi', max_value)), '[]')::text "
-					   "FROM pg_catalog.pg_sequences WHERE last_value IS NOT NULL",
-					   0, NULL, RemainingMs(p));
-	args[0] = seqs;
-	args[1] = p->sequence_gap;
-	n = DmRemoteValue(NewPrimary(p, RemainingMs(p)), NewLabel,
-					"SELECT pg_catalog.count(pg_catalog.setval(x.s::pg_catalog.regclass, "
-					"  CASE WHEN x.i OPERATOR(pg_catalog.>) 0 "
-					"       THEN LEAST(x.hi::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
-					"       ELSE GREATEST(x.lo::numeric, x.v::numeric OPERATOR(pg_catalog.+) (x.i::numeric OPERATOR(pg_catalog.*) $2::numeric)) "
-					"  END::bigint, true)) "
-					"FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS x(s text, v bigint, i bigint, lo bigint, hi bigint)",
-					2, args, RemainingMs(p));
-	return n ? atoi(n) : 0;
 }
 
 /*
@@ -635,14 +698,34 @@ ReverseSlot(PromInfo *p)
 
 /*
  * Unfence
- *		Lift the fence of the new primary (after the flip).  Idempotent.
+ *		Lift the fence of the new primary (after the flip), without waiting
+ *		for its fence file: the clients of the write pause go on once it is
+ *		lifted in shared memory.  UnfenceDurable must follow before the
+ *		promotion leaves state unfencing: until then a crash of the new
+ *		primary restarts it fenced, and a recovery unfences it again.
+ *		Idempotent.
  */
 static void
 Unfence(PromInfo *p)
 {
 	(void) DmRemoteValue(NewPrimary(p, 0), NewLabel,
-					   "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
+					   "SELECT driftmirror_node.fence_clear() "
+					   "FROM (SELECT pg_catalog.set_config('driftmirror.fence_durable', 'off', true) AS durable) s "
+					   "WHERE s.durable OPERATOR(pg_catalog.=) 'off'",
+					   0, NULL, 0);
 	UnfencedAt = GetCurrentTimestamp();
+}
+
+/*
+ * UnfenceDurable
+ *		The new primary's fence file no longer names its database (fsync'd;
+ *		a no-op when it was written already).  Raises.
+ */
+static void
+UnfenceDurable(PromInfo *p)
+{
+	(void) DmRemoteValue(NewPrimary(p, 0), NewLabel,
+					   "SELECT driftmirror_node.fence_clear()", 0, NULL, 0);
 }
 
 /*
@@ -962,8 +1045,8 @@ Forward(PromInfo *p)
 		TestPause(p, "reverse_slot");
 		CheckDeadline(p, "reverse_slot");
 		ReverseSlot(p);
-		Step(p, "reverse_slot", "ok", NULL, NULL, NULL, NULL);
-		Step(p, "fence", "running", "fencing", NULL, NULL, NULL);
+		/* one transaction (and _promotion_advance ready before the pause) */
+		Advance(p, "reverse_slot", NULL, NULL, NULL, "fence", "fencing", false);
 	}
 
 	if (strcmp(p->state, "fencing") == 0)
@@ -999,7 +1082,8 @@ Forward(PromInfo *p)
 
 		TestPause(p, "sequences");
 		CheckDeadline(p, "sequences");
-		n = SyncSequences(p);
+		n = p->sequences_synced;	/* set with the catch-up */
+		CollectFenceFile(p);	/* the old primary stays fenced, crash or not */
 		snprintf(buf, sizeof(buf), "{\"sequences_synced\": %d}", n);
 		CheckDeadline(p, "flip");
 		/* the commit point: the flip, in the same transaction */
@@ -1014,6 +1098,7 @@ Forward(PromInfo *p)
 		Unfence(p);
 		/* the paused poolers now point at the new primary, and resume */
 		DmPoolersSwitchResume(p->id, &pooler_details);
+		UnfenceDurable(p);
 		if (FencedAt != 0)
 			snprintf(buf, sizeof(buf), "{\"pause_ms\": %.1f, \"unfenced_at\": \"%s\"}",
 					 (double) (UnfencedAt - FencedAt) / 1000.0, timestamptz_to_str(UnfencedAt));

@@ -455,24 +455,28 @@ LostConnection(PGconn *conn, const char *label, const char *sql)
 			 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
 }
 
-/*
- * DmRemoteExec
- *		Run sql on the node; returns the (last) result, which the caller
- *		PQclear()s.  Raises the remote error (the connection stays usable),
- *		or an error on timeout, interrupt or lost connection (the connection
- *		is abandoned).
- */
-PGresult *
-DmRemoteExec(PGconn *conn, const char *label, const char *sql,
-			 int nparams, const char *const *values, int timeout)
+/* TimedOut: raise the error of a command that ran out of time */
+static void
+TimedOut(const char *label, const char *sql, int timeout_ms)
 {
-	volatile int timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
-	TimestampTz deadline;
-	PGresult   *volatile last = NULL;
-	PGresult   *volatile failed = NULL;
-	int			sent;
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("command on node \"%s\" timed out after %d ms",
+					label, timeout_ms),
+			 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+}
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+/*
+ * SendCommand
+ *		Send sql and flush it to the node before deadline.  Raises (the
+ *		connection is abandoned).
+ */
+static void
+SendCommand(PGconn *conn, const char *label, const char *sql,
+			int nparams, const char *const *values,
+			TimestampTz deadline, int timeout_ms)
+{
+	int			sent;
 
 	if (PQstatus(conn) != CONNECTION_OK)
 		LostConnection(conn, label, sql);
@@ -505,15 +509,33 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 				LostConnection(conn, label, sql);
 			rc = WaitOnSocket(conn, WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE, deadline);
 			if (rc == 0 && RemainingMs(deadline) <= 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("command on node \"%s\" timed out after %d ms",
-								label, timeout_ms),
-						 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+				TimedOut(label, sql, timeout_ms);
 			if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
 				LostConnection(conn, label, sql);
 		}
+	}
+	PG_CATCH();
+	{
+		DmRemoteAbandon(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
 
+/*
+ * CollectResult
+ *		Every result of the command sent last, before deadline; returns
+ *		the last one.  Raises as DmRemoteExec.
+ */
+static PGresult *
+CollectResult(PGconn *conn, const char *label, const char *sql,
+			  TimestampTz deadline, int timeout_ms)
+{
+	PGresult   *volatile last = NULL;
+	PGresult   *volatile failed = NULL;
+
+	PG_TRY();
+	{
 		/* every result, without ever letting PQgetResult block */
 		for (;;)
 		{
@@ -524,11 +546,7 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 				int			rc = WaitOnSocket(conn, WL_SOCKET_READABLE, deadline);
 
 				if (rc == 0 && RemainingMs(deadline) <= 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_QUERY_CANCELED),
-							 errmsg("command on node \"%s\" timed out after %d ms",
-									label, timeout_ms),
-							 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+					TimedOut(label, sql, timeout_ms);
 				if ((rc & WL_SOCKET_READABLE) && !PQconsumeInput(conn))
 					LostConnection(conn, label, sql);
 			}
@@ -574,6 +592,50 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 				 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
 				 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
 	return last;
+}
+
+/*
+ * DmRemoteExec
+ *		Run sql on the node; returns the (last) result, which the caller
+ *		PQclear()s.  Raises the remote error (the connection stays usable),
+ *		or an error on timeout, interrupt or lost connection (the connection
+ *		is abandoned).
+ */
+PGresult *
+DmRemoteExec(PGconn *conn, const char *label, const char *sql,
+			 int nparams, const char *const *values, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	SendCommand(conn, label, sql, nparams, values, deadline, timeout_ms);
+	return CollectResult(conn, label, sql, deadline, timeout_ms);
+}
+
+/*
+ * DmRemoteSend, DmRemoteCollect
+ *		DmRemoteExec in two halves, so that the caller can work elsewhere
+ *		(other nodes, the control database) while the node runs sql: send
+ *		(parameterless sql) now, collect the result later (nothing else may
+ *		be sent on conn in between).  Each half has its own timeout; both
+ *		raise as DmRemoteExec.  The caller PQclear()s the result.
+ */
+void
+DmRemoteSend(PGconn *conn, const char *label, const char *sql, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
+
+	SendCommand(conn, label, sql, 0, NULL,
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), timeout_ms);
+}
+
+PGresult *
+DmRemoteCollect(PGconn *conn, const char *label, const char *sql, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
+
+	return CollectResult(conn, label, sql,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), timeout_ms);
 }
 
 /*

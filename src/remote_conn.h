@@ -26,6 +26,11 @@
  *		abandons the connection: it is cut at once, PQstatus() is then
  *		CONNECTION_BAD, and the caller reconnects or closes it.  Returns a
  *		PGresult the caller PQclear()s.
+ *	 DmRemoteSend(conn, label, sql, timeout_ms); ... ;
+ *	 res = DmRemoteCollect(conn, label, sql, timeout_ms)
+ *		DmRemoteExec in two halves (no parameters): the node runs sql while
+ *		the caller does other work; nothing else is sent on conn between
+ *		them; each half has its own timeout
  *	 DmRemoteCommand(conn, label, sql, timeout_ms)   exec, discard the result
  *	 val = DmRemoteValue(conn, label, sql, nparams, values, timeout_ms)
  *		first column of the first row, palloc'd, or NULL
@@ -72,6 +77,10 @@ extern PGconn *DmRemoteConnectPlain(const char *conninfo, const char *label,
 extern PGresult *DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 							  int nparams, const char *const *values,
 							  int timeout_ms);
+extern void DmRemoteSend(PGconn *conn, const char *label, const char *sql,
+						 int timeout_ms);
+extern PGresult *DmRemoteCollect(PGconn *conn, const char *label, const char *sql,
+								 int timeout_ms);
 extern void DmRemoteCommand(PGconn *conn, const char *label, const char *sql,
 							int timeout_ms);
 extern char *DmRemoteValue(PGconn *conn, const char *label, const char *sql,

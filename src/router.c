@@ -11,18 +11,36 @@
  * dm_promote does.  The worker sets the shares and the routes in its own
  * transaction (driftmirror._shift_set: validation, nothing changed on a
  * refusal), then updates every router of the group: the work is read in
- * one transaction, each router is talked to outside any transaction, and
+ * one transaction, the routers are talked to outside any transaction, and
  * each outcome is recorded in a transaction of its own.  The result (or
  * the error with its SQLSTATE) travels back through a DSM segment.
  *
+ * Every router update runs as a batch: the group's routers (all, of one
+ * kind, or those due), their conversations started side by side in the
+ * I/O engine (router_io.c), each outcome recorded as it ends.  The main
+ * worker's phase (DmRouterPhase) parks the group's step while its batch
+ * is in flight, so a router that never answers holds only its own group,
+ * for its timeout (and its webhook retries); the dm_shift worker and a
+ * promotion's flip (DmApplyRoutersOfKind), which have a process of their
+ * own, wait in the engine until their batch has ended.
+ *
  * Updates of one group's routers are serialised by a session-level
  * advisory lock (DM_ROUTER_LOCK_KEY, group id), so that two changes never
- * reach a router in the wrong order: the shift worker waits for it, the
- * main worker's phase only tries it.  It is released with LockRelease on
- * every path, errors included (a session lock outlives an abort).
+ * reach a router in the wrong order: the shift worker waits for it, a
+ * promotion's flip waits for it a bounded time, the main worker's phase
+ * only tries it (and skips the phase when another process has it).  A
+ * batch takes it before it reads its work and holds it, as a session lock
+ * of its process, across every asynchronous exchange while the step is
+ * parked, until its last outcome is recorded.  It is released by the
+ * batch's memory context's reset callback, so on every path that ends the
+ * batch: done, an error (the step's or the waiting worker's context is
+ * freed after the abort; a session lock outlives an abort), the worker's
+ * steps discarded (DiscardSteps), and at process exit by PostgreSQL itself.
+ * The same callback cancels the conversations still in the engine.
  *
- * Memory: tasks and results live in the memory context current at the
- * call; each SPI result is copied out before its transaction ends.
+ * Memory: a batch lives in its own context (a child of the step's, or of
+ * the caller's); each SPI result is copied out before its transaction
+ * ends.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +67,7 @@
 #include "ctl_txn.h"
 #include "driftmirror.h"
 #include "endpoint.h"
+#include "io_engine.h"
 #include "router.h"
 
 PG_FUNCTION_INFO_V1(driftmirror_dm_shift);
@@ -181,88 +200,6 @@ RecordOutcome(DmRouterTask *t)
 			 6, types, vals, nulls);
 }
 
-/*
- * ApplyOne
- *		Run the driver of one task outside any transaction; an error becomes
- *		the task's outcome.  Never raises, except FATAL (process exit).
- */
-static void
-ApplyOne(DmRouterTask *t, MemoryContext cxt)
-{
-	char		activity[256];
-
-	snprintf(activity, sizeof(activity), "driftmirror: updating router \"%s\" (%s)",
-			 t->name, t->kind);
-	pgstat_report_activity(STATE_RUNNING, activity);
-
-	PG_TRY();
-	{
-		if (strcmp(t->kind, "haproxy") == 0)
-			DmRouterApplyHaproxy(t);
-		else if (strcmp(t->kind, "pgbouncer") == 0)
-			DmRouterApplyPgbouncer(t);
-		else if (strcmp(t->kind, "webhook") == 0)
-			DmRouterApplyWebhook(t);
-		else
-			elog(ERROR, "unknown router kind \"%s\"", t->kind);
-		t->ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = DmCtlCatch(cxt, false);
-
-		t->ok = false;
-		t->error = edata->detail ?
-			psprintf("%s: %s", edata->message, edata->detail) : pstrdup(edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-}
-
-/*
- * ApplyRouters
- *		DmApplyRouters for the routers of one kind (NULL: all).  Raises only
- *		if the control database fails.
- */
-static void
-ApplyRouters(int64 group_id, bool due_only, const char *kind)
-{
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "driftmirror routers",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	List	   *tasks;
-	ListCell   *lc;
-
-	tasks = LoadTasks(group_id, due_only, cxt);
-	foreach(lc, tasks)
-	{
-		DmRouterTask *t = lfirst(lc);
-
-		CHECK_FOR_INTERRUPTS();
-		if (kind != NULL && strcmp(t->kind, kind) != 0)
-			continue;
-		ApplyOne(t, cxt);
-		RecordOutcome(t);
-		if (!t->ok)
-			ereport(LOG,
-					(errmsg("driftmirror: router \"%s\" (%s) could not apply change " INT64_FORMAT ": %s",
-							t->name, t->kind, t->change_id, t->error)));
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-}
-
-/*
- * DmApplyRouters
- *		See router.h.  Raises only if the control database fails.
- */
-void
-DmApplyRouters(int64 group_id, bool due_only)
-{
-	ApplyRouters(group_id, due_only, NULL);
-}
-
 /* ---- the group's router lock ---- */
 
 static void
@@ -298,26 +235,204 @@ RouterUnlock(int64 group_id)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
-/*
- * DmRunRouterPhase
- *		The group step's phase: routers behind the group's shares (failed,
- *		new, or changed while nobody could reach them) are retried with a
- *		back-off.  Skipped while a dm_shift updates them.  May raise.
- */
-void
-DmRunRouterPhase(int64 group_id)
+/* ---- batches ---- */
+
+/* the routers of one update of a group, in flight */
+typedef struct RouterBatch
 {
-	if (!RouterLock(group_id, false))
-		return;
+	int64		group_id;
+	MemoryContext cxt;			/* the batch and its tasks; deleting it
+								 * cancels and unlocks */
+	bool		locked;			/* holds the group's router lock */
+	List	   *tasks;			/* DmRouterTask *, those started */
+	MemoryContextCallback release;
+} RouterBatch;
+
+/* BatchRelease: the batch's context goes: cancel what is in flight, unlock */
+static void
+BatchRelease(void *arg)
+{
+	RouterBatch *b = (RouterBatch *) arg;
+	ListCell   *lc;
+
+	foreach(lc, b->tasks)
+	{
+		DmRouterTask *t = lfirst(lc);
+
+		if (!t->done)
+			DmRouterCancel(t);
+	}
+	b->tasks = NIL;
+	if (b->locked)
+		RouterUnlock(b->group_id);
+	b->locked = false;
+}
+
+/* BatchCreate: an empty batch in a new child context of parent */
+static RouterBatch *
+BatchCreate(MemoryContext parent, int64 group_id)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "driftmirror routers",
+											  ALLOCSET_SMALL_SIZES);
+	RouterBatch *b = MemoryContextAllocZero(cxt, sizeof(RouterBatch));
+
+	b->group_id = group_id;
+	b->cxt = cxt;
+	b->release.func = BatchRelease;
+	b->release.arg = b;
+	MemoryContextRegisterResetCallback(cxt, &b->release);
+	return b;
+}
+
+/* BatchLock: take the group's router lock for the batch (see RouterLock) */
+static bool
+BatchLock(RouterBatch *b, bool wait)
+{
+	b->locked = RouterLock(b->group_id, wait);
+	return b->locked;
+}
+
+/*
+ * BatchStart
+ *		Read the batch's work (its own transaction) and start the
+ *		conversation of each router (of kind, unless NULL) in the I/O
+ *		engine; done(arg) is called as each ends.  Raises only if the
+ *		control database fails.
+ */
+static void
+BatchStart(RouterBatch *b, bool due_only, const char *kind,
+		   void (*done) (void *arg), void *arg)
+{
+	List	   *tasks = LoadTasks(b->group_id, due_only, b->cxt);
+	ListCell   *lc;
+
+	foreach(lc, tasks)
+	{
+		DmRouterTask *t = lfirst(lc);
+		MemoryContext old;
+
+		if (kind != NULL && strcmp(t->kind, kind) != 0)
+			continue;
+		old = MemoryContextSwitchTo(b->cxt);
+		b->tasks = lappend(b->tasks, t);
+		MemoryContextSwitchTo(old);
+		DmRouterStart(t, b->cxt, done, arg);
+	}
+}
+
+/*
+ * BatchRecord
+ *		Record the outcome of every router whose conversation has ended
+ *		since the last call (a transaction each), in the batch's order.
+ *		Returns whether some are still in flight.  Raises only if the
+ *		control database fails.
+ */
+static bool
+BatchRecord(RouterBatch *b)
+{
+	ListCell   *lc;
+	bool		pending = false;
+
+	foreach(lc, b->tasks)
+	{
+		DmRouterTask *t = lfirst(lc);
+
+		if (!t->done)
+		{
+			pending = true;
+			continue;
+		}
+		if (t->job == NULL)
+			continue;			/* recorded */
+		t->job = NULL;
+		RecordOutcome(t);
+		if (!t->ok)
+			ereport(LOG,
+					(errmsg("driftmirror: router \"%s\" (%s) could not apply change " INT64_FORMAT ": %s",
+							t->name, t->kind, t->change_id, t->error)));
+	}
+	return pending;
+}
+
+/*
+ * RunBatch
+ *		For a process of its own (the dm_shift and promotion workers): run
+ *		the batch, locked, and wait in the I/O engine until every outcome
+ *		is recorded; the batch is released on every path.  Raises only if
+ *		the control database fails (or on interrupts).
+ */
+static pg_noinline void
+WaitBatch(RouterBatch *b, const char *kind)
+{
+	BatchStart(b, false, kind, NULL, NULL);
+	while (BatchRecord(b))
+	{
+		CHECK_FOR_INTERRUPTS();
+		(void) DmIoWait(1000);
+	}
+}
+
+static pg_noinline void
+RunBatch(RouterBatch *b, const char *kind)
+{
+	MemoryContext cxt = b->cxt;
+
 	PG_TRY();
 	{
-		DmApplyRouters(group_id, true);
+		WaitBatch(b, kind);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		RouterUnlock(group_id);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * DmApplyRouters
+ *		See router.h.  Waits for the group's router lock.
+ */
+void
+DmApplyRouters(int64 group_id)
+{
+	RouterBatch *b = BatchCreate(CurrentMemoryContext, group_id);
+
+	(void) BatchLock(b, true);
+	RunBatch(b, NULL);
+}
+
+/*
+ * DmRouterPhase
+ *		See router.h: the group step's phase.  Routers behind the group's
+ *		shares (failed, new, or changed while nobody could reach them) are
+ *		retried with a back-off; skipped while another process (dm_shift, a
+ *		promotion) updates them.  The step waits (DM_PHASE_WAITING) while
+ *		the batch is in flight; the batch lives in the step's context, so
+ *		an error or a discarded step releases it.  Raises only if the
+ *		control database fails.
+ */
+DmPhaseResult
+DmRouterPhase(DmGroupRun *run)
+{
+	RouterBatch *b = (RouterBatch *) run->phase_state;
+
+	if (b == NULL)
+	{
+		b = BatchCreate(run->cxt, run->group_id);
+		if (!BatchLock(b, false))
+		{
+			MemoryContextDelete(b->cxt);
+			return DM_PHASE_DONE;
+		}
+		run->phase_state = b;
+		BatchStart(b, true, NULL, DmGroupStepWake, run);
+	}
+	if (BatchRecord(b))
+		return DM_PHASE_WAITING;
+	MemoryContextDelete(b->cxt);
+	return DM_PHASE_DONE;
 }
 
 /*
@@ -328,28 +443,24 @@ bool
 DmApplyRoutersOfKind(int64 group_id, const char *kind, int lock_wait_ms)
 {
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lock_wait_ms);
+	RouterBatch *b = BatchCreate(CurrentMemoryContext, group_id);
 
-	while (!RouterLock(group_id, false))
+	while (!BatchLock(b, false))
 	{
 		int			rc;
 
 		if (GetCurrentTimestamp() >= until)
+		{
+			MemoryContextDelete(b->cxt);
 			return false;
+		}
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   10, PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	PG_TRY();
-	{
-		ApplyRouters(group_id, false, kind);
-	}
-	PG_FINALLY();
-	{
-		RouterUnlock(group_id);
-	}
-	PG_END_TRY();
+	RunBatch(b, kind);
 	return true;
 }
 
@@ -397,9 +508,7 @@ DmShiftWorkerMain(Datum main_arg)
 		group_id = DmCtlGetInt64(r, 0, "group_id", 0);
 
 		/* every router, in order with any other update of the group's */
-		(void) RouterLock(group_id, true);
-		DmApplyRouters(group_id, false);
-		RouterUnlock(group_id);
+		DmApplyRouters(group_id);
 
 		result = DmCtlFirst(DmCtlQuery("SELECT driftmirror._shift_result($1)::text", 1,
 									   (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(group_id)},

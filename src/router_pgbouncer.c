@@ -13,8 +13,11 @@
  * simple queries only): RELOAD (pgbouncer re-reads its files), RECONNECT
  * <db> when the target changed (server connections close once released,
  * new ones go to the new node), and SHOW DATABASES must show the database
- * on the target's host and port.  Every console wait has the router's
- * deadline (remote_conn.c) and is interruptible.
+ * on the target's host and port.  That conversation is
+ * DmRouterPgbouncerNext; router_io.c carries each statement as a console
+ * request of the I/O engine (a session of its own each, with no set-up
+ * statement: the console takes no SET), within the router's timeout, so
+ * a console that never answers holds only its own router.
  *
  * A share strictly between 0 and 100 cannot be expressed by pgbouncer: it
  * follows the node with the larger share (docs/routing.md says so).
@@ -207,14 +210,34 @@ void
 DmPgbouncerCheckTarget(PGconn *conn, const char *label, const char *database,
 					   const char *host, const char *port, int timeout_ms)
 {
-	PGresult   *res;
+	PGresult   *volatile res;
+
+	res = DmRemoteExec(conn, label, "SHOW DATABASES", 0, NULL, timeout_ms);
+	PG_TRY();
+	{
+		DmPgbouncerShowsTarget(res, database, host, port);
+	}
+	PG_FINALLY();
+	{
+		PQclear(res);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * DmPgbouncerShowsTarget
+ *		See router.h.
+ */
+void
+DmPgbouncerShowsTarget(const PGresult *res, const char *database,
+					   const char *host, const char *port)
+{
 	int			row;
 	int			c_name,
 				c_host,
 				c_port;
 	bool		ok = false;
 
-	res = DmRemoteExec(conn, label, "SHOW DATABASES", 0, NULL, timeout_ms);
 	c_name = PQfnumber(res, "name");
 	c_host = PQfnumber(res, "host");
 	c_port = PQfnumber(res, "port");
@@ -222,7 +245,6 @@ DmPgbouncerCheckTarget(PGconn *conn, const char *label, const char *database,
 		if (strcmp(PQgetvalue(res, row, c_name), database) == 0)
 			ok = strcmp(PQgetvalue(res, row, c_host), host) == 0 &&
 				strcmp(PQgetvalue(res, row, c_port), port) == 0;
-	PQclear(res);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
@@ -231,41 +253,56 @@ DmPgbouncerCheckTarget(PGconn *conn, const char *label, const char *database,
 				 errhint("Check that pgbouncer.ini includes the router's file (%%include) after its own [databases] entries.")));
 }
 
-/*
- * DmRouterApplyPgbouncer
- *		See router.h.
- */
-void
-DmRouterApplyPgbouncer(DmRouterTask *t)
+/* the conversation's state between exchanges */
+typedef struct PgbouncerState
 {
-	char	   *host;
+	char	   *host;			/* where SHOW DATABASES must show it */
 	char	   *port;
-	char	   *content;
-	bool		changed;
-	PGconn	   *volatile conn = NULL;
-	char	   *label = psprintf("pgbouncer router %s", t->name);
+	bool		changed;		/* the file changed: RECONNECT */
+	int			sent;			/* statements sent so far */
+} PgbouncerState;
 
-	if (t->target == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("router \"%s\" has no node to point at", t->name)));
-	content = DmPgbouncerFileContent(t->name, t->database, t->target, &host, &port);
-	changed = WriteDatabasesFile(t, content);
+/*
+ * DmRouterPgbouncerNext
+ *		See router.h.  The first call writes the router's file (local, fast)
+ *		and asks for RELOAD; then RECONNECT <db> if the file changed; then
+ *		SHOW DATABASES, whose answer is checked.
+ */
+bool
+DmRouterPgbouncerNext(DmRouterTask *t, DmRouterExchange *x)
+{
+	PgbouncerState *st = (PgbouncerState *) t->driver_state;
 
-	PG_TRY();
+	if (st == NULL)
 	{
-		conn = DmRemoteConnectPlain(t->endpoint, label, t->timeout_ms);
-		PQclear(DmRemoteExec(conn, label, "RELOAD", 0, NULL, t->timeout_ms));
-		if (changed)
-			PQclear(DmRemoteExec(conn, label, psprintf("RECONNECT %s", t->database), 0, NULL,
-								 t->timeout_ms));
-		DmPgbouncerCheckTarget(conn, label, t->database, host, port, t->timeout_ms);
+		char	   *content;
+
+		if (t->target == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("router \"%s\" has no node to point at", t->name)));
+		st = palloc0(sizeof(PgbouncerState));
+		content = DmPgbouncerFileContent(t->name, t->database, t->target, &st->host, &st->port);
+		st->changed = WriteDatabasesFile(t, content);
+		t->driver_state = st;
+		x->kind = DM_ROUTER_IO_CONSOLE;
+		x->text = "RELOAD";
+		st->sent = 1;
+		return true;
 	}
-	PG_FINALLY();
+	if (st->sent == 1 && st->changed)
 	{
-		DmRemoteClose(conn);
+		x->text = psprintf("RECONNECT %s", t->database);
+		st->sent = 2;
+		return true;
 	}
-	PG_END_TRY();
+	if (st->sent < 3)
+	{
+		x->text = "SHOW DATABASES";
+		st->sent = 3;
+		return true;
+	}
+	DmPgbouncerShowsTarget(x->res, t->database, st->host, st->port);
 
 	{
 		StringInfoData applied;
@@ -275,7 +312,8 @@ DmRouterApplyPgbouncer(DmRouterTask *t)
 		escape_json(&applied, t->database);
 		appendStringInfoString(&applied, ", \"target\": ");
 		escape_json(&applied, t->target);
-		appendStringInfo(&applied, ", \"reconnected\": %s}", changed ? "true" : "false");
+		appendStringInfo(&applied, ", \"reconnected\": %s}", st->changed ? "true" : "false");
 		t->applied = applied.data;
 	}
+	return false;
 }

@@ -8,12 +8,15 @@
  *
  * Every request of one change carries the same Idempotency-Key
  * ("dm-<group id>-<router id>-<change id>"), whether it is a retry within
- * one attempt (http.c: transport errors, 429 and 5xx, back-off from 200 ms
- * doubling) or a later attempt by the worker's group step.  With option
+ * one attempt (http.c's rule: transport errors, 429 and 502-504, back-off
+ * from 200 ms doubling) or a later attempt by the worker's group step.  With option
  * hmac_key_file the body is signed: X-Driftmirror-Signature: sha256=<hex
  * of HMAC-SHA256(key, body)>, the key read from driftmirror_secrets in the
  * data directory just before use and wiped afterwards.  Any 2xx answer
- * means applied.  Each request is bounded by the router's timeout.
+ * means applied.  Each request is bounded by the router's timeout.  The
+ * conversation is DmRouterWebhookNext; router_io.c sends each attempt as
+ * an HTTP request of the I/O engine and waits out the back-off on an
+ * engine timer, so neither holds the worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,36 +30,54 @@
 #include "signature.h"
 
 /*
- * DmRouterApplyWebhook
- *		See router.h.
+ * DmRouterWebhookNext
+ *		See router.h.  The first call signs the body (the key read and
+ *		wiped there) and asks for the POST; an answer that http.c's rule
+ *		says to retry (DmHttpRetryBackoffMs) asks for it again after the
+ *		back-off, up to the router's retries.
  */
-void
-DmRouterApplyWebhook(DmRouterTask *t)
+bool
+DmRouterWebhookNext(DmRouterTask *t, DmRouterExchange *x)
 {
-	DmHttpRequest req;
-	DmHttpResponse resp;
+	long		backoff_ms;
 
-	memset(&req, 0, sizeof(req));
-	memset(&resp, 0, sizeof(resp));
-	req.method = "POST";
-	req.url = t->endpoint;
-	req.body = t->change;
-	req.content_type = "application/json";
-	req.idempotency_key = t->idempotency_key;
-	req.timeout_ms = t->timeout_ms;
-	req.max_retries = t->retries;
-	if (t->hmac_key_file)
-		req.signature = DmHmacSha256Signature(t->hmac_key_file, t->change);
+	if (x->kind == DM_ROUTER_IO_NONE)
+	{
+		DmHttpRequest *req = &x->http;
 
-	if (!DmHttpPerform(&req, &resp))
+		memset(req, 0, sizeof(*req));
+		req->method = "POST";
+		req->url = t->endpoint;
+		req->body = t->change;
+		req->content_type = "application/json";
+		req->idempotency_key = t->idempotency_key;
+		req->timeout_ms = t->timeout_ms;
+		req->max_retries = t->retries;
+		if (t->hmac_key_file)
+			req->signature = DmHmacSha256Signature(t->hmac_key_file, t->change);
+		x->kind = DM_ROUTER_IO_HTTP;
+		x->sees_failure = true; /* transport errors are retried */
+		x->attempt = 0;
+		return true;
+	}
+
+	backoff_ms = DmHttpRetryBackoffMs(&x->http, &x->resp, x->attempt);
+	if (backoff_ms >= 0)
+	{
+		x->attempt++;
+		x->delay_ms = (int) backoff_ms;
+		return true;
+	}
+	if (x->resp.error != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("webhook of router \"%s\" failed", t->name),
-				 errdetail_internal("%s", resp.error)));
-	if (resp.status < 200 || resp.status >= 300)
+				 errdetail_internal("%s", x->resp.error)));
+	if (x->resp.status < 200 || x->resp.status >= 300)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("webhook of router \"%s\" answered HTTP %ld", t->name, resp.status)));
+				 errmsg("webhook of router \"%s\" answered HTTP %ld", t->name, x->resp.status)));
 	t->applied = psprintf("{\"change_id\": " INT64_FORMAT ", \"idempotency_key\": \"%s\", \"status\": %ld}",
-						  t->change_id, t->idempotency_key, resp.status);
+						  t->change_id, t->idempotency_key, x->resp.status);
+	return false;
 }

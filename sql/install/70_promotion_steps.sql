@@ -282,15 +282,20 @@ BEGIN
      WHERE id = m.id;
     UPDATE driftmirror.resource SET endpoint = p.new_primary, updated_at = now()
      WHERE id = p.resource_id;
-    PERFORM driftmirror._set_route(p.group_id, p.resource_id, 'write', p.new_primary, 100,
-                                   format('promotion %s', p_id));
-    PERFORM driftmirror._set_route(p.group_id, p.resource_id, 'write', p.old_primary, 0,
-                                   format('promotion %s', p_id));
-    -- reads follow the primary; read shifting may change them later
-    PERFORM driftmirror._set_route(p.group_id, p.resource_id, 'read', p.new_primary, 100,
-                                   format('promotion %s', p_id));
-    PERFORM driftmirror._set_route(p.group_id, p.resource_id, 'read', p.old_primary, 0,
-                                   format('promotion %s', p_id));
+    -- writes and reads (read shifting may change them later) to the new
+    -- primary: what _set_route does for each of the four routes, in one
+    -- statement (this transaction is inside the clients' write pause)
+    WITH x (n, access, endpoint, weight) AS (
+             VALUES (1, 'write', p.new_primary, 100), (2, 'write', p.old_primary, 0),
+                    (3, 'read', p.new_primary, 100), (4, 'read', p.old_primary, 0)),
+         routes AS (
+             INSERT INTO driftmirror.route AS r (group_id, resource_id, access, endpoint, weight)
+             SELECT p.group_id, p.resource_id, x.access, x.endpoint, x.weight FROM x ORDER BY x.n
+             ON CONFLICT (resource_id, access, endpoint)
+             DO UPDATE SET weight = EXCLUDED.weight, updated_at = clock_timestamp())
+    INSERT INTO driftmirror.route_history (group_name, resource_name, access, endpoint, weight, reason)
+    SELECT p.group_name, p.resource_name, x.access, x.endpoint, x.weight, format('promotion %s', p_id)
+      FROM x ORDER BY x.n;
     UPDATE driftmirror.promotion SET state = 'unfencing' WHERE id = p_id;
     PERFORM driftmirror._log_action(p.group_name, p.resource_name, 'promote_flip',
                                     'routes and catalog point at the new primary',

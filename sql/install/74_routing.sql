@@ -297,24 +297,86 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_remove_router(text, text) IS
     'Remove a router from a group (the router keeps its current weights)';
 
--- _route_weight: the weight of one endpoint for one access kind, as
--- dm_route sees it: its route, or without any route of that access, 100
--- for the resource's endpoint (the primary) and 0 for others
-CREATE FUNCTION driftmirror._route_weight(p_resource_id bigint, p_access text, p_endpoint text)
-RETURNS integer
-LANGUAGE sql STABLE
+-- dm_router_forget_pause: give up the RESUME that promotions of the group
+-- owe a pgbouncer router (named: a router of the group, or one removed
+-- with dm_remove_router while paused), for a pgbouncer that is gone for
+-- good.  Nothing is sent to it: if it ever comes back it starts unpaused
+-- from its files (a restart), or stays paused until someone sends RESUME.
+-- Returns the promotions that owed it.  Refused, with nothing changed:
+-- nothing owed to that router (55000), or a promotion that owes it is
+-- being driven right now (55006: its driver resumes it or gives up, and
+-- an ended promotion's driver must not find the record gone under it).
+-- Taking each promotion's lock (the driver's, promote.h) in this
+-- transaction keeps a recovery from starting on it until the commit.
+CREATE FUNCTION driftmirror.dm_router_forget_pause("group" text, router text)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN EXISTS (SELECT FROM driftmirror.route rt
-                      WHERE rt.resource_id = p_resource_id AND rt.access = p_access AND rt.weight > 0)
-        THEN coalesce((SELECT rt.weight FROM driftmirror.route rt
-                        WHERE rt.resource_id = p_resource_id AND rt.access = p_access
-                          AND rt.endpoint = p_endpoint), 0)
-        ELSE CASE WHEN p_endpoint = (SELECT r.endpoint FROM driftmirror.resource r WHERE r.id = p_resource_id)
-                  THEN 100 ELSE 0 END
-    END
+DECLARE
+    p_group  ALIAS FOR $1;
+    p_router ALIAS FOR $2;
+    gid      bigint;
+    rid      bigint;
+    owed     bigint[];
+    busy     bigint[];
+BEGIN
+    IF p_router IS NULL THEN
+        RAISE EXCEPTION 'router name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    gid := driftmirror._group_id(p_group, true);
+    SELECT rt.id INTO rid FROM driftmirror.router rt WHERE rt.group_id = gid AND rt.name = p_router;
+
+    -- the promotions that owe it a RESUME, locked; those whose driver
+    -- (or a recovery) holds the promotion's lock are busy
+    SELECT array_agg(o.id ORDER BY o.id),
+           array_agg(o.id ORDER BY o.id) FILTER (WHERE NOT o.free)
+      INTO owed, busy
+      FROM (SELECT p.id,
+                   pg_try_advisory_xact_lock(6581616, p.id::integer) AS free  -- DM_PROMOTION_LOCK_KEY
+              FROM driftmirror.promotion p
+             WHERE p.group_id = gid
+               AND ((rid IS NOT NULL AND rid = ANY (p.poolers_paused))
+                    OR EXISTS (SELECT FROM jsonb_array_elements(p.poolers_removed) e
+                                WHERE e ->> 'name' = p_router))
+             ORDER BY p.id
+               FOR NO KEY UPDATE OF p) o;
+    IF owed IS NULL THEN
+        IF rid IS NULL THEN
+            RAISE EXCEPTION 'router "%" does not exist in group "%"', p_router, p_group
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'no promotion of group "%" owes router "%" a RESUME', p_group, p_router
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'dm_router_forget_pause is only for a pgbouncer router that a promotion paused and could not resume.';
+    END IF;
+    IF busy IS NOT NULL THEN
+        RAISE EXCEPTION 'promotion % of group "%" is being driven right now', array_to_string(busy, ', '), p_group
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Its driver resumes router "%s" or records that it could not.', p_router),
+                  HINT = 'Try again once it has ended or stopped retrying (see dm_promotions).';
+    END IF;
+
+    UPDATE driftmirror.promotion p
+       SET poolers_paused = NULLIF(array_remove(p.poolers_paused, rid), '{}'),
+           poolers_removed = NULLIF(
+               (SELECT coalesce(jsonb_agg(x.e ORDER BY x.n), '[]')
+                  FROM jsonb_array_elements(p.poolers_removed) WITH ORDINALITY x (e, n)
+                 WHERE (x.e ->> 'name') IS DISTINCT FROM p_router), '[]'::jsonb)
+     WHERE p.id = ANY (owed);
+    PERFORM driftmirror._log_action(p_group, NULL, 'router_forget_pause',
+                                    format('the RESUME that promotion %s owed pgbouncer router "%s" was given up; '
+                                           'that pgbouncer is not resumed by driftmirror any more',
+                                           array_to_string(owed, ', '), p_router),
+                                    jsonb_build_object('router', p_router, 'promotions', to_jsonb(owed),
+                                                       'router_removed', rid IS NULL));
+    RETURN owed;
+END
 $$;
+COMMENT ON FUNCTION driftmirror.dm_router_forget_pause(text, text) IS
+    'Give up the RESUME that promotions owe a pgbouncer router that is gone for good';
 
 -- _shift_set: validate and set a group's shares: the routes of every
 -- mirrored resource (primary 100 - pct, mirror pct) and the change id.
@@ -417,7 +479,13 @@ $$;
 -- the query's plan in the session where a SQL function with SET
 -- search_path (never inlined) was parsed and planned again on every call;
 -- the generic plan is forced, as the plan cache otherwise kept choosing
--- custom plans, planned at every call too (bench/router_work.sql).
+-- custom plans, planned at every call too (bench/router_work.sql).  Each
+-- node's weight for an access kind is its route's, or, when no route of
+-- that access has a weight above 0, 100 for the resource's endpoint (the
+-- primary) and 0 for the other (as dm_route sees it); computed here from
+-- one scan of the resource's routes rather than by a function per node
+-- and access (a LANGUAGE sql function with SET search_path is planned
+-- again at every call: bench/router_work.sql measures both).
 CREATE FUNCTION driftmirror._router_work(p_group_id bigint, p_due boolean)
 RETURNS TABLE (router_id bigint, name text, kind text, endpoint text, options jsonb, change jsonb,
                digest text)
@@ -436,11 +504,19 @@ BEGIN
     ),
     nodes AS (
         SELECT r.id AS resource_id, r.name AS resource_name, n.role, n.endpoint,
-               driftmirror._route_weight(r.id, 'read', n.endpoint) AS read_weight,
-               driftmirror._route_weight(r.id, 'write', n.endpoint) AS write_weight
+               CASE WHEN rw.read_routed THEN coalesce(rw.read_route, 0)
+                    WHEN n.endpoint = r.endpoint THEN 100 ELSE 0 END AS read_weight,
+               CASE WHEN rw.write_routed THEN coalesce(rw.write_route, 0)
+                    WHEN n.endpoint = r.endpoint THEN 100 ELSE 0 END AS write_weight
           FROM driftmirror.resource r
           JOIN driftmirror.mirror m ON m.resource_id = r.id,
-               LATERAL (VALUES ('primary', r.endpoint), ('mirror', m.mirror_endpoint)) n (role, endpoint)
+               LATERAL (VALUES ('primary', r.endpoint), ('mirror', m.mirror_endpoint)) n (role, endpoint),
+               LATERAL (SELECT bool_or(rt.weight > 0) FILTER (WHERE rt.access = 'read') AS read_routed,
+                               max(rt.weight) FILTER (WHERE rt.access = 'read' AND rt.endpoint = n.endpoint) AS read_route,
+                               bool_or(rt.weight > 0) FILTER (WHERE rt.access = 'write') AS write_routed,
+                               max(rt.weight) FILTER (WHERE rt.access = 'write' AND rt.endpoint = n.endpoint) AS write_route
+                          FROM driftmirror.route rt
+                         WHERE rt.resource_id = r.id) rw
          WHERE r.group_id = p_group_id AND n.endpoint IS NOT NULL
     )
     SELECT w.id, w.name, w.kind, w.endpoint, w.options,

@@ -1,6 +1,11 @@
 # DmHung.pm: a hung HTTP receiver for the TAP fault tests
 # (test/lib/hung_http_receiver.py: reads each request, never answers, logs
-# "request <method> <path>" and, once the client gives up, "closed").
+# "request <method> <path>" and, once the client gives up, "closed"), or
+# with DmHung->start('line') a hung line-protocol server (the same script:
+# logs "request <first line>", then "closed" the same way), or with
+# DmHung->start('pg') a hung PostgreSQL-protocol server
+# (test/lib/hung_pg_server.py: logs the client in, never answers a query;
+# logs "login", "query", "cancel").
 #
 #   my $h = DmHung->start;             # picks a free port
 #   $h->url;                           # http://127.0.0.1:<port>
@@ -21,20 +26,25 @@ END { local $?; for my $h (@started) { eval { $h->stop; }; } }
 
 sub start
 {
-	my ($class) = @_;
+	my ($class, $mode) = @_;
 	my $self = bless {}, $class;
 	my $base = PostgreSQL::Test::Utils::tempdir();
 
 	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{events} = "$base/events";
 	$self->{run} = IPC::Run::start(
-		[ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $self->{port}, $self->{events} ],
+		($mode // '') eq 'pg'
+		? [ 'python3', "$ENV{DM_ROOT}/test/lib/hung_pg_server.py", $self->{port}, $self->{events} ]
+		: [ 'python3', "$ENV{DM_ROOT}/test/lib/hung_http_receiver.py", $self->{port}, $self->{events},
+			$mode // () ],
 		'<', \undef, '>>', "$base/out", '2>>', "$base/out");
 	push @started, $self;
 	return $self;
 }
 
 sub url { return 'http://127.0.0.1:' . $_[0]->{port}; }
+
+sub port { return $_[0]->{port}; }
 
 sub log
 {

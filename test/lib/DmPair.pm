@@ -31,6 +31,11 @@
 #                                      once the test did what it paused for
 #   promote_finish($session)           wait for that dm_promote; returns its
 #                                      output and errors (VERBOSITY verbose)
+#   promote_kill_driver($p, $session)  SIGKILL the promotion driver (node a
+#                                      restarts after the crash: wait with
+#                                      poll_query_until) and drop the session
+#   last_promotion($p, COLUMN)         COLUMN (an expression) of the newest
+#                                      row of driftmirror.promotion
 package DmPair;
 
 use strict;
@@ -45,6 +50,8 @@ use DmProbe;
 
 our @EXPORT = qw(dm_pair primary_of mirror_of wait_mirroring writable reads_to_mirror
   probe_verify promote_pause promote_start promote_wait_paused promote_release promote_finish);
+# on request (some tests have their own last_promotion)
+our @EXPORT_OK = qw(promote_kill_driver last_promotion);
 
 sub conninfo
 {
@@ -206,6 +213,22 @@ sub promote_finish
 	$out .= $s->{stderr};
 	eval { $s->quit; };
 	return $out;
+}
+
+sub promote_kill_driver
+{
+	my ($p, $s) = @_;
+	my $pid = $p->{a}->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
+	kill 'KILL', $pid;
+	eval { $s->quit; };
+}
+
+sub last_promotion
+{
+	my ($p, $col) = @_;
+	return $p->{a}->safe_psql('postgres',
+		"SELECT $col FROM driftmirror.promotion ORDER BY id DESC LIMIT 1");
 }
 
 1;

@@ -85,6 +85,16 @@ UPDATE promotion SET state = 'rolled_back', finished_at = now() WHERE group_name
 SELECT dm_drop_group('pg', force => true);
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 \set VERBOSITY terse
+-- a pgbouncer gone for good: dm_router_forget_pause gives up the RESUME
+-- owed to the removed router (by its name), logged; a second time there is
+-- nothing to give up (no such router, nothing owed)
+SELECT dm_router_forget_pause('pg', 'pgb') AS given_up;
+SELECT poolers_removed IS NULL AS nothing_owed, state FROM promotion WHERE group_name = 'pg';
+SELECT group_name, reason, inputs FROM dm_actions WHERE kind = 'router_forget_pause';
+SELECT dm_router_forget_pause('pg', 'pgb');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT dm_router_forget_pause('pg', NULL);
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 -- a router still recorded as paused (not removed) counts alike
 UPDATE promotion SET poolers_removed = NULL, poolers_paused = '{42}' WHERE group_name = 'pg';
 SELECT dm_drop_group('pg', force => true);

@@ -9,7 +9,9 @@
 #   session_replication_role), neither DML, COPY, TRUNCATE, DDL, sequences,
 #   large objects nor row locks; replication keeps applying; the control
 #   database stays writable; the fence survives a restart; new sessions are
-#   read-only by default; a driftmirror session passes; clearing lifts it.
+#   read-only by default; a driftmirror session passes; clearing lifts it
+#   (with driftmirror.fence_durable off at once, the fence file
+#   rewritten by the next fence_clear: a crash in between restarts fenced).
 use strict;
 use warnings;
 
@@ -214,6 +216,46 @@ $b->restart;
 is($b->safe_psql('app', 'SELECT count(*) FROM driftmirror_node.fence_status()'), '0',
 	'the lifted fence stays lifted after a restart');
 $b->safe_psql('app', q{INSERT INTO t VALUES (5006, 'b after restart')});
+
+# driftmirror.fence_durable off (the promotion's unfence): the fence
+# is lifted at once, the file still names the database, so a crash
+# restarts it fenced (the safe side); the next fence_clear() writes it
+$b->safe_psql('app', "SELECT driftmirror_node.fence_set('mirror')");
+is($b->safe_psql('app', q{SELECT driftmirror_node.fence_clear()
+	FROM (SELECT set_config('driftmirror.fence_durable', 'off', true) AS d) s}), 'mirror',
+	'fence_clear without waiting for the file');
+$b->safe_psql('app', q{INSERT INTO t VALUES (5007, 'b lifted, file stale')});
+like(slurp_file($b->data_dir . '/driftmirror_fence'), qr/ mirror /, 'the fence file still names the database');
+$b->stop('immediate');
+$b->start;
+refused($b, 'INSERT INTO t VALUES (5008, $$x$$)', 'INSERT after a crash with the file stale');
+is($b->safe_psql('app', 'SELECT driftmirror_node.fence_clear()'), 'mirror', 'lifted again');
+$b->safe_psql('app', "SELECT driftmirror_node.fence_set('mirror')");
+$b->safe_psql('app', q{SELECT driftmirror_node.fence_clear()
+	FROM (SELECT set_config('driftmirror.fence_durable', 'off', true) AS d) s});
+is($b->safe_psql('app', 'SELECT driftmirror_node.fence_clear()'), 'none',
+	'a second fence_clear, durable, has nothing to lift');
+unlike(slurp_file($b->data_dir . '/driftmirror_fence'), qr/ mirror /, 'but it rewrote the fence file');
+$b->stop('immediate');
+$b->start;
+$b->safe_psql('app', q{INSERT INTO t VALUES (5009, 'b after crash, file mended')});
+# the same for a fence set (the promotion's fence of the old primary): in
+# force at once, the file written by the same call made again
+is($b->safe_psql('app', q{SELECT driftmirror_node.fence_set('switchover')
+	FROM (SELECT set_config('driftmirror.fence_durable', 'off', true) AS d) s}), 'none',
+	'fence_set without waiting for the file');
+refused($b, 'INSERT INTO t VALUES (5010, $$x$$)', 'INSERT once fenced, the file not written yet');
+unlike(slurp_file($b->data_dir . '/driftmirror_fence'), qr/ switchover /, 'the fence file does not name it yet');
+is($b->safe_psql('app', "SELECT driftmirror_node.fence_set('switchover')"), 'switchover',
+	'fence_set again, durable: nothing to change');
+like(slurp_file($b->data_dir . '/driftmirror_fence'), qr/ switchover /, 'but the fence file names it now');
+$b->stop('immediate');
+$b->start;
+refused($b, 'INSERT INTO t VALUES (5011, $$x$$)', 'INSERT after a crash: the fence was made durable');
+$b->safe_psql('app', 'SELECT driftmirror_node.fence_clear()');
+$b->safe_psql('app', 'CREATE ROLE fence_nobody');
+my ($r3, $o3, $e3) = $b->psql('app', "SET ROLE fence_nobody; SET driftmirror.fence_durable = off");
+like($e3, qr/permission denied to set parameter/, 'only a superuser sets driftmirror.fence_durable');
 
 # non-superusers cannot touch the fence
 $b->safe_psql('app', 'CREATE ROLE app_user LOGIN; GRANT ALL ON t TO app_user');

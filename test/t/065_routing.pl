@@ -12,7 +12,9 @@
 # the same idempotency key and applied once per key.  HAProxy down: the
 # shift still sets the routes, reports the router failed (the monitor sees
 # no raw error); back up, the worker brings it up to date by itself.  A
-# promotion moves the routes; the worker re-applies the routers.
+# promotion moves the routes; the worker re-applies the routers.  A
+# pgbouncer console that logs in and never answers (test/lib/
+# hung_pg_server.py) ends in the router's timeout, recorded.
 use strict;
 use warnings;
 
@@ -21,6 +23,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
 use DmTest;
+use DmHung;
 use DmPair;
 use DmRouters;
 
@@ -180,6 +183,21 @@ dm_wait_for($a, qq{SELECT bool_and(CASE name WHEN 'lb' THEN last_change -> 'serv
 	't', 'after the promotion the worker points HAProxy and pgbouncer at the new primary');
 is_deeply(haproxy_weights($hap), { a => '0/drain', b => '100' }, 'HAProxy: reads on the new primary');
 is(served_by($via_bouncer, 2)->{b}, 2, 'pgbouncer: reads on the new primary');
+
+# ---- a pgbouncer console that logs in and never answers: a timeout, nothing else held ----
+my $hung_console = DmHung->start('pg');
+$a->safe_psql('postgres', qq{SELECT driftmirror.dm_add_router('orders', 'stuckpool', 'pgbouncer',
+	'host=127.0.0.1 port=@{[ $hung_console->port ]} dbname=pgbouncer',
+	'{"database": "app_ro", "access": "read", "databases_file": "dm_stuck.ini", "timeout": "1s"}')});
+ok($hung_console->seen(qr/^query$/m), 'the worker logs in to a hung pgbouncer console and sends its statement');
+dm_wait_for($a, q{
+	SELECT state = 'failed' AND last_error LIKE 'command on node "pgbouncer router stuckpool" timed out after 1000 ms%'
+	  FROM driftmirror.dm_routers WHERE name = 'stuckpool'},
+	't', 'the hung console ends in a timeout recorded as the router\'s error');
+is($a->safe_psql('postgres', q{SELECT string_agg(name || ':' || state, ',' ORDER BY name) FROM driftmirror.dm_routers
+	WHERE name <> 'stuckpool'}), 'lb:applied,mesh:applied,pool:applied', 'the other routers stay applied');
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_remove_router('orders', 'stuckpool')});
+$hung_console->stop;
 
 # ---- removal ----
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_remove_router('orders', 'mesh')});

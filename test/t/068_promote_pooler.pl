@@ -27,7 +27,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DmTest;
 use DmProbe;
-use DmPair;
+use DmPair qw(:DEFAULT promote_kill_driver last_promotion);
 use DmRouters;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -150,21 +150,6 @@ sub add_router
 		't', 'the pgbouncer router is applied again');
 }
 
-sub kill_driver
-{
-	my ($s) = @_;
-	my $pid = $a->safe_psql('postgres',
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'driftmirror promotion'});
-	kill 'KILL', $pid;
-	eval { $s->quit; };
-}
-
-sub last_promotion
-{
-	my ($col) = @_;
-	return $a->safe_psql('postgres', "SELECT $col FROM driftmirror.promotion ORDER BY id DESC LIMIT 1");
-}
-
 # ---- the router removed while pgbouncer is paused: still resumed ----
 ok(wait_mirroring($p), 'a mirrors b again');
 promote_pause($p, 'fence', 120000);
@@ -172,15 +157,15 @@ $s = promote_start($p);
 promote_wait_paused($p, 'fence', 'router removed');
 is(bouncer_app(), '1 ' . $b->port, 'pgbouncer is paused while the driver waits before the fence');
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_remove_router('orders', 'pool')});
-is(last_promotion(q{coalesce(cardinality(poolers_paused), 0) || ' ' || jsonb_array_length(poolers_removed) || ' '
+is(last_promotion($p, q{coalesce(cardinality(poolers_paused), 0) || ' ' || jsonb_array_length(poolers_removed) || ' '
 	|| (poolers_removed -> 0 ->> 'name')}), '0 1 pool',
 	'dm_remove_router moved the paused router to what the promotion must still resume');
 like($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_actions WHERE kind = 'router_remove' ORDER BY id DESC LIMIT 1}),
 	qr/router "pool" removed; promotion \d+ paused it and resumes it/, 'the action log says the removed router is still resumed');
-kill_driver($s);
+promote_kill_driver($p, $s);
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
 	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion is finished');
-is(last_promotion('state'), 'rolled_back', 'the recovery rolled it back');
+is(last_promotion($p, 'state'), 'rolled_back', 'the recovery rolled it back');
 ok($a->poll_query_until('postgres', q{SELECT poolers_removed IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
 	'the removed router is no longer owed a RESUME');
 is(bouncer_app(), '0 ' . $b->port, 'the removed router\'s pgbouncer was resumed, still on b');
@@ -195,14 +180,14 @@ promote_wait_paused($p, 'unfence', 'failed promotion');
 # (the worker's router phase may point it at the new primary already: the
 # routes were flipped; it stays paused)
 like(bouncer_app(), qr/^1 /, 'pgbouncer is paused while the driver waits after the flip');
-is(last_promotion('cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
+is(last_promotion($p, 'cardinality(poolers_paused)'), '1', 'the promotion records the paused pooler');
 # after the flip a drop is allowed: the operator gives up on the way back
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_drop_mirror('orders', 'db')});
-kill_driver($s);
+promote_kill_driver($p, $s);
 ok($a->poll_query_until('postgres', q{SELECT count(*) = 0 FROM driftmirror.dm_promotions
 	WHERE state NOT IN ('done', 'rolled_back', 'refused', 'failed')}), 'the promotion has ended');
-is(last_promotion('state || \' \' || error_sqlstate'), 'failed 55000', 'it ended failed: its mirror was dropped');
-like(last_promotion('error'), qr/the mirror was dropped during the promotion \(in state unfencing\)/,
+is(last_promotion($p, 'state || \' \' || error_sqlstate'), 'failed 55000', 'it ended failed: its mirror was dropped');
+like(last_promotion($p, 'error'), qr/the mirror was dropped during the promotion \(in state unfencing\)/,
 	'the error says why');
 ok($a->poll_query_until('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
 	'the failed promotion no longer records a paused pooler');

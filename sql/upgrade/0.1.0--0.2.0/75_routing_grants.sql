@@ -6,7 +6,6 @@ REVOKE ALL ON FUNCTION driftmirror.dm_add_router(text, text, text, text, jsonb) 
 REVOKE ALL ON FUNCTION driftmirror.dm_remove_router(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror.dm_shift(text, numeric, numeric) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._router_options_check(text, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION driftmirror._route_weight(bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._shift_set(text, numeric, numeric, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._router_work(bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._router_record(bigint, bigint, text, boolean, text, jsonb) FROM PUBLIC;

@@ -37,7 +37,8 @@ BEGIN
                   DETAIL = format('Promotion %s must resume it first; dropping the group would forget it.',
                                   array_to_string(owed, ', ')),
                   HINT = 'Wait for the worker to resume the pooler (it retries every step; see dm_promotions), '
-                         'or make the pgbouncer reachable again so that it can.';
+                         'or make the pgbouncer reachable again so that it can; if it is gone for good, '
+                         'give the RESUME up with dm_router_forget_pause(group, router).';
     END IF;
 
     SELECT count(*) INTO nres FROM driftmirror.resource r WHERE r.group_id = gid;

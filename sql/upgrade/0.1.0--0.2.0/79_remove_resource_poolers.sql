@@ -31,7 +31,8 @@ BEGIN
                   DETAIL = format('Promotion %s must resume it first; removing the resource would lose the router.',
                                   array_to_string(owed, ', ')),
                   HINT = 'Wait for the worker to resume the pooler (it retries every step; see dm_promotions), '
-                         'or make the pgbouncer reachable again so that it can.';
+                         'or make the pgbouncer reachable again so that it can; if it is gone for good, '
+                         'give the RESUME up with dm_router_forget_pause(group, router).';
     END IF;
 
     SELECT string_agg(format('"%s"', r.name), ', ' ORDER BY r.name) INTO users
