@@ -17,7 +17,22 @@
 --                           closed partition has a btree on (resource_id,
 --                           metric_id, ts) and a BRIN; see index_mode for
 --                           when they are made:
---                           'immediate' (default): btree and BRIN on ts
+--                           'staged' (default since 0.2.0): the partition
+--                             is itself partitioned by range of ts into
+--                             leaves of stage_interval (default 15
+--                             minutes), named metric_sYYYYMMDD_HH24MI after
+--                             their start.  An open leaf has no index;
+--                             once its end is rollup_delay past, the
+--                             maintenance seals it (a sorted CREATE INDEX of
+--                             the series btree); once the whole partition is
+--                             that far past, the maintenance merges it: one
+--                             plain table of the same rows sorted by
+--                             series, with the btree and the BRIN on ts,
+--                             swapped in for the partitioned one (at most
+--                             one merge a pass).  Ingest pays no index
+--                             entry per row; "one series" reads at most one
+--                             stage_interval of all series unindexed.
+--                           'immediate': btree and BRIN on ts
 --                             from creation; every row pays both, and "one
 --                             series" is an index range scan everywhere.
 --                           'brin': an open partition has only a BRIN on
@@ -58,8 +73,15 @@ CREATE TABLE driftmirror.metric_settings (
                         CHECK (rollup_delay BETWEEN '0' AND '1 day'),
     rollup_retention    interval NOT NULL DEFAULT '400 days'
                         CHECK (rollup_retention BETWEEN '1 day' AND '3650 days'),
-    index_mode          text NOT NULL DEFAULT 'immediate'
-                        CHECK (index_mode IN ('immediate', 'deferred', 'brin'))
+    index_mode          text NOT NULL DEFAULT 'staged'
+                        CHECK (index_mode IN ('staged', 'immediate', 'deferred', 'brin')),
+    -- 0.2.0: the length of the leaves of a partition in index_mode 'staged'
+    stage_interval      interval NOT NULL DEFAULT '15 minutes'
+                        CHECK (stage_interval BETWEEN '1 minute' AND '31 days'
+                               AND date_part('month', stage_interval) = 0
+                               AND date_part('year', stage_interval) = 0),
+    CONSTRAINT metric_settings_stage_divides
+        CHECK (extract(epoch FROM partition_interval) % extract(epoch FROM stage_interval) = 0)
 );
 INSERT INTO driftmirror.metric_settings DEFAULT VALUES;
 COMMENT ON TABLE driftmirror.metric_settings IS
@@ -107,7 +129,9 @@ CREATE TABLE driftmirror.metric (
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE driftmirror.metric IS
     'Raw metric samples, range-partitioned by ts; write with dm_ingest or COPY (ids from dm_metric_names and dm_resources)';
--- Indexes are made per partition by _index_partition (see index_mode):
+-- Indexes are made per partition by _index_partition (see index_mode; in
+-- 'staged', a sealed leaf has <leaf>_series, a merged partition both of
+-- the first two below, made by _merge_partition):
 --   <partition>_series  btree (resource_id, metric_id, ts), no deduplication
 --                       (keys are unique): "the last N hours
 --                       of one metric of one resource" is an index range scan
@@ -131,6 +155,10 @@ CREATE TABLE driftmirror.metric_partition (
     indexed       boolean NOT NULL DEFAULT false,
     checked       boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
+    -- 0.2.0, index_mode 'staged': the length of its leaves while it is
+    -- staged (NULL: a plain table), and how far its leaves are sealed
+    stage_interval interval,
+    sealed_upto   timestamptz,
     CHECK (hi > lo),
     UNIQUE (lo)
 );

@@ -43,6 +43,212 @@ BEGIN
 END
 $$;
 
+-- _stage_leaves: the leaves of a staged partition [p_lo, p_hi): the
+-- p_stage grid (aligned on 2000-01-01 00:00 UTC) clipped to the partition,
+-- each named after its start in UTC (stage intervals are whole minutes or
+-- more, so names are unique)
+CREATE OR REPLACE FUNCTION driftmirror._stage_leaves(p_lo timestamptz, p_hi timestamptz,
+                                          p_stage interval)
+RETURNS TABLE (name text, lo timestamptz, hi timestamptz)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'metric_s' || to_char(greatest(g, p_lo) AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI'),
+           greatest(g, p_lo), least(g + p_stage, p_hi)
+      FROM generate_series(date_bin(p_stage, p_lo, timestamptz '2000-01-01 00:00:00+00'),
+                           p_hi - interval '1 microsecond', p_stage) g
+     ORDER BY g
+$$;
+
+-- _leafless_partitions: the staged partitions overlapping [p_from, p_to]
+-- that have no leaves yet (PL/pgSQL: the update from 0.1.0 creates it before
+-- the columns it reads)
+CREATE OR REPLACE FUNCTION driftmirror._leafless_partitions(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (name text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT p.name FROM driftmirror.metric_partition p
+     WHERE p.stage_interval IS NOT NULL AND p.lo <= p_to AND p.hi > p_from
+       AND to_regclass(format('driftmirror.%I', p.name)) IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                        WHERE i.inhparent = format('driftmirror.%I', p.name)::regclass)
+     ORDER BY p.lo;
+END
+$$;
+
+-- _make_leaves: create every leaf of the staged partition p_name, owner-only
+-- like the partitions
+CREATE OR REPLACE FUNCTION driftmirror._make_leaves(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p    driftmirror.metric_partition;
+    leaf record;
+BEGIN
+    SELECT * INTO STRICT p FROM driftmirror.metric_partition mp WHERE mp.name = p_name;
+    FOR leaf IN SELECT * FROM driftmirror._stage_leaves(p.lo, p.hi, p.stage_interval) LOOP
+        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.%I FOR VALUES FROM (%L) TO (%L)',
+                       leaf.name, p_name, leaf.lo, leaf.hi);
+        EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', leaf.name);
+    END LOOP;
+END
+$$;
+
+-- _merge_candidate: the staged partition the maintenance at p_now merges:
+-- the oldest whose end is rollup_delay (the grace late rows get) before
+-- p_now; NULL if none
+CREATE OR REPLACE FUNCTION driftmirror._merge_candidate(p_now timestamptz)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT mp.name
+              FROM driftmirror.metric_partition mp, driftmirror.metric_settings s
+             WHERE mp.stage_interval IS NOT NULL AND mp.hi <= p_now - s.rollup_delay
+             ORDER BY mp.lo LIMIT 1);
+END
+$$;
+
+-- _seal_leaves: give every leaf of a staged partition whose end is
+-- rollup_delay (the grace late rows get) before p_now its series btree, by
+-- a sorted CREATE INDEX; returns how many leaves it sealed.  Leaves are
+-- sealed in time order: metric_partition.sealed_upto says how far.  The
+-- build holds a SHARE lock on the leaf: a late row for it waits until the
+-- maintenance commits, then pays a normal btree insertion.  The partition
+-- this pass merges (_merge_candidate) is skipped: the merge builds its
+-- btree anyway (only a backlog has leaves left unsealed there).
+CREATE OR REPLACE FUNCTION driftmirror._seal_leaves(p_now timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    upto timestamptz;
+    p    driftmirror.metric_partition;
+    leaf record;
+    n    integer := 0;
+BEGIN
+    SELECT p_now - s.rollup_delay INTO upto FROM driftmirror.metric_settings s;
+    FOR p IN SELECT * FROM driftmirror.metric_partition mp
+              WHERE mp.stage_interval IS NOT NULL
+                AND coalesce(mp.sealed_upto, mp.lo) < least(mp.hi, upto)
+                AND mp.name IS DISTINCT FROM driftmirror._merge_candidate(p_now)
+              ORDER BY mp.lo LOOP
+        FOR leaf IN SELECT * FROM driftmirror._stage_leaves(p.lo, p.hi, p.stage_interval) l
+                     WHERE l.hi > coalesce(p.sealed_upto, p.lo) AND l.hi <= upto LOOP
+            -- (a leaf dropped by hand has nothing to seal)
+            IF to_regclass(format('driftmirror.%I', leaf.name)) IS NOT NULL THEN
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
+                               leaf.name || '_series', leaf.name);
+                n := n + 1;
+            END IF;
+            UPDATE driftmirror.metric_partition mp SET sealed_upto = leaf.hi WHERE mp.name = p.name;
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- _merge_partition: replace the staged partition p_name, once closed, by one
+-- plain table holding the same rows sorted by (resource_id, metric_id, ts),
+-- with the series btree and the BRIN on ts built after the copy; returns the
+-- rows copied, or NULL if p_name is not a staged partition.  The partition
+-- and its leaves are locked against writes (SHARE) for the copy, reads go
+-- on; the swap (DETACH, DROP, RENAME, ATTACH) takes an ACCESS EXCLUSIVE
+-- lock on driftmirror.metric, held until the caller commits.  A lock not
+-- granted within lock_timeout raises lock_not_available (55P03): the caller
+-- catches it and tries again on its next pass, so a writer holding the
+-- partition is never waited for long, and a late row written before the
+-- copy is copied, one written after the swap goes into the new table.  The
+-- bound CHECK made with the table lets ATTACH skip its validating scan.
+CREATE OR REPLACE FUNCTION driftmirror._merge_partition(p_name text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    p   driftmirror.metric_partition;
+    tmp text := p_name || '_merge';
+    wm  text := current_setting('work_mem');
+    n   bigint;
+BEGIN
+    SELECT * INTO p FROM driftmirror.metric_partition mp WHERE mp.name = p_name FOR UPDATE;
+    IF NOT FOUND OR p.stage_interval IS NULL
+       OR to_regclass(format('driftmirror.%I', p_name)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('LOCK TABLE driftmirror.%I IN SHARE MODE', p_name);
+    EXECUTE format('CREATE TABLE driftmirror.%I (LIKE driftmirror.metric INCLUDING CONSTRAINTS,'
+                   ' CONSTRAINT %I CHECK (ts >= %L AND ts < %L))',
+                   tmp, tmp || '_bound', p.lo, p.hi);
+    -- the sort may use what an index build may
+    PERFORM set_config('work_mem', current_setting('maintenance_work_mem'), true);
+    EXECUTE format('INSERT INTO driftmirror.%I (ts, resource_id, metric_id, value)'
+                   ' SELECT m.ts, m.resource_id, m.metric_id, m.value FROM driftmirror.%I m'
+                   ' ORDER BY m.resource_id, m.metric_id, m.ts', tmp, p_name);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('work_mem', wm, true);
+    EXECUTE format('CREATE INDEX %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
+                   p_name || '_series', tmp);
+    EXECUTE format('CREATE INDEX %I ON driftmirror.%I USING brin (ts)', p_name || '_ts', tmp);
+    EXECUTE format('ALTER TABLE driftmirror.metric DETACH PARTITION driftmirror.%I', p_name);
+    EXECUTE format('DROP TABLE driftmirror.%I', p_name);
+    EXECUTE format('ALTER TABLE driftmirror.%I RENAME TO %I', tmp, p_name);
+    EXECUTE format('ALTER TABLE driftmirror.metric ATTACH PARTITION driftmirror.%I FOR VALUES FROM (%L) TO (%L)',
+                   p_name, p.lo, p.hi);
+    EXECUTE format('ALTER TABLE driftmirror.%I DROP CONSTRAINT %I', p_name, tmp || '_bound');
+    EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', p_name);
+    UPDATE driftmirror.metric_partition mp
+       SET stage_interval = NULL, sealed_upto = NULL, indexed = true
+     WHERE mp.name = p_name;
+    RETURN n;
+END
+$$;
+
+-- _merge_staged: merge the oldest staged partition whose end is
+-- rollup_delay before p_now (_merge_candidate; at most one a call: the work
+-- of one maintenance pass stays bounded).  Returns partitions_merged, merge_rows,
+-- merge_ms, and merge_skipped: the error that made it give up (a lock not
+-- granted, a deadlock), the partition then left as it was for the next
+-- pass.  The merge's time is also logged.
+CREATE OR REPLACE FUNCTION driftmirror._merge_staged(p_now timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nm  text;
+    n   bigint;
+    t0  timestamptz := clock_timestamp();
+    ms  numeric;
+BEGIN
+    nm := driftmirror._merge_candidate(p_now);
+    IF nm IS NULL THEN
+        RETURN jsonb_build_object('partitions_merged', 0);
+    END IF;
+    BEGIN
+        n := driftmirror._merge_partition(nm);
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        RETURN jsonb_build_object('partitions_merged', 0,
+                                  'merge_skipped', format('%s: %s (%s)', nm, SQLERRM, SQLSTATE));
+    END;
+    IF n IS NULL THEN
+        RETURN jsonb_build_object('partitions_merged', 0);  -- merged meanwhile, or dropped
+    END IF;
+    ms := round(extract(epoch FROM clock_timestamp() - t0) * 1000, 1);
+    RAISE LOG 'driftmirror: merged metric partition % (% rows) in % ms', nm, n, ms;
+    RETURN jsonb_build_object('partitions_merged', 1, 'merged_partition', nm,
+                              'merge_rows', n, 'merge_ms', ms);
+END
+$$;
+
 -- _ensure_partitions: make sure partitions cover [p_from, p_to]; returns how
 -- many it created.  Bounds are aligned on the partition interval; a range
 -- next to an existing partition made with another interval is clipped to
@@ -50,9 +256,15 @@ $$;
 -- covered) takes no lock.  Data decide the range for the collectors and
 -- dm_ingest: they pass no p_max and get at most 400 partitions made by one
 -- call, an error beyond (nothing is made then: the error rolls back);
--- dm_create_partitions, an explicit request, passes its own bound.
+-- dm_create_partitions, an explicit request, passes its own bound.  In
+-- index_mode 'staged' a partition is made partitioned, and its leaves
+-- (all of them, _make_leaves) when a range overlapping it is ensured with
+-- p_leaves: the maintenance makes the partitions ahead without (a leaf
+-- costs every query of driftmirror.metric planning time), and the leaves
+-- of the partition holding the next hour.
 CREATE OR REPLACE FUNCTION driftmirror._ensure_partitions(p_from timestamptz, p_to timestamptz,
-                                               p_max integer DEFAULT 400)
+                                               p_max integer DEFAULT 400,
+                                               p_leaves boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -66,11 +278,12 @@ DECLARE
     n   integer := 0;
     cov timestamptz;
     mode text;
+    stage interval;
 BEGIN
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
         RETURN 0;
     END IF;
-    IF NOT EXISTS (
+    IF EXISTS (
         WITH RECURSIVE walk (upto) AS (
             SELECT p.hi FROM driftmirror.metric_partition p
              WHERE p.lo <= p_from AND p.hi > p_from
@@ -78,14 +291,14 @@ BEGIN
             SELECT p.hi FROM walk w JOIN driftmirror.metric_partition p ON p.lo = w.upto
              WHERE w.upto <= p_to
         )
-        SELECT FROM walk HAVING max(upto) > p_to) THEN
-        NULL;                   -- something is missing: fall through
-    ELSE
-        RETURN 0;
+        SELECT FROM walk HAVING max(upto) > p_to)
+       AND NOT (p_leaves AND EXISTS (SELECT FROM driftmirror._leafless_partitions(p_from, p_to))) THEN
+        RETURN 0;               -- nothing is missing
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtext('driftmirror.metric_partition'));
-    SELECT s.partition_interval, s.index_mode INTO iv, mode FROM driftmirror.metric_settings s;
+    SELECT s.partition_interval, s.index_mode, s.stage_interval INTO iv, mode, stage
+      FROM driftmirror.metric_settings s;
     -- refused up front when even the partitions already there leave too
     -- many to make (the loop below checks the exact count as it goes)
     IF p_max IS NOT NULL
@@ -116,10 +329,11 @@ BEGIN
                       HINT = 'Create them first with dm_create_partitions(starts, ends), or ingest a shorter range.';
         END IF;
         nm := 'metric_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');
-        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.metric FOR VALUES FROM (%L) TO (%L)',
-                       nm, lo, hi);
+        EXECUTE format('CREATE TABLE driftmirror.%I PARTITION OF driftmirror.metric FOR VALUES FROM (%L) TO (%L)%s',
+                       nm, lo, hi, CASE WHEN mode = 'staged' THEN ' PARTITION BY RANGE (ts)' ELSE '' END);
         EXECUTE format('REVOKE ALL ON driftmirror.%I FROM PUBLIC', nm);
-        INSERT INTO driftmirror.metric_partition (name, lo, hi) VALUES (nm, lo, hi);
+        INSERT INTO driftmirror.metric_partition (name, lo, hi, stage_interval)
+        VALUES (nm, lo, hi, CASE WHEN mode = 'staged' THEN stage END);
         IF mode = 'immediate' THEN
             PERFORM driftmirror._index_partition(nm);
         ELSIF mode = 'brin' THEN
@@ -128,6 +342,9 @@ BEGIN
         n := n + 1;
         t := hi;
     END LOOP;
+    IF p_leaves THEN
+        PERFORM driftmirror._make_leaves(l.name) FROM driftmirror._leafless_partitions(p_from, p_to) l;
+    END IF;
     RETURN n;
 END
 $$;
@@ -262,7 +479,8 @@ END
 $$;
 
 -- _metric_maintenance: everything the worker does on the store, in one
--- transaction: partitions ahead, retention, rollups.  Returns a summary.
+-- transaction: partitions ahead, retention, rollups, the leaves to seal and
+-- the partition to merge of index_mode 'staged'.  Returns a summary.
 CREATE OR REPLACE FUNCTION driftmirror._metric_maintenance(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -280,23 +498,33 @@ DECLARE
     orphans  bigint := 0;
     indexed  integer := 0;
     summarized bigint := 0;
+    sealed   integer;
+    merged   jsonb;
+    found_any boolean;
+    orphan   constant text := 'NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)'
+                              ' OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)';
 BEGIN
     SELECT * INTO s FROM driftmirror.metric_settings;
-    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval);
+    created := driftmirror._ensure_partitions(p_now, p_now + s.premake * s.partition_interval, 400, false)
+               + driftmirror._ensure_partitions(p_now, p_now + interval '1 hour');
     SELECT * INTO ret FROM driftmirror._metric_retention(p_now);
     -- closed partitions: drop rows naming no resource or metric (COPY does
-    -- not check ids), then index them if that was deferred
+    -- not check ids), then index them if that was deferred.  Looked for
+    -- first: there are seldom any, and a DELETE that finds none scans a
+    -- partition of many leaves (staged) several times slower than a SELECT
     FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
                WHERE mp.hi <= p_now AND NOT mp.checked ORDER BY mp.lo LOOP
-        EXECUTE format('DELETE FROM driftmirror.%I m
-                         WHERE NOT EXISTS (SELECT FROM driftmirror.resource r WHERE r.id = m.resource_id)
-                            OR NOT EXISTS (SELECT FROM driftmirror.metric_def d WHERE d.id = m.metric_id)', nm);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        orphans := orphans + n;
+        EXECUTE format('SELECT EXISTS (SELECT FROM driftmirror.%I m WHERE %s)', nm, orphan) INTO found_any;
+        IF found_any THEN
+            EXECUTE format('DELETE FROM driftmirror.%I m WHERE %s', nm, orphan);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            orphans := orphans + n;
+        END IF;
         UPDATE driftmirror.metric_partition mp SET checked = true WHERE mp.name = nm;
     END LOOP;
     FOR nm IN SELECT mp.name FROM driftmirror.metric_partition mp
-               WHERE mp.hi <= p_now AND NOT mp.indexed ORDER BY mp.lo LOOP
+               WHERE mp.hi <= p_now AND NOT mp.indexed AND mp.stage_interval IS NULL
+               ORDER BY mp.lo LOOP
         PERFORM driftmirror._index_partition(nm);
         indexed := indexed + 1;
     END LOOP;
@@ -316,7 +544,12 @@ BEGIN
     DELETE FROM driftmirror.metric_1h WHERE bucket < p_now - s.rollup_retention;
     GET DIAGNOSTICS n = ROW_COUNT;
     rdel := rdel + n;
-    RETURN jsonb_build_object('partitions_created', created,
+    -- staged partitions: seal the leaves that ended, merge one closed
+    -- partition; last, since the merge's lock on driftmirror.metric is held
+    -- until the commit
+    sealed := driftmirror._seal_leaves(p_now);
+    merged := driftmirror._merge_staged(p_now);
+    RETURN merged || jsonb_build_object('partitions_created', created,
                               'partitions_dropped', ret.dropped,
                               'rows_purged', ret.purged,
                               'orphan_rows_deleted', orphans,
@@ -324,7 +557,8 @@ BEGIN
                               'brin_ranges_summarized', summarized,
                               'rollup_5m_rows', r5,
                               'rollup_1h_rows', r1,
-                              'rollup_rows_deleted', rdel);
+                              'rollup_rows_deleted', rdel,
+                              'leaves_sealed', sealed);
 END
 $$;
 
@@ -408,19 +642,37 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k text;
+    k     text;
+    piv   interval;
+    stage interval;
 BEGIN
     IF settings IS NULL OR jsonb_typeof(settings) <> 'object' THEN
         RAISE EXCEPTION 'metric settings must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR k IN SELECT jsonb_object_keys(settings) LOOP
-        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention', 'index_mode') THEN
+        IF k NOT IN ('partition_interval', 'premake', 'rollup_delay', 'rollup_retention', 'index_mode',
+                     'stage_interval') THEN
             RAISE EXCEPTION 'unknown metric setting "%"', k
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention, index_mode.';
+                      HINT = 'Known settings: partition_interval, premake, rollup_delay, rollup_retention, index_mode, stage_interval.';
         END IF;
     END LOOP;
+    BEGIN
+        SELECT coalesce(driftmirror._opt_interval(settings -> 'partition_interval'), s.partition_interval),
+               coalesce(driftmirror._opt_interval(settings -> 'stage_interval'), s.stage_interval)
+          INTO piv, stage FROM driftmirror.metric_settings s;
+    EXCEPTION WHEN data_exception OR syntax_error THEN
+        piv := NULL;            -- reported below
+    END;
+    -- (a stage_interval out of its range is refused by the UPDATE below)
+    IF stage >= interval '1 minute' AND date_part('month', stage) = 0 AND date_part('year', stage) = 0
+       AND extract(epoch FROM piv) % extract(epoch FROM stage) <> 0 THEN
+        RAISE EXCEPTION 'stage_interval % does not divide partition_interval %', stage, piv
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A partition of index_mode staged is cut into leaves of stage_interval: a whole number of them must fill it.',
+                  HINT = 'Choose a stage_interval such as 15 minutes or 1 hour, or change both settings in one call.';
+    END IF;
     BEGIN
         UPDATE driftmirror.metric_settings s
            SET partition_interval = coalesce(driftmirror._opt_interval(settings -> 'partition_interval'),
@@ -430,15 +682,17 @@ BEGIN
                                        s.rollup_delay),
                rollup_retention = coalesce(driftmirror._opt_interval(settings -> 'rollup_retention'),
                                            s.rollup_retention),
-               index_mode = coalesce(settings ->> 'index_mode', s.index_mode);
+               index_mode = coalesce(settings ->> 'index_mode', s.index_mode),
+               stage_interval = coalesce(driftmirror._opt_interval(settings -> 'stage_interval'),
+                                         s.stage_interval);
     EXCEPTION WHEN check_violation OR data_exception OR syntax_error THEN
         RAISE EXCEPTION 'invalid metric settings %', settings
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: brin, immediate or deferred.';
+                  DETAIL = 'partition_interval: 1 hour to 31 days without months; premake: 1 to 100; rollup_delay: 0 to 1 day; rollup_retention: 1 to 3650 days; index_mode: staged, immediate, brin or deferred; stage_interval: 1 minute to 31 days without months, dividing partition_interval.';
     END;
     PERFORM driftmirror._log_action('', NULL, 'set_metric_settings', 'dm_set_metric_settings',
                                     jsonb_build_object('settings', settings));
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_set_metric_settings(jsonb) IS
-    'Change metric store settings; partition_interval and index_mode apply to partitions created from now on';
+    'Change metric store settings; partition_interval, index_mode and stage_interval apply to partitions created from now on';

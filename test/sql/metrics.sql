@@ -4,6 +4,10 @@ SET search_path = driftmirror, public;
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
+-- the default layout of a fresh install: index_mode 'staged' (its own
+-- section below); the sections before it run on it too
+SELECT index_mode, stage_interval FROM metric_settings;
+
 SELECT dm_create_group('m_short', '{"retention": "2 days"}') > 0 AS ok;
 SELECT dm_create_group('m_long', '{"retention": "3650 days"}') > 0 AS ok;
 SELECT dm_add_resource('m_short', 'db', 'postgres', 'host=/tmp dbname=x') > 0 AS ok;
@@ -116,7 +120,7 @@ BEGIN
     EXECUTE format('COPY driftmirror.metric (ts, resource_id, metric_id, value) FROM %L', f);
     RETURN 'copied';
 EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, 'metric_p[0-9]+_[0-9]+', 'metric_p...');
+    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, 'metric_[ps][0-9]+_[0-9]+', 'metric_p...');
 END $$;
 SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, 7.5', rid, mid)) FROM ids;
 SELECT pg_temp.copy_rows(format('SELECT now() - interval ''10 minutes'', %s, %s, ''NaN''::float8', rid, mid)) FROM ids;
@@ -146,10 +150,20 @@ SELECT count(*) >= 4 AS ahead FROM dm_metric_partitions WHERE hi > now();
 SELECT bool_and(hi - lo = interval '1 day') AS daily,
        bool_and(to_char(lo AT TIME ZONE 'UTC', 'HH24:MI') = '00:00') AS aligned
   FROM dm_metric_partitions;
-SELECT count(*) AS indexes FROM pg_indexes
- WHERE schemaname = 'driftmirror'
-   AND tablename = (SELECT name FROM dm_metric_partitions WHERE lo <= now() AND hi > now());
--- "last hour of one metric of one resource" uses the series index
+-- tomorrow's is staged: no index of its own, and leaves (96 of 15 minutes)
+-- once data or dm_create_partitions need them, or an hour before it opens
+-- (not today's: a run just before midnight UTC may have merged it already,
+-- the passes above running ten minutes ahead)
+SELECT dm_create_partitions(now() + interval '1 day', now() + interval '1 day') AS made;
+SELECT p.stage_interval, count(*) FILTER (WHERE t.isleaf) AS leaves,
+       (SELECT count(*) FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = p.name) AS indexes
+  FROM dm_metric_partitions p, pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t
+ WHERE p.lo <= now() + interval '1 day' AND p.hi > now() + interval '1 day'
+ GROUP BY p.name, p.stage_interval;
+-- the partitions made ahead by the maintenance have no leaves until then
+SELECT count(*) AS leafless_ahead FROM _leafless_partitions(now() + interval '2 days', now() + interval '2 days');
+-- "last hour of one metric of one resource" uses the series index (of the
+-- leaves the maintenance sealed, or of yesterday's merged partition)
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     r text;
@@ -163,7 +177,7 @@ END $$;
 SET enable_seqscan = off;
 SELECT rid, mid FROM ids \gset
 SELECT pg_temp.plan_of(format('SELECT * FROM driftmirror.metric WHERE resource_id = %s AND metric_id = %s AND ts > now() - interval ''1 hour''', :rid, :mid))
-       ~ '(using|Scan on) metric_p\S*_series' AS uses_series_index;
+       ~ '(using|Scan on) metric_[ps]\S*_series' AS uses_series_index;
 RESET enable_seqscan;
 
 -- retention: rows of the 2-day group are purged from a 5-day-old partition
@@ -232,14 +246,22 @@ SELECT dm_alter_group('m_long', '{"retention": "3650 days"}');
 SELECT date_trunc('day', now() - interval '100 days') AS d100 \gset
 SELECT lrid AS rid, mid FROM ids \gset
 -- one series by dm_ingest, two more (ids naming nothing) in the same
--- partition, 10 s apart
-SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
-                 array_agg(:'d100'::timestamptz + i * interval '10 seconds' ORDER BY i),
-                 array_agg(i::float8 ORDER BY i))
-  FROM generate_series(0, 2999) i;
-INSERT INTO metric
-SELECT :'d100'::timestamptz + i * interval '10 seconds', r, :mid, i
-  FROM generate_series(0, 2999) i, unnest(ARRAY[:rid + 1000, :rid + 2000]) r;
+-- partition through COPY's path (INSERT): 3,000 points each, 10 s apart
+CREATE FUNCTION pg_temp.fill_day(d timestamptz, rid bigint, mid integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT driftmirror.dm_ingest('m_long', 'db', 'app.requests_per_s',
+                                 array_agg(d + i * interval '10 seconds' ORDER BY i),
+                                 array_agg(i::float8 ORDER BY i))
+      INTO n FROM generate_series(0, 2999) i;
+    INSERT INTO driftmirror.metric
+    SELECT d + i * interval '10 seconds', r, mid, i
+      FROM generate_series(0, 2999) i, unnest(ARRAY[rid + 1000, rid + 2000]) r;
+    RETURN n;
+END $$;
+SELECT pg_temp.fill_day(:'d100', :rid, :mid) AS written;
 SELECT name AS p100 FROM metric_partition WHERE lo <= :'d100' AND hi > :'d100' \gset
 SELECT string_agg(replace(indexname, :'p100', '<p>'), ', ' ORDER BY indexname) AS open_indexes
   FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = :'p100';
@@ -263,6 +285,107 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 DELETE FROM metric WHERE ts >= :'d100' AND ts < :'d100'::timestamptz + interval '1 day';
 SELECT dm_set_metric_settings('{"index_mode": "immediate"}');
+
+-- index_mode 'staged': a partition is cut into leaves of stage_interval;
+-- the maintenance seals a leaf (its series btree) once its end is
+-- rollup_delay (1 minute) past, and merges a closed partition into one
+-- plain table sorted by series.  Times are passed as p_now: all of it
+-- happens on one day 200 days ago.
+SELECT dm_set_metric_settings('{"index_mode": "staged"}');
+SELECT date_bin('1 day', now() - interval '200 days', timestamptz '2000-01-01 00:00:00+00') AS d200 \gset
+SELECT dm_create_partitions(:'d200', :'d200') AS made;
+SELECT name AS p200 FROM metric_partition WHERE lo = :'d200' \gset
+SELECT stage_interval, sealed_upto IS NULL AS unsealed, indexed FROM metric_partition WHERE name = :'p200';
+SELECT count(*) AS leaves, count(DISTINCT c.relname) AS names,
+       bool_and(c.relname ~ '^metric_s[0-9]{8}_[0-9]{4}$') AS named_by_start
+  FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass) t
+  JOIN pg_class c ON c.oid = t.relid
+ WHERE t.isleaf AND t.level = 1;
+-- three series as in the brin section (8 h 20 min each)
+SELECT pg_temp.fill_day(:'d200', :rid, :mid) AS written;
+SELECT count(*) AS open_leaf_indexes FROM pg_indexes
+ WHERE schemaname = 'driftmirror' AND tablename LIKE 'metric_s%'
+   AND tablename IN (SELECT relid::regclass::text FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass));
+\set q200 'SELECT count(*), sum(value) FROM driftmirror.metric WHERE resource_id = ' :rid ' AND metric_id = ' :mid ' AND ts >= ' :'d200' '::timestamptz + interval ''1 hour'' AND ts < ' :'d200' '::timestamptz + interval ''3 hours'''
+:q200;
+-- sealing as if at 02:00: the leaves ended by 01:59 (seven) get their
+-- btree, the others not; a second pass seals nothing more
+SELECT _seal_leaves(:'d200'::timestamptz + interval '2 hours') AS sealed;
+SELECT _seal_leaves(:'d200'::timestamptz + interval '2 hours') AS sealed_again;
+SELECT sealed_upto - lo AS sealed_upto FROM metric_partition WHERE name = :'p200';
+SELECT count(*) AS sealed_leaves,
+       min(substr(i.indexname, 18)) AS first, max(substr(i.indexname, 18)) AS last
+  FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass) t
+  JOIN pg_class c ON c.oid = t.relid
+  JOIN pg_indexes i ON i.schemaname = 'driftmirror' AND i.tablename = c.relname
+ WHERE t.isleaf;
+-- the series of a sealed leaf is read through its btree, the same rows
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT pg_temp.plan_of(:'q200') ~ 'Index Scan using metric_s\d+_0100_series' AS sealed_uses_series;
+:q200;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+-- a late row into a sealed leaf (01:30:05) and one into an open one
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[:'d200'::timestamptz + interval '90 minutes 5 seconds',
+                       :'d200'::timestamptz + interval '10 hours'], ARRAY[1000, 2000]::float8[]);
+:q200;
+SELECT count(*) AS n, sum(value) AS s FROM metric
+ WHERE ts >= :'d200' AND ts < :'d200'::timestamptz + interval '1 day' \gset before_
+-- no merge while the partition is open, nor within rollup_delay of its end
+SELECT _merge_staged(:'d200'::timestamptz + interval '1 day') AS not_yet;
+SELECT _merge_staged(:'d200'::timestamptz + interval '1 day 1 minute') - 'merge_ms' - 'merged_partition' AS merged,
+       _merge_staged(:'d200'::timestamptz + interval '1 day 1 minute') ->> 'partitions_merged' AS merged_again;
+-- one plain table of the same rows, sorted by series, with the usual indexes
+SELECT c.relkind, (SELECT count(*) FROM pg_partition_tree(c.oid)) AS tables,
+       (SELECT count(*) FROM pg_class l WHERE l.relname LIKE 'metric_s' || to_char(:'d200'::timestamptz AT TIME ZONE 'UTC', 'YYYYMMDD') || '%') AS leaves_left,
+       pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES FROM (%L) TO (%L)', :'d200'::timestamptz,
+                                                   :'d200'::timestamptz + interval '1 day') AS same_bounds
+  FROM pg_class c WHERE c.oid = format('driftmirror.%I', :'p200')::regclass;
+SELECT stage_interval, sealed_upto, indexed FROM metric_partition WHERE name = :'p200';
+SELECT string_agg(replace(indexname, :'p200', '<p>'), ', ' ORDER BY indexname) AS merged_indexes
+  FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = :'p200';
+SELECT string_agg(conname, ', ' ORDER BY conname) AS merged_checks
+  FROM pg_constraint WHERE conrelid = format('driftmirror.%I', :'p200')::regclass;
+SELECT count(*) = :before_n AS same_count, sum(value) = :before_s AS same_sum FROM metric
+ WHERE ts >= :'d200' AND ts < :'d200'::timestamptz + interval '1 day';
+-- in heap order, the rows of a series follow each other (two changes of
+-- series for three series)
+SELECT count(*) FILTER (WHERE resource_id <> prev) AS series_changes
+  FROM (SELECT resource_id, lag(resource_id) OVER (ORDER BY ctid) AS prev
+          FROM driftmirror.:"p200") x;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT pg_temp.plan_of(:'q200') ~ format('Index Scan using %s_series', :'p200') AS merged_uses_series;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+:q200;
+-- a late row after the merge goes into the merged table
+SELECT dm_ingest('m_long', 'db', 'app.requests_per_s',
+                 ARRAY[:'d200'::timestamptz + interval '2 hours 5 seconds'], ARRAY[3000]::float8[]);
+:q200;
+DELETE FROM metric WHERE ts >= :'d200' AND ts < :'d200'::timestamptz + interval '1 day';
+
+-- stage_interval: must divide partition_interval; a bad one changes nothing
+\set VERBOSITY default
+SELECT dm_set_metric_settings('{"stage_interval": "7 minutes"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+SELECT dm_set_metric_settings('{"stage_interval": "30 seconds"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_set_metric_settings('{"stage_interval": "1 mon"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_set_metric_settings('{"stage_interval": "soon"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_set_metric_settings('{"partition_interval": "3 hours", "stage_interval": "2 hours"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT dm_set_metric_settings('{"partition_interval": "1 hour 10 minutes"}');
+\echo sqlstate :LAST_ERROR_SQLSTATE
+SELECT partition_interval, stage_interval, index_mode FROM metric_settings;
+SELECT dm_set_metric_settings('{"partition_interval": "6 hours", "stage_interval": "1 hour"}');
+SELECT partition_interval, stage_interval FROM metric_settings;
+SELECT dm_set_metric_settings('{"partition_interval": "1 day", "stage_interval": "15 minutes"}');
 
 -- dm_ingest evaluates CHECK constraints beyond the store's own, and goes
 -- through COPY when a partition has row triggers (which fire)

@@ -10,4 +10,4 @@ ALTER TABLE driftmirror.metric_settings
         CHECK (index_mode IN ('immediate', 'deferred', 'brin'));
 
 REVOKE ALL ON FUNCTION driftmirror._brin_partition(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION driftmirror._ensure_partitions(timestamptz, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._ensure_partitions(timestamptz, timestamptz, integer, boolean) FROM PUBLIC;

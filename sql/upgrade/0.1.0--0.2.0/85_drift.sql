@@ -4,7 +4,7 @@
 -- drift_threshold is in the unit of drift.score (default 1 = at the limits).
 UPDATE driftmirror.option_def
    SET default_value = '1',
-       description = 'drift.score (lag, latency ratio, apply errors and failed transactions per transaction beyond the primary''s of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans'
+       description = 'drift.score (lag, latency ratio, apply errors and failed transactions per transaction beyond the primary''s of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans and scales the mirror''s resource'
  WHERE scope = 'group' AND key = 'drift_threshold';
 
 -- _auto_promote_check: as in sql/install/71_auto_promotion.sql
