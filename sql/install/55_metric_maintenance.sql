@@ -125,7 +125,8 @@ $$;
 -- _seal_leaves: give every leaf of a staged partition whose end is
 -- rollup_delay (the grace late rows get) before p_now its series btree, by
 -- a sorted CREATE INDEX; returns how many leaves it sealed.  Leaves are
--- sealed in time order: metric_partition.sealed_upto says how far.  The
+-- sealed in time order, as far as they are made: metric_partition.sealed_upto
+-- says how far.  The
 -- build holds a SHARE lock on the leaf: a late row for it waits until the
 -- maintenance commits, then pays a normal btree insertion.  The partition
 -- this pass merges (_merge_candidate) is skipped: the merge builds its
@@ -148,7 +149,8 @@ BEGIN
                 AND mp.name IS DISTINCT FROM driftmirror._merge_candidate(p_now)
               ORDER BY mp.lo LOOP
         FOR leaf IN SELECT * FROM driftmirror._stage_leaves(p.lo, p.hi, p.stage_interval) l
-                     WHERE l.hi > coalesce(p.sealed_upto, p.lo) AND l.hi <= upto LOOP
+                     WHERE l.hi > coalesce(p.sealed_upto, p.lo) AND l.hi <= upto
+                       AND l.hi <= coalesce(p.leaves_upto, p.lo) LOOP
             -- (a leaf dropped by hand has nothing to seal)
             IF to_regclass(format('driftmirror.%I', leaf.name)) IS NOT NULL THEN
                 EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON driftmirror.%I (resource_id, metric_id, ts) WITH (deduplicate_items = off)',
