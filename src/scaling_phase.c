@@ -16,7 +16,10 @@
  * transaction.  A request without an answer is recorded as failed; the
  * next step decides again, with a new idempotency key.
  *
- * Memory: the requests live in the step's memory context (run->cxt).
+ * Memory: the requests live in the step's memory context (run->cxt).  A
+ * reset callback of that context drops the requests still in the engine
+ * when the step ends before they do (recording an answer raised, the step
+ * was discarded): the engine must never call back into freed memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +41,33 @@ typedef struct ScaleRequest
 	DmActuatorCall *call;		/* in the I/O engine, or done */
 	bool		recorded;
 } ScaleRequest;
+
+/* the phase's state (run->phase_state), in the step's context */
+typedef struct ScalePhase
+{
+	List	   *requests;		/* of ScaleRequest */
+	MemoryContextCallback drop;
+} ScalePhase;
+
+/*
+ * DropScaleRequests
+ *		Reset callback of the step's context: cancel the requests still in
+ *		the engine (a request done has nothing left there).
+ */
+static void
+DropScaleRequests(void *arg)
+{
+	ScalePhase *st = (ScalePhase *) arg;
+	ListCell   *lc;
+
+	foreach(lc, st->requests)
+	{
+		ScaleRequest *r = (ScaleRequest *) lfirst(lc);
+
+		if (r->call != NULL)
+			DmActuatorCancel(r->call);
+	}
+}
 
 /*
  * RecordScaleOutcome
@@ -78,13 +108,14 @@ ScaleAnswered(DmActuatorCall *call, void *arg)
 DmPhaseResult
 DmForecastPhase(DmGroupRun *run)
 {
-	List	   *requests = (List *) run->phase_state;
+	ScalePhase *st = (ScalePhase *) run->phase_state;
 	ListCell   *lc;
 	bool		waiting = false;
 
-	if (requests == NIL)
+	if (st == NULL)
 	{
 		DmCtlResult *res;
+		List	   *requests = NIL;
 		int			i;
 
 		res = DmCtlQuery("SELECT * FROM driftmirror._forecast_step($1)",
@@ -106,8 +137,13 @@ DmForecastPhase(DmGroupRun *run)
 		}
 		if (requests == NIL)
 			return DM_PHASE_DONE;
-		run->phase_state = requests;
-		foreach(lc, requests)
+		st = palloc0(sizeof(ScalePhase));
+		st->requests = requests;
+		st->drop.func = DropScaleRequests;
+		st->drop.arg = st;
+		MemoryContextRegisterResetCallback(run->cxt, &st->drop);
+		run->phase_state = st;
+		foreach(lc, st->requests)
 		{
 			ScaleRequest *r = (ScaleRequest *) lfirst(lc);
 
@@ -115,7 +151,7 @@ DmForecastPhase(DmGroupRun *run)
 		}
 	}
 
-	foreach(lc, requests)
+	foreach(lc, st->requests)
 	{
 		ScaleRequest *r = (ScaleRequest *) lfirst(lc);
 

@@ -29,7 +29,7 @@ VALUES
      '{off,forecast_only,forecast_and_scale}',
      'off: monitor only; forecast_only: forecast and record what would be done; forecast_and_scale: also act'),
     ('group', 'drift_threshold', 'number', '1', '0.001', '10', NULL,
-     'drift.score (lag, latency ratio, apply errors and failed transactions per transaction beyond the primary''s of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans'),
+     'drift.score (lag, latency ratio, apply errors and failed transactions per transaction beyond the primary''s of a mirror, each over its limit: 1 = at the limit) at which drift, now or forecast over lead_time, holds auto-promotion and shift plans and scales the mirror''s resource'),
     ('group', 'forecast_horizon', 'interval', '"1 hour"', '1 minute', '90 days', NULL,
      'how far ahead load and drift are forecast'),
     ('group', 'lead_time', 'interval', '"5 minutes"', '0', '1 day', NULL,

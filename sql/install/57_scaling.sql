@@ -9,10 +9,16 @@
 --
 --   need(x)   = ceil(x * (1 + headroom) / unit_capacity), within
 --               [min_capacity, max_capacity]
+--   next      = when the next decision comes: the worker decides at every
+--               step of the group, so two group intervals (room for a late
+--               step); the replay decides when the worker's decisions can
+--               differ (below)
 --   window    = the forecast buckets that overlap [t + lead_time,
---               t + lead_time + step): when capacity ordered at t is live
---               and no later order can have replaced it yet (one or two
---               buckets; _scale_window)
+--               t + next + lead_time): capacity ordered at t is live from
+--               its start, and the next decision can order what is needed
+--               after its end (one or two buckets; _scale_window).  A
+--               scale-up is thus ordered lead_time before the bucket that
+--               needs it starts, not a whole step earlier
 --   upper     = the largest upper bound of the window's buckets, where a
 --               bucket's upper bound is its forecast yhat plus the 80 %
 --               quantile of the errors (observed - yhat, at least 0) of the
@@ -24,7 +30,7 @@
 --               of this series actually were.
 --   required  = need(upper)
 --   span      = the largest upper bound of the buckets from the one in
---               progress to the window's end, [t, t + lead_time + step):
+--               progress to the window's end, [t, t + next + lead_time):
 --               a scale-down takes effect at once, so what it leaves must
 --               serve every bucket until a later order can arrive, not
 --               only the window (_scale_span)
@@ -46,10 +52,17 @@
 -- Decisions at an instant use only buckets that ended before it.  The
 -- models of 56_models.sql give the grid, the periods, the method and its
 -- kept parameters; the forecast of every decision applies them to the
--- data before it, which is what the worker does at each new bucket.  The
--- replay models the actuator as production has it: a scale-up is live
+-- data before it, which is what the worker does at each new bucket.
+--
+-- The replay decides at each bucket's start (new data) and, when lead_time
+-- is not a whole number of steps, also lead_time before a later bucket
+-- starts (the last moment a scale-up for it can be ordered): between those
+-- instants the worker's decisions are the same (same data, same windows).
+-- It models the actuator as production has it: a scale-up is live
 -- lead_time after its decision, a scale-down at once (instances live or
--- still being provisioned above its target are released).  The replay
+-- still being provisioned above its target are released); capacity can
+-- thus change inside a bucket, and each bucket reports the smallest
+-- capacity live during it and its capacity-hours (time-weighted).  The replay
 -- chooses the method (_select_method) and estimates its parameters
 -- again at its start and once a day of replayed time, as daily training
 -- would, and calibrates the bound on the errors of its own earlier
@@ -72,7 +85,8 @@ CREATE FUNCTION driftmirror._scale_settings(p_group text, p_resource text,
                                             OUT unit float8, OUT headroom float8,
                                             OUT lead_time interval, OUT min_capacity integer,
                                             OUT max_capacity integer, OUT cooldown interval,
-                                            OUT capacity integer, OUT scale_down text)
+                                            OUT capacity integer, OUT scale_down text,
+                                            OUT next_decision interval)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -105,6 +119,9 @@ BEGIN
     max_capacity := (geff ->> 'max_capacity')::integer;
     cooldown := driftmirror._opt_interval(geff -> 'scale_cooldown');
     scale_down := geff ->> 'scale_down';
+    -- the worker decides at every step of the group; two intervals leave
+    -- room for a late step
+    next_decision := 2 * driftmirror._opt_interval(geff -> 'interval');
 END
 $$;
 
@@ -121,8 +138,7 @@ $$;
 
 -- _scale_decision: the policy (see the top of this file) for capacity
 -- planned (live or ordered); upper is the window's upper bound, span the
--- upper bound of every bucket from now to the window's end (at least the
--- demand of the last bucket for the bucket in progress), observed the
+-- upper bound of every bucket from now to the window's end, observed the
 -- largest demand of the cooldown window, cooldown_over whether
 -- scale_cooldown has passed since the last scale action, down the group's
 -- scale_down
@@ -218,15 +234,18 @@ $$;
 
 -- _scale_window: the forecast steps (1 = the bucket that contains the
 -- decision, which lies p_offset after that bucket's start) that overlap
--- [decision + lead, decision + lead + step): while capacity ordered at the
--- decision is live and no later order can have replaced it
+-- [decision + lead, decision + p_next + lead): capacity ordered at the
+-- decision is live from its start, and the next decision, p_next later,
+-- can order what is needed after its end
 CREATE FUNCTION driftmirror._scale_window(p_offset interval, p_lead interval, p_step interval,
+                                          p_next interval,
                                           OUT first integer, OUT last integer)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT floor(x.a / x.s)::integer + 1, greatest(ceil((x.a + x.s) / x.s)::integer, floor(x.a / x.s)::integer + 1)
+    SELECT floor(x.a / x.s)::integer + 1, greatest(ceil(x.e / x.s)::integer, floor(x.a / x.s)::integer + 1)
       FROM (SELECT extract(epoch FROM p_offset + p_lead)::float8 AS a,
+                   extract(epoch FROM p_offset + p_next + p_lead)::float8 AS e,
                    extract(epoch FROM p_step)::float8 AS s) x
 $$;
 
@@ -363,7 +382,7 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     win := driftmirror._scale_window(p_as_of - date_bin(mdl.step, p_as_of, timestamptz '2000-01-01 00:00:00+00'),
-                                     st.lead_time, mdl.step);
+                                     st.lead_time, mdl.step, st.next_decision);
     SELECT array_agg(f.yhat ORDER BY f.ts), array_agg(f.hi95 ORDER BY f.ts) INTO fc_yhat, fc_hi95
       FROM driftmirror._model_forecast_at(mdl, p_as_of, win.last) f;
     forecast_upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, p_as_of);
@@ -390,7 +409,8 @@ COMMENT ON FUNCTION driftmirror.dm_capacity_plan(text, text, timestamptz) IS
 
 CREATE FUNCTION driftmirror.dm_backtest_scaling("group" text, resource text,
                                                 starts timestamptz, ends timestamptz)
-RETURNS TABLE(ts timestamptz, demand float8, capacity integer, decision text)
+RETURNS TABLE(ts timestamptz, demand float8, capacity integer, decision text,
+              capacity_hours float8)
 LANGUAGE plpgsql
 SECURITY DEFINER
 STABLE
@@ -408,26 +428,33 @@ DECLARE
     vals    float8[];
     occ     jsonb;
     k       integer;
+    offs    interval[];
+    wins    integer[];
     win     record;
     past    float8[];
     fc_yhat float8[];
     fc_hi95 float8[];
     errs    float8[];
+    bounds  float8[];
     ld      integer;
     cw      integer;
     w       integer;
     first_v integer;
     idx     integer;
+    n       integer;
     t       timestamptz;
+    ti      timestamptz;
     upper   float8;
     span    float8;
-    bound   float8;
     seen    float8;
     planned integer;
     live    integer;
     last_order timestamptz;
     arr_ts  timestamptz[] := '{}';
     arr_cap integer[] := '{}';
+    seg_at  timestamptz;
+    low     integer;
+    cap_h   float8;
     dec     record;
     j       bigint;
     method  text;
@@ -460,9 +487,25 @@ BEGIN
                   DETAIL = 'At most 100000 steps are replayed in one call.';
     END IF;
 
+    -- the decision instants of a bucket (offsets from its start): its
+    -- start, and lead_time before a later bucket starts when lead_time is
+    -- not a whole number of steps; each decides for the window up to the
+    -- next instant (wins: first and last step of each)
+    offs := ARRAY[interval '0'];
+    IF extract(epoch FROM st.lead_time)::numeric % extract(epoch FROM mdl.step)::numeric > 0 THEN
+        offs := offs || (mdl.step - make_interval(secs => (extract(epoch FROM st.lead_time)::numeric
+                                                            % extract(epoch FROM mdl.step)::numeric)::float8));
+    END IF;
+    k := 1;
+    wins := '{}';
+    FOR n IN 1 .. cardinality(offs) LOOP
+        win := driftmirror._scale_window(offs[n], st.lead_time, mdl.step,
+                                         coalesce(offs[n + 1], mdl.step) - offs[n]);
+        wins := wins || ARRAY[win.first, win.last];
+        k := greatest(k, win.last);
+    END LOOP;
+
     w := mdl.window_points;
-    win := driftmirror._scale_window(interval '0', st.lead_time, mdl.step);
-    k := win.last;
     cw := greatest(1, ceil(extract(epoch FROM st.cooldown) / extract(epoch FROM mdl.step)))::integer;
     t0 := t_first - w * mdl.step;
     vals := driftmirror._model_series(mdl.resource_id, mdl.metric_id, mdl.source, mdl.step,
@@ -505,64 +548,88 @@ BEGIN
         -- the upper bound of each bucket until the window's end,
         -- calibrated on the errors of this replay's own earlier forecasts
         -- at its lead (as the worker does on the forecasts it stored:
-        -- _scale_errors): the window's (upper) sizes a scale-up, all of
-        -- them (span) a scale-down
-        upper := NULL;
-        span := NULL;
+        -- _scale_errors)
+        bounds := '{}';
         FOR ld IN 1 .. k LOOP
             SELECT coalesce(array_agg(x.e), '{}') INTO errs
               FROM (SELECT vals[b] - past[(b - 1) * k + ld] AS e
                       FROM generate_series(idx - 1, greatest(1, idx - ld - 64), -1) b
                      WHERE vals[b] IS NOT NULL AND past[(b - 1) * k + ld] IS NOT NULL
                      LIMIT 60) x;
-            bound := driftmirror._scale_bound(fc_yhat[ld], fc_hi95[ld], errs);
-            span := greatest(span, bound);
-            IF ld >= win.first THEN
-                upper := greatest(upper, bound);
-            END IF;
+            bounds := bounds || driftmirror._scale_bound(fc_yhat[ld], fc_hi95[ld], errs);
             past[(idx + ld - 2) * k + ld] := fc_yhat[ld];
         END LOOP;
         SELECT max(v) INTO seen FROM unnest(vals[greatest(1, idx - cw):idx - 1]) v;
-        dec := driftmirror._scale_decision(planned, upper, span, seen, st.unit, st.headroom,
-                                           st.min_capacity, st.max_capacity,
-                                           last_order IS NULL OR t - last_order >= st.cooldown,
-                                           st.scale_down);
-        IF dec.decision = 'scale_up' THEN
-            arr_ts := arr_ts || (t + st.lead_time);
-            arr_cap := arr_cap || dec.target;
-        ELSIF dec.decision = 'scale_down' THEN
-            -- a scale-down takes effect at once: instances live or still
-            -- being provisioned above the target are released now
-            live := least(live, dec.target);
-            SELECT coalesce(array_agg(least(c, dec.target) ORDER BY o), '{}') INTO arr_cap
-              FROM unnest(arr_cap) WITH ORDINALITY u(c, o);
-        END IF;
-        IF dec.decision <> 'hold' THEN
-            planned := dec.target;
-            last_order := t;
-        END IF;
-        -- scale-ups that have arrived by now, in order
-        WHILE cardinality(arr_ts) > 0 AND arr_ts[1] <= t LOOP
-            live := arr_cap[1];
-            arr_ts := arr_ts[2:];
-            arr_cap := arr_cap[2:];
+
+        seg_at := t;
+        low := NULL;
+        cap_h := 0;
+        decision := 'hold';
+        -- each decision instant, then the step's end: the scale-ups that
+        -- arrive before it (and at it, for an instant) come first
+        FOR n IN 1 .. cardinality(offs) + 1 LOOP
+            ti := t + coalesce(offs[n], mdl.step);
+            WHILE cardinality(arr_ts) > 0
+                  AND (arr_ts[1] < ti OR (arr_ts[1] = ti AND n <= cardinality(offs))) LOOP
+                IF arr_ts[1] > seg_at THEN
+                    cap_h := cap_h + live * extract(epoch FROM arr_ts[1] - seg_at) / 3600;
+                    low := least(low, live);
+                    seg_at := arr_ts[1];
+                END IF;
+                live := arr_cap[1];
+                arr_ts := arr_ts[2:];
+                arr_cap := arr_cap[2:];
+            END LOOP;
+            EXIT WHEN n > cardinality(offs);
+            -- the window's bound (upper) sizes a scale-up, every bound
+            -- until the window's end (span) a scale-down
+            SELECT max(bounds[l]) FILTER (WHERE l >= wins[2 * n - 1]), max(bounds[l])
+              INTO upper, span
+              FROM generate_series(1, wins[2 * n]) l;
+            dec := driftmirror._scale_decision(planned, upper, span, seen, st.unit, st.headroom,
+                                               st.min_capacity, st.max_capacity,
+                                               last_order IS NULL OR ti - last_order >= st.cooldown,
+                                               st.scale_down);
+            IF dec.decision = 'scale_down' OR (dec.decision = 'scale_up' AND st.lead_time = interval '0') THEN
+                -- a scale-down takes effect at once (instances live or
+                -- still being provisioned above the target are released
+                -- now), and so does a scale-up when lead_time is 0
+                IF ti > seg_at THEN
+                    cap_h := cap_h + live * extract(epoch FROM ti - seg_at) / 3600;
+                    low := least(low, live);
+                    seg_at := ti;
+                END IF;
+                live := CASE WHEN dec.decision = 'scale_up' THEN dec.target ELSE least(live, dec.target) END;
+                SELECT coalesce(array_agg(least(c, dec.target) ORDER BY o), '{}') INTO arr_cap
+                  FROM unnest(arr_cap) WITH ORDINALITY u(c, o);
+            ELSIF dec.decision = 'scale_up' THEN
+                arr_ts := arr_ts || (ti + st.lead_time);
+                arr_cap := arr_cap || dec.target;
+            END IF;
+            IF dec.decision <> 'hold' THEN
+                planned := dec.target;
+                last_order := ti;
+                decision := dec.decision;
+            END IF;
         END LOOP;
+        cap_h := cap_h + live * extract(epoch FROM t + mdl.step - seg_at) / 3600;
+        low := least(low, live);
         ts := t;
         demand := vals[idx];
-        capacity := live;
-        decision := dec.decision;
+        capacity := low;
+        capacity_hours := cap_h;
         RETURN NEXT;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION driftmirror.dm_backtest_scaling(text, text, timestamptz, timestamptz) IS
-    'Replay the scaling policy over stored history at the metric''s step: demand, live capacity (a scale-up arrives lead_time after its decision, a scale-down takes effect at once) and the decision of each step';
+    'Replay the scaling policy over stored history at the metric''s step: demand, the smallest capacity live in each step (a scale-up arrives lead_time after its decision, a scale-down takes effect at once), the decision of the step and its capacity-hours';
 
 REVOKE ALL ON FUNCTION driftmirror._scale_settings(text, text),
     driftmirror._scale_need(float8, float8, float8, integer, integer),
     driftmirror._scale_decision(integer, float8, float8, float8, float8, float8, integer, integer, boolean, text),
     driftmirror._scale_model(bigint, bigint, smallint, timestamptz),
-    driftmirror._scale_window(interval, interval, interval),
+    driftmirror._scale_window(interval, interval, interval, interval),
     driftmirror._scale_bound(float8, float8, float8[]),
     driftmirror._scale_errors(driftmirror.model, integer, timestamptz),
     driftmirror._scale_upper(driftmirror.model, integer, integer, float8[], float8[], timestamptz),

@@ -12,15 +12,21 @@
 --   2. trains a new version when there is none, when the current one is a
 --      day old (the schedule), or when its rolling error is over twice its
 --      backtest error on at least 6 points (the regime changed);
---   3. forecasts until the end of the decision's window (lead_time plus
---      one step) once per grid bucket, with the model's kept parameters
+--   3. forecasts as far as the window of the bucket's last step reaches
+--      (lead_time plus two group intervals past the bucket's end) once
+--      per grid bucket, with the model's kept parameters
 --      (model.params: hw and mstl filter the fresh data with them instead
 --      of estimating them again; the other methods fit again), stores it
 --      (forecasts are kept two days and at least 64 steps: the bound's
 --      calibration reads the errors of the last 60 at each lead); the
 --      later steps of the bucket read the stored forecast; and takes the
 --      decision of dm_capacity_plan (57_scaling.sql);
---   4. for scale_up / scale_down: mode forecast_only records it in the
+--   4. drift: while the drift phase (78_drift.sql, earlier in the same
+--      step) finds the resource's mirror over drift_threshold or forecast
+--      to be, a scale-down waits, and where the demand policy would hold
+--      (or has no model yet) the capacity grows by one instance, at most
+--      once per scale_cooldown (the decision's reason and inputs say so);
+--   5. for scale_up / scale_down: mode forecast_only records it in the
 --      action log (outcome 'proposed', once per target) and does nothing;
 --      forecast_and_scale calls the resource's SQL actuator (resource option
 --      scale_function: a function (group text, resource text, capacity
@@ -121,6 +127,8 @@ DECLARE
     aid     bigint;
     mir     record;
     t_now   timestamptz := now();
+    reach   integer;
+    drift   text;
 BEGIN
     SELECT x.id, x.name, driftmirror._effective_options('group', x.options) AS eff INTO g
       FROM driftmirror.resource_group x WHERE x.id = p_gid;
@@ -135,6 +143,14 @@ BEGIN
     LOOP
         BEGIN
             st := driftmirror._scale_settings(g.name, r.name);
+            -- the drift of the resource's mirror, as the drift phase
+            -- decided earlier in this step: over drift_threshold, or
+            -- forecast to be
+            SELECT d.reason INTO drift
+              FROM driftmirror.drift_state d JOIN driftmirror.mirror m ON m.id = d.mirror_id
+             WHERE m.resource_id = r.id AND d.decision <> 'ok'
+             ORDER BY d.checked_at DESC LIMIT 1;
+            last_at := driftmirror._scale_last_action(p_gid, r.name, t_now);
             mdl := driftmirror._model_current(r.id, st.metric_id);
             why := NULL;
             IF mdl.id IS NULL THEN
@@ -156,46 +172,75 @@ BEGIN
             END IF;
             IF why IS NOT NULL THEN
                 mdl := driftmirror._train_model(p_gid, r.id, st.metric_id, 'worker: ' || why);
-                IF mdl.id IS NULL THEN
-                    CONTINUE;           -- not enough data yet
+                IF mdl.id IS NOT NULL THEN
+                    PERFORM driftmirror._log_action(g.name, r.name, 'train', 'worker: ' || why,
+                                                    jsonb_build_object('metric', st.metric, 'version', mdl.version,
+                                                                       'model', mdl.description,
+                                                                       'backtest_mase', mdl.backtest_mase));
                 END IF;
-                PERFORM driftmirror._log_action(g.name, r.name, 'train', 'worker: ' || why,
-                                                jsonb_build_object('metric', st.metric, 'version', mdl.version,
-                                                                   'model', mdl.description,
-                                                                   'backtest_mase', mdl.backtest_mase));
             END IF;
 
-            -- forecast (stored once per bucket) and decision
-            made := date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
-            win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step);
-            -- a bucket's forecast is made once (at its first step, or by
-            -- the training), with the model's kept parameters; the later
-            -- steps of the bucket read it
-            IF NOT EXISTS (SELECT FROM driftmirror.forecast f
-                            WHERE f.model_id = mdl.id AND f.made_at = made
-                              AND f.ts = made + (win.last - 1) * mdl.step) THEN
-                INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
-                SELECT mdl.id, made, f.*
-                  FROM driftmirror._model_forecast_at(mdl, t_now, win.last) f
-                ON CONFLICT DO NOTHING;
+            IF mdl.id IS NULL THEN
+                -- not enough data for a model yet: only drift decides
+                IF drift IS NULL THEN
+                    CONTINUE;
+                END IF;
+                upper := NULL;
+                span := NULL;
+                seen := NULL;
+                SELECT st.capacity AS required, st.capacity AS target, 'hold'::text AS decision,
+                       'no model of the demand yet'::text AS reason
+                  INTO dec;
+            ELSE
+                -- forecast (stored once per bucket) and decision
+                made := date_bin(mdl.step, t_now, timestamptz '2000-01-01 00:00:00+00');
+                win := driftmirror._scale_window(t_now - made, st.lead_time, mdl.step, st.next_decision);
+                -- a bucket's forecast is made once (at its first step, or by
+                -- the training), with the model's kept parameters, as far as
+                -- the window of its last step reaches; the later steps of the
+                -- bucket read it
+                reach := (driftmirror._scale_window(mdl.step, st.lead_time, mdl.step, st.next_decision)).last;
+                IF NOT EXISTS (SELECT FROM driftmirror.forecast f
+                                WHERE f.model_id = mdl.id AND f.made_at = made
+                                  AND f.ts = made + (reach - 1) * mdl.step) THEN
+                    INSERT INTO driftmirror.forecast (model_id, made_at, ts, yhat, lo80, hi80, lo95, hi95)
+                    SELECT mdl.id, made, f.*
+                      FROM driftmirror._model_forecast_at(mdl, t_now, reach) f
+                    ON CONFLICT DO NOTHING;
+                END IF;
+                -- forecasts are kept two days, and at least 64 steps: accuracy
+                -- looks at the last one, the bound's calibration at 60
+                DELETE FROM driftmirror.forecast f
+                 WHERE f.model_id = mdl.id
+                   AND f.made_at < t_now - greatest(interval '2 days', 64 * mdl.step);
+                SELECT array_agg(f.yhat ORDER BY f.ts), array_agg(f.hi95 ORDER BY f.ts)
+                  INTO fc_yhat, fc_hi95
+                  FROM driftmirror.forecast f
+                 WHERE f.model_id = mdl.id AND f.made_at = made;
+                upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, t_now);
+                seen := driftmirror._scale_observed(mdl, st.cooldown, t_now);
+                span := driftmirror._scale_span(mdl, win.last, fc_yhat, fc_hi95, t_now);
+                dec := driftmirror._scale_decision(st.capacity, upper, span, seen, st.unit, st.headroom,
+                                                   st.min_capacity, st.max_capacity,
+                                                   last_at IS NULL OR t_now - last_at >= st.cooldown,
+                                                   st.scale_down);
             END IF;
-            -- forecasts are kept two days, and at least 64 steps: accuracy
-            -- looks at the last one, the bound's calibration at 60
-            DELETE FROM driftmirror.forecast f
-             WHERE f.model_id = mdl.id
-               AND f.made_at < t_now - greatest(interval '2 days', 64 * mdl.step);
-            SELECT array_agg(f.yhat ORDER BY f.ts), array_agg(f.hi95 ORDER BY f.ts)
-              INTO fc_yhat, fc_hi95
-              FROM driftmirror.forecast f
-             WHERE f.model_id = mdl.id AND f.made_at = made;
-            upper := driftmirror._scale_upper(mdl, win.first, win.last, fc_yhat, fc_hi95, t_now);
-            seen := driftmirror._scale_observed(mdl, st.cooldown, t_now);
-            last_at := driftmirror._scale_last_action(p_gid, r.name, t_now);
-            span := driftmirror._scale_span(mdl, win.last, fc_yhat, fc_hi95, t_now);
-            dec := driftmirror._scale_decision(st.capacity, upper, span, seen, st.unit, st.headroom,
-                                               st.min_capacity, st.max_capacity,
-                                               last_at IS NULL OR t_now - last_at >= st.cooldown,
-                                               st.scale_down);
+
+            -- drift of the mirror: scale-downs wait, and capacity grows by
+            -- one instance per scale_cooldown while it lasts (the demand
+            -- policy alone would hold)
+            IF drift IS NOT NULL THEN
+                IF dec.decision = 'scale_down' THEN
+                    dec.decision := 'hold';
+                    dec.target := st.capacity;
+                ELSIF dec.decision = 'hold' AND st.capacity < st.max_capacity
+                      AND (last_at IS NULL OR t_now - last_at >= st.cooldown) THEN
+                    dec.decision := 'scale_up';
+                    dec.target := st.capacity + 1;
+                    dec.reason := format('drift of its mirror (%s): one more instance than the %s planned, at most one per scale_cooldown (%s)',
+                                         drift, st.capacity, dec.reason);
+                END IF;
+            END IF;
             IF dec.decision = 'hold' THEN
                 CONTINUE;
             END IF;
@@ -207,7 +252,7 @@ BEGIN
                                          'headroom', st.headroom, 'lead_time', st.lead_time,
                                          'scale_down', st.scale_down,
                                          'model_version', mdl.version, 'model', mdl.description,
-                                         'mode', mode);
+                                         'drift', drift, 'mode', mode);
 
             IF mode = 'forecast_only' THEN
                 -- record a proposal once per target

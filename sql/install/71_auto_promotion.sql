@@ -14,11 +14,15 @@
 -- exists the ratio is "not measured yet" and the window does not start.
 -- After the promotion the routes send reads to the new primary, so the
 -- condition does not hold for the old one: no ping-pong.
+--
+-- Functions, a view and its comment only, each CREATE OR REPLACE: the update
+-- from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/85_auto_promotion.include).
 
 -- _auto_promote_check: evaluate the thresholds of every mirror of a group
 -- (called by the worker each group step); returns the resources to promote
 -- now, after logging the decision with its figures in the action log
-CREATE FUNCTION driftmirror._auto_promote_check(p_group_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._auto_promote_check(p_group_id bigint)
 RETURNS TABLE (resource_id bigint, reason text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -156,7 +160,7 @@ BEGIN
 END
 $$;
 
-CREATE VIEW driftmirror.dm_auto_promotion AS
+CREATE OR REPLACE VIEW driftmirror.dm_auto_promotion AS
 SELECT mm.group_name, mm.resource_name, s.holding_since, s.last_reason, s.checked_at
   FROM driftmirror.auto_promote_state s
   JOIN driftmirror.mirror mm ON mm.id = s.mirror_id;
@@ -165,7 +169,7 @@ COMMENT ON VIEW driftmirror.dm_auto_promotion IS
 
 -- _promotion_start_auto: record an auto-promotion of a resource (its reason
 -- is the last auto_promote decision in the action log)
-CREATE FUNCTION driftmirror._promotion_start_auto(p_resource_id bigint, p_pid integer)
+CREATE OR REPLACE FUNCTION driftmirror._promotion_start_auto(p_resource_id bigint, p_pid integer)
 RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp

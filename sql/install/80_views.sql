@@ -8,17 +8,20 @@
 -- view is the role that queries it.  So is raw error text (libpq, libcurl,
 -- a remote server's message: hosts, ports, paths, file names): every other
 -- reader gets a label instead (25_error_labels.sql).
+--
+-- Views and their comments only, each CREATE OR REPLACE: the update from
+-- 0.1.0 pastes this file whole (sql/upgrade/0.1.0--0.2.0/85_views.include).
 
 -- the defaults of each scope as one object (a view, so readers need no
 -- right on option_def)
-CREATE VIEW driftmirror._option_defaults AS
+CREATE OR REPLACE VIEW driftmirror._option_defaults AS
 SELECT o.scope,
        jsonb_object_agg(o.key, o.default_value)
            FILTER (WHERE o.default_value IS NOT NULL) AS defaults
   FROM driftmirror.option_def o
  GROUP BY o.scope;
 
-CREATE VIEW driftmirror.dm_groups AS
+CREATE OR REPLACE VIEW driftmirror.dm_groups AS
 SELECT g.id,
        g.name,
        g.options,
@@ -32,7 +35,7 @@ SELECT g.id,
 COMMENT ON VIEW driftmirror.dm_groups IS
     'Resource groups with the options set and in effect';
 
-CREATE VIEW driftmirror.dm_resources AS
+CREATE OR REPLACE VIEW driftmirror.dm_resources AS
 SELECT g.name AS group_name,
        r.name,
        r.kind,
@@ -55,7 +58,7 @@ SELECT g.name AS group_name,
 COMMENT ON VIEW driftmirror.dm_resources IS
     'Resources of every group; endpoint is null unless the reader is a driftmirror_admin';
 
-CREATE VIEW driftmirror.dm_events AS
+CREATE OR REPLACE VIEW driftmirror.dm_events AS
 SELECT g.name AS group_name, e.name, e.starts, e.ends, e.options, e.id
   FROM driftmirror.event e
   JOIN driftmirror.resource_group g ON g.id = e.group_id;
@@ -63,7 +66,7 @@ SELECT g.name AS group_name, e.name, e.starts, e.ends, e.options, e.id
 -- dm_actions: non-admins read the kind, the outcome and a label; reasons
 -- may quote errors (hosts, ports) and are for driftmirror_admin, except the
 -- name of the API function that made a change
-CREATE VIEW driftmirror.dm_actions AS
+CREATE OR REPLACE VIEW driftmirror.dm_actions AS
 SELECT a.id, a.group_name, a.resource_name, a.kind,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
                  OR a.reason ~ '^dm_[a-z_]+$'
@@ -82,7 +85,7 @@ SELECT a.id, a.group_name, a.resource_name, a.kind,
 COMMENT ON VIEW driftmirror.dm_actions IS
     'Every change made through the API and every decision of the worker; reasons quoting errors are labels for non-admins';
 
-CREATE VIEW driftmirror.dm_worker AS
+CREATE OR REPLACE VIEW driftmirror.dm_worker AS
 SELECT w.pid,
        w.started_at,
        w.last_pass_at,
@@ -97,7 +100,7 @@ SELECT w.pid,
 COMMENT ON VIEW driftmirror.dm_worker IS
     'The background worker: process, last pass, settings in effect';
 
-CREATE VIEW driftmirror.dm_options AS
+CREATE OR REPLACE VIEW driftmirror.dm_options AS
 SELECT o.scope, o.key, o.type, o.default_value, o.min_value, o.max_value, o.allowed,
        o.description
   FROM driftmirror.option_def o;
@@ -105,7 +108,7 @@ COMMENT ON VIEW driftmirror.dm_options IS
     'Every option of groups, resources, events and mirrors, with defaults and bounds';
 
 -- dm_status: one row per group, what it is doing now and why
-CREATE VIEW driftmirror.dm_status AS
+CREATE OR REPLACE VIEW driftmirror.dm_status AS
 SELECT g.name AS group_name,
        e.eff ->> 'mode' AS mode,
        CASE

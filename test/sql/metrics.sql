@@ -139,8 +139,10 @@ SELECT (dm_run_maintenance() ->> 'orphan_rows_deleted')::int AS orphans_deleted;
 SELECT count(*) AS orphans_left FROM metric WHERE metric_id = 32000;
 DO $$
 BEGIN
+    -- the program reads what COPY writes: a program that exits first
+    -- (rm alone) can break COPY's pipe
     EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
-                   format('rm -f /tmp/dm_regress_metrics_%s.copy', pg_backend_pid()));
+                   format('cat >/dev/null; rm -f /tmp/dm_regress_metrics_%s.copy', pg_backend_pid()));
 END $$;
 SELECT count(*) FROM dm_metrics WHERE group_name = 'm_short';
 

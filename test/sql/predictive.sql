@@ -136,6 +136,17 @@ SELECT metric, observed < 200 AS quiet_now, forecast_upper > 900 AS peak_ahead,
 SELECT dm_alter_group('shop', '{"lead_time": "0"}');
 SELECT forecast_upper < 300 AS quiet_ahead, required, decision FROM plan;
 SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
+-- just in time: with lead_time 7 minutes the worker (a decision every
+-- 10 s: the window ends two intervals later) orders the peak's capacity 7
+-- minutes before the peak starts, not while the bucket before it still
+-- ends more than 7 minutes ahead
+SELECT dm_alter_group('shop', '{"lead_time": "7 minutes"}');
+SELECT extract(epoch FROM x.before_peak)::integer AS seconds_before_peak, p.required, p.decision
+  FROM anchor a, (VALUES (interval '8 minutes'), (interval '7 minutes 30 seconds'),
+                         (interval '7 minutes')) x(before_peak),
+       dm_capacity_plan('shop', 'web', a.t - interval '12 hours' - x.before_peak) p
+ ORDER BY 1 DESC;
+SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
 -- headroom
 SELECT dm_alter_group('shop', '{"headroom": 0.5}');
 SELECT required FROM plan;
@@ -227,6 +238,28 @@ SELECT count(*) > 0 AS scaled_down,
   FROM bt b JOIN bt p ON p.ts = b.ts - interval '5 minutes'
  WHERE b.decision = 'scale_down';
 
+-- capacity-hours: the time-weighted live capacity of each step, never
+-- below its smallest capacity
+SELECT bool_and(abs(capacity_hours - capacity / 12.0) < 1e-9) AS whole_steps_constant,
+       bool_and(capacity_hours >= capacity / 12.0 - 1e-9) AS at_least_smallest
+  FROM bt;
+-- lead_time not a whole number of steps (7 minutes, 5-minute steps): the
+-- replay also decides 3 minutes into each step, 7 minutes before the
+-- step after next starts, so the capacity a peak needs is ordered just in
+-- time: live when the peak starts, not bought during the step before it
+-- (a decision at a step's start sizes the next step only)
+SELECT dm_alter_group('shop', '{"lead_time": "7 minutes"}');
+CREATE TEMP TABLE bt7 AS
+SELECT b.* FROM anchor a, dm_backtest_scaling('shop', 'web', a.t - interval '2 days', a.t) b;
+SELECT dm_alter_group('shop', '{"lead_time": "30 minutes"}');
+SELECT floor(extract(epoch FROM b.ts - a.t) / 86400) AS day,
+       count(*) FILTER (WHERE b.demand > b.capacity * 100) AS under_provisioned,
+       min(b.capacity) FILTER (WHERE b.demand > 500) >= 12 AS ready,
+       (SELECT round((x.capacity_hours * 12)::numeric, 2) FROM bt7 x
+         WHERE x.ts = min(b.ts) FILTER (WHERE b.demand > 500) - interval '5 minutes') AS step_before,
+       bool_and(b.capacity_hours >= b.capacity / 12.0 - 1e-9) AS at_least_smallest
+  FROM anchor a, bt7 b GROUP BY 1 ORDER BY 1;
+
 -- the bound of a forecast bucket: the model's 95 % bound until 20 errors
 -- at its lead are known, then yhat plus their 80 % quantile (never under
 -- yhat)
@@ -234,13 +267,25 @@ SELECT _scale_bound(100, 150, '{}') AS no_errors,
        _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 19) x)) AS nineteen,
        _scale_bound(100, 150, (SELECT array_agg(x::float8) FROM generate_series(1, 20) x)) AS twenty,
        _scale_bound(100, 150, (SELECT array_agg(-x::float8) FROM generate_series(1, 20) x)) AS biased_high;
--- the window: the buckets that overlap [decision + lead_time, + step)
-SELECT l AS lead_time, o AS offset_in_bucket, w.*
-  FROM (VALUES (interval '0', interval '0'), (interval '0', interval '2 minutes'),
-               (interval '2 minutes', interval '0'), (interval '5 minutes', interval '0'),
-               (interval '30 minutes', interval '0'), (interval '30 minutes', interval '3 minutes')) v(l, o),
-       _scale_window(o, l, interval '5 minutes') w
- ORDER BY 1, 2;
+-- the window: the buckets that overlap [decision + lead_time,
+-- next decision + lead_time); the replay's next decision is one step or
+-- less away, the worker's two intervals (20 s)
+SELECT l AS lead_time, o AS offset_in_bucket, nx AS next, w.*
+  FROM (VALUES (interval '0', interval '0', interval '5 minutes'),
+               (interval '0', interval '2 minutes', interval '5 minutes'),
+               (interval '2 minutes', interval '0', interval '5 minutes'),
+               (interval '5 minutes', interval '0', interval '5 minutes'),
+               (interval '30 minutes', interval '0', interval '5 minutes'),
+               (interval '30 minutes', interval '3 minutes', interval '5 minutes'),
+               -- lead_time 2 minutes: the replay also decides at 3 minutes,
+               -- for the next bucket only
+               (interval '2 minutes', interval '0', interval '3 minutes'),
+               (interval '2 minutes', interval '3 minutes', interval '2 minutes'),
+               -- the worker: the bucket in progress until its last 2 minutes
+               (interval '2 minutes', interval '1 minute', interval '20 seconds'),
+               (interval '2 minutes', interval '2 minutes 50 seconds', interval '20 seconds'),
+               (interval '2 minutes', interval '3 minutes', interval '20 seconds')) v(l, o, nx),
+       _scale_window(o, l, interval '5 minutes', nx) w ORDER BY 1, 2;
 
 -- ---------------------------------------------------------------------
 -- bad input: clear errors, nothing changed

@@ -21,7 +21,9 @@
 # then released, the mirror catches up, the drift (and its forecast) goes
 # back under 0.8 x the threshold, the hold is released (and not before:
 # no release while the lag grows), the plan ends at 100 %
-# of reads, and auto-promotion's window starts.
+# of reads, and auto-promotion's window starts.  The mirror's resource has
+# a scaling policy (an SQL actuator, no data for its demand metric): the
+# drift scales it up by one instance, once in scale_cooldown.
 #
 # Then errors normalised by traffic: the mirror fails 40 transactions while
 # both nodes serve only the worker's own reads and the applied changes, and
@@ -41,6 +43,16 @@ my $p = dm_pair(group_options => '{"auto_promote": true, "auto_promote_window": 
 	"auto_promote_max_lag_seconds": 30, "auto_promote_max_latency_ratio": 10,
 	"mode": "forecast_and_scale", "lead_time": "10 seconds"}');
 my ($a, $b) = ($p->{a}, $p->{b});
+
+# the resource has a scaling policy whose SQL actuator records its calls;
+# its demand metric has no data, so no model: only drift can scale it
+$a->safe_psql('postgres', q{
+	CREATE TABLE public.scaled (capacity int, at timestamptz DEFAULT now());
+	CREATE FUNCTION public.scale_it(g text, r text, c integer) RETURNS void LANGUAGE sql
+	    AS $$ INSERT INTO public.scaled (capacity) VALUES (c) $$;
+	SELECT driftmirror.dm_alter_resource('orders', 'db', options => '{"scale_metric": "pg.connections_active",
+		"unit_capacity": 100, "scale_function": "public.scale_it"}');
+});
 
 # drift is measured and stored while the mirror keeps up
 dm_wait_for($a, q{SELECT count(DISTINCT metric) = 5 FROM driftmirror.dm_metrics
@@ -92,6 +104,7 @@ is($a->safe_psql('postgres', qq{SELECT step FROM driftmirror.dm_shift_status WHE
 is($a->safe_psql('postgres', 'SELECT count(*) FROM driftmirror.dm_promotions'), '0', 'no promotion');
 is($a->safe_psql('postgres', q{SELECT count(*) FROM driftmirror.dm_actions WHERE kind = 'drift' AND outcome <> 'held'}),
 	'0', 'no release while the lag grows');
+dm_wait_for($a, q{SELECT count(*) > 0 FROM public.scaled}, 't', 'drift scales the resource');
 my $before = $a->safe_psql('postgres', 'SELECT max(id) FROM driftmirror.dm_actions');
 
 # the lock goes: the mirror catches up, the drift and its forecast fall
@@ -112,6 +125,18 @@ unlike($a->safe_psql('postgres', q{SELECT reason FROM driftmirror.dm_status WHER
 # end is auto-promotion's own, TAP 053: waiting for it here took a minute)
 dm_wait_for($a, q{SELECT holding_since IS NOT NULL AND last_reason NOT LIKE '%drift%' FROM driftmirror.dm_auto_promotion},
 	't', 'auto-promotion is no longer held: its window runs');
+
+# drift scaled the mirror's resource: one instance more (no model of its
+# demand: the demand policy alone holds), once in scale_cooldown (10
+# minutes, longer than this test)
+is($a->safe_psql('postgres', q{SELECT string_agg(capacity::text, ',' ORDER BY at) FROM public.scaled}),
+	'2', 'drift scales the resource up by one instance through its SQL actuator, once per scale_cooldown');
+like($a->safe_psql('postgres', q{SELECT format('%s %s %s %s', outcome, inputs ->> 'target', inputs ->> 'drift' IS NOT NULL, reason)
+	FROM driftmirror.dm_actions WHERE kind = 'scale' ORDER BY id}),
+	qr/^done 2 t drift of its mirror \(drift score [0-9.]+ is (forecast to reach|at or over) .*\): one more instance than the 1 planned/,
+	'the scale action says it was drift, with the drift in its inputs');
+is($a->safe_psql('postgres', q{SELECT capacity FROM driftmirror.resource WHERE name = 'db'}), '2',
+	'the new capacity is recorded');
 
 # errors per transaction: the mirror fails 40 of what it is asked, the
 # primary none; the worker's own reads and the applied changes are the
