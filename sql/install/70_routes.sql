@@ -3,9 +3,13 @@
 -- pick by weight and key, dm_route, dm_route_multihost and the view
 -- dm_routes.  Routers that carry the weights to HAProxy, pgbouncer and
 -- webhooks: 74_routing.sql.
+--
+-- Functions, a view and their comments only, each CREATE OR REPLACE: the
+-- update from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/71_routes.include).
 
 -- _set_route: set one route's weight and record it in the history
-CREATE FUNCTION driftmirror._set_route(p_group_id bigint, p_resource_id bigint, p_access text,
+CREATE OR REPLACE FUNCTION driftmirror._set_route(p_group_id bigint, p_resource_id bigint, p_access text,
                                        p_endpoint text, p_weight integer, p_reason text)
 RETURNS void
 LANGUAGE sql
@@ -22,7 +26,7 @@ AS $$
 $$;
 
 -- _multihost: a libpq multi-host conninfo from several conninfos (C)
-CREATE FUNCTION driftmirror._multihost(endpoints text[], target_session_attrs text)
+CREATE OR REPLACE FUNCTION driftmirror._multihost(endpoints text[], target_session_attrs text)
 RETURNS text
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'driftmirror_multihost';
@@ -30,7 +34,7 @@ AS 'MODULE_PATHNAME', 'driftmirror_multihost';
 -- _route_endpoint: an endpoint of a resource as routes hand it to
 -- application clients: for postgres resources without the administration
 -- role (dm_client_conninfo); clients add their own user=
-CREATE FUNCTION driftmirror._route_endpoint(p_resource_id bigint, p_endpoint text)
+CREATE OR REPLACE FUNCTION driftmirror._route_endpoint(p_resource_id bigint, p_endpoint text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -50,7 +54,7 @@ $$;
 -- endpoint with the largest write share (the primary on a tie): a write
 -- share only ever applies to keyed writes, so that no row has two
 -- writers.  With no route recorded, the resource's endpoint (its primary).
-CREATE FUNCTION driftmirror._route_pick(p_resource_id bigint, p_access text, p_key text)
+CREATE OR REPLACE FUNCTION driftmirror._route_pick(p_resource_id bigint, p_access text, p_key text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -99,7 +103,7 @@ $$;
 
 -- dm_route: the endpoint a client of a resource should use (_route_pick),
 -- as clients get it (_route_endpoint)
-CREATE FUNCTION driftmirror.dm_route("group" text, resource text, access text DEFAULT 'read',
+CREATE OR REPLACE FUNCTION driftmirror.dm_route("group" text, resource text, access text DEFAULT 'read',
                                      key text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -121,7 +125,7 @@ COMMENT ON FUNCTION driftmirror.dm_route(text, text, text, text) IS
 -- with target_session_attrs=read-write: clients using it follow a
 -- promotion on their own (the fenced node reports read-only); for reads
 -- with target_session_attrs=any.  With the defaults: the primary first.
-CREATE FUNCTION driftmirror.dm_route_multihost("group" text, resource text,
+CREATE OR REPLACE FUNCTION driftmirror.dm_route_multihost("group" text, resource text,
                                                access text DEFAULT 'write', key text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
@@ -155,7 +159,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text, text, text) IS
     'A libpq multi-host conninfo: the node dm_route picks first, then the other; read-write for writes';
 
-CREATE VIEW driftmirror.dm_routes AS
+CREATE OR REPLACE VIEW driftmirror.dm_routes AS
 SELECT g.name AS group_name, r.name AS resource_name, rt.access,
        CASE WHEN NOT pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN NULL
             WHEN r.kind OPERATOR(pg_catalog.=) 'postgres' THEN driftmirror.dm_client_conninfo(rt.endpoint)

@@ -268,122 +268,15 @@ COMMENT ON FUNCTION driftmirror.dm_alter_resource(text, text, text, text[], json
 -- dm_sync_sequences and dm_mirror_verify: the mirror code is pasted whole
 -- by 23_mirror_code.include (their grants: 24_mirror_code_grants.sql)
 
--- _route_endpoint: an endpoint of a resource as routes hand it to
--- application clients: for postgres resources without the administration
--- role (dm_client_conninfo); clients add their own user=
-CREATE FUNCTION driftmirror._route_endpoint(p_resource_id bigint, p_endpoint text)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN r.kind = 'postgres' THEN driftmirror.dm_client_conninfo(p_endpoint)
-                ELSE p_endpoint END
-      FROM driftmirror.resource r WHERE r.id = p_resource_id
-$$;
-
--- dm_route: the endpoint a client of a resource should use.  'write': the
--- primary.  'read': chosen by weight among the read routes, deterministically
--- for a given key (same key, same endpoint), at random without one.  With
--- no route recorded yet, the resource's endpoint (its primary).
-CREATE OR REPLACE FUNCTION driftmirror.dm_route("group" text, resource text, access text DEFAULT 'read',
-                                     key text DEFAULT NULL)
-RETURNS text
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p_group ALIAS FOR $1;
-    p_resource ALIAS FOR $2;
-    p_access ALIAS FOR $3;
-    p_key ALIAS FOR $4;
-    gid    bigint;
-    rid    bigint;
-    total  bigint;
-    pick   double precision;
-    ep     text;
-BEGIN
-    gid := driftmirror._group_id(p_group);
-    rid := driftmirror._resource_id(gid, p_group, p_resource);
-    IF p_access IS NULL OR p_access NOT IN ('read', 'write') THEN
-        RAISE EXCEPTION 'invalid access kind "%"', p_access
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use ''read'' or ''write''.';
-    END IF;
-    SELECT sum(rt.weight) INTO total FROM driftmirror.route rt
-     WHERE rt.resource_id = rid AND rt.access = p_access AND rt.weight > 0;
-    IF total IS NULL THEN
-        SELECT r.endpoint INTO ep FROM driftmirror.resource r WHERE r.id = rid;
-        RETURN driftmirror._route_endpoint(rid, ep);
-    END IF;
-    IF p_key IS NULL THEN
-        pick := random() * total;
-    ELSE
-        -- a stable point in [0, total) from the key
-        pick := (('x' || substr(md5(p_key), 1, 8))::bit(32)::bigint % 1000000) / 1000000.0 * total;
-    END IF;
-    SELECT w.endpoint INTO ep
-      FROM (SELECT rt.endpoint,
-                   sum(rt.weight) OVER (ORDER BY rt.endpoint) AS upto
-              FROM driftmirror.route rt
-             WHERE rt.resource_id = rid AND rt.access = p_access AND rt.weight > 0) w
-     WHERE w.upto > pick
-     ORDER BY w.upto
-     LIMIT 1;
-    RETURN driftmirror._route_endpoint(rid, ep);
-END
-$$;
-COMMENT ON FUNCTION driftmirror.dm_route(text, text, text, text) IS
-    'The endpoint (conninfo) a client of a resource should use for reads or writes';
-
--- dm_route_multihost: a libpq multi-host string listing the primary first,
--- then its mirror, with target_session_attrs=read-write: clients using it
--- follow a promotion on their own (the fenced node reports read-only)
-CREATE OR REPLACE FUNCTION driftmirror.dm_route_multihost("group" text, resource text)
-RETURNS text
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    gid bigint;
-    rid bigint;
-    eps text[];
-BEGIN
-    gid := driftmirror._group_id($1);
-    rid := driftmirror._resource_id(gid, $1, $2);
-    IF (SELECT r.kind FROM driftmirror.resource r WHERE r.id = rid) <> 'postgres' THEN
-        RAISE EXCEPTION 'resource "%" of group "%" is not a postgres resource: a libpq multi-host string needs one', $2, $1
-            USING ERRCODE = 'wrong_object_type',
-                  HINT = 'Use dm_route() or dm_routes for other kinds.';
-    END IF;
-    SELECT ARRAY[r.endpoint] || coalesce((SELECT array_agg(m.mirror_endpoint)
-                                           FROM driftmirror.mirror m WHERE m.resource_id = r.id), '{}')
-      INTO eps
-      FROM driftmirror.resource r WHERE r.id = rid;
-    RETURN driftmirror.dm_client_conninfo(driftmirror._multihost(eps, 'read-write'));
-END
-$$;
-COMMENT ON FUNCTION driftmirror.dm_route_multihost(text, text) IS
-    'A libpq multi-host conninfo (primary first, then its mirror) with target_session_attrs=read-write';
-
-CREATE OR REPLACE VIEW driftmirror.dm_routes AS
-SELECT g.name AS group_name, r.name AS resource_name, rt.access,
-       CASE WHEN NOT pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN NULL
-            WHEN r.kind OPERATOR(pg_catalog.=) 'postgres' THEN driftmirror.dm_client_conninfo(rt.endpoint)
-            ELSE rt.endpoint END AS endpoint,
-       rt.weight, rt.updated_at
-  FROM driftmirror.route rt
-  JOIN driftmirror.resource r ON r.id = rt.resource_id
-  JOIN driftmirror.resource_group g ON g.id = rt.group_id;
-COMMENT ON VIEW driftmirror.dm_routes IS
-    'Routes per resource and access kind; endpoint (without user=) is null unless the reader is a driftmirror_admin';
+-- _route_endpoint, and routes without the administration role (dm_route,
+-- dm_route_multihost, dm_routes): sql/install/70_routes.sql, pasted whole
+-- by 71_routes.include
 
 -- privileges of the new objects, as 99_privileges.sql grants them
 REVOKE ALL ON driftmirror.endpoint_approval FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._caller_is_superuser(), driftmirror._check_endpoint_delegated(text, text, text),
     driftmirror.dm_approve_endpoint(text), driftmirror.dm_revoke_endpoint(text),
-    driftmirror.dm_client_conninfo(text), driftmirror._route_endpoint(bigint, text) FROM PUBLIC;
+    driftmirror.dm_client_conninfo(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION driftmirror.dm_approve_endpoint(text), driftmirror.dm_revoke_endpoint(text),
     driftmirror.dm_client_conninfo(text) TO driftmirror_admin;
 GRANT EXECUTE ON FUNCTION driftmirror.dm_client_conninfo(text) TO driftmirror_monitor;

@@ -1,5 +1,6 @@
 -- 75_routing_grants.sql: what 99_privileges.sql grants on the objects of
--- 70_routing.sql and 74_routing.include.
+-- 71_routes.include and 74_routing.include.
+REVOKE ALL ON FUNCTION driftmirror._route_endpoint(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._route_pick(bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror.dm_route_multihost(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror.dm_add_router(text, text, text, text, jsonb) FROM PUBLIC;
