@@ -21,7 +21,8 @@
 --                             is itself partitioned by range of ts into
 --                             leaves of stage_interval (default 15
 --                             minutes), named metric_sYYYYMMDD_HH24MI after
---                             their start.  An open leaf has no index;
+--                             their start, made as data or the time (an
+--                             hour ahead) need them.  An open leaf has no index;
 --                             once its end is rollup_delay past, the
 --                             maintenance seals it (a sorted CREATE INDEX of
 --                             the series btree); once the whole partition is
@@ -159,6 +160,8 @@ CREATE TABLE driftmirror.metric_partition (
     -- staged (NULL: a plain table), and how far its leaves are sealed
     stage_interval interval,
     sealed_upto   timestamptz,
+    -- its leaves exist from lo up to there (made as data and time need them)
+    leaves_upto   timestamptz,
     CHECK (hi > lo),
     UNIQUE (lo)
 );

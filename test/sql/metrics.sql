@@ -152,18 +152,22 @@ SELECT count(*) >= 4 AS ahead FROM dm_metric_partitions WHERE hi > now();
 SELECT bool_and(hi - lo = interval '1 day') AS daily,
        bool_and(to_char(lo AT TIME ZONE 'UTC', 'HH24:MI') = '00:00') AS aligned
   FROM dm_metric_partitions;
--- tomorrow's is staged: no index of its own, and leaves (96 of 15 minutes)
--- once data or dm_create_partitions need them, or an hour before it opens
--- (not today's: a run just before midnight UTC may have merged it already,
--- the passes above running ten minutes ahead)
+-- tomorrow's is staged: no index of its own, and leaves (96 of 15 minutes
+-- for a whole day) as far as data or dm_create_partitions need them, or an
+-- hour ahead (not today's: a run just before midnight UTC may have merged it
+-- already, the passes above running ten minutes ahead)
 SELECT dm_create_partitions(now() + interval '1 day', now() + interval '1 day') AS made;
+SELECT date_bin('1 day', now() + interval '1 day', timestamptz '2000-01-01 00:00:00+00') AS d1 \gset
+SELECT dm_create_partitions(:'d1'::timestamptz + interval '23 hours 50 minutes',
+                            :'d1'::timestamptz + interval '23 hours 50 minutes') AS made;
 SELECT p.stage_interval, count(*) FILTER (WHERE t.isleaf) AS leaves,
        (SELECT count(*) FROM pg_indexes WHERE schemaname = 'driftmirror' AND tablename = p.name) AS indexes
   FROM dm_metric_partitions p, pg_partition_tree(format('driftmirror.%I', p.name)::regclass) t
  WHERE p.lo <= now() + interval '1 day' AND p.hi > now() + interval '1 day'
  GROUP BY p.name, p.stage_interval;
 -- the partitions made ahead by the maintenance have no leaves until then
-SELECT count(*) AS leafless_ahead FROM _leafless_partitions(now() + interval '2 days', now() + interval '2 days');
+SELECT count(*) AS leafless_ahead FROM _missing_leaves(now() + interval '2 days', now() + interval '2 days');
+SELECT leaves_upto IS NULL AS leafless FROM metric_partition WHERE lo <= now() + interval '2 days' AND hi > now() + interval '2 days';
 -- "last hour of one metric of one resource" uses the series index (of the
 -- leaves the maintenance sealed, or of yesterday's merged partition)
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -298,13 +302,13 @@ SELECT date_bin('1 day', now() - interval '200 days', timestamptz '2000-01-01 00
 SELECT dm_create_partitions(:'d200', :'d200') AS made;
 SELECT name AS p200 FROM metric_partition WHERE lo = :'d200' \gset
 SELECT stage_interval, sealed_upto IS NULL AS unsealed, indexed FROM metric_partition WHERE name = :'p200';
-SELECT count(*) AS leaves, count(DISTINCT c.relname) AS names,
-       bool_and(c.relname ~ '^metric_s[0-9]{8}_[0-9]{4}$') AS named_by_start
-  FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass) t
-  JOIN pg_class c ON c.oid = t.relid
- WHERE t.isleaf AND t.level = 1;
--- three series as in the brin section (8 h 20 min each)
+\set leaves200 'SELECT count(*) AS leaves, count(DISTINCT c.relname) AS names, bool_and(c.relname ~ ''^metric_s[0-9]{8}_[0-9]{4}$'') AS named_by_start, (SELECT leaves_upto - lo FROM driftmirror.metric_partition WHERE name = ' :'p200' ') AS leaves_upto FROM pg_partition_tree(format(''driftmirror.%I'', ' :'p200' ')::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf AND t.level = 1'
+-- the leaf of the range asked for
+:leaves200;
+-- three series as in the brin section (8 h 20 min each): the leaves they
+-- need are made (34, up to 08:15 - 08:30)
 SELECT pg_temp.fill_day(:'d200', :rid, :mid) AS written;
+:leaves200;
 SELECT count(*) AS open_leaf_indexes FROM pg_indexes
  WHERE schemaname = 'driftmirror' AND tablename LIKE 'metric_s%'
    AND tablename IN (SELECT relid::regclass::text FROM pg_partition_tree(format('driftmirror.%I', :'p200')::regclass));

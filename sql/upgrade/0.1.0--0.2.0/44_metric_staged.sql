@@ -22,12 +22,13 @@ ALTER TABLE driftmirror.metric_settings
 
 ALTER TABLE driftmirror.metric_partition
     ADD COLUMN stage_interval interval,
-    ADD COLUMN sealed_upto timestamptz;
+    ADD COLUMN sealed_upto timestamptz,
+    ADD COLUMN leaves_upto timestamptz;
 
 REVOKE ALL ON FUNCTION driftmirror._stage_leaves(timestamptz, timestamptz, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._seal_leaves(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_partition(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_staged(timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION driftmirror._leafless_partitions(timestamptz, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION driftmirror._make_leaves(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._missing_leaves(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror._make_leaves(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror._merge_candidate(timestamptz) FROM PUBLIC;
