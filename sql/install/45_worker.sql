@@ -1,9 +1,12 @@
 -- 45_worker.sql: functions the background worker calls.  Not for people:
 -- executable by nobody but the owner (the worker runs as the bootstrap
 -- superuser).
+--
+-- Functions only, each CREATE OR REPLACE: the update from 0.1.0 pastes this
+-- file whole (sql/upgrade/0.1.0--0.2.0/13_worker.include).
 
 -- _worker_heartbeat: record one pass of the worker
-CREATE FUNCTION driftmirror._worker_heartbeat(p_pid integer, p_enabled boolean,
+CREATE OR REPLACE FUNCTION driftmirror._worker_heartbeat(p_pid integer, p_enabled boolean,
                                               p_naptime_ms integer, p_reloaded boolean)
 RETURNS void
 LANGUAGE sql
@@ -28,7 +31,7 @@ AS $$
 $$;
 
 -- _due_groups: groups whose monitoring step is due, most overdue first
-CREATE FUNCTION driftmirror._due_groups()
+CREATE OR REPLACE FUNCTION driftmirror._due_groups()
 RETURNS TABLE (id bigint, name text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -52,7 +55,7 @@ $$;
 --               and scaling)
 -- PL/pgSQL (its plan is kept between calls; and the routing tables it reads
 -- are created after this file).
-CREATE FUNCTION driftmirror._step_work(p_group_ids bigint[])
+CREATE OR REPLACE FUNCTION driftmirror._step_work(p_group_ids bigint[])
 RETURNS TABLE (group_id bigint, promotions boolean, mirrors boolean, shift_plan boolean,
                routers boolean, scaling boolean)
 LANGUAGE plpgsql STABLE
@@ -74,7 +77,7 @@ END
 $$;
 
 -- _next_step_at: keep a steady cadence; after a late step, restart from now
-CREATE FUNCTION driftmirror._next_step_at(p_prev timestamptz, p_interval interval)
+CREATE OR REPLACE FUNCTION driftmirror._next_step_at(p_prev timestamptz, p_interval interval)
 RETURNS timestamptz
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -85,7 +88,7 @@ AS $$
 $$;
 
 -- _step_heartbeat: the last phase of a successful step
-CREATE FUNCTION driftmirror._step_heartbeat(p_group_id bigint)
+CREATE OR REPLACE FUNCTION driftmirror._step_heartbeat(p_group_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -127,7 +130,7 @@ $$;
 
 -- _step_failed: record a failed step; the first failure of a run is logged
 -- as an action, the following ones only counted
-CREATE FUNCTION driftmirror._step_failed(p_group_id bigint, p_message text, p_sqlstate text)
+CREATE OR REPLACE FUNCTION driftmirror._step_failed(p_group_id bigint, p_message text, p_sqlstate text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
