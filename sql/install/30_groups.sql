@@ -3,8 +3,12 @@
 -- Every API function is SECURITY DEFINER with a fixed search_path, executable
 -- by driftmirror_admin only (see 99_privileges.sql), and changes nothing when
 -- it raises an error.
+--
+-- Functions and their comments only, each CREATE OR REPLACE: the update
+-- from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/79_groups.include).
 
-CREATE FUNCTION driftmirror.dm_create_group(name text, options jsonb DEFAULT '{}')
+CREATE OR REPLACE FUNCTION driftmirror.dm_create_group(name text, options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -37,7 +41,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_create_group(text, jsonb) IS
     'Create a resource group; returns its id';
 
-CREATE FUNCTION driftmirror.dm_alter_group(name text, options jsonb)
+CREATE OR REPLACE FUNCTION driftmirror.dm_alter_group(name text, options jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -82,7 +86,7 @@ $$;
 COMMENT ON FUNCTION driftmirror.dm_alter_group(text, jsonb) IS
     'Change group options: given keys are set, keys set to null return to their default';
 
-CREATE FUNCTION driftmirror.dm_drop_group(name text, force boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION driftmirror.dm_drop_group(name text, force boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER

@@ -1,8 +1,8 @@
 -- 70_routes.sql: the routes clients use to find a resource's nodes (tables
 -- route and route_history in 70_promotion_catalog.sql): _set_route, the
--- pick by weight and key, dm_route, dm_route_multihost and the view
--- dm_routes.  Routers that carry the weights to HAProxy, pgbouncer and
--- webhooks: 74_routing.sql.
+-- endpoint as clients get it (dm_client_conninfo), the pick by weight and
+-- key, dm_route, dm_route_multihost and the view dm_routes.  Routers that
+-- carry the weights to HAProxy, pgbouncer and webhooks: 74_routing.sql.
 --
 -- Functions, a view and their comments only, each CREATE OR REPLACE: the
 -- update from 0.1.0 pastes this file whole
@@ -30,6 +30,16 @@ CREATE OR REPLACE FUNCTION driftmirror._multihost(endpoints text[], target_sessi
 RETURNS text
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'driftmirror_multihost';
+
+-- dm_client_conninfo: an endpoint as application clients should get it:
+-- where to connect and how to protect the connection, no role and no
+-- application name (routes return this form)
+CREATE OR REPLACE FUNCTION driftmirror.dm_client_conninfo(conninfo text)
+RETURNS text
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'driftmirror_client_conninfo';
+COMMENT ON FUNCTION driftmirror.dm_client_conninfo(text) IS
+    'A conninfo without user and application_name: what routes hand to application clients';
 
 -- _route_endpoint: an endpoint of a resource as routes hand it to
 -- application clients: for postgres resources without the administration

@@ -1,6 +1,8 @@
 -- 75_routing_grants.sql: what 99_privileges.sql grants on the objects of
 -- 71_routes.include and 74_routing.include.
 REVOKE ALL ON FUNCTION driftmirror._route_endpoint(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION driftmirror.dm_client_conninfo(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION driftmirror.dm_client_conninfo(text) TO driftmirror_admin, driftmirror_monitor;
 REVOKE ALL ON FUNCTION driftmirror._route_pick(bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror.dm_route_multihost(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION driftmirror.dm_add_router(text, text, text, text, jsonb) FROM PUBLIC;
