@@ -1,12 +1,16 @@
 -- 67_mirror_views.sql: the views of mirrors: dm_mirror_status,
 -- dm_mirror_cleanups, dm_mirror_sequences.
+--
+-- Views and their comments only, each CREATE OR REPLACE: the update from
+-- 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/67_mirror_views.include).
 
 -- ---- views ----
 
 -- raw error text (libpq, libcurl, the nodes' messages) only for admins;
 -- others read labels (25_error_labels.sql): a reason quoting an error is cut
 -- where the error starts and ends with the error's label instead
-CREATE VIEW driftmirror.dm_mirror_status AS
+CREATE OR REPLACE VIEW driftmirror.dm_mirror_status AS
 SELECT m.group_name,
        m.resource_name,
        m.kind,
@@ -81,7 +85,7 @@ SELECT m.group_name,
 COMMENT ON VIEW driftmirror.dm_mirror_status IS
     'Every mirror: state, initial copy progress, lag in bytes and seconds, latency of both nodes and their ratio, apply errors and conflicts, the HTTP actuator''s answers; endpoint and error text (which may name hosts) only for driftmirror_admin, labels for others';
 
-CREATE VIEW driftmirror.dm_mirror_cleanups AS
+CREATE OR REPLACE VIEW driftmirror.dm_mirror_cleanups AS
 SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
        c.next_attempt_at,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE') THEN c.last_error
@@ -94,7 +98,7 @@ SELECT c.group_name, c.resource_name, c.node, c.what, c.object_name, c.attempts,
 COMMENT ON VIEW driftmirror.dm_mirror_cleanups IS
     'Replication objects of dropped mirrors still to be removed from their nodes';
 
-CREATE VIEW driftmirror.dm_mirror_sequences AS
+CREATE OR REPLACE VIEW driftmirror.dm_mirror_sequences AS
 SELECT m.group_name, m.resource_name, q.sequence_name, q.last_value, q.collected_at
   FROM driftmirror.mirror_sequence q
   JOIN driftmirror.mirror m ON m.id = q.mirror_id;

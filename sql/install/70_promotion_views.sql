@@ -1,7 +1,11 @@
 -- 70_promotion_views.sql: the views of promotions: dm_promotions and
 -- dm_promotion_steps (endpoints and details redacted for non-admins).
+--
+-- Views and their comments only, each CREATE OR REPLACE: the update from
+-- 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/70_promotion_views.include).
 
-CREATE VIEW driftmirror.dm_promotions AS
+CREATE OR REPLACE VIEW driftmirror.dm_promotions AS
 SELECT p.id, p.group_name, p.resource_name, p.trigger, p.reason, p.state,
        CASE WHEN pg_catalog.pg_has_role(current_user, 'driftmirror_admin', 'USAGE')
             THEN p.old_primary END AS old_primary,
@@ -28,7 +32,7 @@ SELECT p.id, p.group_name, p.resource_name, p.trigger, p.reason, p.state,
 COMMENT ON VIEW driftmirror.dm_promotions IS
     'Every promotion with its state, pause, fence LSN and step log';
 
-CREATE VIEW driftmirror.dm_promotion_steps AS
+CREATE OR REPLACE VIEW driftmirror.dm_promotion_steps AS
 SELECT p.group_name, p.resource_name, s.promotion_id, s.seq, s.step, s.started_at,
        s.finished_at, round(extract(epoch FROM s.finished_at - s.started_at)::numeric * 1000, 1) AS ms,
        s.lsn, s.outcome,
