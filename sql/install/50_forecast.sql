@@ -6,8 +6,12 @@
 -- role call dm_forecast).  Positions (events) count from 1 like array
 -- subscripts: vals[1] is position 1, forecast step k is position
 -- array_length(vals, 1) + k.
+--
+-- Functions and their comments only, each CREATE OR REPLACE: the update
+-- from 0.1.0 pastes this file whole
+-- (sql/upgrade/0.1.0--0.2.0/50_forecast.include).
 
-CREATE FUNCTION driftmirror.dm_forecast(vals float8[], seasons int[], horizon int,
+CREATE OR REPLACE FUNCTION driftmirror.dm_forecast(vals float8[], seasons int[], horizon int,
                                         method text DEFAULT 'auto',
                                         events jsonb DEFAULT NULL,
                                         interpolate boolean DEFAULT false)
@@ -20,7 +24,7 @@ AS 'MODULE_PATHNAME', 'driftmirror_dm_forecast';
 COMMENT ON FUNCTION driftmirror.dm_forecast(float8[], int[], int, text, jsonb, boolean) IS
 'forecast horizon steps of vals with 80 and 95 percent prediction intervals; methods auto, snaive, hw, mstl, arima, prophet, theta, naive; events: [{"name", "start", "end", "before", "after"}] positions from 1';
 
-CREATE FUNCTION driftmirror.dm_forecast_model(vals float8[], seasons int[], horizon int,
+CREATE OR REPLACE FUNCTION driftmirror.dm_forecast_model(vals float8[], seasons int[], horizon int,
                                               method text DEFAULT 'auto',
                                               events jsonb DEFAULT NULL,
                                               interpolate boolean DEFAULT false)
