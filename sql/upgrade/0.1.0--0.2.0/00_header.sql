@@ -6,8 +6,11 @@
 -- counterpart here, in a file named after its concern (NN_concern.sql).
 -- test/t/003_upgrade.pl checks that an updated 0.1.0 equals a fresh 0.2.0.
 --
--- Objects new in 0.2.0 that live in an sql/install/ file of their own need
--- no copy here: list the file in an NN_concern.include file of this folder
--- (one path a line, '#' starts a comment) and make pastes it in its place.
+-- No copies of install code here: an sql/install/ file that holds only
+-- objects new in 0.2.0, or only CREATE OR REPLACE functions and views (and
+-- their comments), is listed in an NN_concern.include file of this folder
+-- (one path a line, '#' starts a comment) and make pastes it whole in its
+-- place, after the fragments that add the tables and columns it reads; a
+-- fragment before it drops what changed its signature or a view's columns.
 -- Grants: 99_privileges.sql runs only at install, so a fragment grants what
 -- it creates (see 96_ecosystem_grants.sql).
