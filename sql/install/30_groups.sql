@@ -97,7 +97,6 @@ DECLARE
     gid    bigint;
     nres   bigint;
     nmir   bigint;
-    owed   bigint[];
 BEGIN
     IF force IS NULL THEN
         RAISE EXCEPTION 'force must not be null'
@@ -106,22 +105,8 @@ BEGIN
     gid := driftmirror._group_id(p_name, true);
     PERFORM driftmirror._refuse_while_promoting(gid, p_name);
 
-    -- a promotion that still owes a pgbouncer router a RESUME
-    -- (promote_poolers.c) would be deleted with the group, and the worker
-    -- would never resume it: the pooler would stay paused
-    SELECT array_agg(p.id ORDER BY p.id) INTO owed
-      FROM driftmirror.promotion p
-     WHERE p.group_id = gid
-       AND (p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL);
-    IF owed IS NOT NULL THEN
-        RAISE EXCEPTION 'resource group "%" has a pgbouncer router still paused by a promotion', p_name
-            USING ERRCODE = 'object_in_use',
-                  DETAIL = format('Promotion %s must resume it first; dropping the group would forget it.',
-                                  array_to_string(owed, ', ')),
-                  HINT = 'Wait for the worker to resume the pooler (it retries every step; see dm_promotions), '
-                         'or make the pgbouncer reachable again so that it can; if it is gone for good, '
-                         'give the RESUME up with dm_router_forget_pause(group, router).';
-    END IF;
+    PERFORM driftmirror._refuse_while_poolers_owed(format('resource group "%s"', p_name),
+                                                   'dropping the group would forget it', gid);
 
     SELECT count(*) INTO nres FROM driftmirror.resource r WHERE r.group_id = gid;
     IF nres > 0 AND NOT force THEN

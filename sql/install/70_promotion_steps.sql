@@ -61,6 +61,39 @@ BEGIN
 END
 $$;
 
+-- _refuse_while_poolers_owed: raise object_in_use when a promotion of the
+-- group (of one resource, when p_resource_id is given) still owes a
+-- pgbouncer router a RESUME (promote_poolers.c): dropping the group or
+-- removing the resource would delete that promotion or its routers by
+-- cascade, the worker would never resume the pooler, and it would stay
+-- paused.  p_object names what is dropped, p_loss what the drop would lose.
+CREATE OR REPLACE FUNCTION driftmirror._refuse_while_poolers_owed(p_object text, p_loss text,
+                                                       p_group_id bigint,
+                                                       p_resource_id bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owed bigint[];
+BEGIN
+    SELECT array_agg(p.id ORDER BY p.id) INTO owed
+      FROM driftmirror.promotion p
+     WHERE p.group_id = p_group_id
+       AND (p_resource_id IS NULL OR p.resource_id = p_resource_id)
+       AND (p.poolers_paused IS NOT NULL OR p.poolers_removed IS NOT NULL);
+    IF owed IS NOT NULL THEN
+        RAISE EXCEPTION '% has a pgbouncer router still paused by a promotion', p_object
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Promotion %s must resume it first; %s.',
+                                  array_to_string(owed, ', '), p_loss),
+                  HINT = 'Wait for the worker to resume the pooler (it retries every step; see dm_promotions), '
+                         'or make the pgbouncer reachable again so that it can; if it is gone for good, '
+                         'give the RESUME up with dm_router_forget_pause(group, router).';
+    END IF;
+END
+$$;
+
 -- _promotion_options: the promotion options in effect: group defaults and
 -- group options, overridden by the options of the call (promote_* keys only)
 CREATE OR REPLACE FUNCTION driftmirror._promotion_options(p_group_id bigint, p_options jsonb)
