@@ -132,6 +132,23 @@ DmCtlCommit(void)
 }
 
 /*
+ * DmCtlRollback
+ *		End the transaction DmCtlBegin started, rolling it back; the
+ *		caller's memory context (current at DmCtlBegin) is current again.
+ */
+void
+DmCtlRollback(void)
+{
+	MemoryContext cxt;
+
+	DmCtlFinish();
+	cxt = CurrentMemoryContext;
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
  * DmCtlConnect
  *		SPI_connect, raising an error if it fails.  The memory context
  *		current now stays current (SPI would switch to its own), and the
@@ -310,23 +327,51 @@ DmCtlRun(const char *sql, int nargs, const Oid *types, const Datum *values,
 }
 
 /*
+ * TextArgs: text parameters (a NULL pointer is SQL NULL) as SPI wants them
+ */
+static void
+TextArgs(int nargs, const char *const *args, Oid **types, Datum **values, bool **nulls)
+{
+	int			i;
+
+	*types = palloc(sizeof(Oid) * Max(nargs, 1));
+	*values = palloc(sizeof(Datum) * Max(nargs, 1));
+	*nulls = palloc(sizeof(bool) * Max(nargs, 1));
+	for (i = 0; i < nargs; i++)
+	{
+		(*types)[i] = TEXTOID;
+		(*nulls)[i] = (args[i] == NULL);
+		(*values)[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+	}
+}
+
+/*
+ * DmCtlExecText
+ *		DmCtlExec with text parameters; a NULL pointer is SQL NULL.
+ */
+DmCtlResult *
+DmCtlExecText(const char *sql, int nargs, const char *const *args)
+{
+	Oid		   *types;
+	Datum	   *values;
+	bool	   *nulls;
+
+	TextArgs(nargs, args, &types, &values, &nulls);
+	return DmCtlExec(sql, nargs, types, values, nulls);
+}
+
+/*
  * DmCtlQueryText
  *		DmCtlQuery with text parameters; a NULL pointer is SQL NULL.
  */
 DmCtlResult *
 DmCtlQueryText(const char *sql, int nargs, const char *const *args)
 {
-	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
-	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(nargs, 1));
-	int			i;
+	Oid		   *types;
+	Datum	   *values;
+	bool	   *nulls;
 
-	for (i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		nulls[i] = (args[i] == NULL);
-		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-	}
+	TextArgs(nargs, args, &types, &values, &nulls);
 	return DmCtlQuery(sql, nargs, types, values, nulls);
 }
 

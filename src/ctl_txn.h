@@ -7,7 +7,7 @@
  * Two ways in:
  *	 - a transaction of its own, for the background workers (main worker,
  *	   promotion and shift workers), which run outside any transaction:
- *	   DmCtlBegin ... DmCtlExec ... DmCtlCommit, or, for one statement,
+ *	   DmCtlBegin ... DmCtlExec ... DmCtlCommit (or DmCtlRollback), or, for one statement,
  *	   DmCtlQuery / DmCtlQueryText / DmCtlValueText / DmCtlRun;
  *	 - the caller's transaction, for SQL-callable functions:
  *	   DmCtlConnect ... DmCtlExec ... DmCtlFinish.
@@ -62,6 +62,7 @@ extern MemoryContext DmCtlWorkerConnect(const char *name, const char *lock_timeo
 /* a transaction of its own (background workers, outside any transaction) */
 extern void DmCtlBegin(const char *activity);
 extern void DmCtlCommit(void);
+extern void DmCtlRollback(void);
 /*
  * while on, transactions begun here commit with synchronous_commit = off:
  * only for a caller that loses nothing if a crash drops such a commit (the
@@ -84,6 +85,7 @@ extern DmCtlResult *DmCtlQuery(const char *sql, int nargs, const Oid *types,
 extern void DmCtlRun(const char *sql, int nargs, const Oid *types,
 					 const Datum *values, const bool *nulls);
 /* the same with text parameters (a NULL pointer is SQL NULL) */
+extern DmCtlResult *DmCtlExecText(const char *sql, int nargs, const char *const *args);
 extern DmCtlResult *DmCtlQueryText(const char *sql, int nargs, const char *const *args);
 /* its first value: NULL when there is no row or the value is NULL */
 extern char *DmCtlValueText(const char *sql, int nargs, const char *const *args);

@@ -208,17 +208,15 @@ Stage(HeldPooler *h, const char *new_primary)
 }
 
 /*
- * PauseOne
- *		Stage the switch, record the pooler, open its console session and
- *		PAUSE its database within the deadline; the session stays open in
- *		Held.  Raises; a pooler that could not even be reached is
- *		unrecorded (it was never paused).
+ * HoldOne
+ *		Stage the switch, record the pooler and open its console session
+ *		(in Held, not paused yet).  Raises; a pooler that could not even be
+ *		reached is unrecorded (it was never paused).
  */
-static void
-PauseOne(int64 promotion_id, Pooler *pl, const char *new_primary, TimestampTz deadline)
+static HeldPooler *
+HoldOne(int64 promotion_id, Pooler *pl, const char *new_primary, TimestampTz deadline)
 {
 	HeldPooler *h = palloc0(sizeof(HeldPooler));
-	TimestampTz sent;
 
 	h->pl = *pl;
 	h->label = psprintf("pgbouncer router %s", pl->name);
@@ -244,42 +242,68 @@ PauseOne(int64 promotion_id, Pooler *pl, const char *new_primary, TimestampTz de
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-
-	/* the clients' wait starts here: returns once its servers are released */
-	sent = GetCurrentTimestamp();
-	if (FirstPauseSent == 0)
-		FirstPauseSent = sent;
-	PQclear(DmRemoteExec(h->conn, h->label, psprintf("PAUSE %s", pl->database),
-						 0, NULL, MsUntil(deadline)));
-	h->paused = true;
-	PauseWaitMs = Max(PauseWaitMs, MsSince(sent));
+	return h;
 }
 
 /*
  * DmPoolersPause
- *		See promote_poolers.h.
+ *		See promote_poolers.h.  Every pooler is listed, staged, recorded
+ *		and connected first; then PAUSE goes to all of them at once, and
+ *		the clients' wait is the slowest one's.
  */
 void
 DmPoolersPause(int64 promotion_id, const char *new_primary, TimestampTz deadline,
 			   char **details)
 {
 	Pooler		pl;
+	List	   *poolers = NIL;
+	List	   *held = NIL;
+	ListCell   *lc;
+	TimestampTz sent;
 	int			n;
-	int			paused = 0;
 
 	PauseWaitMs = 0;
 	FirstPauseSent = 0;
+	*details = NULL;
 	for (n = 0; NthPooler(ToPauseSql, promotion_id, n, &pl); n++)
 	{
-		CHECK_FOR_INTERRUPTS();
+		Pooler	   *copy;
+
 		if (pl.database == NULL)
 			continue;
-		PauseOne(promotion_id, &pl, new_primary, deadline);
-		paused++;
+		copy = palloc(sizeof(Pooler));
+		*copy = pl;
+		poolers = lappend(poolers, copy);
 	}
-	*details = paused == 0 ? NULL :
-		psprintf("{\"poolers_paused\": %d, \"pooler_pause_wait_ms\": %.1f}",
-				 paused, PauseWaitMs);
+	foreach(lc, poolers)
+	{
+		CHECK_FOR_INTERRUPTS();
+		held = lappend(held, HoldOne(promotion_id, lfirst(lc), new_primary, deadline));
+	}
+	if (held == NIL)
+		return;
+
+	/* the clients' wait starts here: each returns once its servers are released */
+	sent = GetCurrentTimestamp();
+	FirstPauseSent = sent;
+	foreach(lc, held)
+	{
+		HeldPooler *h = lfirst(lc);
+
+		DmRemoteSend(h->conn, h->label, psprintf("PAUSE %s", h->pl.database),
+					 0, NULL, MsUntil(deadline));
+	}
+	foreach(lc, held)
+	{
+		HeldPooler *h = lfirst(lc);
+
+		PQclear(DmRemoteCollect(h->conn, h->label, psprintf("PAUSE %s", h->pl.database),
+								MsUntil(deadline)));
+		h->paused = true;
+	}
+	PauseWaitMs = MsSince(sent);
+	*details = psprintf("{\"poolers_paused\": %d, \"pooler_pause_wait_ms\": %.1f}",
+						list_length(held), PauseWaitMs);
 }
 
 /*

@@ -94,6 +94,7 @@ static char NewLabel[256];
  */
 static const char *const FenceFileSql = "SELECT driftmirror_node.fence_set('switchover')";
 static bool FenceFilePending = false;
+static bool CatchUpPending = false;	/* a catch-up check runs on the mirror */
 
 static TimestampTz FencedAt = 0;
 static bool DeadlineRaised = false; /* CheckDeadline's error is on its way */
@@ -121,6 +122,10 @@ Step(PromInfo *p, const char *step, const char *outcome, const char *state,
 		p->state = pstrdup(state);
 }
 
+/* one step boundary: see Advance */
+static const char *const AdvanceSql =
+"SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)";
+
 /*
  * Advance
  *		One transaction at a step boundary: figures, the end of step done,
@@ -143,8 +148,7 @@ Advance(PromInfo *p, const char *done, const char *lsn, const char *details,
 	DmCtlAsyncCommit(!flip && (strcmp(done, "fence") == 0 || strcmp(done, "catch_up") == 0));
 	PG_TRY();
 	{
-		(void) DmCtlValueText("SELECT driftmirror._promotion_advance($1::bigint, $2, $3::pg_lsn, $4::jsonb, $5::jsonb, $6, $7, $8::boolean)",
-							  8, args);
+		(void) DmCtlValueText(AdvanceSql, 8, args);
 	}
 	PG_FINALLY();
 	{
@@ -305,6 +309,9 @@ ConnectNode(const char *conninfo, const char *label, int timeout_ms)
  *		when there is none or the last one was abandoned after a timeout.
  */
 static void CollectFenceFile(PromInfo *p);
+static bool TestPauseArmed(const char *step);
+static void SendCatchUpCheck(PromInfo *p, const char *fence_lsn);
+static char *CollectCatchUpCheck(PromInfo *p);
 
 static PGconn *
 OldPrimary(PromInfo *p, int timeout_ms)
@@ -323,6 +330,10 @@ OldPrimary(PromInfo *p, int timeout_ms)
 static PGconn *
 NewPrimary(PromInfo *p, int timeout_ms)
 {
+	/* a check left pending is read and dropped (CatchUp sends another) */
+	if (CatchUpPending && NewConn != NULL && PQstatus(NewConn) == CONNECTION_OK)
+		(void) CollectCatchUpCheck(p);
+	CatchUpPending = false;
 	if (NewConn != NULL && PQstatus(NewConn) != CONNECTION_OK)
 	{
 		DmRemoteClose(NewConn);
@@ -337,6 +348,7 @@ static void
 CloseNodes(void)
 {
 	FenceFilePending = false;
+	CatchUpPending = false;
 	DmRemoteClose(OldConn);
 	DmRemoteClose(NewConn);
 	OldConn = NULL;
@@ -454,6 +466,67 @@ Guardrails(PromInfo *p)
 }
 
 /*
+ * on the old primary: client sessions of the database holding a
+ * transaction id (n, pids), the WAL insert position when there is none,
+ * and the prepared transactions of the database, counted after the
+ * sessions were read (the target list after the aggregate it reads): with
+ * no writer left, none can be preparing, so the count is final
+ */
+#define WRITERS_SQL \
+	"SELECT w.n, w.pids, CASE WHEN w.n OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_current_wal_lsn() END, " \
+	"  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts " \
+	"   WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()) " \
+	"FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.array_agg(pid) AS pids " \
+	"      FROM pg_catalog.pg_stat_activity " \
+	"      WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() " \
+	"        AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() " \
+	"        AND backend_type OPERATOR(pg_catalog.=) 'client backend' " \
+	"        AND backend_xid IS NOT NULL) w"
+
+/*
+ * a commit of the driver's own that flushes all WAL before it: it must
+ * write WAL and have a transaction id, and commit with synchronous_commit
+ * on (a transaction that only took an id, such as SELECT txid_current(),
+ * commits asynchronously whatever the setting: its commit record waits for
+ * the WAL writer's next round, and so would the WAL sender).  A
+ * transactional logical decoding message (prefix driftmirror) is both;
+ * subscribers do not ask for messages, so the decoder skips it.  Then the
+ * flushed position is the fence LSN, read with the sequences, final now
+ * that the fence refuses nextval.  Without it a client that commits with
+ * synchronous_commit off could be told "committed" for a commit record
+ * the mirror is never waited for.
+ */
+#define FLUSH_SQL \
+	"SELECT pg_catalog.pg_logical_emit_message(true, 'driftmirror', 'fence') " \
+	"FROM (SELECT pg_catalog.set_config('synchronous_commit', 'on', true) AS sync) s " \
+	"WHERE s.sync OPERATOR(pg_catalog.=) 'on'"
+#define FENCE_LSN_SQL "SELECT pg_catalog.pg_current_wal_flush_lsn(), " SEQUENCES_SQL
+
+/*
+ * The fence in one round trip, for the usual case of no writer left (the
+ * clients wait in their pooler, or write in short transactions): set in
+ * force at once (its file comes later), the writers' check in the same
+ * transaction (pg_stat_activity is read at its first use, after the fence
+ * is set), committed (the flush), and the fence LSN with the sequences.
+ * The node stops at the first error.  With writers left, everything after
+ * the check is discarded and Fence waits for them.
+ */
+static const char *const FenceRoundSql =
+"BEGIN; "
+"SELECT driftmirror_node.fence_set('switchover') "
+"FROM (SELECT pg_catalog.set_config('driftmirror.fence_durable', 'off', true) AS durable) s "
+"WHERE s.durable OPERATOR(pg_catalog.=) 'off'; "
+WRITERS_SQL "; "
+FLUSH_SQL "; "
+"COMMIT; "
+FENCE_LSN_SQL;
+
+/* the statements of FenceRoundSql whose results Fence reads */
+#define FENCE_ROUND_RESULTS 6
+#define FENCE_ROUND_WRITERS 2
+#define FENCE_ROUND_LSN 5
+
+/*
  * Fence
  *		Fence the old primary ('switchover' mode: client writes refused, new
  *		sessions read-only so that target_session_attrs=read-write moves
@@ -463,58 +536,63 @@ Guardrails(PromInfo *p)
  *		Reads the sequences (p->sequences) with it.  The fence is in force
  *		from its first call; its fence file is written by a second call
  *		left running on the old primary (CollectFenceFile waits for it,
- *		before the flip at the latest).
+ *		before the flip at the latest).  With no writer left, all of it is
+ *		one round trip (FenceRoundSql).
  */
 static char *
 Fence(PromInfo *p)
 {
 	PGconn	   *conn = OldPrimary(p, RemainingMs(p));
 	TimestampTz grace_end;
+	List	   *round;
+	PGresult   *res;
 	char	   *lsn = NULL;
 	char	   *prepared = NULL;
+	bool		writers;
 	int			terminated = 0;
 
 	/* in force at once; its file is written below, outside the wait */
 	FencedAt = GetCurrentTimestamp();
-	(void) DmRemoteValue(conn, OldLabel,
-					   "SELECT driftmirror_node.fence_set('switchover') "
-					   "FROM (SELECT pg_catalog.set_config('driftmirror.fence_durable', 'off', true) AS durable) s "
-					   "WHERE s.durable OPERATOR(pg_catalog.=) 'off'",
-					   0, NULL, RemainingMs(p));
 	grace_end = TimestampTzPlusMilliseconds(FencedAt, p->fence_grace_ms);
-
-	for (;;)
+	round = DmRemoteExecAll(conn, OldLabel, FenceRoundSql, RemainingMs(p));
+	if (list_length(round) != FENCE_ROUND_RESULTS)
+		elog(ERROR, "fencing node \"%s\" returned %d results, not %d",
+			 OldLabel, list_length(round), FENCE_ROUND_RESULTS);
+	res = list_nth(round, FENCE_ROUND_WRITERS);
+	writers = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+	if (!writers)
 	{
-		PGresult   *res;
-		bool		writers;
+		prepared = pstrdup(PQgetvalue(res, 0, 3));
+		res = list_nth(round, FENCE_ROUND_LSN);
+		lsn = pstrdup(PQgetvalue(res, 0, 0));
+		p->sequences = pstrdup(PQgetvalue(res, 0, 1));
+	}
+	{
+		ListCell   *lc;
 
+		foreach(lc, round)
+			PQclear(lfirst(lc));
+		list_free(round);
+	}
+
+	while (writers)
+	{
+		Nap(1);
 		CheckDeadline(p, "fence");
-		/*
-		 * The prepared transactions are counted after the sessions were
-		 * read (the target list after the aggregate it reads): with no
-		 * writer left, none can be preparing, so the count is final.
-		 */
-		res = DmRemoteExec(conn, OldLabel,
-						   "SELECT w.n, w.pids, CASE WHEN w.n OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_current_wal_lsn() END, "
-						   "  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts "
-						   "   WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
-						   "FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.array_agg(pid) AS pids "
-						   "      FROM pg_catalog.pg_stat_activity "
-						   "      WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-						   "        AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
-						   "        AND backend_type OPERATOR(pg_catalog.=) 'client backend' "
-						   "        AND backend_xid IS NOT NULL) w",
-						   0, NULL, RemainingMs(p));
+		res = DmRemoteExec(conn, OldLabel, WRITERS_SQL, 0, NULL, RemainingMs(p));
 		writers = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
 		if (!writers)
-		{
-			lsn = pstrdup(PQgetvalue(res, 0, 2));
 			prepared = pstrdup(PQgetvalue(res, 0, 3));
-		}
 		PQclear(res);
 		if (!writers)
-			break;
-		if (GetCurrentTimestamp() >= grace_end)
+		{
+			(void) DmRemoteValue(conn, OldLabel, FLUSH_SQL, 0, NULL, RemainingMs(p));
+			res = DmRemoteExec(conn, OldLabel, FENCE_LSN_SQL, 0, NULL, RemainingMs(p));
+			lsn = pstrdup(PQgetvalue(res, 0, 0));
+			p->sequences = pstrdup(PQgetvalue(res, 0, 1));
+			PQclear(res);
+		}
+		else if (GetCurrentTimestamp() >= grace_end)
 		{
 			char	   *n;
 
@@ -528,7 +606,6 @@ Fence(PromInfo *p)
 							0, NULL, RemainingMs(p));
 			terminated += n ? atoi(n) : 0;
 		}
-		Nap(1);
 	}
 
 	/*
@@ -536,7 +613,7 @@ Fence(PromInfo *p)
 	 * here, and the fence refuses its COMMIT PREPARED: finishing the
 	 * promotion would strand it.  No new one can appear (the fence refuses
 	 * PREPARE TRANSACTION, and a PREPARE under way holds its
-	 * transaction id until it is done, so the loop above waited for it).
+	 * transaction id until it is done, so the wait above waited for it).
 	 * Roll back instead.
 	 */
 	if (prepared != NULL && strcmp(prepared, "0") != 0)
@@ -547,28 +624,11 @@ Fence(PromInfo *p)
 				 errhint("Finish them (COMMIT PREPARED or ROLLBACK PREPARED) and promote again.")));
 
 	/*
-	 * The fence LSN must be flushed, or the WAL sender would not send up to
-	 * it before the WAL writer's next round: a commit of our own (it has a
-	 * transaction id, so its commit flushes all WAL before it) does that.
-	 */
-	(void) DmRemoteValue(conn, OldLabel, "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
-	/* and, in the same round trip, the sequences, final now */
-	{
-		PGresult   *res = DmRemoteExec(conn, OldLabel,
-									   "SELECT pg_catalog.pg_current_wal_flush_lsn(), " SEQUENCES_SQL,
-									   0, NULL, RemainingMs(p));
-
-		lsn = pstrdup(PQgetvalue(res, 0, 0));
-		p->sequences = pstrdup(PQgetvalue(res, 0, 1));
-		PQclear(res);
-	}
-
-	/*
 	 * the fence file, while the control database records the fence and
 	 * the mirror catches up (the same call again, durable this time:
 	 * nothing to change but the file)
 	 */
-	DmRemoteSend(conn, OldLabel, FenceFileSql, RemainingMs(p));
+	DmRemoteSend(conn, OldLabel, FenceFileSql, 0, NULL, RemainingMs(p));
 	FenceFilePending = true;
 
 	if (terminated > 0)
@@ -595,6 +655,18 @@ CollectFenceFile(PromInfo *p)
 }
 
 /*
+ * on the mirror: its subscription's latest_end_lsn ($1 the subscription,
+ * $2 the fence LSN), whether it reached the fence LSN, and SETVAL_SQL
+ */
+#define CATCH_UP_SQL \
+	"SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn, " \
+	SETVAL_SQL " " \
+	"FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) w.subid " \
+	"WHERE s.subname OPERATOR(pg_catalog.=) $1 AND w.relid IS NULL " \
+	"AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database " \
+	"  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+
+/*
  * CatchUp
  *		Wait until the mirror has applied everything the old primary
  *		committed before the fence.  The proof is the subscription's
@@ -613,50 +685,133 @@ CollectFenceFile(PromInfo *p)
 static char *
 CatchUp(PromInfo *p, const char *fence_lsn)
 {
-	PGconn	   *conn = NewPrimary(p, RemainingMs(p));
-	const char *args[4] = {p->old_subscription, fence_lsn, NULL, p->sequence_gap};
 	int			rounds = 0;
-
-	if (p->sequences == NULL)
-		elog(ERROR, "promotion " INT64_FORMAT " is catching up without the sequences read at its fence",
-			 p->id);
 
 	for (;;)
 	{
-		PGresult   *res;
-		char	   *seen = NULL;
-		bool		done;
+		char	   *seen;
 
 		CheckDeadline(p, "catch_up");
-		/* the sequences go with the first check (not replicated: any time) */
-		args[2] = p->sequences_synced < 0 ? p->sequences : "[]";
-		res = DmRemoteExec(conn, NewLabel,
-						   "SELECT w.latest_end_lsn, w.latest_end_lsn OPERATOR(pg_catalog.>=) $2::pg_catalog.pg_lsn, "
-						   SETVAL_SQL " "
-						   "FROM pg_catalog.pg_stat_subscription w JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) w.subid "
-						   "WHERE s.subname OPERATOR(pg_catalog.=) $1 AND w.relid IS NULL "
-						   "AND s.subdbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database "
-						   "  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())",
-						   4, args, RemainingMs(p));
-		if (PQntuples(res) > 0 && p->sequences_synced < 0)
-			p->sequences_synced = atoi(PQgetvalue(res, 0, 2));
-		done = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-		if (done)
-			seen = pstrdup(PQgetvalue(res, 0, 0));
-		PQclear(res);
-		if (done)
+		if (!CatchUpPending)
+			SendCatchUpCheck(p, fence_lsn);
+		seen = CollectCatchUpCheck(p);
+		if (seen != NULL)
 			return seen;
 
 		/*
 		 * Not yet.  The WAL sender pings the mirror when it has decoded new
-		 * flushed WAL: every few rounds an empty commit of our own on the
-		 * old primary (skipped by the decoder) makes sure it does.
+		 * flushed WAL: every few rounds a flushed commit of our own on the
+		 * old primary (its message skipped by the decoder) makes sure it
+		 * does.
 		 */
 		if (++rounds % 5 == 0)
 			(void) DmRemoteValue(OldPrimary(p, RemainingMs(p)), OldLabel,
-							   "SELECT pg_catalog.txid_current()", 0, NULL, RemainingMs(p));
+							   FLUSH_SQL, 0, NULL, RemainingMs(p));
 		Nap(1);
 	}
+}
+
+/*
+ * SendCatchUpCheck, CollectCatchUpCheck
+ *		CatchUp's check in two halves, so that the first one runs on the
+ *		mirror while the control database records the fence.  The
+ *		sequences go with the first check (not replicated: any time).
+ *		Collect returns the LSN seen once the mirror has caught up, else
+ *		NULL; it raises as DmRemoteCollect.
+ */
+static void
+SendCatchUpCheck(PromInfo *p, const char *fence_lsn)
+{
+	const char *args[4] = {p->old_subscription, fence_lsn, NULL, p->sequence_gap};
+
+	if (p->sequences == NULL)
+		elog(ERROR, "promotion " INT64_FORMAT " is catching up without the sequences read at its fence",
+			 p->id);
+	args[2] = p->sequences_synced < 0 ? p->sequences : "[]";
+	DmRemoteSend(NewPrimary(p, RemainingMs(p)), NewLabel, CATCH_UP_SQL, 4, args,
+				 RemainingMs(p));
+	CatchUpPending = true;
+}
+
+static char *
+CollectCatchUpCheck(PromInfo *p)
+{
+	PGresult   *res;
+	char	   *seen = NULL;
+
+	if (!CatchUpPending)
+		return NULL;
+	CatchUpPending = false;
+	res = DmRemoteCollect(NewConn, NewLabel, CATCH_UP_SQL, RemainingMs(p));
+	if (PQntuples(res) > 0 && p->sequences_synced < 0)
+		p->sequences_synced = atoi(PQgetvalue(res, 0, 2));
+	if (PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+		seen = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return seen;
+}
+
+/*
+ * Rehearse
+ *		Before the pause, in state fencing: the three step boundaries the
+ *		pause will commit (fence, catch_up, and sequences with the flip),
+ *		with figures of the same shape, in one transaction that is rolled
+ *		back.  Nothing of it stays but the sequence numbers its rows drew
+ *		(and the NOTIFY of its action is never sent).  What stays is this
+ *		process's catalog caches and PL/pgSQL plans: a driver is a new
+ *		process, and cold, the same transactions took about 1, 1 and 3 ms
+ *		inside the pause.  Only a speed-up: an error here is logged and the
+ *		promotion goes on (the real transactions report their own errors).
+ */
+static void
+Rehearse(PromInfo *p)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	const char *id = Int64Text(p->id);
+	const char *lsn = "0/0";
+	const char *fence[8] = {id, "fence", lsn,
+		"{\"poolers_paused\": 0, \"pooler_pause_wait_ms\": 0}",
+		"{\"fence_lsn\": \"0/0\", \"fenced_at\": \"2000-01-01 00:00:00+00\"}",
+	"catch_up", "catching_up", "false"};
+	const char *caught_up[8] = {id, "catch_up", lsn, NULL, "{\"confirmed_lsn\": \"0/0\"}",
+	"sequences", "sequences", "false"};
+	const char *flip[8] = {id, "sequences", NULL, "{\"sequences_synced\": 0}",
+	"{\"sequences_synced\": 0}", "unfence", NULL, "true"};
+
+	/*
+	 * the nodes' read-only statements of the pause, once (their sessions'
+	 * catalog caches); errors raise, as they would inside the pause
+	 */
+	{
+		const char *args[4] = {p->old_subscription, "0/0", "[]", p->sequence_gap};
+
+		PQclear(DmRemoteExec(OldPrimary(p, RemainingMs(p)), OldLabel, WRITERS_SQL, 0, NULL,
+							 RemainingMs(p)));
+		PQclear(DmRemoteExec(OldPrimary(p, RemainingMs(p)), OldLabel, FENCE_LSN_SQL, 0, NULL,
+							 RemainingMs(p)));
+		PQclear(DmRemoteExec(NewPrimary(p, RemainingMs(p)), NewLabel, CATCH_UP_SQL, 4, args,
+							 RemainingMs(p)));
+	}
+
+	PG_TRY();
+	{
+		DmCtlBegin("driftmirror: promotion rehearses the step boundaries of its write pause");
+		(void) DmCtlExecText(AdvanceSql, 8, fence);
+		(void) DmCtlExecText(AdvanceSql, 8, caught_up);
+		(void) DmCtlExecText(AdvanceSql, 8, flip);
+		DmCtlRollback();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = DmCtlCatch(cxt, true);
+
+		ereport(LOG,
+				(errmsg("driftmirror: promotion " INT64_FORMAT ": rehearsal of the write pause's step boundaries failed (the promotion goes on): %s",
+						p->id, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -945,26 +1100,35 @@ Rollback(PromInfo *p, const char *why)
  *		for, and ms is only the bound.  The state before the step is
  *		already committed.  This worker handles configuration reloads only
  *		while it waits here: a promotion otherwise runs with the settings it
- *		started with.
+ *		started with.  TestPauseArmed says whether it names step: a pause
+ *		armed before catch_up comes before any catch-up check (the first
+ *		one is otherwise sent with the fence's record).
  */
-static void
-TestPause(PromInfo *p, const char *step)
+static bool
+TestPauseArmed(const char *step)
 {
 	const char *colon;
 	size_t		len;
+
+	if (DmPromoteTestPause == NULL || DmPromoteTestPause[0] == '\0')
+		return false;
+	colon = strchr(DmPromoteTestPause, ':');
+	if (colon == NULL)
+		return false;
+	len = colon - DmPromoteTestPause;
+	return len == strlen(step) && strncmp(DmPromoteTestPause, step, len) == 0;
+}
+
+static void
+TestPause(PromInfo *p, const char *step)
+{
 	long		ms;
 	TimestampTz until;
 	char		activity[128];
 
-	if (DmPromoteTestPause == NULL || DmPromoteTestPause[0] == '\0')
+	if (!TestPauseArmed(step))
 		return;
-	colon = strchr(DmPromoteTestPause, ':');
-	if (colon == NULL)
-		return;
-	len = colon - DmPromoteTestPause;
-	if (len != strlen(step) || strncmp(DmPromoteTestPause, step, len) != 0)
-		return;
-	ms = strtol(colon + 1, NULL, 10);
+	ms = strtol(strchr(DmPromoteTestPause, ':') + 1, NULL, 10);
 	snprintf(activity, sizeof(activity),
 			 "driftmirror: promotion " INT64_FORMAT " paused before step %s (test)", p->id, step);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1057,9 +1221,13 @@ Forward(PromInfo *p)
 		 * pgbouncer routers of the resource: their clients wait from here
 		 * to the flip's RESUME (recorded first, resumed on every path)
 		 */
+		Rehearse(p);
 		DmPoolersPause(p->id, p->new_primary, p->deadline, &pooler_details);
 		TestPause(p, "fence");
 		fence_lsn = Fence(p);
+		/* the mirror's first catch-up check runs while the fence is recorded */
+		if (!TestPauseArmed("catch_up"))
+			SendCatchUpCheck(p, fence_lsn);
 		snprintf(buf, sizeof(buf), "{\"fence_lsn\": \"%s\", \"fenced_at\": \"%s\"}",
 				 fence_lsn, timestamptz_to_str(FencedAt));
 		Advance(p, "fence", fence_lsn, pooler_details, buf, "catch_up", "catching_up", false);

@@ -525,14 +525,17 @@ SendCommand(PGconn *conn, const char *label, const char *sql,
 /*
  * CollectResult
  *		Every result of the command sent last, before deadline; returns
- *		the last one.  Raises as DmRemoteExec.
+ *		the last one.  With all != NULL, the results before it are kept
+ *		there too (in order; the caller PQclear()s them).  Raises as
+ *		DmRemoteExec.
  */
 static PGresult *
 CollectResult(PGconn *conn, const char *label, const char *sql,
-			  TimestampTz deadline, int timeout_ms)
+			  TimestampTz deadline, int timeout_ms, List **all)
 {
 	PGresult   *volatile last = NULL;
 	PGresult   *volatile failed = NULL;
+	List	   *volatile kept = NIL;
 
 	PG_TRY();
 	{
@@ -563,13 +566,19 @@ CollectResult(PGconn *conn, const char *label, const char *sql,
 					PQclear(res);
 				continue;
 			}
-			if (last)
+			if (last != NULL && all != NULL)
+				kept = lappend(kept, last);
+			else if (last != NULL)
 				PQclear(last);
 			last = res;
 		}
 	}
 	PG_CATCH();
 	{
+		ListCell   *lc;
+
+		foreach(lc, kept)
+			PQclear(lfirst(lc));
 		if (last)
 			PQclear(last);
 		if (failed)
@@ -579,6 +588,14 @@ CollectResult(PGconn *conn, const char *label, const char *sql,
 	}
 	PG_END_TRY();
 
+	if (failed != NULL || last == NULL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, kept)
+			PQclear(lfirst(lc));
+		list_free(kept);
+	}
 	if (failed != NULL)
 	{
 		if (last)
@@ -591,6 +608,8 @@ CollectResult(PGconn *conn, const char *label, const char *sql,
 				 errmsg("no result from node \"%s\"", label),
 				 errdetail_internal("%s", Chomp(PQerrorMessage(conn))),
 				 errcontext("remote SQL command on node \"%s\": %s", label, sql)));
+	if (all != NULL)
+		*all = lappend(kept, last);
 	return last;
 }
 
@@ -609,23 +628,44 @@ DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	SendCommand(conn, label, sql, nparams, values, deadline, timeout_ms);
-	return CollectResult(conn, label, sql, deadline, timeout_ms);
+	return CollectResult(conn, label, sql, deadline, timeout_ms, NULL);
+}
+
+/*
+ * DmRemoteExecAll
+ *		Run sql, several statements in one message (one round trip: the
+ *		node runs them in order and stops at the first error), and return
+ *		the result of every statement, in order, as a List of PGresult*
+ *		the caller PQclear()s.  Raises as DmRemoteExec: an error of any
+ *		statement frees them all.
+ */
+List *
+DmRemoteExecAll(PGconn *conn, const char *label, const char *sql, int timeout)
+{
+	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	List	   *all = NIL;
+
+	SendCommand(conn, label, sql, 0, NULL, deadline, timeout_ms);
+	(void) CollectResult(conn, label, sql, deadline, timeout_ms, &all);
+	return all;
 }
 
 /*
  * DmRemoteSend, DmRemoteCollect
  *		DmRemoteExec in two halves, so that the caller can work elsewhere
  *		(other nodes, the control database) while the node runs sql: send
- *		(parameterless sql) now, collect the result later (nothing else may
- *		be sent on conn in between).  Each half has its own timeout; both
- *		raise as DmRemoteExec.  The caller PQclear()s the result.
+ *		now, collect the result later (nothing else may be sent on conn in
+ *		between).  Each half has its own timeout; both raise as
+ *		DmRemoteExec.  The caller PQclear()s the result.
  */
 void
-DmRemoteSend(PGconn *conn, const char *label, const char *sql, int timeout)
+DmRemoteSend(PGconn *conn, const char *label, const char *sql,
+			 int nparams, const char *const *values, int timeout)
 {
 	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
 
-	SendCommand(conn, label, sql, 0, NULL,
+	SendCommand(conn, label, sql, nparams, values,
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), timeout_ms);
 }
 
@@ -635,7 +675,8 @@ DmRemoteCollect(PGconn *conn, const char *label, const char *sql, int timeout)
 	int			timeout_ms = timeout > 0 ? timeout : DmRemoteTimeoutMs;
 
 	return CollectResult(conn, label, sql,
-						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), timeout_ms);
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), timeout_ms,
+						 NULL);
 }
 
 /*

@@ -66,6 +66,7 @@
 
 #include "datatype/timestamp.h"
 #include "libpq-fe.h"
+#include "nodes/pg_list.h"
 
 /* lock_timeout of the sessions that run mirror actions (not status reads) */
 #define DM_REMOTE_ACTION_LOCK_TIMEOUT_MS 5000
@@ -77,8 +78,10 @@ extern PGconn *DmRemoteConnectPlain(const char *conninfo, const char *label,
 extern PGresult *DmRemoteExec(PGconn *conn, const char *label, const char *sql,
 							  int nparams, const char *const *values,
 							  int timeout_ms);
+extern List *DmRemoteExecAll(PGconn *conn, const char *label, const char *sql,
+							 int timeout_ms);
 extern void DmRemoteSend(PGconn *conn, const char *label, const char *sql,
-						 int timeout_ms);
+						 int nparams, const char *const *values, int timeout_ms);
 extern PGresult *DmRemoteCollect(PGconn *conn, const char *label, const char *sql,
 								 int timeout_ms);
 extern void DmRemoteCommand(PGconn *conn, const char *label, const char *sql,

@@ -7,6 +7,8 @@
 # the new primary (sequences were synchronised), the mirror is mirroring
 # again.  At the end every acknowledged row is on the primary exactly once
 # and both nodes hold identical content.  dm_promotions has the step log.
+# Then a commit acknowledged with synchronous_commit = off just before the
+# fence reaches the new primary.
 use strict;
 use warnings;
 
@@ -17,7 +19,9 @@ use DmTest;
 use DmProbe;
 use DmPair;
 
-my $p = dm_pair();
+# shared_buffers above the test default (1MB), where evicting a dirty
+# buffer flushes the WAL before it often enough to hide an unflushed commit
+my $p = dm_pair(conf => "shared_buffers = 16MB\n");
 my ($a, $b) = ($p->{a}, $p->{b});
 
 is(primary_of($p), $a, 'a is the primary at first');
@@ -86,5 +90,43 @@ note($a->safe_psql('postgres', q{
 my $slots = $a->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots')
   + $b->safe_psql('app', 'SELECT count(*) FROM pg_replication_slots');
 is($slots, 1, 'exactly one replication slot remains (the current direction)');
+
+# A commit acknowledged with synchronous_commit = off just before the fence
+# is on the new primary: the fence LSN is the end of a commit of the
+# driver's own that flushes all WAL before it, not merely the position
+# flushed so far (a commit that only took a transaction id, such as
+# SELECT txid_current(), is not flushed).  The control database is on a,
+# so this is checked on a switchover away from b, whose WAL writer is
+# slowed down so that nothing else flushes the client's commit record.
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_promote('orders')});
+is(primary_of($p), $b, 'async commit: b is the primary');
+ok(wait_mirroring($p), 'async commit: a mirrors b');
+$b->safe_psql('postgres', q{ALTER SYSTEM SET wal_writer_delay = '10s'; SELECT pg_reload_conf()});
+# an asynchronous commit first wakes a hibernating WAL writer, which
+# flushes it and then sleeps for the new delay: the next one stays unflushed
+my $woke = $b->safe_psql('app', q{
+	SET synchronous_commit = off;
+	INSERT INTO orders (note) VALUES ('wakes the WAL writer');
+	SELECT pg_current_wal_insert_lsn()});
+ok($b->poll_query_until('app', qq{SELECT pg_current_wal_flush_lsn() >= '$woke'}),
+	'async commit: the WAL writer flushed the first one');
+my $async = $b->safe_psql('app', q{
+	SET synchronous_commit = off;
+	INSERT INTO orders (note) VALUES ('committed asynchronously before the fence');
+	SELECT pg_current_wal_insert_lsn() || ' ' || pg_current_wal_flush_lsn()});
+note("async commit: inserted up to, flushed up to: $async");
+$async =~ s/ .*//;
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_promote('orders')});
+is(primary_of($p), $a, 'async commit: a is the primary again');
+is($a->safe_psql('app', q{SELECT count(*) FROM orders WHERE note = 'committed asynchronously before the fence'}),
+	'1', 'async commit: the row committed with synchronous_commit = off is on the new primary');
+is($a->safe_psql('postgres', qq{
+	SELECT fence_lsn >= '$async'::pg_lsn FROM driftmirror.dm_promotions ORDER BY id DESC LIMIT 1}),
+	't', 'async commit: the fence LSN is past the commit acknowledged before the fence');
+$b->safe_psql('postgres', q{ALTER SYSTEM RESET wal_writer_delay; SELECT pg_reload_conf()});
+ok(wait_mirroring($p), 'async commit: b mirrors a');
+$a->poll_query_until('app', $content, $b->safe_psql('app', $content))
+  or diag('orders differ');
+is($a->safe_psql('app', $content), $b->safe_psql('app', $content), 'async commit: orders identical on both nodes');
 
 done_testing();
