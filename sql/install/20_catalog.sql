@@ -113,6 +113,11 @@ SELECT pg_catalog.pg_extension_config_dump('driftmirror.resource_group', '');
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.resource', '');
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.resource_dependency', '');
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.event', '');
+-- and their identity sequences, or a restored database would hand out the
+-- restored rows' ids again (a sequence is not dumped with its table)
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.resource_group', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.resource', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.event', 'id'), '');
 
 -- _log_action: append to the action log; returns the action's id
 CREATE FUNCTION driftmirror._log_action(p_group text, p_resource text, p_kind text,

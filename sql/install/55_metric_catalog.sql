@@ -115,6 +115,8 @@ INSERT INTO driftmirror.metric_def (name, unit, description, builtin) VALUES
     ('pg.replication_lag_seconds', 's', 'standby: time since the last replayed transaction was committed on the primary', true);
 
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.metric_def', 'WHERE NOT builtin');
+-- (its identity sequence too: see 20_catalog.sql)
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.metric_def', 'id'), '');
 
 -- ---------------------------------------------------------------------
 -- raw metrics
@@ -222,6 +224,7 @@ CREATE INDEX ON driftmirror.metric_source (group_id);
 COMMENT ON TABLE driftmirror.metric_source IS
     'Pull sources of metrics: a resource polled over libpq (postgres) or through the Prometheus HTTP API';
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.metric_source', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.metric_source', 'id'), '');
 
 -- what the worker last saw of each source
 CREATE TABLE driftmirror.metric_source_state (

@@ -67,6 +67,7 @@ COMMENT ON TABLE driftmirror.router IS
     'Routers (HAProxy, pgbouncer, webhooks) that follow a group''s traffic shares';
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.router', '');
 SELECT pg_catalog.pg_extension_config_dump('driftmirror.shift', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('driftmirror.router', 'id'), '');
 
 -- _router_options_check: validate a router's options for its kind; raises
 -- invalid_parameter_value naming the option, changes nothing

@@ -65,6 +65,16 @@ is($node->safe_psql('updated',
 		"SELECT count(*) FROM driftmirror.dm_metrics WHERE metric = 'load'"),
 	'2', 'metrics survive the update');
 
+# what pg_dump dumps of the extension's data (pg_extension_config_dump:
+# tables and sequences, with their filters) is the same after the update
+my $extconfig = q{
+	SELECT string_agg(c.oid::regclass::text || coalesce(' ' || nullif(e.extcondition[c.n], ''), ''), ', '
+	                  ORDER BY c.oid::regclass::text)
+	  FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS c (oid, n)
+	 WHERE e.extname = 'driftmirror'};
+is($node->safe_psql('updated', $extconfig), $node->safe_psql('fresh', $extconfig),
+	'the same tables and sequences are marked for pg_dump after the update');
+
 # compare the catalogs
 sub schema_dump
 {
