@@ -4,7 +4,8 @@
 #   - a probe writing continuously through pgbouncer during dm_promote sees
 #     no error at all, and every acknowledged write is on the new primary
 #     exactly once (pgbouncer was paused before the fence, pointed at the
-#     new primary and resumed after the flip);
+#     new primary and resumed after the flip); a second write pooler is
+#     paused, switched and resumed with it;
 #   - a client holding a transaction open through pgbouncer keeps PAUSE
 #     from completing: the promotion times out, is rolled back and
 #     pgbouncer is resumed (that client commits);
@@ -46,10 +47,26 @@ $a->safe_psql('postgres', qq{
 dm_wait_for($a, q{SELECT bool_and(in_sync AND state = 'applied') FROM driftmirror.dm_routers},
 	't', 'the pgbouncer router is applied');
 
-# SHOW DATABASES of pgbouncer: "paused port" of database app
+# a second write pooler for the first switchover: PAUSE goes to both at
+# once, both are switched and resumed
+mkdir("$dir/second") or die;
+open($inc, '>', "$dir/dm_app2.ini") or die;
+print $inc "[databases]\napp = host=" . $a->host . ' port=' . $a->port . " dbname=app\n";
+close($inc);
+my $bouncer2 = pgbouncer_start("$dir/second", "$dir/dm_app2.ini", 'transaction');
+$a->safe_psql('postgres', qq{
+	SELECT driftmirror.dm_add_router('orders', 'pool2', 'pgbouncer', '$bouncer2->{admin}',
+		'{"database": "app", "databases_file": "dm_app2.ini"}')});
+dm_wait_for($a, q{SELECT count(*) FILTER (WHERE in_sync AND state = 'applied') FROM driftmirror.dm_routers},
+	'2', 'both pgbouncer routers are applied');
+
+# SHOW DATABASES of pgbouncer (the first, or the one given): "paused port"
+# of database app
 sub bouncer_app
 {
-	my @lines = split /\n/, `psql -X -A -F '|' -d '$bouncer->{admin}' -c 'SHOW DATABASES' 2>/dev/null`;
+	my ($r) = @_;
+	$r //= $bouncer;
+	my @lines = split /\n/, `psql -X -A -F '|' -d '$r->{admin}' -c 'SHOW DATABASES' 2>/dev/null`;
 	my @cols = split /\|/, shift(@lines) // '';
 	my %i = map { $cols[$_] => $_ } 0 .. $#cols;
 	for my $line (@lines)
@@ -72,6 +89,7 @@ sub write_through_bouncer
 }
 
 is(bouncer_app(), '0 ' . $a->port, 'pgbouncer points app at a, not paused');
+is(bouncer_app($bouncer2), '0 ' . $a->port, 'the second pgbouncer too');
 
 # ---- a switchover under write load through pgbouncer: no client error ----
 ok(wait_mirroring($p), 'the mirror is in sync');
@@ -80,6 +98,12 @@ ok($a->poll_query_until('app', 'SELECT count(*) > 100 FROM dm_probe'), 'the prob
 $a->safe_psql('postgres', q{SELECT driftmirror.dm_promote('orders')});
 is(primary_of($p), $b, 'b is the primary');
 is(bouncer_app(), '0 ' . $b->port, 'the flip pointed pgbouncer at b and resumed it');
+is(bouncer_app($bouncer2), '0 ' . $b->port, 'and the second pgbouncer');
+is($a->safe_psql('postgres', q{
+	SELECT string_agg(step || ' ' || coalesce(details ->> 'poolers_paused', details ->> 'poolers_switched'), ', ' ORDER BY seq)
+	  FROM driftmirror.dm_promotion_steps
+	 WHERE promotion_id = (SELECT max(id) FROM driftmirror.dm_promotions) AND step IN ('fence', 'unfence')}),
+	'fence 2, unfence 2', 'both poolers were paused, switched and resumed');
 my $rows_b = $b->safe_psql('app', 'SELECT count(*) FROM dm_probe');
 ok($b->poll_query_until('app', "SELECT count(*) > $rows_b + 100 FROM dm_probe"),
 	'the probe goes on writing on b through pgbouncer');
@@ -95,6 +119,10 @@ is($a->safe_psql('postgres', q{SELECT poolers_paused IS NULL FROM driftmirror.pr
 	't', 'the promotion recorded no pooler left paused');
 is($a->safe_psql('postgres', q{SELECT pause_ms IS NOT NULL FROM driftmirror.promotion ORDER BY id DESC LIMIT 1}),
 	't', 'the write pause is measured');
+
+# the rest with one pooler
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_remove_router('orders', 'pool2')});
+router_stop($bouncer2);
 
 # ---- PAUSE that cannot complete: rolled back by promote_timeout, resumed ----
 my $held = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $via_bouncer ],
