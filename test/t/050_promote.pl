@@ -83,6 +83,13 @@ is($a->safe_psql('postgres', q{
 is($a->safe_psql('postgres', q{
 	SELECT count(*) FROM driftmirror.dm_promotion_steps WHERE outcome <> 'ok'}), '0',
 	'every step ended ok');
+# the driver rehearses the pause's transactions (the flip among them) and
+# rolls them back: nothing of it stays
+is($a->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM driftmirror.dm_actions WHERE kind = 'promote_flip')
+	       || ' ' || (SELECT count(*) FROM driftmirror.route_history WHERE reason LIKE 'promotion %')
+	       || ' ' || (SELECT count(*) FROM driftmirror.dm_promotion_steps WHERE step = 'sequences')}),
+	'10 40 10', 'one flip action, four route changes and one sequences step per promotion');
 note($a->safe_psql('postgres', q{
 	SELECT string_agg(round(pause_ms)::text, ' ' ORDER BY id) FROM driftmirror.dm_promotions}));
 
