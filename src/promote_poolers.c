@@ -8,10 +8,11 @@
  *		file pointing at the new primary is written beside the router's
  *		file (fsync'd, not in place yet), its id is recorded in
  *		promotion.poolers_paused in its own committed transaction, and an
- *		admin console session is opened; then "PAUSE <db>" on it (it
- *		returns once every server connection of the database is released,
- *		so at once under transaction pooling).  The session stays open.
- *		The wait is bounded by promote_timeout;
+ *		admin console session is opened; then, once every pooler is that
+ *		far, "PAUSE <db>" goes to all of them at once (each returns once
+ *		every server connection of the database is released, so soon under
+ *		transaction pooling).  The sessions stay open.  The wait is bounded
+ *		by promote_timeout;
  *	  - after the flip and the unfence, on that same session and with no
  *		control-database transaction in between: the prepared file is
  *		renamed into place, RELOAD, RECONNECT <db>, SHOW DATABASES must show

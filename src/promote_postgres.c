@@ -11,9 +11,18 @@
  * Invariants (PostgreSQL promotions):
  *	 - every state change is committed in the control database BEFORE the
  *	   action it announces is taken on a node, and every action is
- *	   idempotent, so a promotion can be re-driven from its recorded state;
- *	 - no transaction is open while a node is contacted: control-database
- *	   statements run in their own short transactions (ctl_txn.c);
+ *	   idempotent, so a promotion can be re-driven from its recorded state
+ *	   (one exception, harmless in any state: the first catch-up check,
+ *	   which also sets the mirror's sequences ahead, is sent while the
+ *	   fence step is being recorded; a mirror's sequences are not used
+ *	   until a promotion sets them again);
+ *	 - no transaction is open while the driver waits for a node:
+ *	   control-database statements run in their own short transactions
+ *	   (ctl_txn.c), and a node's answer is collected outside them;
+ *	 - inside the clients' write pause (fence to unfence) the driver does
+ *	   as few round trips as it can, and nothing for the first time: the
+ *	   pause's control-database transactions and node queries are
+ *	   rehearsed before it (Rehearse);
  *	 - the mirror is never unfenced before the flip (_promotion_flip, the
  *	   commit point), and the old primary is unfenced only by a rollback,
  *	   which happens only before the flip: so at no moment are both nodes
