@@ -63,7 +63,7 @@ command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('src'), '-f', "$dir/src.dump
 $node->safe_psql('postgres', 'CREATE DATABASE dst');
 my ($stdout, $stderr);
 my $ok = IPC::Run::run([ 'pg_restore', '-d', $node->connstr('dst'), "$dir/src.dump" ],
-	'>', \$stdout, '2>', \$stderr);
+	'>', \$stdout, '2>', \$stderr, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 ok($ok, 'pg_restore exits 0');
 is($stderr, '', 'pg_restore reports no error');
 

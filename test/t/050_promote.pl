@@ -136,4 +136,22 @@ $a->poll_query_until('app', $content, $b->safe_psql('app', $content))
   or diag('orders differ');
 is($a->safe_psql('app', $content), $b->safe_psql('app', $content), 'async commit: orders identical on both nodes');
 
+# A client holding a write transaction when the old primary is fenced gets
+# promote_fence_grace to finish, then its session is ended: the promotion
+# goes on (one round trip found a writer: the driver waits, then ends it),
+# and the row it never committed is on neither node.
+my $writer = $a->background_psql('app', on_error_stop => 0);
+$writer->query_safe(q{BEGIN; INSERT INTO orders (note) VALUES ('never committed')});
+$a->safe_psql('postgres', q{SELECT driftmirror.dm_promote('orders')});
+is(primary_of($p), $b, 'open writer: b is the primary');
+is($a->safe_psql('postgres', q{SELECT state FROM driftmirror.dm_promotions ORDER BY id DESC LIMIT 1}),
+	'done', 'open writer: the promotion is done');
+ok($a->poll_query_until('app', q{SELECT count(*) = 0 FROM pg_stat_activity
+	WHERE datname = 'app' AND backend_xid IS NOT NULL AND backend_type = 'client backend'}),
+	'open writer: its session was ended');
+is($b->safe_psql('app', q{SELECT count(*) FROM orders WHERE note = 'never committed'}), '0',
+	'open writer: its uncommitted row is not on the new primary');
+ok(wait_mirroring($p), 'open writer: a mirrors b');
+$writer->quit;
+
 done_testing();
